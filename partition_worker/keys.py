@@ -1,0 +1,143 @@
+"""The RocksDB key layout of partition state: one table prefix per kind of row, never reused.
+
+Every key starts with the table byte; the store adds the partition id in front.
+Variable-length parts are length-prefixed so that no key is a prefix of a
+different row's key, and integers are big-endian so that keys sort by value.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+class Table(enum.IntEnum):
+    """Table prefixes. A value once assigned is never changed or reused."""
+
+    META = 0x01
+    INVOCATION = 0x02
+    JOURNAL = 0x03
+    STATE = 0x04
+    INBOX = 0x05
+    LOCK = 0x06
+    PROMISE = 0x07
+    TIMER = 0x08
+    OUTBOX = 0x09
+    DEDUP = 0x0A
+    NOTIFIED = 0x0B
+
+
+def _part(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    return _U16.pack(len(raw)) + raw
+
+
+def meta_key(name: str) -> bytes:
+    return bytes([Table.META]) + name.encode()
+
+
+APPLIED_OFFSET = meta_key("applied_offset")
+LEADER_EPOCH = meta_key("leader_epoch")
+OUTBOX_NEXT_SEQ = meta_key("outbox_next_seq")
+INBOX_NEXT_SEQ = meta_key("inbox_next_seq")
+
+
+def invocation_key(invocation_id: str) -> bytes:
+    return bytes([Table.INVOCATION]) + invocation_id.encode()
+
+
+INVOCATION_PREFIX = bytes([Table.INVOCATION])
+
+
+def journal_prefix(invocation_id: str) -> bytes:
+    return bytes([Table.JOURNAL]) + _part(invocation_id)
+
+
+def journal_key(invocation_id: str, index: int) -> bytes:
+    return journal_prefix(invocation_id) + _U32.pack(index)
+
+
+def state_prefix(service: str, key: str) -> bytes:
+    return bytes([Table.STATE]) + _part(service) + _part(key)
+
+
+def state_key(service: str, key: str, name: bytes) -> bytes:
+    return state_prefix(service, key) + name
+
+
+def state_name_of(full_key: bytes, prefix: bytes) -> bytes:
+    return full_key[len(prefix) :]
+
+
+def inbox_prefix(service: str, key: str) -> bytes:
+    return bytes([Table.INBOX]) + _part(service) + _part(key)
+
+
+def inbox_key(service: str, key: str, seq: int) -> bytes:
+    return inbox_prefix(service, key) + _U64.pack(seq)
+
+
+def lock_key(service: str, key: str) -> bytes:
+    return bytes([Table.LOCK]) + _part(service) + _part(key)
+
+
+def promise_prefix(service: str, key: str) -> bytes:
+    return bytes([Table.PROMISE]) + _part(service) + _part(key)
+
+
+def promise_key(service: str, key: str, name: str) -> bytes:
+    return promise_prefix(service, key) + name.encode()
+
+
+TIMER_PREFIX = bytes([Table.TIMER])
+
+
+def timer_key(fire_at_ms: int, invocation_id: str, timer_kind: int, ref: int) -> bytes:
+    return TIMER_PREFIX + _U64.pack(fire_at_ms) + _part(invocation_id) + bytes([timer_kind]) + _U64.pack(ref)
+
+
+def parse_timer_key(key: bytes) -> tuple[int, str, int, int]:
+    """Inverse of `timer_key`: (fire_at_ms, invocation_id, timer_kind, ref)."""
+    fire_at_ms = _U64.unpack_from(key, 1)[0]
+    (length,) = _U16.unpack_from(key, 9)
+    invocation_id = key[11 : 11 + length].decode()
+    rest = 11 + length
+    return fire_at_ms, invocation_id, key[rest], _U64.unpack_from(key, rest + 1)[0]
+
+
+OUTBOX_PREFIX = bytes([Table.OUTBOX])
+
+
+def outbox_key(seq: int) -> bytes:
+    return OUTBOX_PREFIX + _U64.pack(seq)
+
+
+def outbox_seq_of(key: bytes) -> int:
+    return _U64.unpack_from(key, 1)[0]
+
+
+def dedup_key(producer: str) -> bytes:
+    return bytes([Table.DEDUP]) + producer.encode()
+
+
+def encode_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def decode_u64(raw: bytes) -> int:
+    return _U64.unpack(raw)[0]
+
+
+def notified_key(invocation_id: str, signal: bool, ident: int | str) -> bytes:
+    """Marks that the journal holds a notification for completion/signal `ident` of an invocation."""
+    kind = b"s" if signal else b"c"
+    tail = ident.encode() if isinstance(ident, str) else b"#" + _U32.pack(ident)
+    return notified_prefix(invocation_id) + kind + tail
+
+
+def notified_prefix(invocation_id: str) -> bytes:
+    return bytes([Table.NOTIFIED]) + _part(invocation_id)

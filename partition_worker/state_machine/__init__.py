@@ -1,0 +1,129 @@
+"""The partition state machine: `apply(txn, record)` turns one log record into state changes and actions.
+
+Apply is deterministic: no clock (time comes from the record's envelope), no
+randomness (ids are derived from what is in the log), no I/O (reads and writes
+go through the transaction; effects are returned as actions). The caller
+commits the transaction together with the applied offset, then, if it leads
+the partition, carries out the actions.
+"""
+
+from __future__ import annotations
+
+from partition_worker import keys
+from partition_worker.actions import Action, BecomeLeader, ScheduleTimer, SendOutbox
+from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed
+from partition_worker.state_machine.config import RetryPolicy, StateMachineConfig
+from partition_worker.state_machine.context import ApplyContext, decode_outbox_row
+from partition_worker.state_machine.lifecycle import (
+    apply_attach,
+    apply_cancel,
+    apply_invocation_response,
+    apply_invoke,
+    apply_kill,
+    apply_purge,
+    apply_resume,
+    apply_signal,
+    apply_timer,
+)
+from partition_worker.status import InvocationStatus, Phase
+from partition_worker.store import Transaction
+from wal.records import (
+    AnnounceLeader,
+    Attach,
+    AttemptEvents,
+    AttemptFailed,
+    Cancel,
+    InvocationResponse,
+    Invoke,
+    Kill,
+    OutboxTruncate,
+    Purge,
+    Record,
+    Resume,
+    Signal,
+    TimerFired,
+)
+
+__all__ = ["StateMachine", "StateMachineConfig", "RetryPolicy"]
+
+
+class StateMachine:
+    def __init__(self, config: StateMachineConfig) -> None:
+        self.config = config
+
+    def leader_epoch(self, txn: Transaction) -> int:
+        raw = txn.get(keys.LEADER_EPOCH)
+        return keys.decode_u64(raw) if raw is not None else 0
+
+    def apply(self, txn: Transaction, record: Record) -> list[Action]:
+        """Apply one record; return what the leader must do once the changes are committed."""
+        envelope = record.envelope
+        current_epoch = self.leader_epoch(txn)
+        if envelope.leader_epoch and envelope.leader_epoch < current_epoch:
+            return []  # written on behalf of a superseded leader: fenced off
+        if envelope.dedup is not None and self._is_duplicate(txn, envelope.dedup):
+            return []
+        ctx = ApplyContext(txn, self.config, envelope.timestamp_ms)
+        body = record.body
+        if isinstance(body, AnnounceLeader):
+            self._announce_leader(ctx, body, current_epoch)
+        elif isinstance(body, Invoke):
+            apply_invoke(ctx, body)
+        elif isinstance(body, AttemptEvents):
+            apply_attempt_events(ctx, body)
+        elif isinstance(body, AttemptFailed):
+            apply_attempt_failed(ctx, body)
+        elif isinstance(body, TimerFired):
+            apply_timer(ctx, body)
+        elif isinstance(body, Cancel):
+            apply_cancel(ctx, body)
+        elif isinstance(body, Kill):
+            apply_kill(ctx, body)
+        elif isinstance(body, Purge):
+            apply_purge(ctx, body)
+        elif isinstance(body, Resume):
+            apply_resume(ctx, body)
+        elif isinstance(body, Attach):
+            apply_attach(ctx, body)
+        elif isinstance(body, Signal):
+            apply_signal(ctx, body)
+        elif isinstance(body, InvocationResponse):
+            apply_invocation_response(ctx, body)
+        elif isinstance(body, OutboxTruncate):
+            self._truncate_outbox(ctx, body)
+        else:  # pragma: no cover - the union is closed
+            raise AssertionError(f"no apply step for {type(body).__name__}")
+        return ctx.actions
+
+    def _is_duplicate(self, txn: Transaction, dedup: tuple[str, int]) -> bool:
+        producer, seq = dedup
+        row = keys.dedup_key(producer)
+        raw = txn.get(row)
+        if raw is not None and keys.decode_u64(raw) >= seq:
+            return True
+        txn.put(row, keys.encode_u64(seq))
+        return False
+
+    def _announce_leader(self, ctx: ApplyContext, body: AnnounceLeader, current_epoch: int) -> None:
+        """A new leader takes over: restart running attempts, re-arm timers, re-send the outbox."""
+        if body.leader_epoch <= current_epoch:
+            return  # a stale or repeated announcement
+        ctx.txn.put(keys.LEADER_EPOCH, keys.encode_u64(body.leader_epoch))
+        ctx.actions.append(BecomeLeader(body.node_id, body.leader_epoch))
+        for row, raw in ctx.txn.scan(keys.INVOCATION_PREFIX):
+            status = InvocationStatus.decode(raw)
+            if status.phase is Phase.INVOKED:
+                invocation_id = row[1:].decode()
+                ctx.start_attempt(invocation_id, status)
+        for row, _ in ctx.txn.scan(keys.TIMER_PREFIX):
+            fire_at_ms, invocation_id, timer_kind, ref = keys.parse_timer_key(row)
+            ctx.actions.append(ScheduleTimer(fire_at_ms, invocation_id, timer_kind, ref))
+        for row, raw in ctx.txn.scan(keys.OUTBOX_PREFIX):
+            partition_key, outbox_body = decode_outbox_row(raw)
+            ctx.actions.append(SendOutbox(keys.outbox_seq_of(row), partition_key, outbox_body))
+
+    def _truncate_outbox(self, ctx: ApplyContext, body: OutboxTruncate) -> None:
+        for row, _ in ctx.txn.scan(keys.OUTBOX_PREFIX):
+            if keys.outbox_seq_of(row) > body.up_to_seq:
+                break
+            ctx.txn.delete(row)

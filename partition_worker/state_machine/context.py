@@ -1,0 +1,285 @@
+"""The apply context: one record's view of partition state, and the primitives every step shares.
+
+It wraps the write transaction and collects actions. It owns the journal
+(append entries, record notifications and deliver them), attempts (start,
+resume), completion (outcome to waiters, lock hand-over, retention) and the
+outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgpack
+
+from partition_worker import keys
+from partition_worker.actions import (
+    AbortAttempt,
+    Action,
+    InvokeAttempt,
+    Notify,
+    ReplyToIngress,
+    ScheduleTimer,
+    SendOutbox,
+)
+from partition_worker.state_machine.config import StateMachineConfig
+from partition_worker.status import InvocationStatus, Phase
+from partition_worker.store import Transaction
+from protocol import service_protocol_pb2 as pb
+from protocol.frames import MessageType
+from protocol.routing import partition_key_of
+from wal.records import (
+    Failure,
+    IngressSink,
+    InvocationResponse,
+    JournalSink,
+    Outcome,
+    RecordBody,
+    Sink,
+    TimerKind,
+)
+from wal.replies import Reply, ReplyKind
+
+CANCEL_SIGNAL_INDEX = 1
+
+
+class ApplyContext:
+    def __init__(self, txn: Transaction, config: StateMachineConfig, now_ms: int) -> None:
+        self.txn = txn
+        self.config = config
+        self.now_ms = now_ms
+        self.actions: list[Action] = []
+
+    # ------------------------------------------------------------ statuses
+
+    def status(self, invocation_id: str) -> InvocationStatus | None:
+        raw = self.txn.get(keys.invocation_key(invocation_id))
+        return InvocationStatus.decode(raw) if raw is not None else None
+
+    def save(self, invocation_id: str, status: InvocationStatus) -> InvocationStatus:
+        status = dataclasses.replace(status, modified_at_ms=self.now_ms)
+        self.txn.put(keys.invocation_key(invocation_id), status.encode())
+        return status
+
+    def counter(self, key: bytes) -> int:
+        """Return and advance a partition-wide sequence stored at `key`."""
+        raw = self.txn.get(key)
+        value = keys.decode_u64(raw) if raw is not None else 1
+        self.txn.put(key, keys.encode_u64(value + 1))
+        return value
+
+    # ------------------------------------------------------------ journal
+
+    def append_entry(self, invocation_id: str, status: InvocationStatus, message_type: int, payload: bytes) -> tuple[InvocationStatus, int]:
+        index = status.journal_length
+        self.txn.put(keys.journal_key(invocation_id, index), msgpack.packb([message_type, payload]))
+        return dataclasses.replace(status, journal_length=index + 1, retry_count=0), index
+
+    def add_notification(
+        self,
+        invocation_id: str,
+        status: InvocationStatus,
+        message_type: int,
+        message: object,
+        *,
+        completion_id: int | None = None,
+        signal: int | str | None = None,
+    ) -> InvocationStatus:
+        """Store a notification in the journal, then deliver it (running attempt) or resume (suspended and awaited)."""
+        payload = message.SerializeToString()  # type: ignore[attr-defined]
+        status, index = self.append_entry(invocation_id, status, message_type, payload)
+        if completion_id is not None:
+            self.txn.put(keys.notified_key(invocation_id, False, completion_id), b"")
+        if signal is not None:
+            self.txn.put(keys.notified_key(invocation_id, True, signal), b"")
+        if status.phase is Phase.INVOKED:
+            self.actions.append(Notify(invocation_id, status.attempt, index, message_type, payload))
+        elif status.phase is Phase.SUSPENDED and _awaits(status, completion_id, signal):
+            status = self.start_attempt(invocation_id, status)
+        return self.save(invocation_id, status)
+
+    def is_notified(self, invocation_id: str, signal: bool, ident: int | str) -> bool:
+        return self.txn.get(keys.notified_key(invocation_id, signal, ident)) is not None
+
+    def journal_entries(self, invocation_id: str) -> list[tuple[int, bytes]]:
+        return [tuple(msgpack.unpackb(raw)) for _, raw in self.txn.scan(keys.journal_prefix(invocation_id))]  # type: ignore[misc]
+
+    # ------------------------------------------------------------ attempts
+
+    def start_attempt(self, invocation_id: str, status: InvocationStatus) -> InvocationStatus:
+        status = dataclasses.replace(
+            status,
+            phase=Phase.INVOKED,
+            attempt=status.attempt + 1,
+            waiting_completions=(),
+            waiting_signals=(),
+            waiting_named_signals=(),
+            next_retry_at_ms=None,
+        )
+        self.actions.append(InvokeAttempt(invocation_id, status.attempt))
+        return self.save(invocation_id, status)
+
+    # ------------------------------------------------------------ completion
+
+    def complete(self, invocation_id: str, status: InvocationStatus, outcome: Outcome) -> None:
+        """End an invocation: answer its waiters, release its key, keep or drop it by retention."""
+        assert not status.is_completed, f"invocation {invocation_id} completed twice"
+        if status.phase is Phase.INVOKED:
+            self.actions.append(AbortAttempt(invocation_id, status.attempt))
+        for sink in status.response_sinks:
+            self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms)
+        self.txn.delete_prefix(keys.journal_prefix(invocation_id))
+        self.txn.delete_prefix(keys.notified_prefix(invocation_id))
+        if status.phase is Phase.INBOXED and status.inbox_seq is not None:
+            assert status.target.key is not None, "an inboxed invocation has a key"
+            self.txn.delete(keys.inbox_key(status.target.service, status.target.key, status.inbox_seq))
+        self.release_lock(invocation_id, status)
+        completed = dataclasses.replace(
+            status,
+            phase=Phase.COMPLETED,
+            outcome=outcome,
+            output=None,
+            completed_at_ms=self.now_ms,
+            response_sinks=(),
+            waiting_completions=(),
+            waiting_signals=(),
+            waiting_named_signals=(),
+            journal_length=0,
+            inbox_seq=None,
+        )
+        if status.completion_retention_ms > 0:
+            self.save(invocation_id, completed)
+            self.set_timer(self.now_ms + status.completion_retention_ms, invocation_id, TimerKind.CLEANUP, 0)
+        else:
+            self.forget(invocation_id, completed)
+
+    def forget(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Drop every row of a completed invocation (and, for a workflow run, the workflow's state)."""
+        self.txn.delete(keys.invocation_key(invocation_id))
+        if status.target.is_workflow_run and status.target.key is not None:
+            self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))
+            self.txn.delete_prefix(keys.promise_prefix(status.target.service, status.target.key))
+
+    def deliver_outcome(self, sink: Sink, invocation_id: str, outcome: Outcome, retention_ms: int) -> None:
+        if isinstance(sink, IngressSink):
+            expires = self.now_ms + retention_ms if retention_ms else None
+            self.reply(sink, Reply(ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires))
+        else:
+            self.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, outcome, invocation_id))
+
+    def release_lock(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Free the key if this invocation holds it, and start the next invocation of its inbox."""
+        target = status.target
+        if not target.takes_lock or target.key is None:
+            return
+        lock = keys.lock_key(target.service, target.key)
+        holder = self.txn.get(lock)
+        if holder is None or holder.decode() != invocation_id:
+            return
+        self.txn.delete(lock)
+        head = self.txn.first(keys.inbox_prefix(target.service, target.key))
+        if head is None:
+            return
+        inbox_row, next_id_raw = head
+        self.txn.delete(inbox_row)
+        next_id = next_id_raw.decode()
+        next_status = self.status(next_id)
+        assert next_status is not None and next_status.phase is Phase.INBOXED, f"inbox of {target.service}/{target.key} names {next_id}, which is not inboxed"
+        self.txn.put(lock, next_id.encode())
+        self.start_attempt(next_id, dataclasses.replace(next_status, inbox_seq=None))
+
+    def acquire_or_enqueue(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Start an invocation now, or queue it behind the key's current lock holder."""
+        target = status.target
+        if target.takes_lock and target.key is not None:
+            lock = keys.lock_key(target.service, target.key)
+            if self.txn.get(lock) is not None:
+                seq = self.counter(keys.INBOX_NEXT_SEQ)
+                self.txn.put(keys.inbox_key(target.service, target.key, seq), invocation_id.encode())
+                self.save(invocation_id, dataclasses.replace(status, phase=Phase.INBOXED, inbox_seq=seq))
+                return
+            self.txn.put(lock, invocation_id.encode())
+        self.start_attempt(invocation_id, status)
+
+    # ------------------------------------------------------------ effects
+
+    def reply(self, sink: IngressSink, reply: Reply) -> None:
+        self.actions.append(ReplyToIngress(sink, reply))
+
+    def send(self, partition_key: int, body: RecordBody) -> None:
+        """Queue a message for another (or this) partition in the outbox."""
+        seq = self.counter(keys.OUTBOX_NEXT_SEQ)
+        self.txn.put(keys.outbox_key(seq), msgpack.packb([partition_key, _encode_body(body)]))
+        self.actions.append(SendOutbox(seq, partition_key, body))
+
+    def set_timer(self, fire_at_ms: int, invocation_id: str, timer_kind: TimerKind, ref: int) -> None:
+        self.txn.put(keys.timer_key(fire_at_ms, invocation_id, int(timer_kind), ref), b"")
+        self.actions.append(ScheduleTimer(fire_at_ms, invocation_id, int(timer_kind), ref))
+
+    def fail_sink(self, sink: Sink, invocation_id: str, failure: Failure) -> None:
+        self.deliver_outcome(sink, invocation_id, Outcome(failure=failure), 0)
+
+
+def _awaits(status: InvocationStatus, completion_id: int | None, signal: int | str | None) -> bool:
+    if completion_id is not None and completion_id in status.waiting_completions:
+        return True
+    if isinstance(signal, int) and signal in status.waiting_signals:
+        return True
+    return isinstance(signal, str) and signal in status.waiting_named_signals
+
+
+def _encode_body(body: RecordBody) -> bytes:
+    from wal.records import Envelope, Record, encode_record
+
+    return encode_record(Record(Envelope(0), body))
+
+
+def decode_outbox_row(raw: bytes) -> tuple[int, RecordBody]:
+    from wal.records import decode_record
+
+    partition_key, encoded = msgpack.unpackb(raw)
+    return partition_key, decode_record(encoded).body
+
+
+def failure_pb(failure: Failure) -> pb.Failure:
+    return pb.Failure(code=failure.code, message=failure.message)
+
+
+def outcome_from_pb(message: object) -> Outcome:
+    """An Outcome from a message with a value/failure oneof (Value message or raw bytes value)."""
+    which = message.WhichOneof("result")  # type: ignore[attr-defined]
+    if which == "failure":
+        failure = message.failure  # type: ignore[attr-defined]
+        return Outcome(failure=Failure(failure.code, failure.message))
+    if which == "value":
+        value = message.value  # type: ignore[attr-defined]
+        return Outcome(value=value if isinstance(value, bytes) else value.content)
+    return Outcome(value=b"")
+
+
+def set_result(message: object, outcome: Outcome | None, *, void_allowed: bool = True) -> None:
+    """Fill the value(5)/failure(6)/void(4) oneof of a notification."""
+    if outcome is None:
+        assert void_allowed, "this notification has no void result"
+        message.void.SetInParent()  # type: ignore[attr-defined]
+    elif outcome.failure is not None:
+        message.failure.CopyFrom(failure_pb(outcome.failure))  # type: ignore[attr-defined]
+    else:
+        message.value.SetInParent()  # type: ignore[attr-defined]
+        message.value.content = outcome.value or b""  # type: ignore[attr-defined]
+
+
+NOTIFICATION_CLASSES = {
+    MessageType.CALL_COMPLETION: pb.CallCompletionNotificationMessage,
+    MessageType.ATTACH_INVOCATION_COMPLETION: pb.AttachInvocationCompletionNotificationMessage,
+    MessageType.GET_INVOCATION_OUTPUT_COMPLETION: pb.GetInvocationOutputCompletionNotificationMessage,
+    MessageType.GET_PROMISE_COMPLETION: pb.GetPromiseCompletionNotificationMessage,
+}
+
+
+def completion_for_sink(sink: JournalSink, outcome: Outcome | None) -> object:
+    """The notification a journal sink receives for an outcome (None: not ready, for GetInvocationOutput)."""
+    cls = NOTIFICATION_CLASSES[MessageType(sink.notification_type)]
+    message = cls(completion_id=sink.completion_id)
+    set_result(message, outcome)
+    return message

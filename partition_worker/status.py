@@ -1,0 +1,64 @@
+"""The stored status of one invocation: its phase, pinned deployment, attempt and waiters."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from wal.records import Failure, Outcome, Sink, Target, pack_struct, unpack_struct
+
+
+class Phase(enum.IntEnum):
+    """Where an invocation is in its life. Never renumber."""
+
+    SCHEDULED = 1  # delayed send, waiting for its timer
+    INBOXED = 2  # waiting in its key's inbox for the lock
+    INVOKED = 3  # an attempt is (or should be) running
+    SUSPENDED = 4  # waiting for a notification; no attempt running
+    BACKING_OFF = 5  # the last attempt failed; a retry timer is set
+    PAUSED = 6  # retries exhausted; resumes on request
+    COMPLETED = 7  # outcome known, kept for its retention
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationStatus:
+    phase: Phase
+    target: Target
+    created_at_ms: int
+    modified_at_ms: int
+    attempt: int = 0
+    journal_length: int = 0
+    command_count: int = 0
+    deployment_id: str | None = None
+    protocol_version: int | None = None
+    response_sinks: tuple[Sink, ...] = ()
+    idempotency_key: str | None = None
+    completion_retention_ms: int = 0
+    retry_count: int = 0
+    waiting_completions: tuple[int, ...] = ()
+    waiting_signals: tuple[int, ...] = ()
+    waiting_named_signals: tuple[str, ...] = ()
+    output: Outcome | None = None
+    outcome: Outcome | None = None
+    completed_at_ms: int | None = None
+    inbox_seq: int | None = None
+    execute_at_ms: int | None = None
+    last_failure: Failure | None = None
+    next_retry_at_ms: int | None = None
+
+    @property
+    def is_completed(self) -> bool:
+        return self.phase is Phase.COMPLETED
+
+    @property
+    def expires_at_ms(self) -> int | None:
+        if self.completed_at_ms is None:
+            return None
+        return self.completed_at_ms + self.completion_retention_ms
+
+    def encode(self) -> bytes:
+        return pack_struct(self)
+
+    @staticmethod
+    def decode(data: bytes) -> InvocationStatus:
+        return unpack_struct(InvocationStatus, data, {"phase": Phase})  # type: ignore[no-any-return]

@@ -1,0 +1,159 @@
+"""Partition state storage: a key-value interface, its RocksDB and in-memory backends, and write transactions.
+
+Apply reads through a `Transaction`, which sees its own pending writes and
+turns them into one atomic write (a RocksDB write batch) on commit. Keys given
+to a `PartitionStore` are partition-local; the store prefixes the partition id
+so that all partitions of a node share one RocksDB.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Protocol
+
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+_PARTITION = struct.Struct(">H")
+
+
+class PartitionStore(Protocol):
+    """Committed state of one partition."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Rows whose key starts with `prefix`, in key order."""
+        ...
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        """Apply all puts (None deletes) atomically."""
+        ...
+
+
+class MemoryPartitionStore:
+    """A dict-backed store for unit tests of the state machine."""
+
+    def __init__(self) -> None:
+        self.rows: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.rows.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.rows if k.startswith(prefix)):
+            yield key, self.rows[key]
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        for key, value in puts.items():
+            if value is None:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = value
+
+
+class RocksDatabase:
+    """One RocksDB for all partitions of a node (rocksdict). Writes skip fsync: the log is the truth."""
+
+    def __init__(self, path: str) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._db = Rdict(path, options)
+        self._write_options = WriteOptions()
+        self._write_options.sync = False
+
+    def partition(self, partition: int) -> RocksPartitionStore:
+        return RocksPartitionStore(self, partition)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RocksPartitionStore:
+    """One partition's rows inside the shared RocksDB, under a 2-byte partition prefix."""
+
+    def __init__(self, database: RocksDatabase, partition: int) -> None:
+        self._db = database._db
+        self._write_options = database._write_options
+        self._prefix = _PARTITION.pack(partition)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(self._prefix + key)  # type: ignore[no-any-return]
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        full = self._prefix + prefix
+        read_options = ReadOptions()
+        read_options.set_iterate_upper_bound(_next_prefix(full))
+        iterator = self._db.iter(read_options)
+        iterator.seek(full)
+        strip = len(self._prefix)
+        while iterator.valid():
+            key = iterator.key()
+            if not key.startswith(full):
+                break
+            yield key[strip:], iterator.value()
+            iterator.next()
+
+    def write(self, puts: dict[bytes, bytes | None]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in puts.items():
+            if value is None:
+                batch.delete(self._prefix + key)
+            else:
+                batch.put(self._prefix + key, value)
+        self._db.write(batch, self._write_options)
+
+
+def _next_prefix(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    assert stripped, "a prefix of only 0xff bytes has no upper bound"
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class Transaction:
+    """Reads that see pending writes, and the pending writes themselves.
+
+    Apply uses one transaction per group of records; `puts` becomes one atomic
+    write. Scans merge committed rows with pending ones.
+    """
+
+    def __init__(self, store: PartitionStore) -> None:
+        self.store = store
+        self.puts: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.puts:
+            return self.puts[key]
+        return self.store.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.puts[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.puts[key] = None
+
+    def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        rows = {key: value for key, value in self.store.scan(prefix)}
+        for key, value in self.puts.items():
+            if not key.startswith(prefix):
+                continue
+            if value is None:
+                rows.pop(key, None)
+            else:
+                rows[key] = value
+        return sorted(rows.items())
+
+    def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
+        """The lowest row under `prefix`, seeing pending writes."""
+        rows = self.scan(prefix)
+        return rows[0] if rows else None
+
+    def delete_prefix(self, prefix: bytes) -> None:
+        for key, _ in self.scan(prefix):
+            self.delete(key)
+
+    def commit(self) -> None:
+        if self.puts:
+            self.store.write(self.puts)
+        self.puts = {}

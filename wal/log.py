@@ -1,0 +1,49 @@
+"""The `Log` interface: durable, ordered, partitioned append and tailing reads.
+
+Every backend (embedded, Kafka) implements it and passes the same conformance
+suite (`tests/unit/test_log_conformance.py`). Offsets are per partition, start
+at 0 and only grow. A reader only ever sees entries that are durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+
+class LogError(Exception):
+    """The log could not do what was asked; the message says what and whether a retry is safe."""
+
+
+class LogClosedError(LogError):
+    """The log was closed while an operation was pending."""
+
+
+class Log(Protocol):
+    """A partitioned write-ahead log."""
+
+    @property
+    def partition_count(self) -> int: ...
+
+    async def append(self, partition: int, entries: Sequence[bytes]) -> int:
+        """Append entries to one partition, in order; return the offset of the last one.
+
+        Returns only once every entry is durable (fsync on the embedded log,
+        acks=all on Kafka). Concurrent appends are group-committed.
+        """
+        ...
+
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Yield batches of (offset, entry) from `from_offset` on, forever, as they become durable.
+
+        Cancelling the consuming task stops the iteration.
+        """
+        ...
+
+    async def end_offset(self, partition: int) -> int:
+        """The offset the next appended entry will get (0 for an empty partition)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush, release files and connections; pending appends fail with LogClosedError."""
+        ...

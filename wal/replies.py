@@ -1,0 +1,82 @@
+"""Replies from partition leaders to requests waiting at an ingress, and the bus that carries them.
+
+A request that waits (a call, an attach, a send awaiting Accepted, an admin
+command) registers with the node's `ReplyBus` and puts an `IngressSink`
+(node id, request id) into the record it appends. When applying that record
+(or a later one) produces an answer, the partition leader hands a `Reply` to
+the bus, which completes the waiting future. Request ids are random 63-bit
+numbers, so a reply meant for a request from before a restart finds nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+from dataclasses import dataclass
+
+from wal.records import IngressSink, Outcome
+
+
+class ReplyKind(enum.IntEnum):
+    OUTCOME = 1  # the invocation finished: `outcome` is set
+    SUBMITTED = 2  # an Invoke was accepted: `previously_accepted` says if it was a duplicate
+    NOT_READY = 3  # output requested without blocking, invocation still running
+    NOT_FOUND = 4  # no such invocation (or no longer retained)
+    ACK = 5  # an admin command or signal was applied
+    CONFLICT = 6  # the request conflicts with existing state (e.g. workflow already started); `message` says why
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    kind: ReplyKind
+    invocation_id: str
+    outcome: Outcome | None = None
+    previously_accepted: bool = False
+    message: str = ""
+    completion_expires_at_ms: int | None = None
+
+
+class ReplyBus:
+    """In-process delivery of replies to waiting requests of this node.
+
+    `max_waiting_requests` bounds how many requests may wait at once; beyond
+    it `register` raises `TooManyWaitingRequests` so the ingress can answer 503/429.
+    """
+
+    def __init__(self, node_id: int, max_waiting_requests: int = 100_000) -> None:
+        self.node_id = node_id
+        self.max_waiting_requests = max_waiting_requests
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+
+    def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
+        """Reserve a request id; the future completes with its reply. Call `release` when done."""
+        if len(self._waiting) >= self.max_waiting_requests:
+            raise TooManyWaitingRequests(f"{len(self._waiting)} requests already wait for replies (max_waiting_requests)")
+        request_id = secrets.randbits(63)
+        while request_id in self._waiting:
+            request_id = secrets.randbits(63)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        return IngressSink(self.node_id, request_id), future
+
+    def release(self, sink: IngressSink) -> None:
+        self._waiting.pop(sink.request_id, None)
+
+    def deliver(self, sink: IngressSink, reply: Reply) -> bool:
+        """Complete the request `sink` names; False if nobody waits for it (gone, or another node's)."""
+        if sink.node_id != self.node_id:
+            return False
+        future = self._waiting.pop(sink.request_id, None)
+        if future is None or future.done():
+            return False
+        future.set_result(reply)
+        return True
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+
+class TooManyWaitingRequests(Exception):
+    """More requests wait for replies than `max_waiting_requests` allows."""

@@ -23,6 +23,8 @@ def partition_key_for_key(key: str) -> int:
     The same key of any service maps to the same partition key, so state,
     inbox, promises and the workflow run of one key live on one partition.
     """
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 

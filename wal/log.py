@@ -7,7 +7,7 @@ at 0 and only grow. A reader only ever sees entries that are durable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 
@@ -33,7 +33,7 @@ class Log(Protocol):
         """
         ...
 
-    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever, as they become durable.
 
         Cancelling the consuming task stops the iteration.

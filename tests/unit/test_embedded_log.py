@@ -1,0 +1,445 @@
+"""Tests of what only the embedded log does: recovery on open, torn tails, corruption, locking, segments, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import pytest
+
+from wal.embedded import EmbeddedLog, EmbeddedLogLimits
+from wal.embedded_files import FRAME_HEADER_BYTES, LogCorruptError, list_segment_numbers, segment_path
+from wal.log import LogClosedError, LogError
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+WAIT_TIMEOUT_S = 10.0
+
+
+def tail_of(log: EmbeddedLog, partition: int, from_offset: int, max_batch_entries: int = 512) -> contextlib.aclosing[AsyncGenerator[list[tuple[int, bytes]], None]]:
+    """A tail that the `async with` closes on exit."""
+    batches = log.tail(partition, from_offset, max_batch_entries)
+    assert isinstance(batches, AsyncGenerator), "a tail must be closable"
+    return contextlib.aclosing(batches)
+
+
+def entry(index: int, size: int = 100) -> bytes:
+    stem = f"entry-{index}-".encode()
+    return (stem * (size // len(stem) + 1))[:size]
+
+
+async def read_all(log: EmbeddedLog, partition: int, from_offset: int = 0, max_batch_entries: int = 512) -> list[bytes]:
+    """Every durable entry of `partition` from `from_offset` on, checking that offsets are dense."""
+    end = await log.end_offset(partition)
+    entries: list[bytes] = []
+    if end <= from_offset:
+        return entries
+    async with asyncio.timeout(WAIT_TIMEOUT_S), tail_of(log, partition, from_offset, max_batch_entries) as batches:
+        async for batch in batches:
+            for offset, payload in batch:
+                assert offset == from_offset + len(entries)
+                entries.append(payload)
+            if from_offset + len(entries) >= end:
+                break
+    return entries
+
+
+async def fill(path: Path, count: int, limits: EmbeddedLogLimits | None = None, partition_count: int = 1) -> list[bytes]:
+    """Create a log at `path` with `count` entries of 100 bytes in partition 0, one append each, and close it."""
+    log = await EmbeddedLog.open(path, partition_count, limits)
+    entries = [entry(index) for index in range(count)]
+    for index, payload in enumerate(entries):
+        assert await log.append(0, [payload]) == index
+    await log.close()
+    return entries
+
+
+def flip_byte(path: Path, position: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(position)
+        original = file.read(1)
+        file.seek(position)
+        file.write(bytes([original[0] ^ 0xFF]))
+
+
+async def test_reopen_after_clean_close_keeps_everything(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 3)
+    await log.append(0, [b"a", b"b"])
+    await log.append(2, [b"c"])
+    await log.append(0, [b"d"])
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 3)
+    assert log.dropped_tail_bytes == 0
+    assert await read_all(log, 0) == [b"a", b"b", b"d"]
+    assert await read_all(log, 1) == []
+    assert await read_all(log, 2) == [b"c"]
+    assert await log.append(0, [b"e"]) == 3
+    assert await read_all(log, 0, 2) == [b"d", b"e"]
+    await log.close()
+
+
+async def test_truncated_tail_is_dropped_and_appends_continue(tmp_path: Path) -> None:
+    entries = await fill(tmp_path, 20)
+    segment = segment_path(tmp_path, 0)
+    os.truncate(segment, segment.stat().st_size - 7)
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert log.dropped_tail_bytes == FRAME_HEADER_BYTES + 100 - 7
+    assert await read_all(log, 0) == entries[:19]
+    assert await log.append(0, [b"after"]) == 19
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert log.dropped_tail_bytes == 0
+    assert await read_all(log, 0) == entries[:19] + [b"after"]
+    await log.close()
+
+
+async def test_truncated_header_is_dropped(tmp_path: Path) -> None:
+    entries = await fill(tmp_path, 5)
+    segment = segment_path(tmp_path, 0)
+    os.truncate(segment, 4 * (FRAME_HEADER_BYTES + 100) + 5)
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert log.dropped_tail_bytes == 5
+    assert await read_all(log, 0) == entries[:4]
+    await log.close()
+
+
+async def test_flipped_byte_in_last_entry_is_dropped(tmp_path: Path) -> None:
+    entries = await fill(tmp_path, 20)
+    segment = segment_path(tmp_path, 0)
+    flip_byte(segment, segment.stat().st_size - 1)
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert log.dropped_tail_bytes == FRAME_HEADER_BYTES + 100
+    assert await read_all(log, 0) == entries[:19]
+    assert await log.append(0, [b"after"]) == 19
+    await log.close()
+
+
+async def test_flipped_length_in_last_entry_is_dropped(tmp_path: Path) -> None:
+    entries = await fill(tmp_path, 20)
+    segment = segment_path(tmp_path, 0)
+    flip_byte(segment, segment.stat().st_size - FRAME_HEADER_BYTES - 100 + 3)  # low byte of the length field
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == entries[:19]
+    await log.close()
+
+
+async def test_corruption_in_the_middle_of_the_last_segment_fails_loudly(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_commit_group_bytes=1024, max_append_bytes=1024)  # a torn tail is at most 1 KiB
+    await fill(tmp_path, 100, limits)
+    frame_bytes = FRAME_HEADER_BYTES + 100
+    flip_byte(segment_path(tmp_path, 0), 10 * frame_bytes + FRAME_HEADER_BYTES + 50)
+    with pytest.raises(LogCorruptError, match=f"corrupt at byte {10 * frame_bytes}: a frame whose checksum does not match"):
+        await EmbeddedLog.open(tmp_path, 1, limits)
+    with pytest.raises(LogCorruptError):  # the failed open released the lock: the error repeats, not "in use"
+        await EmbeddedLog.open(tmp_path, 1, limits)
+
+
+async def test_corruption_at_the_end_of_an_earlier_segment_fails_loudly(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=1000)
+    await fill(tmp_path, 30, limits)
+    assert len(list_segment_numbers(tmp_path)) >= 3
+    first_segment = segment_path(tmp_path, 0)
+    flip_byte(first_segment, first_segment.stat().st_size - 1)
+    with pytest.raises(LogCorruptError, match="not the last segment"):
+        await EmbeddedLog.open(tmp_path, 1, limits)
+
+
+async def test_missing_segment_fails_loudly(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=1000)
+    await fill(tmp_path, 30, limits)
+    segment_path(tmp_path, 1).unlink()
+    with pytest.raises(LogCorruptError, match="missing segment 1"):
+        await EmbeddedLog.open(tmp_path, 1, limits)
+
+
+async def test_segments_without_metadata_are_refused(tmp_path: Path) -> None:
+    await fill(tmp_path, 3)
+    (tmp_path / "duro-log.json").unlink()
+    with pytest.raises(LogCorruptError, match="no duro-log.json"):
+        await EmbeddedLog.open(tmp_path, 1)
+
+
+async def test_wrong_partition_count_is_refused(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 4)
+    await log.close()
+    with pytest.raises(LogError, match="created with 4 partitions but was opened with partition_count=8"):
+        await EmbeddedLog.open(tmp_path, 8)
+    log = await EmbeddedLog.open(tmp_path, 4)
+    await log.close()
+
+
+async def test_second_opener_is_refused(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 2)
+    with pytest.raises(LogError, match=rf"is in use by another duro process \(pid {os.getpid()}\)"):
+        await EmbeddedLog.open(tmp_path, 2)
+    await log.append(0, [b"still works"])
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 2)
+    assert await read_all(log, 0) == [b"still works"]
+    await log.close()
+
+
+async def test_segment_rollover_and_reading_across_segments(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=2048, max_cached_bytes=1, max_read_batch_bytes=1024)
+    log = await EmbeddedLog.open(tmp_path, 2, limits)
+    expected: dict[int, list[bytes]] = {0: [], 1: []}
+    for index in range(200):
+        partition = index % 3 % 2
+        batch = [entry(index * 10 + item, size=40 + index % 50) for item in range(1 + index % 4)]
+        await log.append(partition, batch)
+        expected[partition].extend(batch)
+    segments = list_segment_numbers(tmp_path)
+    assert len(segments) > 10
+    assert all(segment_path(tmp_path, number).stat().st_size <= 2048 for number in segments)
+    for partition in range(2):
+        assert await read_all(log, partition, max_batch_entries=5) == expected[partition]
+        assert await read_all(log, partition, from_offset=77) == expected[partition][77:]
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 2, limits)
+    for partition in range(2):
+        assert await read_all(log, partition) == expected[partition]
+    await log.close()
+
+
+async def test_an_append_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=1000)
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    await log.append(0, [b"small"])
+    await log.append(0, [bytes(5000)])
+    await log.append(0, [b"after"])
+    assert len(list_segment_numbers(tmp_path)) == 3
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    assert await read_all(log, 0) == [b"small", bytes(5000), b"after"]
+    await log.close()
+
+
+async def test_append_larger_than_max_append_bytes_is_refused(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1, EmbeddedLogLimits(max_append_bytes=1000))
+    with pytest.raises(ValueError, match="more than max_append_bytes=1000"):
+        await log.append(0, [bytes(600), bytes(600)])
+    assert await log.append(0, [bytes(900)]) == 0
+    await log.close()
+
+
+async def test_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_pending_appends must be an int >= 1, got 0"):
+        EmbeddedLogLimits(max_pending_appends=0)
+
+
+async def test_back_pressure_limits_pending_appends(tmp_path: Path) -> None:
+    """With room for one pending append, every append gets a commit of its own."""
+    log = await EmbeddedLog.open(tmp_path, 1, EmbeddedLogLimits(max_pending_appends=1))
+    offsets = await asyncio.gather(*(log.append(0, [entry(index)]) for index in range(20)))
+    assert sorted(offsets) == list(range(20))
+    assert log.fsync_count == 20
+    await log.close()
+
+
+async def test_back_pressure_limits_pending_bytes(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1, EmbeddedLogLimits(max_pending_bytes=3 * (FRAME_HEADER_BYTES + 100)))
+    offsets = await asyncio.gather(*(log.append(0, [entry(index)]) for index in range(30)))
+    assert sorted(offsets) == list(range(30))
+    assert log.fsync_count >= 10, "at most three appends fit in one commit"
+    await log.close()
+
+
+async def test_group_commit_delay_gathers_staggered_appends(tmp_path: Path) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1, EmbeddedLogLimits(max_group_commit_delay_us=300_000))
+
+    async def staggered(index: int) -> int:
+        await asyncio.sleep(index * 0.005)
+        return await log.append(0, [entry(index)])
+
+    await asyncio.gather(*(staggered(index) for index in range(10)))
+    assert log.fsync_count <= 2
+    await log.close()
+
+
+class SlowDisk:
+    """Holds every fdatasync of the writer thread until `release` (a disk that is slow to sync)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._real_fdatasync = os.fdatasync
+        self._gate = threading.Event()
+        self.entered = threading.Event()
+        monkeypatch.setattr(os, "fdatasync", self._fdatasync)
+
+    def _fdatasync(self, fd: int) -> None:
+        self.entered.set()
+        if not self._gate.wait(WAIT_TIMEOUT_S):
+            raise TimeoutError("SlowDisk was never released")
+        self._real_fdatasync(fd)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+async def wait_for_thread_event(event: threading.Event) -> None:
+    assert await asyncio.to_thread(event.wait, WAIT_TIMEOUT_S), "the writer thread never got there"
+
+
+async def test_readers_never_see_entries_before_they_are_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1)
+    disk = SlowDisk(monkeypatch)
+    tailer = asyncio.create_task(read_all_from_tail(log, 1))
+    append = asyncio.create_task(log.append(0, [b"slow"]))
+    await wait_for_thread_event(disk.entered)
+    await asyncio.sleep(0.05)
+    assert not tailer.done() and not append.done()
+    assert await log.end_offset(0) == 0
+    disk.release()
+    assert await append == 0
+    assert await tailer == [(0, b"slow")]
+    await log.close()
+
+
+async def read_all_from_tail(log: EmbeddedLog, count: int) -> list[tuple[int, bytes]]:
+    async with asyncio.timeout(WAIT_TIMEOUT_S), tail_of(log, 0, 0) as batches:
+        async for batch in batches:
+            return batch[:count]
+    raise AssertionError("a tail ended")
+
+
+async def test_close_finishes_the_commit_in_flight_and_fails_queued_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1)
+    disk = SlowDisk(monkeypatch)
+    in_flight = asyncio.create_task(log.append(0, [b"in flight"]))
+    await wait_for_thread_event(disk.entered)
+    queued = [asyncio.create_task(log.append(0, [entry(index)])) for index in range(5)]
+    await asyncio.sleep(0.01)
+    closing = asyncio.create_task(log.close())
+    await asyncio.sleep(0.01)
+    for task in queued:
+        with pytest.raises(LogClosedError, match="it was not written"):
+            await task
+    assert not closing.done(), "close waits for the commit in flight"
+    disk.release()
+    assert await in_flight == 0
+    await closing
+    monkeypatch.undo()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [b"in flight"]
+    await log.close()
+
+
+async def test_a_failed_sync_fails_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = await EmbeddedLog.open(tmp_path, 1)
+    await log.append(0, [b"durable"])
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "simulated I/O error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    with pytest.raises(LogError, match="failed to write or sync.*reopen the log"):
+        await log.append(0, [b"doomed"])
+    with pytest.raises(LogError, match="failed to write or sync"):
+        await log.append(0, [b"refused"])
+    with pytest.raises(LogError, match="failed to write or sync"):
+        await read_all(log, 0)
+    await log.close()
+    monkeypatch.undo()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert (await read_all(log, 0))[0] == b"durable"
+    await log.close()
+
+
+async def test_tail_reads_old_entries_from_disk_then_follows_from_memory(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_cached_bytes=50 * 200)  # about the last 50 entries stay in memory
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    for start in range(0, 500, 50):
+        await log.append(0, [entry(index) for index in range(start, start + 50)])
+    received: list[bytes] = []
+    async with asyncio.timeout(WAIT_TIMEOUT_S), tail_of(log, 0, 0, 64) as batches:
+        async for batch in batches:
+            received.extend(payload for _, payload in batch)
+            if len(received) == 500:
+                await log.append(0, [b"new"])
+            if len(received) == 501:
+                break
+    assert received == [entry(index) for index in range(500)] + [b"new"]
+    await log.close()
+
+
+CRASH_CHILD = r"""
+import asyncio, hashlib, sys
+from wal.embedded import EmbeddedLog, EmbeddedLogLimits
+
+def payload(task, seq):
+    return hashlib.sha256(f"{task}:{seq}".encode()).digest() * (1 + seq % 20)
+
+async def main(path):
+    log = await EmbeddedLog.open(path, 4, EmbeddedLogLimits(max_segment_bytes=64 * 1024))
+    print("ready", flush=True)
+
+    async def appender(task):
+        for seq in range(10_000_000):
+            partition = (task + seq) % 4
+            offset = await log.append(partition, [payload(task, seq)])
+            sys.stdout.write(f"{partition} {offset} {task} {seq}\n")
+            sys.stdout.flush()
+
+    await asyncio.gather(*(appender(task) for task in range(8)))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def crash_payload(task: int, seq: int) -> bytes:
+    return hashlib.sha256(f"{task}:{seq}".encode()).digest() * (1 + seq % 20)
+
+
+def read_acknowledgements(process: subprocess.Popen[str], minimum: int, deadline: float) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    while len(lines) < minimum:
+        assert time.monotonic() < deadline, f"the child acknowledged only {len(lines)} appends in time"
+        line = process.stdout.readline()
+        assert line, f"the child exited early with {process.poll()}"
+        lines.append(line)
+    return lines
+
+
+def test_acknowledged_entries_survive_sigkill(tmp_path: Path) -> None:
+    log_path = tmp_path / "log"
+    environment = dict(os.environ, PYTHONPATH=str(REPOSITORY_ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD, str(log_path)], stdout=subprocess.PIPE, text=True, cwd=REPOSITORY_ROOT, env=environment
+    )
+    try:
+        deadline = time.monotonic() + 30
+        assert read_acknowledgements(process, 1, deadline) == ["ready\n"]
+        with pytest.raises(LogError, match=rf"in use by another duro process \(pid {process.pid}\)"):
+            asyncio.run(EmbeddedLog.open(log_path, 4))
+        lines = read_acknowledgements(process, 3000, deadline)
+        process.send_signal(signal.SIGKILL)
+        remaining, _ = process.communicate(timeout=WAIT_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=WAIT_TIMEOUT_S)
+    assert process.returncode == -signal.SIGKILL
+    lines += remaining.splitlines(keepends=True)
+    acknowledged = [tuple(int(field) for field in line.split()) for line in lines if line.endswith("\n")]
+    asyncio.run(_check_acknowledged(log_path, acknowledged))
+
+
+async def _check_acknowledged(log_path: Path, acknowledged: list[tuple[int, ...]]) -> None:
+    log = await EmbeddedLog.open(log_path, 4, EmbeddedLogLimits(max_segment_bytes=64 * 1024))
+    assert len(list_segment_numbers(log_path)) > 1, "the crash test should span segments"
+    stored = {partition: await read_all(log, partition) for partition in range(4)}
+    for partition, offset, task, seq in acknowledged:
+        assert offset < len(stored[partition]), f"acknowledged partition {partition} offset {offset} is missing"
+        assert stored[partition][offset] == crash_payload(task, seq), f"partition {partition} offset {offset} differs"
+    assert await log.append(0, [b"after the crash"]) == len(stored[0])
+    await log.close()
+

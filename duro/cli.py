@@ -1,0 +1,66 @@
+"""The `duro` command line: `duro serve` and `duro version`.
+
+Flags override `DURO_*` environment variables, which override defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from duro import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duro", description="A durable-execution runtime for Restate SDK services.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a node: ingress, admin API and partition workers")
+    serve.add_argument("--data-dir", help="data directory (DURO_DATA_DIR, default ./duro-data)")
+    serve.add_argument("--bind", help="listen address (DURO_BIND, default 127.0.0.1)")
+    serve.add_argument("--ingress-port", type=int, help="ingress port (DURO_INGRESS_PORT, default 8080)")
+    serve.add_argument("--admin-port", type=int, help="admin API port (DURO_ADMIN_PORT, default 9070)")
+    serve.add_argument("--partitions", type=int, help="partition count, fixed at creation (DURO_PARTITIONS, default 24)")
+    serve.add_argument("--node-id", type=int, help="node id (DURO_NODE_ID, default 1)")
+    serve.add_argument("--log", choices=["embedded"], help="log backend (DURO_LOG, default embedded)")
+    serve.add_argument("--log-level", help="logging level (DURO_LOG_LEVEL, default info)")
+    serve.add_argument("--max-protocol-version", type=int, choices=[5, 6, 7], help="highest service protocol version offered (default 6)")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ["data_dir", "bind", "ingress_port", "admin_port", "partitions", "node_id", "log", "log_level"]
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if getattr(args, "max_protocol_version", None) is not None:
+        overrides["invoker"] = {"max_protocol_version": args.max_protocol_version}
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"duro {__version__}")
+        return 0
+    from duro.settings import DuroSettings
+
+    try:
+        settings = DuroSettings(**_overrides(args))
+    except ValidationError as exc:
+        print(f"duro: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    from duro.node import NodeStartError, run_node
+
+    try:
+        run_node(settings)
+    except NodeStartError as exc:
+        print(f"duro: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Adapts the ingress's deployment registry to the invoker's `DeploymentDirectory` interface."""
+
+from __future__ import annotations
+
+from ingress.registry import Deployment, Registry
+from partition_worker.deployments import DeploymentEndpoint, HandlerInfo
+
+
+class RegistryDirectory:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def deployment(self, deployment_id: str) -> DeploymentEndpoint | None:
+        deployment = self._registry.deployment(deployment_id)
+        return _endpoint(deployment) if deployment is not None else None
+
+    def latest_deployment_for(self, service: str) -> DeploymentEndpoint | None:
+        deployment = self._registry.latest_deployment_for(service)
+        return _endpoint(deployment) if deployment is not None else None
+
+    def handler_info(self, service: str, handler: str) -> HandlerInfo | None:
+        resolved = self._registry.resolve(service, handler)
+        if resolved is None:
+            return None
+        handler_options = resolved.handler.options
+        service_options = resolved.service.options
+        lazy = handler_options.enable_lazy_state if handler_options.enable_lazy_state is not None else service_options.enable_lazy_state
+        return HandlerInfo(
+            service_type=resolved.service_type,
+            handler_kind=resolved.kind,
+            lazy_state=bool(lazy),
+            inactivity_timeout_ms=handler_options.inactivity_timeout_ms or service_options.inactivity_timeout_ms,
+            abort_timeout_ms=handler_options.abort_timeout_ms or service_options.abort_timeout_ms,
+        )
+
+
+def _endpoint(deployment: Deployment) -> DeploymentEndpoint:
+    return DeploymentEndpoint(
+        deployment_id=deployment.id,
+        uri=deployment.uri,
+        additional_headers=dict(deployment.additional_headers),
+        use_http_11=deployment.use_http_11,
+        bidirectional=deployment.protocol_mode == "BIDI_STREAM",
+        min_protocol_version=deployment.min_protocol_version,
+        max_protocol_version=deployment.max_protocol_version,
+    )

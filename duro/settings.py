@@ -1,0 +1,56 @@
+"""Node settings (pydantic-settings): every flag has a `DURO_`-prefixed environment variable and a default.
+
+Nested groups use `__` in environment names, e.g. `DURO_INGRESS__MAX_BODY_BYTES`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingress.settings import IngressSettings
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial_interval_ms: int = Field(default=50, gt=0, description="Delay before the first retry of a failed attempt.")
+    factor: float = Field(default=2.0, ge=1.0, description="Each retry waits this many times longer than the previous one.")
+    max_interval_ms: int = Field(default=10_000, gt=0, description="Longest delay between retries.")
+    max_attempts: int = Field(default=70, gt=0, description="Failed attempts before an invocation is paused.")
+
+
+class InvokerLimits(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrent_attempts: int = Field(default=10_000, gt=0, description="Attempts running at once on this node.")
+    max_protocol_version: int = Field(default=6, ge=5, le=7, description="Highest service protocol version offered (Restate's default is 6).")
+    inactivity_timeout_ms: int = Field(default=60_000, gt=0, description="Idle bidirectional stream: close it so the SDK suspends.")
+    abort_timeout_ms: int = Field(default=600_000, gt=0, description="After the inactivity close, abandon the attempt after this long.")
+    max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
+    max_frame_bytes: int = Field(default=32 << 20, gt=0, description="Largest protocol message accepted from a deployment.")
+    max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
+    connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
+    max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+
+
+class DuroSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DURO_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default=Path("./duro-data"), description="Where the log, the state and the registry live.")
+    bind: str = Field(default="127.0.0.1", description="Address the ingress and admin servers listen on.")
+    ingress_port: int = Field(default=8080, ge=0, le=65535)
+    admin_port: int = Field(default=9070, ge=0, le=65535)
+    partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
+    node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
+    log: Literal["embedded"] = Field(default="embedded", description="The log backend.")
+    log_level: str = Field(default="info")
+    max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
+    max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
+    completion_retention_ms: int = Field(default=3_600_000, ge=0, description="Retention of outcomes of calls made by handlers.")
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
+    invoker: InvokerLimits = Field(default_factory=InvokerLimits)
+    retry: RetrySettings = Field(default_factory=RetrySettings)

@@ -1,0 +1,402 @@
+"""The invoker: runs invocation attempts against deployments over the service protocol.
+
+For each `InvokeAttempt` action it reads the invocation's journal from the
+committed store, opens `POST {deployment}/invoke/{service}/{handler}`, sends
+`Start` and the journal, and appends every message the SDK sends back to the
+partition's log as `AttemptEvents` records. In bidirectional mode (HTTP/2) it
+keeps the request open and writes each notification the leader hands it
+(`Notify`, only after the notification was applied); in request/response mode
+it closes the request after the journal and the SDK suspends when it must wait.
+Transport failures become `AttemptFailed` records: the state machine decides
+when to retry. Cancelling an attempt's task resets its stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import msgpack
+
+from partition_worker import keys
+from partition_worker.actions import Notify
+from partition_worker.deployments import DeploymentDirectory, DeploymentEndpoint, HandlerInfo
+from partition_worker.exchange import Exchange, ExchangeError, H2Exchange, Http1Exchange
+from partition_worker.status import InvocationStatus, Phase
+from partition_worker.store import PartitionStore
+from protocol import service_protocol_pb2 as pb
+from protocol.errors import ProtocolError
+from protocol.frames import Frame, FrameDecoder, MessageType, decode_message, encode_frame, encode_message
+from protocol.h2c import H2cClient
+from protocol.ids import InvocationId
+from protocol.versions import invocation_content_type, negotiate
+from wal.records import AttemptEvents, AttemptFailed, AttemptFrame, Failure, RecordBody, Target
+
+log = logging.getLogger("duro.invoker")
+
+TERMINAL_TYPES = frozenset({MessageType.END, MessageType.SUSPENSION, MessageType.ERROR})
+CALL_TYPES = frozenset({MessageType.CALL_COMMAND, MessageType.ONE_WAY_CALL_COMMAND})
+
+
+@dataclass(frozen=True, slots=True)
+class InvokerSettings:
+    max_concurrent_attempts: int = 10_000
+    max_protocol_version: int = 6  # like Restate's default; 7 is opt-in
+    inactivity_timeout_ms: int = 60_000  # no message either way: close the request so the SDK suspends
+    abort_timeout_ms: int = 600_000  # then give it this long to finish before the attempt is abandoned
+    max_eager_state_bytes: int = 1 << 20
+    max_frame_bytes: int = 32 << 20
+    max_pending_notifications: int = 10_000
+    connect_timeout_ms: int = 5_000
+    max_connections_per_origin: int = 8
+
+
+class PartitionLeader(Protocol):
+    """What an attempt needs of the partition it belongs to."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def leader_epoch(self) -> int: ...
+
+    @property
+    def store(self) -> PartitionStore: ...
+
+    async def append(self, body: RecordBody) -> None:
+        """Append a record on behalf of this leader (its epoch); returns once durable."""
+        ...
+
+
+class AttemptError(Exception):
+    """An attempt failed in a way the state machine should see (and retry)."""
+
+    def __init__(self, failure: Failure, retry_after_ms: int | None = None) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass(eq=False)
+class _Attempt:
+    invocation_id: str
+    attempt: int
+    leader: PartitionLeader
+    notifications: asyncio.Queue[Notify]
+    task: asyncio.Task[None] | None = None
+    known_entries: int = 0
+    pinned: bool = False
+    deployment: DeploymentEndpoint | None = None
+    protocol_version: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+    request_closed: bool = False
+
+    async def close_request(self, exchange: Exchange) -> None:
+        """End the request body once (after a terminal message, or when the attempt idles)."""
+        if not self.request_closed:
+            self.request_closed = True
+            await exchange.end()
+
+
+class Invoker:
+    def __init__(self, directory: DeploymentDirectory, settings: InvokerSettings | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+        self.directory = directory
+        self.settings = settings or InvokerSettings()
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._h2 = H2cClient(
+            max_connections_per_origin=self.settings.max_connections_per_origin,
+            connect_timeout_ms=self.settings.connect_timeout_ms,
+        )
+        self._http1: aiohttp.ClientSession | None = None
+        self._attempts: dict[str, _Attempt] = {}
+        self._slots = asyncio.Semaphore(self.settings.max_concurrent_attempts)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._attempts)
+
+    # ------------------------------------------------------------ leader-facing API
+
+    def start(self, leader: PartitionLeader, invocation_id: str, attempt: int) -> None:
+        """Begin an attempt (superseding any older one of the same invocation). Does not block."""
+        previous = self._attempts.get(invocation_id)
+        if previous is not None and previous.task is not None:
+            previous.task.cancel()
+        handle = _Attempt(invocation_id, attempt, leader, asyncio.Queue(self.settings.max_pending_notifications))
+        self._attempts[invocation_id] = handle
+        handle.task = asyncio.create_task(self._run(handle), name=f"attempt {invocation_id}#{attempt}")
+
+    def notify(self, action: Notify) -> None:
+        handle = self._attempts.get(action.invocation_id)
+        if handle is None or handle.attempt != action.attempt:
+            return  # request/response attempt, or one that has ended: the journal has it
+        try:
+            handle.notifications.put_nowait(action)
+        except asyncio.QueueFull:
+            log.warning("attempt %s#%d has %d undelivered notifications; abandoning it", action.invocation_id, action.attempt, handle.notifications.qsize())
+            if handle.task is not None:
+                handle.task.cancel()
+
+    def abort(self, invocation_id: str, attempt: int) -> None:
+        handle = self._attempts.get(invocation_id)
+        if handle is not None and handle.attempt == attempt and handle.task is not None:
+            handle.task.cancel()
+
+    def abort_partition(self, partition: int) -> None:
+        """Stop every attempt of a partition this node no longer leads."""
+        for handle in list(self._attempts.values()):
+            if handle.leader.partition == partition and handle.task is not None:
+                handle.task.cancel()
+
+    async def close(self) -> None:
+        for handle in list(self._attempts.values()):
+            if handle.task is not None:
+                handle.task.cancel()
+        await asyncio.gather(*(h.task for h in list(self._attempts.values()) if h.task), return_exceptions=True)
+        await self._h2.aclose()
+        if self._http1 is not None:
+            await self._http1.close()
+
+    # ------------------------------------------------------------ one attempt
+
+    async def _run(self, handle: _Attempt) -> None:
+        try:
+            async with self._slots:
+                await self._attempt(handle)
+        except asyncio.CancelledError:
+            pass
+        except AttemptError as exc:
+            await self._report_failure(handle, exc.failure, exc.retry_after_ms)
+        except (ExchangeError, ProtocolError) as exc:
+            log.info("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
+            code = 571 if isinstance(exc, ProtocolError) else 503
+            await self._report_failure(handle, Failure(code, str(exc)), None)
+        except Exception as exc:  # an invoker bug must not take the node down; the state machine retries
+            log.exception("attempt %s#%d crashed", handle.invocation_id, handle.attempt)
+            await self._report_failure(handle, Failure(500, f"invoker error: {exc!r}"), None)
+        finally:
+            if self._attempts.get(handle.invocation_id) is handle:
+                del self._attempts[handle.invocation_id]
+
+    async def _report_failure(self, handle: _Attempt, failure: Failure, retry_after_ms: int | None) -> None:
+        deployment_id = handle.deployment.deployment_id if handle.deployment and not handle.pinned else None
+        body = AttemptFailed(handle.invocation_id, handle.attempt, failure, retry_after_ms, deployment_id, handle.protocol_version or None)
+        try:
+            await handle.leader.append(body)
+        except Exception:  # the log is gone (shutdown, lost leadership): the next leader restarts the attempt
+            log.warning("could not record the failure of attempt %s#%d", handle.invocation_id, handle.attempt)
+
+    async def _attempt(self, handle: _Attempt) -> None:
+        store = handle.leader.store
+        raw = store.get(keys.invocation_key(handle.invocation_id))
+        if raw is None:
+            return
+        status = InvocationStatus.decode(raw)
+        if status.phase is not Phase.INVOKED or status.attempt != handle.attempt:
+            return
+        deployment = self._pick_deployment(status)
+        handle.deployment = deployment
+        handle.pinned = status.deployment_id is not None
+        handle.protocol_version = status.protocol_version or self._negotiate(deployment)
+        info = self.directory.handler_info(status.target.service, status.target.handler)
+        journal = [msgpack.unpackb(v) for _, v in store.scan(keys.journal_prefix(handle.invocation_id))]
+        handle.known_entries = len(journal)
+        start = self._start_message(handle.invocation_id, status, info, len(journal), handle.protocol_version, store)
+        payload = bytearray(encode_message(start))
+        for message_type, entry in journal:
+            payload += encode_frame(message_type, entry)
+        bidirectional = deployment.bidirectional and not deployment.use_http_11
+        exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version)
+        try:
+            await exchange.send(bytes(payload))
+            if not bidirectional:
+                await exchange.end()
+            await self._exchange(handle, exchange, bidirectional, info)
+        finally:
+            await exchange.close()
+
+    def _pick_deployment(self, status: InvocationStatus) -> DeploymentEndpoint:
+        if status.deployment_id is not None:
+            deployment = self.directory.deployment(status.deployment_id)
+            if deployment is None:
+                raise AttemptError(Failure(503, f"deployment {status.deployment_id}, which this invocation is pinned to, is no longer registered"))
+            return deployment
+        deployment = self.directory.latest_deployment_for(status.target.service)
+        if deployment is None:
+            raise AttemptError(Failure(503, f"no deployment is registered for service {status.target.service!r}"))
+        return deployment
+
+    def _negotiate(self, deployment: DeploymentEndpoint) -> int:
+        try:
+            return negotiate(deployment.min_protocol_version, deployment.max_protocol_version, self.settings.max_protocol_version)
+        except ValueError as exc:
+            raise AttemptError(Failure(503, f"deployment {deployment.deployment_id}: {exc}")) from exc
+
+    def _start_message(
+        self, invocation_id: str, status: InvocationStatus, info: HandlerInfo | None, known_entries: int, version: int, store: PartitionStore
+    ) -> pb.StartMessage:
+        parsed = InvocationId.parse(invocation_id)
+        start = pb.StartMessage(
+            id=parsed.to_bytes(),
+            debug_id=invocation_id,
+            known_entries=known_entries,
+            key=status.target.key or "",
+            retry_count_since_last_stored_entry=status.retry_count,
+            duration_since_last_stored_entry=max(0, self._clock_ms() - status.modified_at_ms),
+        )
+        if version >= 6:
+            start.random_seed = int.from_bytes(hashlib.sha256(parsed.to_bytes()).digest()[:8], "big")
+        if version >= 7 and status.idempotency_key is not None:
+            start.idempotency_key = status.idempotency_key
+        self._add_eager_state(start, status.target, info, store)
+        return start
+
+    def _add_eager_state(self, start: pb.StartMessage, target: Target, info: HandlerInfo | None, store: PartitionStore) -> None:
+        if target.key is None or (info is not None and info.lazy_state):
+            start.partial_state = True
+            return
+        prefix = keys.state_prefix(target.service, target.key)
+        budget = self.settings.max_eager_state_bytes
+        for row, value in store.scan(prefix):
+            name = keys.state_name_of(row, prefix)
+            budget -= len(name) + len(value)
+            if budget < 0:
+                del start.state_map[:]
+                start.partial_state = True
+                return
+            start.state_map.add(key=name, value=value)
+        start.partial_state = False
+
+    async def _open(self, deployment: DeploymentEndpoint, target: Target, invocation_id: str, version: int) -> Exchange:
+        parsed = urllib.parse.urlsplit(deployment.uri)
+        base_path = parsed.path.rstrip("/")
+        path = f"{base_path}/invoke/{urllib.parse.quote(target.service, safe='')}/{urllib.parse.quote(target.handler, safe='')}"
+        content_type = invocation_content_type(version)
+        headers = [("content-type", content_type), ("accept", content_type), ("x-restate-invocation-id", invocation_id)]
+        if target.key is not None:
+            headers.append(("x-restate-service-key", urllib.parse.quote(target.key, safe="")))
+        headers.extend((name.lower(), value) for name, value in deployment.additional_headers.items())
+        exchange: H2Exchange | Http1Exchange
+        if deployment.use_http_11:
+            if self._http1 is None:
+                self._http1 = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_ms / 1000), auto_decompress=False)
+            exchange = Http1Exchange(self._http1, f"{parsed.scheme}://{parsed.netloc}{path}", headers)
+        else:
+            exchange = H2Exchange(self._h2, f"{parsed.scheme}://{parsed.netloc}", path, headers)
+        await exchange.open()
+        return exchange
+
+    async def _exchange(self, handle: _Attempt, exchange: Exchange, bidirectional: bool, info: HandlerInfo | None) -> None:
+        writer: asyncio.Task[None] | None = None
+        watchdog: asyncio.Task[None] | None = None
+        handle.request_closed = not bidirectional
+        if bidirectional:
+            writer = asyncio.create_task(self._write_notifications(handle, exchange))
+            watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info))
+        try:
+            status_code, headers = await exchange.status()
+            if status_code != 200:
+                body = await _read_excerpt(exchange)
+                raise AttemptError(_status_failure(status_code, body, handle), _retry_after_ms(headers))
+            terminal = await self._read_messages(handle, exchange)
+            if writer is not None:
+                writer.cancel()
+            await handle.close_request(exchange)  # SDKs wait for the request to close after End/Suspension/Error
+            if not terminal:
+                raise AttemptError(Failure(503, "the deployment closed the response without End, Suspension or Error"))
+        finally:
+            for task in (writer, watchdog):
+                if task is not None:
+                    task.cancel()
+
+    async def _read_messages(self, handle: _Attempt, exchange: Exchange) -> bool:
+        """Append what the SDK sends, in order; True once End, Suspension or Error was seen."""
+        decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes)
+        async for chunk in exchange.chunks():
+            handle.last_activity = time.monotonic()
+            frames = decoder.feed(chunk)
+            if not frames:
+                continue
+            terminal_at = next((i for i, f in enumerate(frames) if f.type in TERMINAL_TYPES), None)
+            if terminal_at is not None:
+                frames = frames[: terminal_at + 1]
+            await self._append_frames(handle, frames)
+            if terminal_at is not None:
+                return True
+        decoder.finish()
+        return False
+
+    async def _append_frames(self, handle: _Attempt, frames: list[Frame]) -> None:
+        attempt_frames = tuple(AttemptFrame(f.type, f.flags, f.payload, self._call_target(f)) for f in frames)
+        deployment = handle.deployment
+        assert deployment is not None, "an attempt picks its deployment before it talks to it"
+        pin_id = None if handle.pinned else deployment.deployment_id
+        pin_version = None if handle.pinned else handle.protocol_version
+        await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, attempt_frames, pin_id, pin_version))
+        handle.pinned = True
+
+    def _call_target(self, frame: Frame) -> Target | None:
+        if frame.type not in CALL_TYPES:
+            return None
+        message = decode_message(frame)
+        info = self.directory.handler_info(message.service_name, message.handler_name)  # type: ignore[attr-defined]
+        if info is None:
+            return None
+        return Target(message.service_name, message.handler_name, None, info.service_type, info.handler_kind)  # type: ignore[attr-defined]
+
+    async def _write_notifications(self, handle: _Attempt, exchange: Exchange) -> None:
+        while True:
+            notify = await handle.notifications.get()
+            if 0 <= notify.entry_index < handle.known_entries:
+                continue  # already part of the replayed journal
+            await exchange.send(encode_frame(notify.message_type, notify.payload))
+            handle.last_activity = time.monotonic()
+
+    async def _watch_inactivity(self, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
+        inactivity_s = ((info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms) / 1000
+        abort_s = ((info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms) / 1000
+        while True:
+            idle = time.monotonic() - handle.last_activity
+            if idle >= inactivity_s:
+                break
+            await asyncio.sleep(inactivity_s - idle)
+        log.info("attempt %s#%d inactive for %.0f s: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_s)
+        await handle.close_request(exchange)
+        await asyncio.sleep(abort_s)
+        assert handle.task is not None, "a watched attempt has a task"
+        handle.task.cancel()
+
+
+async def _read_excerpt(exchange: Exchange, max_bytes: int = 512) -> bytes:
+    excerpt = bytearray()
+    try:
+        async for chunk in exchange.chunks():
+            excerpt += chunk
+            if len(excerpt) >= max_bytes:
+                break
+    except ExchangeError:
+        pass
+    return bytes(excerpt[:max_bytes])
+
+
+def _status_failure(status_code: int, body: bytes, handle: _Attempt) -> Failure:
+    deployment = handle.deployment.deployment_id if handle.deployment else "?"
+    text = body.decode("utf-8", "replace").strip()
+    return Failure(status_code if 400 <= status_code < 600 else 502, f"deployment {deployment} answered HTTP {status_code}: {text}")
+
+
+def _retry_after_ms(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == "retry-after":
+            try:
+                return int(float(value) * 1000)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,201 @@
+"""One partition's processor: applies the log in order, commits with the applied offset, and leads.
+
+It tails its log partition from the offset after the last applied one. Each
+batch of records is applied in one transaction whose write batch also stores
+the new applied offset, so a crash resumes exactly after the last committed
+record. Once caught up it appends `AnnounceLeader` with an epoch above any
+seen; applying its own announcement makes it the leader, and from then on it
+carries out the actions apply returns: attempts (invoker), timers, outbox,
+replies to waiting requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from partition_worker import keys
+from partition_worker.actions import (
+    AbortAttempt,
+    Action,
+    BecomeLeader,
+    InvokeAttempt,
+    Notify,
+    ReplyToIngress,
+    ScheduleTimer,
+    SendOutbox,
+)
+from partition_worker.invoker import Invoker
+from partition_worker.outbox import OutboxShuffle
+from partition_worker.state_machine import StateMachine
+from partition_worker.store import PartitionStore, Transaction
+from partition_worker.timers import TimerService
+from wal.log import Log
+from wal.records import AnnounceLeader, Envelope, IngressSink, Record, RecordBody, decode_record, encode_record
+from wal.replies import Reply
+
+log = logging.getLogger("duro.partition")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    max_apply_batch_records: int = 512
+    timer_window_ms: int = 60_000
+    max_outbox_batch_messages: int = 1024
+
+
+class PartitionProcessor:
+    def __init__(
+        self,
+        partition: int,
+        node_id: int,
+        log_: Log,
+        store: PartitionStore,
+        machine: StateMachine,
+        invoker: Invoker,
+        deliver_reply: Callable[[IngressSink, Reply], object],
+        settings: ProcessorSettings | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self._partition = partition
+        self.node_id = node_id
+        self._log = log_
+        self._store = store
+        self._machine = machine
+        self._invoker = invoker
+        self._deliver_reply = deliver_reply
+        self.settings = settings or ProcessorSettings()
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        raw = store.get(keys.APPLIED_OFFSET)
+        self.applied_offset = keys.decode_u64(raw) if raw is not None else -1
+        raw_epoch = store.get(keys.LEADER_EPOCH)
+        self._known_epoch = keys.decode_u64(raw_epoch) if raw_epoch is not None else 0
+        self._leader_epoch = 0  # nonzero while this node leads
+        self._announced = False
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self._timers: TimerService | None = None
+        self._outbox: OutboxShuffle | None = None
+        self.leading = asyncio.Event()
+
+    # ------------------------------------------------------------ PartitionLeader
+
+    @property
+    def partition(self) -> int:
+        return self._partition
+
+    @property
+    def leader_epoch(self) -> int:
+        return self._leader_epoch
+
+    @property
+    def store(self) -> PartitionStore:
+        return self._store
+
+    async def append(self, body: RecordBody) -> None:
+        await self.append_many([body])
+
+    async def append_many(self, bodies: list[RecordBody]) -> None:
+        now_ms = self._clock_ms()
+        entries = [encode_record(Record(Envelope(now_ms, self._leader_epoch), body)) for body in bodies]
+        await self._log.append(self._partition, entries)
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        """Apply the partition's log forever. Cancelling stops leading and applying."""
+        try:
+            catch_up_to = await self._log.end_offset(self._partition)
+            if self.applied_offset + 1 >= catch_up_to:
+                await self._announce()
+            async for batch in self._log.tail(self._partition, self.applied_offset + 1, self.settings.max_apply_batch_records):
+                self._apply_batch(batch)
+                if not self._announced and self.applied_offset + 1 >= catch_up_to:
+                    await self._announce()
+        finally:
+            self._step_down()
+
+    async def _announce(self) -> None:
+        self._announced = True
+        epoch = self._known_epoch + 1
+        entry = encode_record(Record(Envelope(self._clock_ms()), AnnounceLeader(self.node_id, epoch)))
+        await self._log.append(self._partition, [entry])
+
+    def _apply_batch(self, batch: list[tuple[int, bytes]]) -> None:
+        txn = Transaction(self._store)
+        actions: list[Action] = []
+        for offset, data in batch:
+            assert offset > self.applied_offset, f"partition {self._partition}: offset {offset} after applied {self.applied_offset}"
+            actions.extend(self._machine.apply(txn, decode_record(data)))
+            self.applied_offset = offset
+        txn.put(keys.APPLIED_OFFSET, keys.encode_u64(self.applied_offset))
+        txn.commit()
+        for action in actions:
+            self._dispatch(action)
+
+    def _dispatch(self, action: Action) -> None:
+        if isinstance(action, BecomeLeader):
+            self._known_epoch = max(self._known_epoch, action.leader_epoch)
+            if action.node_id == self.node_id:
+                self._become_leader(action.leader_epoch)
+            else:
+                self._step_down()
+            return
+        if not self._leader_epoch:
+            return  # followers apply but do not act
+        if isinstance(action, InvokeAttempt):
+            self._invoker.start(self, action.invocation_id, action.attempt)
+        elif isinstance(action, Notify):
+            self._invoker.notify(action)
+        elif isinstance(action, AbortAttempt):
+            self._invoker.abort(action.invocation_id, action.attempt)
+        elif isinstance(action, ReplyToIngress):
+            self._deliver_reply(action.sink, action.reply)
+        elif isinstance(action, ScheduleTimer):
+            assert self._timers is not None, "a leader runs a timer service"
+            self._timers.schedule(action.fire_at_ms, action.invocation_id, action.timer_kind, action.ref)
+        elif isinstance(action, SendOutbox):
+            assert self._outbox is not None, "a leader runs an outbox shuffle"
+            self._outbox.offer(action.seq, action.partition_key, action.body)
+        else:  # pragma: no cover - the union is closed
+            raise AssertionError(f"no handler for action {action!r}")
+
+    def _become_leader(self, epoch: int) -> None:
+        self._step_down()
+        self._leader_epoch = epoch
+        self._timers = TimerService(self._store, self.append_many, self._clock_ms, self.settings.timer_window_ms)
+        self._outbox = OutboxShuffle(self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages)
+        self._leader_tasks = [
+            _supervised(self._timers.run(), f"timers of partition {self._partition}"),
+            _supervised(self._outbox.run(), f"outbox of partition {self._partition}"),
+        ]
+        self.leading.set()
+        log.debug("node %d leads partition %d at epoch %d", self.node_id, self._partition, epoch)
+
+    def _step_down(self) -> None:
+        if self._leader_epoch:
+            self._invoker.abort_partition(self._partition)
+        self._leader_epoch = 0
+        self.leading.clear()
+        for task in self._leader_tasks:
+            task.cancel()
+        self._leader_tasks = []
+        self._timers = None
+        self._outbox = None
+
+
+def _supervised(coro: object, name: str) -> asyncio.Task[None]:
+    """A background task whose unexpected death is logged loudly (and ends the process's health)."""
+    task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+
+    def _done(t: asyncio.Task[None]) -> None:
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            log.critical("%s died: %r", name, exc, exc_info=exc)
+
+    task.add_done_callback(_done)
+    return task

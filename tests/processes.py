@@ -1,0 +1,167 @@
+"""Real processes for end-to-end tests: `duro serve`, service endpoints under hypercorn, and their lifecycles.
+
+Every process logs to a file in the test's directory; on failure the tail of
+the log is part of the error. Waits are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: bytes | dict | list | str | int | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request; returns (status, headers, body) for any status."""
+    data: bytes | None
+    all_headers = dict(headers or {})
+    if body is None:
+        data = None
+    elif isinstance(body, bytes):
+        data = body
+    else:
+        data = json.dumps(body).encode()
+        all_headers.setdefault("content-type", "application/json")
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - polling until the deadline
+            last_error = exc
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error!r}")
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT, start_new_session=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        try:
+            os.killpg(self.process.pid, sig)
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout=10)
+        finally:
+            self._log.close()
+
+
+class DuroServer(ManagedProcess):
+    """`duro serve` on free ports with its own data dir."""
+
+    def __init__(self, data_dir: Path, log_path: Path, partitions: int = 4, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.data_dir = data_dir
+        args = [
+            sys.executable, "-m", "duro", "serve",
+            "--data-dir", str(data_dir),
+            "--ingress-port", str(self.ingress_port),
+            "--admin-port", str(self.admin_port),
+            "--partitions", str(partitions),
+            *(extra_args or []),
+        ]  # fmt: skip
+        super().__init__("duro", args, log_path, env or {})
+
+    @property
+    def ingress(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"duro exited with {self.process.returncode if self.process else None}:\n{self.log_tail()}")
+            return http("GET", f"{self.ingress}/restate/health", timeout_s=2)[0] == 200 and http("GET", f"{self.admin}/health", timeout_s=2)[0] == 200
+
+        try:
+            wait_until(ready, timeout_s, "duro to be ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- duro log ---\n{self.log_tail()}") from None
+
+    def register(self, uri: str, use_http_11: bool = False, force: bool = False) -> dict:
+        status, _, body = http("POST", f"{self.admin}/deployments", {"uri": uri, "use_http_11": use_http_11, "force": force})
+        assert status in (200, 201), f"registering {uri} failed with {status}: {body.decode(errors='replace')}\n{self.log_tail()}"
+        return json.loads(body)
+
+    def call(self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+        return http("POST", f"{self.ingress}{path}", body, headers, timeout_s)
+
+
+class ServiceEndpoint(ManagedProcess):
+    """An SDK endpoint (ASGI app) served by hypercorn on a free port."""
+
+    def __init__(self, app: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        super().__init__(app, [sys.executable, "-m", "tests.services.serve", app, "--port", str(self.port)], log_path, env or {})
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.log_tail()}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        wait_until(ready, timeout_s, f"{self.name} to listen on {self.port}")

@@ -1,0 +1,191 @@
+"""Test services written with the official Restate Python SDK (`restate-sdk`), served by hypercorn.
+
+Side effects append a line to the file named by `DURO_TEST_SIDE_EFFECTS` so
+tests can count how often each one really ran.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import restate
+from restate import Context, ObjectContext, ObjectSharedContext, TerminalError, WorkflowContext, WorkflowSharedContext
+
+
+def record_side_effect(line: str) -> None:
+    path = os.environ.get("DURO_TEST_SIDE_EFFECTS")
+    if path:
+        with open(path, "a", encoding="utf-8") as sink:
+            sink.write(line + "\n")
+
+
+def count_side_effects(prefix: str) -> int:
+    path = os.environ.get("DURO_TEST_SIDE_EFFECTS")
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as source:
+        return sum(1 for line in source if line.startswith(prefix))
+
+
+greeter = restate.Service("Greeter")
+
+
+@greeter.handler()
+async def greet(ctx: Context, name: str) -> str:
+    return f"Hello {name}!"
+
+
+counter = restate.VirtualObject("Counter")
+
+
+@counter.handler()
+async def add(ctx: ObjectContext, delta: int) -> int:
+    value = (await ctx.get("count", type_hint=int) or 0) + delta
+    ctx.set("count", value)
+    return value
+
+
+@counter.handler(kind="shared")
+async def get(ctx: ObjectSharedContext) -> int:
+    return await ctx.get("count", type_hint=int) or 0
+
+
+@counter.handler()
+async def reset(ctx: ObjectContext) -> None:
+    ctx.clear_all()
+
+
+steps = restate.Service("Steps")
+
+
+@steps.handler()
+async def run_steps(ctx: Context, n: int) -> int:
+    record_side_effect(f"attempt {ctx.request().id}")  # not journaled: one line per attempt
+    total = 0
+    for i in range(n):
+
+        def step(i: int = i) -> int:
+            record_side_effect(f"step {ctx.request().id} {i}")
+            return i
+
+        total += await ctx.run_typed(f"step-{i}", step)
+    return total
+
+
+@steps.handler()
+async def sleep_then(ctx: Context, millis: int) -> str:
+    await ctx.sleep(timedelta(milliseconds=millis))
+    return "slept"
+
+
+@steps.handler()
+async def fail_terminal(ctx: Context, message: str) -> str:
+    raise TerminalError(message, status_code=418)
+
+
+@steps.handler()
+async def flaky(ctx: Context, name: str) -> str:
+    """Fails (retryably) the first two times for `name`, then succeeds."""
+
+    def attempt() -> str:
+        seen = count_side_effects(f"flaky {name}")
+        record_side_effect(f"flaky {name}")
+        if seen < 2:
+            raise RuntimeError(f"flaky failure {seen + 1}")
+        return f"ok after {seen + 1}"
+
+    return await ctx.run_typed("flaky", attempt)
+
+
+@steps.handler()
+async def wait_awakeable(ctx: Context, name: str) -> str:
+    awakeable_id, promise = ctx.awakeable(type_hint=str)
+
+    def publish() -> None:
+        record_side_effect(f"awakeable {name} {awakeable_id}")
+
+    await ctx.run_typed("publish", publish)
+    return await promise
+
+
+@steps.handler()
+async def call_counter(ctx: Context, key: str) -> int:
+    return await ctx.object_call(add, key=key, arg=1)
+
+
+@steps.handler()
+async def send_in_order(ctx: Context, key: str) -> None:
+    for i in range(5):
+        ctx.object_send(append, key=key, arg=i)
+
+
+@steps.handler()
+async def delayed_send(ctx: Context, key: str) -> None:
+    ctx.object_send(append, key=key, arg=99, send_delay=timedelta(milliseconds=500))
+
+
+recorder = restate.VirtualObject("Recorder")
+
+
+@recorder.handler()
+async def append(ctx: ObjectContext, item: int) -> list[int]:
+    items = await ctx.get("items", type_hint=list[int]) or []
+    items.append(item)
+    ctx.set("items", items)
+    return items
+
+
+@recorder.handler(kind="shared")
+async def items(ctx: ObjectSharedContext) -> list[int]:
+    return await ctx.get("items", type_hint=list[int]) or []
+
+
+durable = restate.VirtualObject("Durable")
+
+
+@durable.handler()
+async def step_sleep_step(ctx: ObjectContext, millis: int) -> str:
+    """A journaled side effect, state, a durable sleep, then the answer: the crash test's handler."""
+
+    def charge() -> str:
+        record_side_effect(f"charge {ctx.key()}")
+        return "charged"
+
+    charged = await ctx.run_typed("charge", charge)
+    ctx.set("status", charged)
+    await ctx.sleep(timedelta(milliseconds=millis))
+    return f"{charged} then slept"
+
+
+@durable.handler(kind="shared")
+async def status(ctx: ObjectSharedContext) -> str:
+    return await ctx.get("status", type_hint=str) or "none"
+
+
+signup = restate.Workflow("Signup")
+
+
+@signup.main()
+async def run(ctx: WorkflowContext, email: str) -> str:
+    def create() -> None:
+        record_side_effect(f"signup-create {ctx.key()}")
+
+    await ctx.run_typed("create", create)
+    ctx.set("stage", "waiting")
+    clicked = await ctx.promise("clicked", type_hint=str).value()
+    ctx.set("stage", "done")
+    return f"{email} verified with {clicked}"
+
+
+@signup.handler()
+async def click(ctx: WorkflowSharedContext, secret: str) -> None:
+    await ctx.promise("clicked", type_hint=str).resolve(secret)
+
+
+@signup.handler()
+async def stage(ctx: WorkflowSharedContext) -> str:
+    return await ctx.get("stage", type_hint=str) or "new"
+
+
+app = restate.app([greeter, counter, steps, recorder, durable, signup])

@@ -1,0 +1,49 @@
+"""Exceptions raised by the protocol package, one family per concern.
+
+`ProtocolError` covers bytes or messages that break the service protocol
+(framing, unknown message types, undecodable payloads, unsupported versions).
+`ManifestError` covers a discovery response that is not a usable manifest.
+`H2cError` and its subclasses cover the HTTP/2 cleartext transport.
+"""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """Bytes or a message that violate the Restate service protocol."""
+
+
+class VersionError(ProtocolError, ValueError):
+    """A service protocol version or content type that duro cannot use."""
+
+
+class ManifestError(ValueError):
+    """A discovery response that is not a usable endpoint manifest.
+
+    `reason` names what was wrong, for example "missing protocolMode".
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class H2cError(Exception):
+    """A failure of the HTTP/2 cleartext transport; `reason` says which.
+
+    `retry_safe` is True when the server cannot have processed the request
+    (connection refused, stream refused or beyond a GOAWAY's last stream id).
+    """
+
+    def __init__(self, reason: str, retry_safe: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_safe = retry_safe
+
+
+class StreamClosedError(H2cError):
+    """The stream ended abnormally: reset by the peer or beyond a GOAWAY."""
+
+
+class ConnectionLostError(H2cError):
+    """The connection failed: refused, reset, timed out, EOF or GOAWAY."""

@@ -1,0 +1,335 @@
+"""Tests the h2c client against a real hypercorn server speaking HTTP/2 prior knowledge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Self
+
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from protocol.errors import ConnectionLostError, H2cError, StreamClosedError
+from protocol.h2c import H2cClient
+
+pytestmark = pytest.mark.timeout(60)
+
+BIG_BYTES = 1024 * 1024 + 17  # well over the 64 KiB initial window
+
+
+async def app(scope: dict, receive, send) -> None:
+    """echo: streams each request chunk back at once; sink: hashes the body;
+    big: sends BIG_BYTES; hold: answers headers, then waits for the body to end."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/echo":
+        await _echo(receive, send)
+    elif path == "/sink":
+        body = await _read_all(receive)
+        digest = hashlib.sha256(body).hexdigest().encode()
+        await _respond(send, 200, digest)
+    elif path == "/big":
+        await _read_all(receive)
+        await _respond(send, 200, _pattern(BIG_BYTES))
+    elif path == "/hold":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await _read_all(receive)
+        await send({"type": "http.response.body", "body": b"done", "more_body": False})
+    else:
+        await _read_all(receive)
+        await _respond(send, 404, b"no such path")
+
+
+async def _echo(receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-mode", b"echo")]})
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        if message.get("body"):
+            await send({"type": "http.response.body", "body": message["body"], "more_body": True})
+        if not message.get("more_body", False):
+            break
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_all(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _pattern(size: int) -> bytes:
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+@contextlib.asynccontextmanager
+async def running_server(**config_values: object) -> AsyncIterator[str]:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 0.5
+    for key, value in config_values.items():
+        setattr(config, key, value)
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
+        # hypercorn itself may raise while cancelling streams still in flight at
+        # shutdown; that is the server's business, not the client's under test.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(server, 5)
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[str]:
+    async with running_server() as url:
+        yield url
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[H2cClient]:
+    h2c = H2cClient(max_connections_per_origin=4, connect_timeout_ms=2000)
+    yield h2c
+    await h2c.aclose()
+
+
+async def test_full_duplex_echo_round_trips_before_ending(origin: str, client: H2cClient) -> None:
+    stream = await client.open_stream(origin, "POST", "/echo", [("content-type", "application/octet-stream")])
+    status, headers = await asyncio.wait_for(stream.response_headers(), 5)
+    assert status == 200 and ("x-mode", "echo") in headers
+    for index in range(20):
+        chunk = f"chunk-{index}".encode()
+        await stream.send(chunk)
+        echoed = await asyncio.wait_for(_read_exactly(stream, len(chunk)), 5)
+        assert echoed == chunk
+    await stream.end()
+    assert await asyncio.wait_for(stream.read(), 5) == b""
+    assert stream.finished
+
+
+async def _read_exactly(stream, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = await stream.read()
+        assert chunk, "stream ended early"
+        data += chunk
+    return data
+
+
+async def test_request_convenience_and_status(origin: str, client: H2cClient) -> None:
+    status, headers, body = await client.request(origin, "POST", "/sink", [], b"hello")
+    assert (status, body) == (200, hashlib.sha256(b"hello").hexdigest().encode())
+    assert ("content-type", "text/plain") in headers
+    status, _, body = await client.request(origin, "GET", "/missing", [])
+    assert (status, body) == (404, b"no such path")
+
+
+async def test_200_concurrent_streams_share_pooled_connections(origin: str, client: H2cClient) -> None:
+    # hypercorn allows 100 concurrent streams per connection, so 200 open
+    # streams need a second connection.
+    streams = await asyncio.wait_for(
+        asyncio.gather(*(client.open_stream(origin, "POST", "/echo", []) for _ in range(200))), 20
+    )
+    assert client.connection_count(origin) == 2
+    await asyncio.gather(*(s.send(f"n{i}".encode()) for i, s in enumerate(streams)))
+    echoes = await asyncio.wait_for(
+        asyncio.gather(*(_read_exactly(s, len(f"n{i}")) for i, s in enumerate(streams))), 20
+    )
+    assert echoes == [f"n{i}".encode() for i in range(200)]
+    await asyncio.gather(*(s.end() for s in streams))
+    assert await asyncio.wait_for(asyncio.gather(*(s.read() for s in streams)), 20) == [b""] * 200
+
+
+async def test_bodies_bigger_than_the_window_both_ways(origin: str, client: H2cClient) -> None:
+    payload = _pattern(BIG_BYTES)
+    status, _, body = await asyncio.wait_for(client.request(origin, "POST", "/sink", [], payload), 20)
+    assert (status, body) == (200, hashlib.sha256(payload).hexdigest().encode())
+    status, _, body = await asyncio.wait_for(client.request(origin, "GET", "/big", []), 20)
+    assert status == 200 and body == payload
+
+
+async def test_big_full_duplex_echo_with_small_receive_window(origin: str) -> None:
+    h2c = H2cClient(max_recv_buffer_bytes=16 * 1024, max_connection_recv_buffer_bytes=64 * 1024)
+    try:
+        stream = await h2c.open_stream(origin, "POST", "/echo", [])
+        payload = _pattern(BIG_BYTES)
+
+        async def sender() -> None:
+            await stream.send(payload)
+            await stream.end()
+
+        send_task = asyncio.create_task(sender())
+        received = bytearray()
+        while chunk := await asyncio.wait_for(stream.read(), 10):
+            received += chunk
+        await asyncio.wait_for(send_task, 10)
+        assert bytes(received) == payload
+    finally:
+        await h2c.aclose()
+
+
+async def test_response_larger_than_max_body_bytes_fails(origin: str, client: H2cClient) -> None:
+    with pytest.raises(H2cError, match="max_body_bytes=1000"):
+        await client.request(origin, "GET", "/big", [], max_body_bytes=1000)
+
+
+async def test_goaway_fails_in_flight_streams_fast_and_next_stream_uses_new_connection(client: H2cClient) -> None:
+    # hypercorn sends GOAWAY once a connection has seen more than 3 requests.
+    async with running_server(keep_alive_max_requests=3) as url:
+        held = [await client.open_stream(url, "POST", "/hold", []) for _ in range(3)]
+        for stream in held:
+            assert (await asyncio.wait_for(stream.response_headers(), 5))[0] == 200
+        pending_reads = [asyncio.create_task(stream.read()) for stream in held]
+        fourth = await client.open_stream(url, "POST", "/hold", [])  # the 4th request triggers GOAWAY
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.wait_for(
+            asyncio.gather(*pending_reads, fourth.response_headers(), return_exceptions=True), 5
+        )
+        assert asyncio.get_running_loop().time() - started < 2
+        assert all(isinstance(r, ConnectionLostError) for r in results), results
+        assert "GOAWAY" in str(results[0])
+        with pytest.raises(ConnectionLostError):
+            await held[0].send(b"more")
+
+        status, _, body = await asyncio.wait_for(client.request(url, "POST", "/hold", [], b"x"), 5)
+        assert (status, body) == (200, b"done")
+        assert client.connection_count(url) == 1
+
+
+async def test_connection_refused_fails_at_once() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    h2c = H2cClient(connect_timeout_ms=2000)
+    try:
+        with pytest.raises(ConnectionLostError, match="connection refused") as info:
+            await asyncio.wait_for(h2c.open_stream(f"http://127.0.0.1:{port}", "GET", "/", []), 5)
+        assert info.value.retry_safe
+    finally:
+        await h2c.aclose()
+
+
+class CuttableProxy:
+    """A TCP proxy to the server whose connections the test can cut, as a crash or network fault would."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.base_events.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        self._writers += [client_writer, upstream_writer]
+        await asyncio.gather(
+            self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer)
+        )
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+
+
+async def test_cut_connection_fails_pending_operations_promptly(origin: str, client: H2cClient) -> None:
+    async with CuttableProxy(int(origin.rsplit(":", 1)[1])) as proxy:
+        stream = await client.open_stream(proxy.url, "POST", "/hold", [])
+        await asyncio.wait_for(stream.response_headers(), 5)
+        pending = asyncio.create_task(stream.read())
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        proxy.cut()
+        with pytest.raises(ConnectionLostError, match="EOF|lost"):
+            await asyncio.wait_for(pending, 2)
+        with pytest.raises(ConnectionLostError):
+            await stream.send(b"late")
+        status, _, _ = await asyncio.wait_for(client.request(proxy.url, "POST", "/sink", [], b"x"), 5)
+        assert status == 200
+
+
+async def test_reset_stream_fails_local_operations(origin: str, client: H2cClient) -> None:
+    stream = await client.open_stream(origin, "POST", "/echo", [])
+    stream.reset()
+    with pytest.raises(StreamClosedError, match="reset by this client"):
+        await stream.read()
+    with pytest.raises(StreamClosedError):
+        await stream.send(b"x")
+    status, _, _ = await client.request(origin, "POST", "/sink", [], b"after reset")
+    assert status == 200
+
+
+async def test_bad_origins_are_rejected(client: H2cClient) -> None:
+    with pytest.raises(H2cError, match="expected 'http://host:port'"):
+        await client.open_stream("https://127.0.0.1:1", "GET", "/", [])
+    with pytest.raises(H2cError, match="has a path"):
+        await client.open_stream("http://127.0.0.1:1/x", "GET", "/", [])
+
+
+async def test_closed_client_refuses_new_streams(origin: str) -> None:
+    h2c = H2cClient()
+    stream = await h2c.open_stream(origin, "POST", "/hold", [])
+    await h2c.aclose()
+    with pytest.raises(ConnectionLostError):
+        await asyncio.wait_for(stream.read(), 5)
+    with pytest.raises(H2cError, match="closed"):
+        await h2c.open_stream(origin, "GET", "/", [])
+
+
+async def test_abandoned_unread_responses_do_not_leak_the_connection_window(origin: str) -> None:
+    # Each /big response (1 MiB) overfills a 256 KiB connection window unless
+    # abandoning a stream hands its unread bytes back.
+    h2c = H2cClient(max_connections_per_origin=1, max_recv_buffer_bytes=128 * 1024,
+                    max_connection_recv_buffer_bytes=256 * 1024)
+    try:
+        for _ in range(4):
+            stream = await h2c.open_stream(origin, "GET", "/big", [])
+            await stream.end()
+            assert await asyncio.wait_for(stream.read(), 5)
+            await asyncio.sleep(0.1)  # lets the stream window (128 KiB) fill up, unread
+            await stream.aclose()
+        status, _, body = await asyncio.wait_for(h2c.request(origin, "GET", "/big", []), 10)
+        assert status == 200 and len(body) == BIG_BYTES
+    finally:
+        await h2c.aclose()

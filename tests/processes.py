@@ -165,3 +165,45 @@ class ServiceEndpoint(ManagedProcess):
                 return True
 
         wait_until(ready, timeout_s, f"{self.name} to listen on {self.port}")
+
+
+RESTATE_SCRIPT = REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
+
+
+class RestateServer:
+    """The real Restate server, started only through shared/tools/restate-server/restate-server.sh (fixed ports 8080/9070)."""
+
+    ingress = "http://127.0.0.1:8080"
+    admin = "http://127.0.0.1:9070"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    @staticmethod
+    def unavailable_reason() -> str | None:
+        if not RESTATE_SCRIPT.exists():
+            return f"{RESTATE_SCRIPT} not found"
+        return None
+
+    def start(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(["bash", str(RESTATE_SCRIPT), "start", str(self.run_dir)], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"restate-server.sh start failed: {result.stdout}{result.stderr}\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(RESTATE_SCRIPT), "stop", str(self.run_dir)], capture_output=True, text=True, timeout=60)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join((self.run_dir / "server.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def register(self, uri: str, use_http_11: bool = False, force: bool = False) -> dict:
+        status, _, body = http("POST", f"{self.admin}/deployments", {"uri": uri, "use_http_11": use_http_11, "force": force})
+        assert status in (200, 201), f"registering {uri} at Restate failed with {status}: {body.decode(errors='replace')}"
+        return json.loads(body)
+
+    def call(self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+        return http("POST", f"{self.ingress}{path}", body, headers, timeout_s)

@@ -188,4 +188,6 @@ async def stage(ctx: WorkflowSharedContext) -> str:
     return await ctx.get("stage", type_hint=str) or "new"
 
 
-app = restate.app([greeter, counter, steps, recorder, durable, signup])
+from tests.services.official_python_seeds import SEED_SERVICES  # noqa: E402
+
+app = restate.app([greeter, counter, steps, recorder, durable, signup, *SEED_SERVICES])

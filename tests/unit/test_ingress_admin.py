@@ -1,0 +1,271 @@
+"""Tests of the admin API app: version, deployments, services, handlers, invocation commands and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from ingress_fakes import TEST_MANIFEST, FakePartitions, default_responder, endpoint_from_manifest
+
+from ingress.admin import build_admin_app
+from ingress.discovery import DiscoveryError
+from ingress.durations import parse_duration_ms
+from ingress.http import build_ingress_app
+from ingress.registry import Registry
+from ingress.schema import DiscoveredEndpoint
+from ingress.settings import IngressSettings
+from protocol.ids import InvocationId
+from wal.memory import MemoryLog
+from wal.records import Cancel, Kill, Purge, Resume
+from wal.replies import ReplyBus
+
+CHANGED = copy.deepcopy(TEST_MANIFEST)
+CHANGED["services"][0]["handlers"] = CHANGED["services"][0]["handlers"][1:]  # drops Greeter/greet
+
+
+class FakeDiscoverer:
+    """Answers discovery from a table of URIs; unknown URIs fail like an unreachable endpoint."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[str, dict[str, Any]] = {"http://svc:9080": TEST_MANIFEST}
+        self.calls: list[tuple[str, dict[str, str], bool]] = []
+
+    async def __call__(self, uri: str, headers: dict[str, str], use_http_11: bool) -> DiscoveredEndpoint:
+        self.calls.append((uri, headers, use_http_11))
+        manifest = self.manifests.get(uri.rstrip("/"))
+        if manifest is None:
+            raise DiscoveryError(uri, "cannot connect: connection refused")
+        return endpoint_from_manifest(manifest, uri=uri)
+
+
+@dataclass
+class Env:
+    admin: httpx.AsyncClient
+    ingress: httpx.AsyncClient
+    registry: Registry
+    fake: FakePartitions
+    discoverer: FakeDiscoverer
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    log = MemoryLog(2)
+    bus = ReplyBus(node_id=3)
+    registry = Registry()
+    discoverer = FakeDiscoverer()
+    settings = IngressSettings(admin_command_timeout_ms=2_000, submit_timeout_ms=2_000)
+    admin_app = build_admin_app(log, registry, bus, settings, discoverer=discoverer)
+    ingress_app = build_ingress_app(log, registry, bus, settings)
+    async with FakePartitions(log, bus, default_responder) as fake:
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=admin_app), base_url="http://admin") as admin,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=ingress_app), base_url="http://ingress") as ingress,
+        ):
+            yield Env(admin, ingress, registry, fake, discoverer)
+
+
+def check_service_shape(service: dict[str, Any]) -> None:
+    """The fields the `restate` CLI's ServiceMetadata requires, with their types."""
+    assert isinstance(service["name"], str)
+    assert service["ty"] in ("Service", "VirtualObject", "Workflow")
+    assert service["deployment_id"].startswith("dp_1")
+    assert isinstance(service["revision"], int) and isinstance(service["public"], bool)
+    for key in ("idempotency_retention", "inactivity_timeout", "abort_timeout"):
+        parse_duration_ms(service[key])
+    assert set(service["retry_policy"]) >= {"initial_interval", "exponentiation_factor", "on_max_attempts"}
+    for handler in service["handlers"]:
+        check_handler_shape(handler)
+
+
+def check_handler_shape(handler: dict[str, Any]) -> None:
+    assert isinstance(handler["name"], str)
+    assert isinstance(handler["input_description"], str) and isinstance(handler["output_description"], str)
+    assert handler.get("ty", "Exclusive") in ("Exclusive", "Shared", "Workflow")
+    assert isinstance(handler["public"], bool) and isinstance(handler["retry_policy"], dict)
+
+
+def check_deployment_shape(deployment: dict[str, Any], detailed: bool) -> None:
+    assert deployment["id"].startswith("dp_1")
+    assert deployment["protocol_type"] in ("BidiStream", "RequestResponse")
+    assert deployment["http_version"] in ("HTTP/2.0", "HTTP/1.1")
+    datetime.datetime.fromisoformat(deployment["created_at"].replace("Z", "+00:00"))
+    assert isinstance(deployment["min_protocol_version"], int) and isinstance(deployment["max_protocol_version"], int)
+    for service in deployment["services"]:
+        if detailed:
+            check_service_shape(service)
+        else:
+            assert set(service) == {"name", "revision"}
+
+
+async def register(env: Env, prefix: str = "", **fields: Any) -> httpx.Response:
+    return await env.admin.post(f"{prefix}/deployments", json={"uri": "http://svc:9080", **fields})
+
+
+async def test_version_offers_admin_api_2_to_4(env: Env) -> None:
+    response = await env.admin.get("/version")
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["min_admin_api_version"] == 2 and payload["max_admin_api_version"] == 4
+    assert isinstance(payload["version"], str) and payload["ingress_endpoint"].startswith("http://")
+    assert payload["features"] == {}
+
+
+@pytest.mark.parametrize("prefix", ["", "/v2", "/v3", "/v4"])
+async def test_health_under_every_prefix(env: Env, prefix: str) -> None:
+    assert (await env.admin.get(f"{prefix}/health")).status_code == 200
+
+
+async def test_v1_is_refused(env: Env) -> None:
+    response = await env.admin.get("/v1/health")
+    assert response.status_code == 400 and "V1" in response.text
+
+
+async def test_register_creates_then_reports_existing(env: Env) -> None:
+    created = await register(env, "/v4", additional_headers={"x-api-key": "s"}, metadata={"team": "payments"})
+    assert created.status_code == 201
+    body = created.json()
+    assert created.headers["location"] == f"deployments/{body['id']}"
+    assert body["min_protocol_version"] == 5 and body["max_protocol_version"] == 7 and body["sdk_version"] == "test/1.0"
+    assert sorted(s["name"] for s in body["services"]) == ["Counter", "Greeter", "Signup"]
+    for service in body["services"]:
+        check_service_shape(service)
+    assert env.discoverer.calls == [("http://svc:9080", {"x-api-key": "s"}, False)]
+    again = await register(env, "/v4", additional_headers={"x-api-key": "s"}, metadata={"team": "payments"})
+    assert again.status_code == 200 and again.json()["id"] == body["id"]
+    assert len(env.registry.deployments()) == 1
+
+
+async def test_register_dry_run_registers_nothing(env: Env) -> None:
+    response = await register(env, dry_run=True)
+    assert response.status_code == 201
+    assert env.registry.deployments() == []
+    assert (await env.admin.get("/services")).json() == {"services": []}
+
+
+async def test_incompatible_reregistration_is_409_until_forced(env: Env) -> None:
+    first = (await register(env)).json()
+    env.discoverer.manifests["http://svc:9080"] = CHANGED
+    conflict = await register(env)
+    assert conflict.status_code == 409
+    assert "greet" in conflict.json()["message"] and "force" in conflict.json()["message"]
+    assert env.registry.handler_target("Greeter", "greet") is not None
+    forced = await register(env, force=True)
+    assert forced.status_code == 200 and forced.json()["id"] == first["id"]
+    assert env.registry.handler_target("Greeter", "greet") is None
+
+
+async def test_v2_defaults_to_force_and_answers_unchanged_with_409(env: Env) -> None:
+    assert (await register(env, "/v2")).status_code == 201
+    env.discoverer.manifests["http://svc:9080"] = CHANGED
+    overwritten = await register(env, "/v2")
+    assert overwritten.status_code == 201  # force defaults to true on v2, overwrite answers 201
+    unchanged = await register(env, "/v2", force=False)
+    assert unchanged.status_code == 409
+
+
+async def test_register_bad_bodies_are_400(env: Env) -> None:
+    missing = await env.admin.post("/deployments", json={"use_http_11": True})
+    assert missing.status_code == 400 and "uri" in missing.json()["message"]
+    not_json = await env.admin.post("/deployments", content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400
+    lambda_body = await env.admin.post("/deployments", json={"arn": "arn:aws:lambda:x"})
+    assert lambda_body.status_code == 400 and "Lambda" in lambda_body.json()["message"]
+    assert env.registry.deployments() == []
+
+
+async def test_failed_discovery_names_the_uri_and_registers_nothing(env: Env) -> None:
+    response = await env.admin.post("/deployments", json={"uri": "http://down:1"})
+    assert response.status_code == 500
+    payload = response.json()
+    assert "http://down:1" in payload["message"] and "connection refused" in payload["message"]
+    assert payload["restate_code"] == "META0003"
+    assert env.registry.deployments() == []
+
+
+async def test_deployment_routes(env: Env) -> None:
+    deployment_id = (await register(env)).json()["id"]
+    listed = (await env.admin.get("/v3/deployments")).json()["deployments"]
+    assert [d["id"] for d in listed] == [deployment_id]
+    check_deployment_shape(listed[0], detailed=False)
+    detailed = await env.admin.get(f"/deployments/{deployment_id}")
+    assert detailed.status_code == 200
+    check_deployment_shape(detailed.json(), detailed=True)
+    assert detailed.json()["uri"] == "http://svc:9080"
+    missing = await env.admin.get("/deployments/dp_1nope")
+    assert missing.status_code == 404 and "dp_1nope" in missing.json()["message"]
+    refused = await env.admin.delete(f"/deployments/{deployment_id}")
+    assert refused.status_code == 409
+    removed = await env.admin.delete(f"/deployments/{deployment_id}?force=true")
+    assert removed.status_code == 202
+    assert (await env.admin.get("/deployments")).json() == {"deployments": []}
+
+
+async def test_service_and_handler_routes(env: Env) -> None:
+    deployment_id = (await register(env)).json()["id"]
+    services = (await env.admin.get("/v4/services")).json()["services"]
+    assert [s["name"] for s in services] == ["Counter", "Greeter", "Signup"]
+    signup = (await env.admin.get("/services/Signup")).json()
+    check_service_shape(signup)
+    assert signup["ty"] == "Workflow" and signup["deployment_id"] == deployment_id and signup["revision"] == 1
+    assert parse_duration_ms(signup["workflow_completion_retention"]) == 5000
+    handlers = (await env.admin.get("/services/Counter/handlers")).json()["handlers"]
+    assert {h["name"]: h["ty"] for h in handlers} == {"add": "Exclusive", "get": "Shared"}
+    add = (await env.admin.get("/services/Counter/handlers/add")).json()
+    assert add["input_description"] == "JSON integer" and add["input_json_schema"] == {"type": "integer"}
+    greeter = (await env.admin.get("/services/Greeter")).json()
+    hidden = next(h for h in greeter["handlers"] if h["name"] == "hidden")
+    assert hidden["public"] is False and "ty" not in hidden
+    assert (await env.admin.get("/services/Nope")).status_code == 404
+    missing_handler = await env.admin.get("/services/Counter/handlers/nope")
+    assert missing_handler.status_code == 404 and "'nope'" in missing_handler.json()["message"]
+
+
+async def test_invocation_commands(env: Env) -> None:
+    await register(env)
+    running = (await env.ingress.post("/Greeter/slow/send")).json()["invocationId"]
+    assert (await env.admin.patch(f"/v4/invocations/{running}/resume")).status_code == 200
+    assert (await env.admin.patch(f"/invocations/{running}/purge")).status_code == 409
+    assert (await env.admin.patch(f"/invocations/{running}/cancel")).status_code == 202
+    assert (await env.admin.patch(f"/invocations/{running}/kill")).status_code == 409  # already completed by the cancel
+    assert (await env.admin.patch(f"/invocations/{running}/purge")).status_code == 200
+    unknown = str(InvocationId.random(5))
+    not_found = await env.admin.patch(f"/invocations/{unknown}/kill")
+    assert not_found.status_code == 404 and unknown in not_found.json()["message"]
+    bad = await env.admin.patch("/invocations/inv_bogus/cancel")
+    assert bad.status_code == 400 and "invocation_id" in bad.json()["message"]
+    assert (await env.admin.patch(f"/invocations/{running}/explode")).status_code == 404
+    commands = [type(body) for _, record in env.fake.records for body in [record.body] if type(body) in (Cancel, Kill, Purge, Resume)]
+    assert commands == [Resume, Purge, Cancel, Kill, Purge, Kill]
+
+
+async def test_deprecated_delete_invocation_appends_without_waiting(env: Env) -> None:
+    await register(env)
+    running = (await env.ingress.post("/Greeter/slow/send")).json()["invocationId"]
+    response = await env.admin.delete(f"/invocations/{running}?mode=kill")
+    assert response.status_code == 202
+    assert (await env.admin.delete(f"/invocations/{running}?mode=explode")).status_code == 400
+    await _applied(env, Kill)
+    [kill] = env.fake.bodies(Kill)
+    assert kill.invocation_id == running and kill.reply_to is None
+
+
+async def test_metrics_expose_request_counts(env: Env) -> None:
+    await register(env)
+    await env.ingress.post("/Greeter/greet")
+    text = (await env.admin.get("/metrics")).text
+    assert 'duro_ingress_requests_total{kind="call",status="200"}' in text
+    assert "duro_ingress_request_duration_seconds_bucket" in text
+    assert 'duro_admin_requests_total{kind="register_deployment",status="201"}' in text
+
+
+async def _applied(env: Env, kind: type, timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not env.fake.bodies(kind):
+            env.fake.applied.clear()
+            await env.fake.applied.wait()

@@ -175,7 +175,7 @@ class Invoker:
         except AttemptError as exc:
             await self._report_failure(handle, exc.failure, exc.retry_after_ms)
         except (ExchangeError, ProtocolError) as exc:
-            log.info("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
+            log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
             code = 571 if isinstance(exc, ProtocolError) else 503
             await self._report_failure(handle, Failure(code, str(exc)), None)
         except Exception as exc:  # an invoker bug must not take the node down; the state machine retries
@@ -334,7 +334,9 @@ class Invoker:
         return False
 
     async def _append_frames(self, handle: _Attempt, frames: list[Frame]) -> None:
-        attempt_frames = tuple(AttemptFrame(f.type, f.flags, f.payload, self._call_target(f)) for f in frames)
+        """Validate and append one read's worth of messages; a message that does not decode fails the attempt."""
+        messages = [decode_message(f) for f in frames]  # raises ProtocolError before anything is appended
+        attempt_frames = tuple(AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages))
         deployment = handle.deployment
         assert deployment is not None, "an attempt picks its deployment before it talks to it"
         pin_id = None if handle.pinned else deployment.deployment_id
@@ -342,10 +344,9 @@ class Invoker:
         await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, attempt_frames, pin_id, pin_version))
         handle.pinned = True
 
-    def _call_target(self, frame: Frame) -> Target | None:
+    def _call_target(self, frame: Frame, message: object) -> Target | None:
         if frame.type not in CALL_TYPES:
             return None
-        message = decode_message(frame)
         info = self.directory.handler_info(message.service_name, message.handler_name)  # type: ignore[attr-defined]
         if info is None:
             return None

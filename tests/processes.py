@@ -149,9 +149,10 @@ class DuroServer(ManagedProcess):
 class ServiceEndpoint(ManagedProcess):
     """An SDK endpoint (ASGI app) served by hypercorn on a free port."""
 
-    def __init__(self, app: str, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, app: str, log_path: Path, env: dict[str, str] | None = None, extra_args: list[str] | None = None) -> None:
         self.port = free_port()
-        super().__init__(app, [sys.executable, "-m", "tests.services.serve", app, "--port", str(self.port)], log_path, env or {})
+        args = [sys.executable, "-m", "tests.services.serve", app, "--port", str(self.port), *(extra_args or [])]
+        super().__init__(app, args, log_path, env or {})
 
     @property
     def uri(self) -> str:

@@ -11,6 +11,7 @@ from partition_worker.state_machine.context import ApplyContext, outcome_from_pb
 from partition_worker.state_machine.lifecycle import deliver_signal
 from partition_worker.status import InvocationStatus, Phase
 from protocol import service_protocol_pb2 as pb
+from protocol.errors import ProtocolError
 from protocol.frames import Frame, MessageType, decode_message, is_command
 from protocol.ids import parse_awakeable_id
 from protocol.routing import (
@@ -34,6 +35,8 @@ from wal.records import (
 
 # A state-changing command in a handler that may not change state.
 READ_ONLY_VIOLATION = 571
+# A message that is not valid for the negotiated protocol.
+PROTOCOL_VIOLATION = 571
 
 
 class AttemptEnded(Exception):
@@ -88,7 +91,11 @@ def _pin(status: InvocationStatus, deployment_id: str | None, protocol_version: 
 
 def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, frame: AttemptFrame) -> InvocationStatus | None:
     """Apply one message; None when it ended the attempt (the status is then already saved)."""
-    message = decode_message(Frame(frame.message_type, frame.flags, frame.payload))
+    try:
+        message = decode_message(Frame(frame.message_type, frame.flags, frame.payload))
+    except ProtocolError as exc:
+        fail_attempt(ctx, invocation_id, status, Failure(PROTOCOL_VIOLATION, f"protocol violation: {exc}"), None)
+        return None
     if is_command(frame.message_type):
         status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload)
         status = dataclasses.replace(status, command_count=status.command_count + 1)

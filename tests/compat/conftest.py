@@ -22,9 +22,12 @@ from tests.processes import DuroServer, ManagedProcess, RestateServer, free_port
 RESULTS = Path(__file__).parent / "results" / "last-run.json"
 
 
+RUNTIME_ARGS = {"duro": [], "duro-v7": ["--max-protocol-version", "7"]}
+
+
 @dataclass(frozen=True)
 class Pair:
-    runtime: str  # "duro" | "restate"
+    runtime: str  # "duro" | "duro-v7" (service protocol V7 enabled) | "restate"
     implementation: Implementation
 
     @property
@@ -34,6 +37,7 @@ class Pair:
 
 def pairs() -> list[Pair]:
     found = [Pair("duro", implementation) for implementation in IMPLEMENTATIONS]
+    found += [Pair("duro-v7", implementation) for implementation in IMPLEMENTATIONS if implementation.v7_column]
     found += [Pair("restate", implementation) for implementation in IMPLEMENTATIONS if implementation.on_restate]
     return found
 
@@ -87,7 +91,10 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     )
     endpoint.cwd = pair.implementation.cwd  # type: ignore[attr-defined]
     runtime: DuroServer | RestateServer
-    runtime = DuroServer(tmp / "data", tmp / "duro.log") if pair.runtime == "duro" else RestateServer(tmp / "restate")
+    if pair.runtime == "restate":
+        runtime = RestateServer(tmp / "restate")
+    else:
+        runtime = DuroServer(tmp / "data", tmp / "duro.log", extra_args=RUNTIME_ARGS[pair.runtime])
     endpoint.start()
     runtime.start()
     try:

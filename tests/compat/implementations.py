@@ -58,6 +58,7 @@ class Implementation:
     seeds: SeedNames = SeedNames()
     version: str = ""
     on_restate: bool = False  # also run this implementation against the real Restate server
+    v7_column: bool = False  # also run it against duro with service protocol V7 enabled
 
     def skip_reason(self) -> str | None:
         if self.build_marker is not None and not self.build_marker.exists():
@@ -82,7 +83,7 @@ def _serve(app: str) -> list[str]:
 
 
 PYTHON_SDK: list[Implementation] = [
-    Implementation("python-sdk h2", "python", _serve("tests.services.official_python:app"), version=f"restate-sdk {_package_version('restate-sdk')}"),
+    Implementation("python-sdk h2", "python", _serve("tests.services.official_python:app"), version=f"restate-sdk {_package_version('restate-sdk')}", v7_column=True),
     Implementation("python-sdk http1.1", "python", _serve("tests.services.official_python:app"), use_http_11=True, version=f"restate-sdk {_package_version('restate-sdk')}"),
 ]
 

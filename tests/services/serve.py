@@ -19,13 +19,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("app", help="module:attribute of the ASGI app")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max-requests", type=int, default=1_000_000_000, help="requests per connection before hypercorn sends GOAWAY")
     args = parser.parse_args()
     module_name, _, attribute = args.app.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
     config = hypercorn.config.Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.keep_alive_timeout = 300
-    config.keep_alive_max_requests = 1_000_000_000
+    config.keep_alive_max_requests = args.max_requests
     config.h2_max_concurrent_streams = 1000
     config.loglevel = "WARNING"
     asyncio.run(hypercorn.asyncio.serve(app, config))  # type: ignore[arg-type]

@@ -375,3 +375,15 @@ def test_replaying_the_same_records_gives_the_same_state(count: int) -> None:
         return dict(h.store.rows)
 
     assert run() == run()
+
+
+def test_an_undecodable_message_fails_the_attempt_instead_of_the_partition() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    frames = (AttemptFrame(0x7777, 0, b"abc"),)
+    actions = h.apply(AttemptEvents(record.invocation_id, 1, frames))
+    (timer,) = of_type(actions, ScheduleTimer)
+    assert timer.timer_kind == TimerKind.RETRY
+    status = h.status(record.invocation_id)
+    assert status.phase is Phase.BACKING_OFF and "0x7777" in status.last_failure.message  # type: ignore[union-attr]

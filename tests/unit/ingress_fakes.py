@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from ingress.registry import Registry
 from ingress.schema import DiscoveredEndpoint, services_from_manifest
@@ -57,11 +57,11 @@ class FakePartitions:
         self.applied = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def __aenter__(self) -> FakePartitions:
+    async def __aenter__(self) -> Self:
         self._tasks = [asyncio.create_task(self._tail(p)) for p in range(self.log.partition_count)]
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -11,7 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from ingress_fakes import TEST_MANIFEST, FakePartitions, default_responder, endpoint_from_manifest
+from ingress_fakes import (
+    TEST_MANIFEST,
+    FakePartitions,
+    default_responder,
+    endpoint_from_manifest,
+)
 
 from ingress.admin import build_admin_app
 from ingress.discovery import DiscoveryError
@@ -62,12 +67,12 @@ async def env() -> AsyncIterator[Env]:
     settings = IngressSettings(admin_command_timeout_ms=2_000, submit_timeout_ms=2_000)
     admin_app = build_admin_app(log, registry, bus, settings, discoverer=discoverer)
     ingress_app = build_ingress_app(log, registry, bus, settings)
-    async with FakePartitions(log, bus, default_responder) as fake:
-        async with (
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=admin_app), base_url="http://admin") as admin,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=ingress_app), base_url="http://ingress") as ingress,
-        ):
-            yield Env(admin, ingress, registry, fake, discoverer)
+    async with (
+        FakePartitions(log, bus, default_responder) as fake,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=admin_app), base_url="http://admin") as admin,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=ingress_app), base_url="http://ingress") as ingress,
+    ):
+        yield Env(admin, ingress, registry, fake, discoverer)
 
 
 def check_service_shape(service: dict[str, Any]) -> None:
@@ -94,7 +99,7 @@ def check_deployment_shape(deployment: dict[str, Any], detailed: bool) -> None:
     assert deployment["id"].startswith("dp_1")
     assert deployment["protocol_type"] in ("BidiStream", "RequestResponse")
     assert deployment["http_version"] in ("HTTP/2.0", "HTTP/1.1")
-    datetime.datetime.fromisoformat(deployment["created_at"].replace("Z", "+00:00"))
+    assert datetime.datetime.fromisoformat(deployment["created_at"]).tzinfo is not None
     assert isinstance(deployment["min_protocol_version"], int) and isinstance(deployment["max_protocol_version"], int)
     for service in deployment["services"]:
         if detailed:
@@ -176,7 +181,18 @@ async def test_register_bad_bodies_are_400(env: Env) -> None:
     assert not_json.status_code == 400
     lambda_body = await env.admin.post("/deployments", json={"arn": "arn:aws:lambda:x"})
     assert lambda_body.status_code == 400 and "Lambda" in lambda_body.json()["message"]
+    auth = await register(env, auth={"GoogleIdToken": {}})
+    assert auth.status_code == 400 and "auth" in auth.json()["message"]
     assert env.registry.deployments() == []
+    assert env.discoverer.calls == []
+
+
+async def test_unusable_uri_is_400_before_discovery() -> None:
+    app = build_admin_app(MemoryLog(1), Registry(), ReplyBus(1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as admin:
+        response = await admin.post("/deployments", json={"uri": "localhost:9080"})
+    assert response.status_code == 400
+    assert "'uri'" in response.json()["message"] and "absolute" in response.json()["message"]
 
 
 async def test_failed_discovery_names_the_uri_and_registers_nothing(env: Env) -> None:
@@ -269,3 +285,10 @@ async def _applied(env: Env, kind: type, timeout_s: float = 5.0) -> None:
         while not env.fake.bodies(kind):
             env.fake.applied.clear()
             await env.fake.applied.wait()
+
+
+async def test_unknown_routes_answer_with_the_error_body(env: Env) -> None:
+    missing = await env.admin.post("/query", json={"query": "SELECT 1"})
+    assert missing.status_code == 404 and "/query" in missing.json()["message"]
+    wrong_method = await env.admin.put("/deployments")
+    assert wrong_method.status_code == 405 and "PUT" in wrong_method.json()["message"]

@@ -16,7 +16,12 @@ from ingress.http import build_ingress_app
 from ingress.registry import Registry
 from ingress.settings import IngressSettings
 from protocol.ids import InvocationId, format_awakeable_id
-from protocol.routing import idempotent_invocation_id, partition_key_for_key, partition_key_of, workflow_invocation_id
+from protocol.routing import (
+    idempotent_invocation_id,
+    partition_key_for_key,
+    partition_key_of,
+    workflow_invocation_id,
+)
 from wal.memory import MemoryLog
 from wal.partitioner import partition_of
 from wal.records import Failure, HandlerKind, Invoke, Outcome, ServiceType, Signal
@@ -390,3 +395,27 @@ async def _until(condition: object, timeout_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def test_served_by_uvicorn_over_real_sockets() -> None:
+    from ingress.serving import bound_port, start_app, stop_app
+
+    log = MemoryLog(PARTITIONS)
+    bus = ReplyBus(node_id=2)
+    registry = await make_registry()
+    app = build_ingress_app(log, registry, bus, IngressSettings())
+    async with FakePartitions(log, bus, default_responder) as fake:
+        server, task = await start_app(app, "127.0.0.1", 0)
+        try:
+            base = f"http://127.0.0.1:{bound_port(server)}"
+            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                response = await client.post("/Counter/a%2Fb%20c/add", content=b"7", headers={"content-type": "application/json"})
+                assert response.status_code == 200 and response.content == b"7"
+                sent = await client.post("/Signup/x%2Fy/run/send?delay=1s")
+                assert sent.status_code == 202
+        finally:
+            await stop_app(server, task)
+    [add, run] = fake.bodies(Invoke)
+    assert add.target.key == "a/b c"
+    assert ("x-restate-ingress-path", "/Counter/a%2Fb%20c/add") in add.headers
+    assert run.invocation_id == workflow_invocation_id("Signup", "x/y") and run.execute_at_ms is not None

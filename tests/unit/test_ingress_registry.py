@@ -174,8 +174,7 @@ async def test_remove_deployment_falls_back_to_the_previous_revision() -> None:
 
 async def test_file_store_round_trip(tmp_path: Path) -> None:
     store = FileRegistryStore(tmp_path)
-    registry = Registry(store)
-    await registry.load()
+    registry = await Registry.open(store)
     created = await registry.register(endpoint_from_manifest(TEST_MANIFEST), additional_headers={"x-key": "k"}, metadata={"team": "a"})
     assert (tmp_path / "registry.json").exists() and not (tmp_path / "registry.json.tmp").exists()
     reloaded = Registry(FileRegistryStore(tmp_path))

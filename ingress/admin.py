@@ -1,0 +1,535 @@
+"""The admin API (port 9070): deployments, services and handlers, invocation commands, version, health and metrics.
+
+Paths, status codes and JSON shapes are Restate's, so the `restate` CLI works
+against it. Every route is served at the root and under `/v2`, `/v3` and `/v4`
+(the CLI picks the highest version `/version` offers); `/v1` answers 400.
+Errors have Restate's admin body `{"message": ..., "restate_code": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingress import metrics
+from ingress.discovery import (
+    Discoverer,
+    DiscoveryError,
+    InvalidUriError,
+    discoverer_with,
+)
+from ingress.durations import format_friendly_ms, format_rfc3339_ms
+from ingress.http import IngressError, ReplyWaiter
+from ingress.registry import (
+    Deployment,
+    RegisterOutcome,
+    Registry,
+    RegistryError,
+    ServiceRevision,
+)
+from ingress.schema import (
+    HandlerInfo,
+    RetryPolicy,
+    SchemaError,
+    ServiceInfo,
+    describe_input,
+    describe_output,
+)
+from ingress.settings import IngressSettings
+from protocol.ids import InvocationId
+from wal.log import Log
+from wal.partitioner import partition_of
+from wal.records import (
+    Cancel,
+    HandlerKind,
+    IngressSink,
+    Kill,
+    Purge,
+    RecordBody,
+    Resume,
+    ServiceType,
+)
+from wal.replies import ReplyBus, ReplyKind
+
+DURO_VERSION: Final = "1.7.0"
+"""The Restate server version duro reports on /version (the API level it implements)."""
+MIN_ADMIN_API_VERSION: Final = 2
+MAX_ADMIN_API_VERSION: Final = 4
+UNVERSIONED: Final = 0
+
+DEFAULT_RETRY_INITIAL_INTERVAL_MS: Final = 500
+DEFAULT_RETRY_MAX_INTERVAL_MS: Final = 60_000
+DEFAULT_RETRY_MAX_ATTEMPTS: Final = 70
+DEFAULT_RETRY_FACTOR: Final = 2.0
+
+_SERVICE_TYPE_NAMES = {
+    ServiceType.SERVICE: "Service",
+    ServiceType.VIRTUAL_OBJECT: "VirtualObject",
+    ServiceType.WORKFLOW: "Workflow",
+}
+_HANDLER_KIND_NAMES = {HandlerKind.EXCLUSIVE: "Exclusive", HandlerKind.SHARED: "Shared", HandlerKind.WORKFLOW: "Workflow"}
+_PROTOCOL_TYPES = {"BIDI_STREAM": "BidiStream", "REQUEST_RESPONSE": "RequestResponse"}
+_ON_MAX_ATTEMPTS = {"PAUSE": "Pause", "KILL": "Kill"}
+
+Handler = Callable[[Request, int], Awaitable[Response]]
+
+
+class AdminError(Exception):
+    """An admin request that fails; rendered as `{"message", "restate_code"}` with `status`."""
+
+    def __init__(self, status: int, message: str, restate_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.restate_code = restate_code
+
+
+class RegisterDeploymentRequest(BaseModel):
+    """Body of `POST /deployments` (HTTP deployments; Lambda is not supported)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    uri: str
+    additional_headers: dict[str, str] | None = None
+    metadata: dict[str, str] = {}
+    use_http_11: bool = False
+    breaking: bool = False
+    force: bool | None = None
+    dry_run: bool = False
+
+
+def build_admin_app(
+    log: Log,
+    registry: Registry,
+    reply_bus: ReplyBus,
+    settings: IngressSettings | None = None,
+    discoverer: Discoverer | None = None,
+) -> Starlette:
+    """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits."""
+    chosen = settings or IngressSettings()
+    if discoverer is None:
+        discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
+    api = AdminApi(log, registry, reply_bus, chosen, discoverer)
+    return Starlette(routes=api.routes(), exception_handlers={404: _route_error, 405: _route_error})
+
+
+async def _route_error(request: Request, error: Exception) -> Response:
+    """Unknown paths and methods answer with the admin error body, so clients print a message."""
+    status = getattr(error, "status_code", 404)
+    what = "no such route" if status == 404 else "method not allowed"
+    return json_response(status, {"message": f"{what}: {request.method} {request.url.path}", "restate_code": None})
+
+
+class AdminApi:
+    """Request handling of the admin API; one instance per app."""
+
+    def __init__(self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings, discoverer: Discoverer) -> None:
+        self.log = log
+        self.registry = registry
+        self.settings = settings
+        self.discoverer = discoverer
+        self.waiter = ReplyWaiter(log, reply_bus)
+
+    def routes(self) -> list[Route]:
+        table: list[tuple[str, str, str, Handler]] = [
+            ("/version", "GET", "version", self.version),
+            ("/health", "GET", "health", self.health),
+            ("/deployments", "GET", "list_deployments", self.list_deployments),
+            ("/deployments", "POST", "register_deployment", self.register_deployment),
+            ("/deployments/{deployment_id}", "GET", "get_deployment", self.get_deployment),
+            ("/deployments/{deployment_id}", "DELETE", "delete_deployment", self.delete_deployment),
+            ("/services", "GET", "list_services", self.list_services),
+            ("/services/{service}", "GET", "get_service", self.get_service),
+            ("/services/{service}/handlers", "GET", "list_handlers", self.list_handlers),
+            ("/services/{service}/handlers/{handler}", "GET", "get_handler", self.get_handler),
+            ("/invocations/{invocation_id}/{command}", "PATCH", "invocation_command", self.invocation_command),
+            ("/invocations/{invocation_id}", "DELETE", "delete_invocation", self.delete_invocation),
+        ]
+        routes = [Route("/metrics", self.metrics, methods=["GET"])]
+        for prefix, version in (("", UNVERSIONED), ("/v2", 2), ("/v3", 3), ("/v4", 4)):
+            for path, method, kind, handler in table:
+                routes.append(Route(prefix + path, _endpoint(kind, handler, version), methods=[method]))
+        routes.append(Route("/v1/{rest:path}", self.unsupported_v1, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]))
+        return routes
+
+    # ------------------------------------------------------------ version, health, metrics
+
+    async def version(self, request: Request, api_version: int) -> Response:
+        return json_response(
+            200,
+            {
+                "version": DURO_VERSION,
+                "min_admin_api_version": MIN_ADMIN_API_VERSION,
+                "max_admin_api_version": MAX_ADMIN_API_VERSION,
+                "ingress_endpoint": self.settings.advertised_ingress_url,
+                "features": {},
+            },
+        )
+
+    async def health(self, request: Request, api_version: int) -> Response:
+        return Response(status_code=200)
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, status_code=200, headers={"content-type": content_type})
+
+    async def unsupported_v1(self, request: Request) -> Response:
+        return Response(
+            f"Unsupported Admin API version V1. This server supports versions between V{MIN_ADMIN_API_VERSION}"
+            f" and V{MAX_ADMIN_API_VERSION}.",
+            status_code=400,
+        )
+
+    # ------------------------------------------------------------ deployments
+
+    async def register_deployment(self, request: Request, api_version: int) -> Response:
+        body = await _json_body(request)
+        if isinstance(body, dict) and "arn" in body and "uri" not in body:
+            raise AdminError(400, "The request field 'arn' is invalid. Reason: Lambda deployments are not supported by duro")
+        if isinstance(body, dict) and body.get("auth") is not None:
+            raise AdminError(400, "The request field 'auth' is invalid. Reason: deployment authentication is not supported by duro")
+        try:
+            parsed = RegisterDeploymentRequest.model_validate(body)
+        except ValidationError as error:
+            raise AdminError(400, _describe_validation(error)) from None
+        force = parsed.force if parsed.force is not None else api_version == 2
+        headers = parsed.additional_headers or {}
+        try:
+            endpoint = await self.discoverer(parsed.uri, headers, parsed.use_http_11)
+            result = await self.registry.register(
+                endpoint,
+                additional_headers=headers,
+                metadata=parsed.metadata,
+                force=force,
+                breaking=parsed.breaking,
+                dry_run=parsed.dry_run,
+            )
+        except InvalidUriError as error:
+            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {error.reason}") from None
+        except DiscoveryError as error:
+            raise AdminError(500, str(error), error.restate_code) from None
+        except SchemaError as error:
+            raise AdminError(400, f"discovered an invalid service definition at {parsed.uri}: {error}") from None
+        except RegistryError as error:
+            raise AdminError(error.status, error.message, error.restate_code) from None
+        deployment = result.deployment
+        status = _register_status(result.outcome, api_version, deployment.id)
+        payload: dict[str, Any] = {
+            "id": deployment.id,
+            "services": self._services_of(deployment),
+            "min_protocol_version": deployment.min_protocol_version,
+            "max_protocol_version": deployment.max_protocol_version,
+        }
+        _put(payload, "sdk_version", deployment.sdk_version)
+        return json_response(status, payload, {"location": f"deployments/{deployment.id}"})
+
+    async def list_deployments(self, request: Request, api_version: int) -> Response:
+        return json_response(200, {"deployments": [self._deployment_json(d, detailed=False) for d in self.registry.deployments()]})
+
+    async def get_deployment(self, request: Request, api_version: int) -> Response:
+        deployment = self._deployment(request.path_params["deployment_id"])
+        return json_response(200, self._deployment_json(deployment, detailed=True))
+
+    async def delete_deployment(self, request: Request, api_version: int) -> Response:
+        deployment_id = request.path_params["deployment_id"]
+        self._deployment(deployment_id)
+        force = _query_bool(request, "force")
+        try:
+            await self.registry.remove_deployment(deployment_id, force=force)
+        except RegistryError as error:
+            raise AdminError(error.status, error.message, error.restate_code) from None
+        return Response(status_code=202)
+
+    def _deployment(self, deployment_id: str) -> Deployment:
+        deployment = self.registry.deployment(deployment_id)
+        if deployment is None:
+            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+        return deployment
+
+    # ------------------------------------------------------------ services and handlers
+
+    async def list_services(self, request: Request, api_version: int) -> Response:
+        return json_response(200, {"services": [self._revision_json(r) for r in self.registry.services()]})
+
+    async def get_service(self, request: Request, api_version: int) -> Response:
+        return json_response(200, self._revision_json(self._service(request.path_params["service"])))
+
+    async def list_handlers(self, request: Request, api_version: int) -> Response:
+        revision = self._service(request.path_params["service"])
+        handlers = [_handler_json(revision.info, h) for h in revision.handlers.values()]
+        return json_response(200, {"handlers": handlers})
+
+    async def get_handler(self, request: Request, api_version: int) -> Response:
+        revision = self._service(request.path_params["service"])
+        name = request.path_params["handler"]
+        handler = revision.handlers.get(name)
+        if handler is None:
+            raise AdminError(404, f"The requested handler '{name}' on service '{revision.name}' does not exist")
+        return json_response(200, _handler_json(revision.info, handler))
+
+    def _service(self, name: str) -> ServiceRevision:
+        revision = self.registry.service(name)
+        if revision is None:
+            raise AdminError(404, f"The requested service '{name}' does not exist")
+        return revision
+
+    # ------------------------------------------------------------ invocations
+
+    async def invocation_command(self, request: Request, api_version: int) -> Response:
+        command = request.path_params["command"]
+        make = _COMMANDS.get(command)
+        if make is None:
+            raise AdminError(404, f"unknown invocation command '{command}'; expected one of {', '.join(_COMMANDS)}")
+        invocation_id = _checked_invocation_id(request.path_params["invocation_id"])
+        try:
+            reply = await self.waiter.append_and_wait(
+                invocation_id, lambda sink: make(invocation_id, sink), self.settings.admin_command_timeout_ms, command
+            )
+        except IngressError as error:
+            raise AdminError(error.status, error.message) from None
+        return _command_response(command, invocation_id, reply.kind, reply.message)
+
+    async def delete_invocation(self, request: Request, api_version: int) -> Response:
+        invocation_id = _checked_invocation_id(request.path_params["invocation_id"])
+        mode = request.query_params.get("mode", "cancel").lower()
+        make = _COMMANDS.get(mode) if mode in ("cancel", "kill", "purge") else None
+        if make is None:
+            raise AdminError(400, f"The query parameter 'mode' is invalid. Reason: {mode!r} is not one of cancel, kill, purge")
+        partition = partition_of(InvocationId.parse(invocation_id).partition_key, self.log.partition_count)
+        try:
+            await self.waiter.append(partition, make(invocation_id, None))
+        except IngressError as error:
+            raise AdminError(error.status, error.message) from None
+        return Response(status_code=202)
+
+    # ------------------------------------------------------------ JSON shapes
+
+    def _revision_json(self, revision: ServiceRevision) -> dict[str, Any]:
+        return self._service_json(revision.info, revision.revision, revision.deployment_id)
+
+    def _service_json(self, service: ServiceInfo, revision: int, deployment_id: str) -> dict[str, Any]:
+        options = self.settings
+        declared = service.options
+        payload: dict[str, Any] = {
+            "name": service.name,
+            "ty": _SERVICE_TYPE_NAMES[service.service_type],
+            "handlers": [_handler_json(service, h) for h in service.handlers.values()],
+        }
+        _put(payload, "documentation", service.documentation)
+        if service.metadata:
+            payload["metadata"] = service.metadata
+        payload.update(
+            {
+                "deployment_id": deployment_id,
+                "revision": revision,
+                "public": service.public,
+                "idempotency_retention": format_friendly_ms(_or(declared.idempotency_retention_ms, options.default_idempotency_retention_ms)),
+            }
+        )
+        if service.service_type is ServiceType.WORKFLOW:
+            payload["workflow_completion_retention"] = format_friendly_ms(
+                _or(_run_completion_retention(service), options.default_workflow_completion_retention_ms)
+            )
+        if declared.journal_retention_ms is not None:
+            payload["journal_retention"] = format_friendly_ms(declared.journal_retention_ms)
+        payload["inactivity_timeout"] = format_friendly_ms(_or(declared.inactivity_timeout_ms, options.default_inactivity_timeout_ms))
+        payload["abort_timeout"] = format_friendly_ms(_or(declared.abort_timeout_ms, options.default_abort_timeout_ms))
+        payload["enable_lazy_state"] = bool(declared.enable_lazy_state)
+        payload["retry_policy"] = _service_retry_json(declared.retry_policy)
+        return payload
+
+    def _deployment_json(self, deployment: Deployment, detailed: bool) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "id": deployment.id,
+            "uri": deployment.uri,
+            "protocol_type": _PROTOCOL_TYPES.get(deployment.protocol_mode, "RequestResponse"),
+            "http_version": "HTTP/1.1" if deployment.use_http_11 else "HTTP/2.0",
+        }
+        if deployment.additional_headers:
+            payload["additional_headers"] = deployment.additional_headers
+        if deployment.metadata:
+            payload["metadata"] = deployment.metadata
+        payload.update(
+            {
+                "created_at": format_rfc3339_ms(deployment.created_at_ms),
+                "min_protocol_version": deployment.min_protocol_version,
+                "max_protocol_version": deployment.max_protocol_version,
+            }
+        )
+        _put(payload, "sdk_version", deployment.sdk_version)
+        if detailed:
+            payload["services"] = self._services_of(deployment)
+        else:
+            payload["services"] = [{"name": name, "revision": deployment.service_revisions[name]} for name in deployment.services]
+        return payload
+
+    def _services_of(self, deployment: Deployment) -> list[dict[str, Any]]:
+        return [self._service_json(s, deployment.service_revisions[s.name], deployment.id) for s in deployment.services.values()]
+
+
+# ---------------------------------------------------------------- commands
+
+_COMMANDS: dict[str, Callable[[str, IngressSink | None], RecordBody]] = {
+    "cancel": lambda invocation_id, sink: Cancel(invocation_id, sink),
+    "kill": lambda invocation_id, sink: Kill(invocation_id, sink),
+    "purge": lambda invocation_id, sink: Purge(invocation_id, sink),
+    "resume": lambda invocation_id, sink: Resume(invocation_id, sink),
+}
+
+
+def _command_response(command: str, invocation_id: str, kind: ReplyKind, message: str) -> Response:
+    if kind is ReplyKind.ACK:
+        return Response(status_code=202 if command == "cancel" else 200)
+    if kind is ReplyKind.NOT_FOUND:
+        raise AdminError(404, f"The requested invocation '{invocation_id}' does not exist")
+    if kind is ReplyKind.NOT_READY and command == "resume":
+        raise AdminError(425, message or f"The invocation '{invocation_id}' is either inboxed or scheduled, cannot be resumed.")
+    if kind in (ReplyKind.CONFLICT, ReplyKind.NOT_READY):
+        raise AdminError(409, message or _conflict_message(command, invocation_id))
+    raise AdminError(500, f"unexpected reply {kind.name} to {command} of invocation '{invocation_id}'")
+
+
+def _conflict_message(command: str, invocation_id: str) -> str:
+    if command == "purge":
+        return f"The invocation '{invocation_id}' is not yet completed."
+    if command == "resume":
+        return f"The invocation '{invocation_id}' is completed, cannot be resumed."
+    return f"The invocation '{invocation_id}' was already completed."
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request, api_version)
+        except AdminError as error:
+            response = json_response(error.status, {"message": error.message, "restate_code": error.restate_code})
+        metrics.observe_admin(kind, response.status_code)
+        return response
+
+    return endpoint
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type="application/json")
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AdminError(400, f"The request body is not JSON: {error}") from None
+
+
+def _describe_validation(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"The request field '{field}' is invalid. Reason: {first['msg']}"
+
+
+def _register_status(outcome: RegisterOutcome, api_version: int, deployment_id: str) -> int:
+    if outcome is RegisterOutcome.CREATED:
+        return 201
+    legacy = api_version == 2
+    if outcome is RegisterOutcome.UNCHANGED and legacy:
+        raise AdminError(409, f"Conflict: deployment {deployment_id} already exists")
+    if outcome is RegisterOutcome.OVERWRITTEN and legacy:
+        return 201
+    return 200
+
+
+def _query_bool(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise AdminError(400, f"The query parameter '{name}' is invalid. Reason: expected true or false, got {value!r}")
+
+
+def _checked_invocation_id(text: str) -> str:
+    try:
+        InvocationId.parse(text)
+    except ValueError as error:
+        raise AdminError(400, f"The request field 'invocation_id' is invalid. Reason: {error}") from None
+    return text
+
+
+def _handler_json(service: ServiceInfo, handler: HandlerInfo) -> dict[str, Any]:
+    options = handler.options
+    payload: dict[str, Any] = {"name": handler.name}
+    if handler.kind is not None:
+        payload["ty"] = _HANDLER_KIND_NAMES[handler.kind]
+    _put(payload, "documentation", handler.documentation)
+    if handler.metadata:
+        payload["metadata"] = handler.metadata
+    for key, value in (
+        ("idempotency_retention", options.idempotency_retention_ms),
+        ("journal_retention", options.journal_retention_ms),
+        ("inactivity_timeout", options.inactivity_timeout_ms),
+        ("abort_timeout", options.abort_timeout_ms),
+    ):
+        if value is not None:
+            payload[key] = format_friendly_ms(value)
+    _put(payload, "enable_lazy_state", options.enable_lazy_state)
+    payload["public"] = service.handler_public(handler)
+    payload["input_description"] = describe_input(handler.input)
+    payload["output_description"] = describe_output(handler.output)
+    _put(payload, "input_json_schema", handler.input.json_schema)
+    _put(payload, "output_json_schema", handler.output.json_schema)
+    payload["retry_policy"] = _handler_retry_json(options.retry_policy)
+    return payload
+
+
+def _service_retry_json(policy: RetryPolicy) -> dict[str, Any]:
+    max_interval = _or(policy.max_interval_ms, DEFAULT_RETRY_MAX_INTERVAL_MS)
+    return {
+        "initial_interval": format_friendly_ms(_or(policy.initial_interval_ms, DEFAULT_RETRY_INITIAL_INTERVAL_MS)),
+        "exponentiation_factor": policy.exponentiation_factor if policy.exponentiation_factor is not None else DEFAULT_RETRY_FACTOR,
+        "max_attempts": policy.max_attempts if policy.max_attempts else DEFAULT_RETRY_MAX_ATTEMPTS,
+        "max_interval": format_friendly_ms(max_interval),
+        "on_max_attempts": _ON_MAX_ATTEMPTS.get(policy.on_max_attempts or "PAUSE", "Pause"),
+    }
+
+
+def _handler_retry_json(policy: RetryPolicy) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if policy.initial_interval_ms is not None:
+        payload["initial_interval"] = format_friendly_ms(policy.initial_interval_ms)
+    _put(payload, "exponentiation_factor", policy.exponentiation_factor)
+    if policy.max_attempts:
+        payload["max_attempts"] = policy.max_attempts
+    if policy.max_interval_ms is not None:
+        payload["max_interval"] = format_friendly_ms(policy.max_interval_ms)
+    if policy.on_max_attempts is not None:
+        payload["on_max_attempts"] = _ON_MAX_ATTEMPTS.get(policy.on_max_attempts, "Pause")
+    return payload
+
+
+def _run_completion_retention(service: ServiceInfo) -> int | None:
+    for handler in service.handlers.values():
+        if handler.kind is HandlerKind.WORKFLOW:
+            return handler.options.workflow_completion_retention_ms
+    return None
+
+
+def _put(payload: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        payload[key] = value
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+

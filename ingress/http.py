@@ -1,0 +1,586 @@
+"""The HTTP ingress (port 8080): turns Restate ingress requests into log records and answers from partition replies.
+
+Routes (Restate's): `/{service}/{handler}[/send]`, `/{object|workflow}/{key}/{handler}[/send]`
+(GET or POST), `/restate/invocation/{id}/attach|output`,
+`/restate/invocation/{service}[/{key}]/{handler}/{idempotencyKey}/attach|output`,
+`/restate/workflow/{name}/{key}/attach|output`, `/restate/attach|output/{id}`,
+`POST /restate/attach|output` with a JSON target, `POST /restate/awakeables/{id}/resolve|reject`
+(alias `/restate/a/...`) and `GET /restate/health`.
+
+A request that waits registers on the `ReplyBus`, appends its record with the
+sink to the partition of the invocation id, awaits the reply (bounded by a
+timeout) and releases the sink. Paths are parsed by hand, as Restate does,
+because how many segments a service path has depends on the service's type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ingress import metrics
+from ingress.durations import format_rfc3339_ms, parse_duration_ms
+from ingress.registry import Registry, ResolvedHandler
+from ingress.schema import InputError, OutputRules, validate_input
+from ingress.settings import IngressSettings
+from protocol.ids import InvocationId, is_legacy_awakeable_id, parse_awakeable_id
+from protocol.routing import (
+    idempotent_invocation_id,
+    new_invocation_id,
+    partition_key_for_key,
+    partition_key_of,
+    workflow_invocation_id,
+)
+from wal.log import Log, LogError
+from wal.partitioner import partition_of
+from wal.records import (
+    Attach,
+    Envelope,
+    Failure,
+    HandlerKind,
+    IngressSink,
+    Invoke,
+    Outcome,
+    Record,
+    RecordBody,
+    ServiceType,
+    Signal,
+    Target,
+    encode_record,
+)
+from wal.replies import Reply, ReplyBus, ReplyKind, TooManyWaitingRequests
+
+JSON_TYPE = "application/json"
+X_RESTATE_ID = "x-restate-id"
+X_RESTATE_ERROR_SOURCE = "x-restate-error-source"
+IDEMPOTENCY_KEY = "idempotency-key"
+IDEMPOTENCY_EXPIRES = "idempotency-expires"
+X_RESTATE_INGRESS_PATH = "x-restate-ingress-path"
+NOT_READY_STATUS = 470
+_NOT_FORWARDED = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+_MIN_SEGMENTS, _MAX_SEGMENTS = 2, 7
+_KIND_SCOPE_KEY = "duro.route_kind"  # set in the ASGI scope once the route kind is known, for metrics
+_VERB_KINDS = {"health": "health", "awakeables": "awakeable", "a": "awakeable", "attach": "attach", "output": "output"}
+
+_BAD_SERVICE_PATH = "bad path, expected either /:service-name/:handler or /:object-name/:object-key/:handler"
+_BAD_INVOCATION_PATH = (
+    "bad path, expected either /restate/invocation/:invocation_id/output or /restate/invocation/:invocation_id/attach"
+    " or /restate/invocation/:invocation_target/:idempotency_key/output or"
+    " /restate/invocation/:invocation_target/:idempotency_key/attach"
+)
+_BAD_WORKFLOW_PATH = (
+    "bad path, expected either /restate/workflow/:workflow_name/:workflow_key/output or"
+    " /restate/workflow/:workflow_name/:workflow_key/attach"
+)
+_BAD_AWAKEABLE_PATH = "bad path, expected either /restate/awakeables/:id/resolve or /restate/awakeables/:id/reject"
+
+
+class IngressError(Exception):
+    """A request the ingress answers itself (not an invocation outcome); `status` and `message` go to the client."""
+
+    def __init__(self, status: int, message: str, invocation_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.invocation_id = invocation_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """What an attach/output request asks for: an invocation id and how to label its output."""
+
+    invocation_id: str
+    output_rules: OutputRules | None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def build_ingress_app(log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings | None = None) -> Starlette:
+    """The ingress ASGI app; serve it on port 8080."""
+    ingress = Ingress(log, registry, reply_bus, settings or IngressSettings())
+    return Starlette(routes=[Route("/{path:path}", ingress.handle, methods=_ALL_METHODS)])
+
+
+class Ingress:
+    """Request handling of the ingress; one instance per app."""
+
+    def __init__(self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings) -> None:
+        self.log = log
+        self.registry = registry
+        self.reply_bus = reply_bus
+        self.settings = settings
+        self.waiter = ReplyWaiter(log, reply_bus)
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            kind, response = await self._route(request)
+        except IngressError as error:
+            kind = request.scope.get(_KIND_SCOPE_KEY, "other")
+            response = error_response(error.status, error.message, error.invocation_id)
+        metrics.observe_ingress(kind, response.status_code, time.perf_counter() - started)
+        return response
+
+    # ------------------------------------------------------------ routing
+
+    async def _route(self, request: Request) -> tuple[str, Response]:
+        path = _raw_path(request)
+        segments = path.split("/")[1:]
+        if not _MIN_SEGMENTS <= len(segments) <= _MAX_SEGMENTS:
+            raise IngressError(400, f"bad path: {path}")
+        if segments[0] == "restate":
+            return await self._route_restate(request, segments[1:])
+        if segments[0] == "openapi":
+            raise IngressError(404, "not found")
+        return await self._invoke(request, segments)
+
+    async def _route_restate(self, request: Request, segments: list[str]) -> tuple[str, Response]:
+        verb, rest = segments[0], segments[1:]
+        request.scope[_KIND_SCOPE_KEY] = _VERB_KINDS.get(verb, "other")
+        if verb == "health":
+            return "health", self._health(request)
+        if verb in ("awakeables", "a"):
+            return "awakeable", await self._awakeable(request, rest)
+        if verb == "invocation":
+            lookup, kind = self._invocation_lookup(rest)
+            return kind, await self._attach_or_output(request, lookup, kind)
+        if verb == "workflow":
+            lookup, kind = self._workflow_lookup(rest)
+            return kind, await self._attach_or_output(request, lookup, kind)
+        if verb in ("attach", "output"):
+            return verb, await self._attach_or_output_verb(request, verb, rest)
+        if verb in ("call", "send"):
+            return await self._invoke(request, rest, forced_kind=verb)
+        raise IngressError(404, "not found")
+
+    def _health(self, request: Request) -> Response:
+        if request.method != "GET":
+            raise IngressError(405, "method not allowed")
+        names = [revision.name for revision in self.registry.services()]
+        return json_response(200, {"services": names})
+
+    # ------------------------------------------------------------ invoking
+
+    async def _invoke(self, request: Request, segments: list[str], forced_kind: str | None = None) -> tuple[str, Response]:
+        resolved, key, is_send = self._target(segments, forced_kind)
+        request.scope[_KIND_SCOPE_KEY] = "send" if is_send else "call"
+        idempotency_key = request.headers.get(IDEMPOTENCY_KEY)
+        is_run = resolved.service_type is ServiceType.WORKFLOW and resolved.kind is HandlerKind.WORKFLOW
+        if idempotency_key is not None and is_run:
+            raise IngressError(
+                400,
+                "cannot use the idempotency key with workflow handlers. The handler invocation will already be"
+                " idempotent by the workflow key itself.",
+            )
+        if request.method not in ("GET", "POST"):
+            raise IngressError(405, "method not allowed")
+        body = await read_body(request, self.settings.max_body_bytes)
+        try:
+            validate_input(resolved.handler.input, request.headers.get("content-type"), body)
+        except InputError as error:
+            raise IngressError(400, f"input validation error: {error}") from None
+        delay_ms = _parse_delay(request.query_params.multi_items())
+        if delay_ms is not None and not is_send:
+            raise IngressError(400, "cannot use the delay query parameter with calls. The delay is supported only with sends")
+        service, handler = resolved.service.name, resolved.handler.name
+        invoke = Invoke(
+            invocation_id=_invocation_id(service, key, handler, idempotency_key, is_run),
+            target=Target(service, handler, key, resolved.service_type, resolved.kind),
+            body=body,
+            headers=_forwarded_headers(request),
+            idempotency_key=idempotency_key,
+            completion_retention_ms=self._retention_ms(resolved, idempotency_key is not None, is_run),
+        )
+        if is_send:
+            return "send", await self._send(invoke, delay_ms)
+        return "call", await self._call(invoke, resolved.handler.output, idempotency_key is not None or is_run)
+
+    def _target(self, segments: list[str], forced_kind: str | None) -> tuple[ResolvedHandler, str | None, bool]:
+        """(handler, key, is_send) named by a service path; IngressError 404/400 naming what is unknown or malformed."""
+        service_name = segments[0]
+        revision = self.registry.service(service_name)
+        if revision is None:
+            raise IngressError(404, f"service '{service_name}' not found, make sure to register the service before calling it.")
+        keyed = revision.service_type is not ServiceType.SERVICE
+        key, handler_name, is_send = _parse_service_path(segments[1:], keyed, forced_kind)
+        resolved = self.registry.resolve(service_name, handler_name)
+        if resolved is None:
+            raise IngressError(
+                404,
+                f"the service '{service_name}' exists, but the handler '{handler_name}' was not found, check that the"
+                " handler exists in the latest registered service version.",
+            )
+        if not resolved.public:
+            raise IngressError(400, "the invoked service is not public")
+        return resolved, key, is_send
+
+    def _retention_ms(self, resolved: ResolvedHandler, has_idempotency_key: bool, is_run: bool) -> int:
+        if is_run:
+            declared = resolved.workflow_completion_retention_ms
+            return declared if declared is not None else self.settings.default_workflow_completion_retention_ms
+        if has_idempotency_key:
+            declared = resolved.idempotency_retention_ms
+            return declared if declared is not None else self.settings.default_idempotency_retention_ms
+        journal = resolved.journal_retention_ms
+        return journal if journal is not None else self.settings.default_completion_retention_ms
+
+    async def _call(self, invoke: Invoke, output: OutputRules, include_expiry: bool) -> Response:
+        reply = await self.waiter.append_and_wait(
+            invoke.invocation_id,
+            lambda sink: replace(invoke, response_sink=sink),
+            self.settings.call_timeout_ms,
+            "call",
+        )
+        return outcome_response(reply, invoke.invocation_id, output, include_expiry)
+
+    async def _send(self, invoke: Invoke, delay_ms: int | None) -> Response:
+        execute_at_ms = now_ms() + delay_ms if delay_ms else None
+        reply = await self.waiter.append_and_wait(
+            invoke.invocation_id,
+            lambda sink: replace(invoke, submit_sink=sink, execute_at_ms=execute_at_ms),
+            self.settings.submit_timeout_ms,
+            "send",
+        )
+        if reply.kind is not ReplyKind.SUBMITTED:
+            return outcome_response(reply, invoke.invocation_id, None, False)
+        payload: dict[str, Any] = {"invocationId": invoke.invocation_id}
+        if execute_at_ms is not None:
+            payload["executionTime"] = format_rfc3339_ms(execute_at_ms)
+        payload["status"] = "PreviouslyAccepted" if reply.previously_accepted else "Accepted"
+        return json_response(202, payload, {X_RESTATE_ID: invoke.invocation_id})
+
+    # ------------------------------------------------------------ attach / output
+
+    def _invocation_lookup(self, segments: list[str]) -> tuple[_Lookup, str]:
+        if len(segments) < 2:
+            raise IngressError(400, _BAD_INVOCATION_PATH)
+        if len(segments) == 2:
+            return _Lookup(_checked_invocation_id(segments[0]), None), _attach_kind(segments[1])
+        service_name = segments[0]
+        revision = self.registry.service(service_name)
+        if revision is None:
+            raise IngressError(404, f"service '{service_name}' not found, make sure to register the service before calling it.")
+        keyed = revision.service_type is not ServiceType.SERVICE
+        expected = 5 if keyed else 4
+        if len(segments) != expected:
+            raise IngressError(400, _BAD_INVOCATION_PATH)
+        key = _decode_key(segments[1]) if keyed else None
+        handler_name, idempotency_key, verb = segments[-3], segments[-2], segments[-1]
+        invocation_id = idempotent_invocation_id(service_name, key, handler_name, unquote(idempotency_key))
+        resolved = self.registry.resolve(service_name, handler_name)
+        output = resolved.handler.output if resolved is not None else None
+        return _Lookup(invocation_id, output), _attach_kind(verb)
+
+    def _workflow_lookup(self, segments: list[str]) -> tuple[_Lookup, str]:
+        if len(segments) != 3:
+            raise IngressError(400, _BAD_WORKFLOW_PATH)
+        name, key, verb = segments[0], _decode_key(segments[1]), segments[2]
+        return _Lookup(workflow_invocation_id(name, key), self._run_output(name)), _attach_kind(verb)
+
+    def _run_output(self, workflow: str) -> OutputRules | None:
+        revision = self.registry.service(workflow)
+        if revision is None:
+            return None
+        for handler in revision.handlers.values():
+            if handler.kind is HandlerKind.WORKFLOW:
+                return handler.output
+        return None
+
+    async def _attach_or_output_verb(self, request: Request, verb: str, segments: list[str]) -> Response:
+        if len(segments) == 1:
+            return await self._attach_or_output(request, _Lookup(_checked_invocation_id(segments[0]), None), verb)
+        if segments:
+            raise IngressError(400, "bad path, expected /restate/attach/:invocation_id or /restate/output/:invocation_id")
+        if request.method != "POST":
+            raise IngressError(405, "method not allowed")
+        body = await read_body(request, self.settings.max_body_bytes)
+        return await self._lookup_and_answer(self._lookup_from_target(body), verb == "attach")
+
+    def _lookup_from_target(self, body: bytes) -> _Lookup:
+        try:
+            target = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise IngressError(400, f"invalid request body: {error}") from None
+        if not isinstance(target, dict):
+            raise IngressError(400, "invalid request body: expected a JSON object with a 'target' field")
+        try:
+            return self._lookup_for(target)
+        except (KeyError, TypeError) as error:
+            raise IngressError(400, f"invalid request body: missing or invalid field {error}") from None
+
+    def _lookup_for(self, target: dict[str, Any]) -> _Lookup:
+        kind = target["target"]
+        if kind == "invocation":
+            return _Lookup(_checked_invocation_id(target["invocationId"]), None)
+        if kind == "workflow":
+            name, key = str(target["workflowName"]), str(target["workflowKey"])
+            return _Lookup(workflow_invocation_id(name, key), self._run_output(name))
+        if kind == "idempotentInvocation":
+            service, handler = str(target["service"]), str(target["handler"])
+            raw_key = target.get("key")
+            service_key = None if raw_key is None else str(raw_key)
+            invocation_id = idempotent_invocation_id(service, service_key, handler, str(target["idempotencyKey"]))
+            resolved = self.registry.resolve(service, handler)
+            return _Lookup(invocation_id, resolved.handler.output if resolved else None)
+        raise IngressError(400, f"invalid request body: unknown target {kind!r}; expected invocation, workflow or idempotentInvocation")
+
+    async def _attach_or_output(self, request: Request, lookup: _Lookup, kind: str) -> Response:
+        if request.method != "GET":
+            raise IngressError(405, "method not allowed")
+        return await self._lookup_and_answer(lookup, kind == "attach")
+
+    async def _lookup_and_answer(self, lookup: _Lookup, block: bool) -> Response:
+        timeout_ms = self.settings.call_timeout_ms if block else self.settings.submit_timeout_ms
+        reply = await self.waiter.append_and_wait(
+            lookup.invocation_id,
+            lambda sink: Attach(lookup.invocation_id, sink, block),
+            timeout_ms,
+            "attach" if block else "output",
+        )
+        return outcome_response(reply, lookup.invocation_id, lookup.output_rules, include_expiry=True)
+
+    # ------------------------------------------------------------ awakeables
+
+    async def _awakeable(self, request: Request, segments: list[str]) -> Response:
+        if len(segments) != 2 or segments[1] not in ("resolve", "reject"):
+            raise IngressError(400 if len(segments) != 2 else 404, _BAD_AWAKEABLE_PATH)
+        if request.method != "POST":
+            raise IngressError(405, "method not allowed")
+        awakeable_id = segments[0]
+        invocation_id, signal_index = _parse_awakeable(awakeable_id)
+        body = await read_body(request, self.settings.max_body_bytes)
+        if segments[1] == "resolve":
+            outcome = Outcome(value=body)
+        else:
+            outcome = Outcome(failure=Failure(500, body.decode("utf-8", errors="replace")))
+        signal = Signal(str(invocation_id), signal_index, None, outcome)
+        await self.waiter.append(partition_of(invocation_id.partition_key, self.log.partition_count), signal)
+        return Response(status_code=202)
+
+
+
+class ReplyWaiter:
+    """Appends records for waiting requests and awaits their replies on the bus."""
+
+    def __init__(self, log: Log, reply_bus: ReplyBus) -> None:
+        self.log = log
+        self.reply_bus = reply_bus
+
+    async def append(self, partition: int, body: RecordBody) -> None:
+        """Append one record with no one waiting; IngressError 503 if the log refuses."""
+        entry = encode_record(Record(Envelope(now_ms()), body))
+        try:
+            await self.log.append(partition, [entry])
+        except LogError as error:
+            raise IngressError(
+                503,
+                f"internal routing error: {error}. Submitting the request again may result in executing the operation twice.",
+            ) from None
+
+    async def append_and_wait(
+        self, invocation_id: str, make_body: Callable[[IngressSink], RecordBody], timeout_ms: int, what: str
+    ) -> Reply:
+        """Register on the reply bus, append `make_body(sink)` to the invocation's partition, await the reply.
+
+        Raises IngressError 429 when too many requests wait, 503 when the
+        append fails, 504 when no reply comes within `timeout_ms` (the record
+        stays appended and takes effect). The sink is released on every exit,
+        cancellation included.
+        """
+        try:
+            sink, future = self.reply_bus.register()
+        except TooManyWaitingRequests as error:
+            raise IngressError(429, f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
+        try:
+            partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
+            entry = encode_record(Record(Envelope(now_ms()), make_body(sink)))
+            try:
+                await self.log.append(partition, [entry])
+            except LogError as error:
+                raise IngressError(
+                    503,
+                    f"internal routing error: {error}. If the request has an 'idempotency-key', it can be safely"
+                    " retried, otherwise submitting it again may result in executing the invocation twice.",
+                    invocation_id,
+                ) from None
+            try:
+                return await asyncio.wait_for(future, timeout_ms / 1000)
+            except TimeoutError:
+                raise IngressError(
+                    504,
+                    f"no answer for the {what} of invocation {invocation_id} within {timeout_ms} ms; the request was"
+                    f" recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach",
+                    invocation_id,
+                ) from None
+        finally:
+            self.reply_bus.release(sink)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type=JSON_TYPE)
+
+
+def error_response(status: int, message: str, invocation_id: str | None = None) -> Response:
+    """An error the ingress generated: Restate's body `{"code", "message", "source": "ingress"}`."""
+    headers = {X_RESTATE_ERROR_SOURCE: "ingress"}
+    if invocation_id is not None:
+        headers[X_RESTATE_ID] = invocation_id
+    return json_response(status, {"code": status, "message": message, "source": "ingress"}, headers)
+
+
+def failure_status(code: int) -> int:
+    """The HTTP status for an invocation failure code: the code itself if it is a valid final status, else 500."""
+    return code if 200 <= code <= 999 else 500
+
+
+def outcome_response(reply: Reply, invocation_id: str, output: OutputRules | None, include_expiry: bool) -> Response:
+    """The HTTP answer for a reply to a call, attach or output request."""
+    if reply.kind is ReplyKind.OUTCOME and reply.outcome is not None:
+        headers = {X_RESTATE_ID: invocation_id}
+        if include_expiry and reply.completion_expires_at_ms is not None:
+            headers[IDEMPOTENCY_EXPIRES] = format_rfc3339_ms(reply.completion_expires_at_ms)
+        return _outcome(reply.outcome, output, headers)
+    if reply.kind is ReplyKind.NOT_FOUND:
+        raise IngressError(404, "invocation not found", invocation_id)
+    if reply.kind is ReplyKind.NOT_READY:
+        raise IngressError(NOT_READY_STATUS, "the invocation exists but has not completed yet", invocation_id)
+    if reply.kind is ReplyKind.CONFLICT:
+        raise IngressError(409, reply.message or "the request conflicts with the invocation's state", invocation_id)
+    raise IngressError(500, f"unexpected reply {reply.kind.name} from the partition", invocation_id)
+
+
+def _outcome(outcome: Outcome, output: OutputRules | None, headers: dict[str, str]) -> Response:
+    if outcome.failure is not None:
+        failure = outcome.failure
+        headers[X_RESTATE_ERROR_SOURCE] = "invocation"
+        payload = {"code": failure.code, "message": failure.message, "source": "invocation"}
+        return json_response(failure_status(failure.code), payload, headers)
+    body = outcome.value or b""
+    content_type = output.content_type_for(body) if output is not None else None
+    if content_type is not None:
+        headers["content-type"] = content_type
+    return Response(body, status_code=200, headers=headers)
+
+
+# ---------------------------------------------------------------- request parsing
+
+
+async def read_body(request: Request, max_body_bytes: int) -> bytes:
+    """The whole request body; IngressError 413 as soon as it exceeds `max_body_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+        raise IngressError(413, f"request body of {declared} bytes exceeds max_body_bytes ({max_body_bytes})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise IngressError(413, f"request body exceeds max_body_bytes ({max_body_bytes})")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_service_path(rest: list[str], keyed: bool, forced_kind: str | None) -> tuple[str | None, str, bool]:
+    """(key, handler, is_send) from the segments after the service name."""
+    key = None
+    if keyed:
+        if not rest:
+            raise IngressError(400, _BAD_SERVICE_PATH)
+        key, rest = _decode_key(rest[0]), rest[1:]
+    if not rest or not rest[0]:
+        raise IngressError(400, _BAD_SERVICE_PATH)
+    handler, tail = rest[0], rest[1:]
+    if forced_kind is not None:
+        if tail:
+            raise IngressError(400, _BAD_SERVICE_PATH)
+        return key, handler, forced_kind == "send"
+    if not tail:
+        return key, handler, False
+    if tail == ["send"]:
+        return key, handler, True
+    raise IngressError(400, _BAD_SERVICE_PATH)
+
+
+def _decode_key(segment: str) -> str:
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError as error:
+        raise IngressError(400, f"bad path, cannot decode key: {error}") from None
+
+
+def _attach_kind(verb: str) -> str:
+    if verb not in ("attach", "output"):
+        raise IngressError(404, "not found")
+    return verb
+
+
+def _checked_invocation_id(text: str) -> str:
+    try:
+        InvocationId.parse(text)
+    except ValueError as error:
+        raise IngressError(400, f"bad invocation id '{text}': {error}") from None
+    return text
+
+
+def _parse_awakeable(awakeable_id: str) -> tuple[InvocationId, int]:
+    if is_legacy_awakeable_id(awakeable_id):
+        raise IngressError(
+            400,
+            f"bad awakeable id '{awakeable_id}': 'prom_1' ids come from service protocol versions below 5,"
+            " which duro does not run; expected a 'sign_1' id",
+        )
+    try:
+        return parse_awakeable_id(awakeable_id)
+    except ValueError as error:
+        raise IngressError(400, f"bad awakeable id '{awakeable_id}': {error}") from None
+
+
+def _parse_delay(query: list[tuple[str, str]]) -> int | None:
+    for name, value in query:
+        if name.lower() == "delay":
+            try:
+                return parse_duration_ms(value)
+            except ValueError as error:
+                raise IngressError(400, f"bad delay query parameter, must be a ISO8601 duration: {error}") from None
+    return None
+
+
+def _invocation_id(service: str, key: str | None, handler: str, idempotency_key: str | None, is_run: bool) -> str:
+    if is_run:
+        assert key is not None, "a workflow run always has a key"
+        return workflow_invocation_id(service, key)
+    if idempotency_key is not None:
+        return idempotent_invocation_id(service, key, handler, idempotency_key)
+    return new_invocation_id(partition_key_for_key(key) if key is not None else None)
+
+
+def _raw_path(request: Request) -> str:
+    """The request path as sent (percent-encoding kept), without the query."""
+    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    return raw_path.split(b"?", 1)[0].decode("latin-1")
+
+
+def _forwarded_headers(request: Request) -> tuple[tuple[str, str], ...]:
+    query: bytes = request.scope.get("query_string", b"")
+    ingress_path = _raw_path(request) + ("?" + query.decode("latin-1") if query else "")
+    headers = [(X_RESTATE_INGRESS_PATH, ingress_path)]
+    for name, value in request.scope["headers"]:
+        if name not in _NOT_FORWARDED:
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    return tuple(headers)

@@ -1,0 +1,50 @@
+"""`IngressSettings`: every limit, timeout and default retention of the ingress and the admin API, with its default."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIB = 1024 * 1024
+HOUR_MS = 3_600_000
+
+
+class IngressSettings(BaseModel):
+    """Settings of the HTTP ingress and the admin API; the CLI's settings embed this model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_body_bytes: int = Field(default=10 * MIB, ge=0, description="Largest request body accepted; larger → 413.")
+    call_timeout_ms: int = Field(
+        default=24 * HOUR_MS,
+        gt=0,
+        description="How long a call or a blocking attach waits for the outcome before answering 504 (the invocation goes on).",
+    )
+    submit_timeout_ms: int = Field(
+        default=30_000,
+        gt=0,
+        description="How long a send waits for its partition to confirm the Invoke, and a non-blocking output read for its answer.",
+    )
+    admin_command_timeout_ms: int = Field(
+        default=30_000, gt=0, description="How long cancel/kill/purge/resume wait for the partition's answer."
+    )
+    default_idempotency_retention_ms: int = Field(
+        default=24 * HOUR_MS, ge=0, description="Retention of a completed invocation that had an idempotency key."
+    )
+    default_workflow_completion_retention_ms: int = Field(
+        default=24 * HOUR_MS, ge=0, description="Retention of a completed workflow run (for attach/output)."
+    )
+    default_completion_retention_ms: int = Field(
+        default=HOUR_MS, ge=0, description="Retention of any other completed invocation (for attach by id)."
+    )
+    default_inactivity_timeout_ms: int = Field(
+        default=60_000, ge=0, description="Shown by the admin API for services that set none (the invoker's default)."
+    )
+    default_abort_timeout_ms: int = Field(
+        default=600_000, ge=0, description="Shown by the admin API for services that set none (the invoker's default)."
+    )
+    advertised_ingress_url: str = Field(
+        default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports."
+    )
+    discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
+    discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
+    max_manifest_bytes: int = Field(default=10 * MIB, gt=0, description="Largest discovery response accepted.")

@@ -331,29 +331,43 @@ class RecordDecodeError(ValueError):
     """A log entry is not a record this version of duro can read."""
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _to_wire(value: Any) -> Any:
+    if value is None or isinstance(value, (bytes, str, int, float)):
+        return value.value if isinstance(value, enum.Enum) else value
     if isinstance(value, enum.Enum):
         return value.value
     cls = type(value)
     tag = _NESTED_TAGS.get(cls)
     if tag is not None:
-        return msgpack.ExtType(tag, msgpack.packb([_to_wire(getattr(value, f.name)) for f in dataclasses.fields(cls)], use_bin_type=True))
+        return msgpack.ExtType(tag, msgpack.packb([_to_wire(getattr(value, name)) for name in _field_names(cls)], use_bin_type=True))
     if isinstance(value, tuple | list):
         return [_to_wire(item) for item in value]
     return value
 
 
-def _from_fields(cls: type, items: list[Any]) -> Any:
-    fields = dataclasses.fields(cls)
-    if len(items) > len(fields):
-        raise RecordDecodeError(f"{cls.__name__} has {len(fields)} fields, the record has {len(items)}")
+def _from_fields(cls: type, items: list[Any], enum_fields: dict[str, type[enum.Enum]] | None = None) -> Any:
+    names = _field_names(cls)
+    if len(items) > len(names):
+        raise RecordDecodeError(f"{cls.__name__} has {len(names)} fields, the record has {len(items)}")
     kwargs: dict[str, Any] = {}
-    for f, raw in zip(fields, items):
-        enum_cls = _ENUM_FIELDS.get((cls, f.name))
+    for name, raw in zip(names, items):
+        enum_cls = enum_fields.get(name) if enum_fields else _ENUM_FIELDS.get((cls, name))
         if enum_cls is not None and raw is not None:
-            kwargs[f.name] = enum_cls(raw)
+            kwargs[name] = enum_cls(raw)
+        elif type(raw) is list:
+            kwargs[name] = _freeze(raw)
         else:
-            kwargs[f.name] = _freeze(raw)
+            kwargs[name] = raw
     return cls(**kwargs)
 
 
@@ -375,7 +389,7 @@ def encode_record(record: Record) -> bytes:
     body = record.body
     kind = _BODY_KINDS[type(body)]
     env = record.envelope
-    fields = [_to_wire(getattr(body, f.name)) for f in dataclasses.fields(body)]
+    fields = [_to_wire(getattr(body, name)) for name in _field_names(type(body))]
     return msgpack.packb([int(kind), env.timestamp_ms, env.leader_epoch, list(env.dedup) if env.dedup else None, fields], use_bin_type=True)
 
 
@@ -396,14 +410,10 @@ def decode_record(data: bytes) -> Record:
 
 def pack_struct(value: Any) -> bytes:
     """Encode a dataclass whose fields are plain values or nested record types (for stored rows)."""
-    return msgpack.packb([_to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)], use_bin_type=True)
+    return msgpack.packb([_to_wire(getattr(value, name)) for name in _field_names(type(value))], use_bin_type=True)
 
 
 def unpack_struct(cls: type, data: bytes, enum_fields: dict[str, type[enum.Enum]] | None = None) -> Any:
     """Inverse of `pack_struct`; `enum_fields` names fields to convert back to enums."""
     items = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, use_list=True)
-    value = _from_fields(cls, items)
-    if not enum_fields:
-        return value
-    converted = {name: enum_cls(getattr(value, name)) for name, enum_cls in enum_fields.items() if getattr(value, name) is not None}
-    return dataclasses.replace(value, **converted)
+    return _from_fields(cls, items, enum_fields)

@@ -20,8 +20,9 @@ from ingress.admin import build_admin_app
 from ingress.http import build_ingress_app
 from ingress.registry import FileRegistryStore, Registry
 from partition_worker.invoker import Invoker, InvokerSettings
-from partition_worker.processor import PartitionProcessor, ProcessorSettings
-from partition_worker.state_machine import RetryPolicy, StateMachine, StateMachineConfig
+from partition_worker.processor import ProcessorSettings
+from partition_worker.state_machine import RetryPolicy, StateMachineConfig
+from partition_worker.worker import PartitionWorker
 from partition_worker.store import RocksDatabase
 from wal.embedded import EmbeddedLog
 from wal.log import LogError
@@ -81,10 +82,17 @@ class Node:
         await registry.load()
         reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
         invoker = Invoker(RegistryDirectory(registry), InvokerSettings(**settings.invoker.model_dump()))
-        processors = [self._processor(p, wal, database, invoker, reply_bus) for p in range(settings.partitions)]
-        processor_tasks = [asyncio.create_task(p.run(), name=f"partition {p.partition}") for p in processors]
-        for task in processor_tasks:
-            task.add_done_callback(self._on_processor_done)
+        worker = PartitionWorker(
+            settings.node_id,
+            wal,
+            database,
+            invoker,
+            reply_bus.deliver,
+            self._state_machine_config,
+            ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
+            lambda _: self._stop.set(),
+        )
+        worker.assign(set(range(settings.partitions)))
         ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
         admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress)
         servers = [
@@ -97,7 +105,7 @@ class Node:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
         server_tasks = [asyncio.create_task(s.serve()) for s in servers]
-        await asyncio.wait_for(asyncio.gather(*(p.leading.wait() for p in processors)), timeout=None)
+        await worker.wait_leading()
         log.info(
             "duro node %d ready: ingress http://%s:%d admin http://%s:%d, %d partitions, data in %s",
             settings.node_id, settings.bind, settings.ingress_port, settings.bind, settings.admin_port, settings.partitions, settings.data_dir,
@@ -108,39 +116,19 @@ class Node:
             for server in servers:
                 server.should_exit = True
             await asyncio.gather(*server_tasks, return_exceptions=True)
-            for task in processor_tasks:
-                task.cancel()
-            await asyncio.gather(*processor_tasks, return_exceptions=True)
+            await worker.close()
             await invoker.close()
             await wal.close()
             database.close()
 
-    def _processor(self, partition: int, wal: EmbeddedLog, database: RocksDatabase, invoker: Invoker, reply_bus: ReplyBus) -> PartitionProcessor:
+    def _state_machine_config(self, partition: int) -> StateMachineConfig:
         settings = self.settings
         retry = settings.retry
-        config = StateMachineConfig(
+        return StateMachineConfig(
             partition=partition,
             retry_policy=RetryPolicy(retry.initial_interval_ms, retry.factor, retry.max_interval_ms, retry.max_attempts),
             completion_retention_ms=settings.completion_retention_ms,
             idempotency_retention_ms=settings.ingress.default_idempotency_retention_ms,
             workflow_retention_ms=settings.ingress.default_workflow_completion_retention_ms,
         )
-        return PartitionProcessor(
-            partition,
-            settings.node_id,
-            wal,
-            database.partition(partition),
-            StateMachine(config),
-            invoker,
-            reply_bus.deliver,
-            ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
-        )
-
-    def _on_processor_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        log.critical("%s stopped: %r; shutting the node down", task.get_name(), exc, exc_info=exc)
-        self._stop.set()
-
 

@@ -15,6 +15,7 @@ import signal
 import uvicorn
 
 from duro.directory import RegistryDirectory
+from duro.inspect import invocation_rows
 from duro.settings import DuroSettings
 from ingress.admin import build_admin_app
 from ingress.http import build_ingress_app
@@ -94,7 +95,7 @@ class Node:
         )
         worker.assign(set(range(settings.partitions)))
         ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
-        admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress)
+        admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, invocation_rows=lambda: invocation_rows(worker))
         servers = [
             uvicorn.Server(uvicorn.Config(ingress_app, host=settings.bind, port=settings.ingress_port, log_level="warning", lifespan="off", access_log=False)),
             uvicorn.Server(uvicorn.Config(admin_app, host=settings.bind, port=settings.admin_port, log_level="warning", lifespan="off", access_log=False)),

@@ -27,6 +27,7 @@ from ingress.discovery import (
 )
 from ingress.durations import format_friendly_ms, format_rfc3339_ms
 from ingress.http import IngressError, ReplyWaiter
+from ingress.query import InvocationRows, QueryEngine, QueryError
 from ingress.registry import (
     Deployment,
     RegisterOutcome,
@@ -111,12 +112,16 @@ def build_admin_app(
     reply_bus: ReplyBus,
     settings: IngressSettings | None = None,
     discoverer: Discoverer | None = None,
+    invocation_rows: InvocationRows | None = None,
 ) -> Starlette:
-    """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits."""
+    """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
+
+    `invocation_rows` lists the invocations this node can see, for `POST /query`.
+    """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
-    api = AdminApi(log, registry, reply_bus, chosen, discoverer)
+    api = AdminApi(log, registry, reply_bus, chosen, discoverer, invocation_rows or (lambda: ()))
     return Starlette(routes=api.routes(), exception_handlers={404: _route_error, 405: _route_error})
 
 
@@ -130,9 +135,12 @@ async def _route_error(request: Request, error: Exception) -> Response:
 class AdminApi:
     """Request handling of the admin API; one instance per app."""
 
-    def __init__(self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings, discoverer: Discoverer) -> None:
+    def __init__(
+        self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings, discoverer: Discoverer, invocation_rows: InvocationRows
+    ) -> None:
         self.log = log
         self.registry = registry
+        self.query_engine = QueryEngine(invocation_rows, self._deployment_rows, self._service_rows, settings.max_query_rows)
         self.settings = settings
         self.discoverer = discoverer
         self.waiter = ReplyWaiter(log, reply_bus)
@@ -151,6 +159,7 @@ class AdminApi:
             ("/services/{service}/handlers/{handler}", "GET", "get_handler", self.get_handler),
             ("/invocations/{invocation_id}/{command}", "PATCH", "invocation_command", self.invocation_command),
             ("/invocations/{invocation_id}", "DELETE", "delete_invocation", self.delete_invocation),
+            ("/query", "POST", "query", self.query),
         ]
         routes = [Route("/metrics", self.metrics, methods=["GET"])]
         for prefix, version in (("", UNVERSIONED), ("/v2", 2), ("/v3", 3), ("/v4", 4)):
@@ -254,6 +263,36 @@ class AdminApi:
         return deployment
 
     # ------------------------------------------------------------ services and handlers
+
+    async def query(self, request: Request, api_version: int) -> Response:
+        """SQL over invocations, deployments and services (JSON only: `{"rows": [...]}`)."""
+        accept = request.headers.get("accept", "")
+        if "json" not in accept and accept not in ("", "*/*"):
+            raise AdminError(406, f"/query answers application/json only (accept was {accept!r}); Arrow IPC is not supported")
+        body = await _json_body(request)
+        sql = body.get("query") if isinstance(body, dict) else None
+        if not isinstance(sql, str) or not sql.strip():
+            raise AdminError(400, 'expected a JSON body {"query": "<SQL>"}')
+        try:
+            rows = self.query_engine.run(sql)
+        except QueryError as exc:
+            raise AdminError(400, str(exc)) from exc
+        return json_response(200, {"rows": rows})
+
+    def _deployment_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": d.id, "ty": "http", "endpoint": d.uri, "created_at": d.created_at_ms,
+                "min_service_protocol_version": d.min_protocol_version, "max_service_protocol_version": d.max_protocol_version,
+            }
+            for d in self.registry.deployments()
+        ]  # fmt: skip
+
+    def _service_rows(self) -> list[dict[str, Any]]:
+        return [
+            {"name": r.name, "revision": r.revision, "public": r.info.public, "ty": r.service_type.value, "deployment_id": r.deployment_id}
+            for r in self.registry.services()
+        ]
 
     async def list_services(self, request: Request, api_version: int) -> Response:
         return json_response(200, {"services": [self._revision_json(r) for r in self.registry.services()]})

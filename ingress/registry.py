@@ -319,8 +319,8 @@ class Registry:
                 self._check_type_changes(endpoint, existing)
             if existing is not None and not force:
                 _check_compatible(existing, endpoint)
-            candidate = self._candidate(existing, endpoint, additional_headers or {}, metadata or {})
-            if existing is not None and _same_content(existing, candidate):
+            candidate = self._candidate(existing, endpoint, additional_headers or {}, metadata or {}, force)
+            if existing is not None and not force and _same_content(existing, candidate):
                 return RegisterResult(RegisterOutcome.UNCHANGED, existing)
             outcome = _outcome(existing, force)
             if not dry_run:
@@ -368,9 +368,10 @@ class Registry:
         endpoint: DiscoveredEndpoint,
         additional_headers: dict[str, str],
         metadata: dict[str, str],
+        force: bool = False,
     ) -> Deployment:
         services = {s.name: s for s in endpoint.services}
-        revisions = {name: self._next_revision(name, existing, service) for name, service in services.items()}
+        revisions = {name: self._next_revision(name, existing, service, force) for name, service in services.items()}
         return Deployment(
             id=existing.id if existing is not None else new_deployment_id(),
             uri=normalize_uri(endpoint.uri),
@@ -387,8 +388,9 @@ class Registry:
             metadata=dict(metadata),
         )
 
-    def _next_revision(self, name: str, existing: Deployment | None, service: ServiceInfo) -> int:
-        if existing is not None and existing.services.get(name) == service:
+    def _next_revision(self, name: str, existing: Deployment | None, service: ServiceInfo, force: bool = False) -> int:
+        """Keep the revision of an unchanged service; a forced re-registration always makes a new one (as Restate does)."""
+        if existing is not None and not force and existing.services.get(name) == service:
             return existing.service_revisions[name]
         latest = self._latest.get(name)
         return 1 if latest is None else latest.revision + 1

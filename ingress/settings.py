@@ -48,3 +48,4 @@ class IngressSettings(BaseModel):
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
     discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
     max_manifest_bytes: int = Field(default=10 * MIB, gt=0, description="Largest discovery response accepted.")
+    max_query_rows: int = Field(default=10_000, gt=0, description="Most rows one POST /query answers.")

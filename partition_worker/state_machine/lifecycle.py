@@ -169,9 +169,12 @@ def apply_cancel(ctx: ApplyContext, record: Cancel) -> None:
     if status is None:
         _not_found(ctx, record.invocation_id, record.reply_to)
         return
+    if status.is_completed:
+        _already_completed(ctx, record.invocation_id, record.reply_to)
+        return
     if status.phase in (Phase.SCHEDULED, Phase.INBOXED):
         ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "canceled")))
-    elif not status.is_completed:
+    else:
         status = deliver_signal(ctx, record.invocation_id, status, CANCEL_SIGNAL_INDEX, None, None)
         if status.phase in (Phase.PAUSED, Phase.BACKING_OFF):
             _clear_retry_timer(ctx, record.invocation_id, status)
@@ -184,9 +187,11 @@ def apply_kill(ctx: ApplyContext, record: Kill) -> None:
     if status is None:
         _not_found(ctx, record.invocation_id, record.reply_to)
         return
-    if not status.is_completed:
-        _clear_retry_timer(ctx, record.invocation_id, status)
-        ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "killed")))
+    if status.is_completed:
+        _already_completed(ctx, record.invocation_id, record.reply_to)
+        return
+    _clear_retry_timer(ctx, record.invocation_id, status)
+    ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "killed")))
     _ack(ctx, record.reply_to, record.invocation_id)
 
 
@@ -213,6 +218,12 @@ def apply_resume(ctx: ApplyContext, record: Resume) -> None:
         _clear_retry_timer(ctx, record.invocation_id, status)
         ctx.start_attempt(record.invocation_id, dataclasses.replace(status, retry_count=0))
     _ack(ctx, record.reply_to, record.invocation_id)
+
+
+def _already_completed(ctx: ApplyContext, invocation_id: str, sink: IngressSink | None) -> None:
+    if sink is not None:
+        message = f"The invocation '{invocation_id}' was already completed."
+        ctx.reply(sink, Reply(ReplyKind.CONFLICT, invocation_id, message=message))
 
 
 def _ack(ctx: ApplyContext, sink: IngressSink | None, invocation_id: str) -> None:

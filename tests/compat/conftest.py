@@ -88,8 +88,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         pair.implementation.argv(port),
         tmp / "service.log",
         {**pair.implementation.env, "DURO_TEST_SIDE_EFFECTS": str(side_effects), "PORT": str(port)},
+        cwd=pair.implementation.cwd,
     )
-    endpoint.cwd = pair.implementation.cwd  # type: ignore[attr-defined]
     runtime: DuroServer | RestateServer
     if pair.runtime == "restate":
         runtime = RestateServer(tmp / "restate")

@@ -7,8 +7,7 @@ checks the CLI's exit code and output and, where the command changes
 something, the outcome through the admin or ingress API.
 
 `restate invocations cancel|kill` first look the invocation up with SQL
-(`POST /v4/query`, JSON rows), which duro does not serve yet: those tests are
-strict xfails until it does (see `QUERY_XFAIL`).
+(`POST /v4/query`, JSON rows), answered by duro's SQLite-backed /query.
 """
 
 from __future__ import annotations
@@ -39,15 +38,6 @@ SERVICES = (
     "SubscriptionService",
     "ShoppingCart",
     "UserSignup",
-)
-
-QUERY_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "duro has no POST /query: the CLI sends POST /v4/query, accept: application/json, body "
-        "{\"query\": \"SELECT id, target FROM sys_invocation_status WHERE id = '<id>' AND status != 'completed' LIMIT 500\"} "
-        'and needs 200, content-type exactly application/json, body {"rows": [{"id": "<id>", "target": "<svc>/<handler>"}]}'
-    ),
 )
 
 pytestmark = pytest.mark.skipif(
@@ -183,14 +173,6 @@ def test_force_register_overwrites_the_same_deployment(
     assert [d["id"] for d in setup.deployments()] == [deployment["id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Restate 1.7.12 gives every service of a force-overwritten deployment the next revision "
-        "(dry run and registration answer revision n+1, GET /services/{name} then says n+1, the CLI prints "
-        "'SERVICES THAT WILL BE UPDATED ... Revision: 1 -> 2'); duro keeps the revision"
-    ),
-)
 def test_force_register_gives_the_services_a_new_revision(
     setup: Setup, registered: tuple[CliRun, dict]
 ) -> None:
@@ -256,7 +238,6 @@ def test_describe_of_an_unknown_service_fails(
     assert "Nope" in run.output
 
 
-@QUERY_XFAIL
 def test_cancel_a_blocked_invocation(
     setup: Setup, registered: tuple[CliRun, dict]
 ) -> None:
@@ -271,7 +252,6 @@ def test_cancel_a_blocked_invocation(
     assert json.loads(body)["message"] == "cancelled"
 
 
-@QUERY_XFAIL
 def test_kill_a_blocked_invocation(
     setup: Setup, registered: tuple[CliRun, dict]
 ) -> None:

@@ -288,7 +288,7 @@ async def _applied(env: Env, kind: type, timeout_s: float = 5.0) -> None:
 
 
 async def test_unknown_routes_answer_with_the_error_body(env: Env) -> None:
-    missing = await env.admin.post("/query", json={"query": "SELECT 1"})
-    assert missing.status_code == 404 and "/query" in missing.json()["message"]
+    missing = await env.admin.post("/nothing-here", json={})
+    assert missing.status_code == 404 and "/nothing-here" in missing.json()["message"]
     wrong_method = await env.admin.put("/deployments")
     assert wrong_method.status_code == 405 and "PUT" in wrong_method.json()["message"]

@@ -169,6 +169,12 @@ class ServiceEndpoint(ManagedProcess):
         wait_until(ready, timeout_s, f"{self.name} to listen on {self.port}")
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 RESTATE_SCRIPT = REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
 
 
@@ -187,8 +193,10 @@ class RestateServer:
             return f"{RESTATE_SCRIPT} not found"
         return None
 
-    def start(self) -> None:
+    def start(self, ports_free_timeout_s: float = 120.0) -> None:
+        """Start the server; first wait (bounded) for its fixed ports to be free, e.g. while a previous one stops."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        wait_until(lambda: not any(_listening(port) for port in (8080, 9070, 5122)), ports_free_timeout_s, "Restate's ports 8080, 9070 and 5122 to be free")
         result = subprocess.run(["bash", str(RESTATE_SCRIPT), "start", str(self.run_dir)], capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"restate-server.sh start failed: {result.stdout}{result.stderr}\n{self.log_tail()}")

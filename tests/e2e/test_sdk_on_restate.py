@@ -21,12 +21,13 @@ import pytest
 
 from tests.processes import ManagedProcess, RestateServer, ServiceEndpoint, free_port, http, wait_until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 SIDE_EFFECT_LOG_ENV = "DURO_EXAMPLES_SIDE_EFFECT_LOG"
 SERVER_ENV = {"v6": {}, "v7": {"RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7": "true"}}
 EXPECTED_PROTOCOL_VERSION = {"v6": 6, "v7": 7}
 POLL_TIMEOUT_S = 30.0
+PORT_WAIT_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,26 @@ def restate_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     with pytest.MonkeyPatch.context() as patch:
         for name, value in SERVER_ENV[flavor].items():
             patch.setenv(name, value)
-        try:
-            server.start()
-        except RuntimeError as error:
-            if "is in use" in str(error):
-                pytest.skip(f"the Restate server cannot start, its fixed ports are taken: {error}")
-            raise
+        start_when_ports_free(server)
     try:
         yield server, flavor
     finally:
         server.stop()
+
+
+def start_when_ports_free(server: RestateServer) -> None:
+    """Starts the server, waiting up to PORT_WAIT_TIMEOUT_S while another test's server holds 8080/9070/5122."""
+    deadline = time.monotonic() + PORT_WAIT_TIMEOUT_S
+    while True:
+        try:
+            server.start()
+            return
+        except RuntimeError as error:
+            if "is in use" not in str(error):
+                raise
+            if time.monotonic() > deadline:
+                pytest.skip(f"the Restate server cannot start, its fixed ports stayed taken: {error}")
+            time.sleep(1)
 
 
 @pytest.fixture(scope="module", params=["h2c", "http11"])

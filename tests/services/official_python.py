@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-import restate
-from restate import Context, ObjectContext, ObjectSharedContext, TerminalError, WorkflowContext, WorkflowSharedContext
+from tests.services.sdk_choice import restate
+
+Context = restate.Context
+ObjectContext = restate.ObjectContext
+ObjectSharedContext = restate.ObjectSharedContext
+TerminalError = restate.TerminalError
+WorkflowContext = restate.WorkflowContext
+WorkflowSharedContext = restate.WorkflowSharedContext
 
 
 def record_side_effect(line: str) -> None:

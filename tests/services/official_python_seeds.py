@@ -10,8 +10,13 @@ import uuid
 
 from pydantic import BaseModel
 
-import restate
-from restate import Context, ObjectContext, ObjectSharedContext, WorkflowContext, WorkflowSharedContext
+from tests.services.sdk_choice import restate
+
+Context = restate.Context
+ObjectContext = restate.ObjectContext
+ObjectSharedContext = restate.ObjectSharedContext
+WorkflowContext = restate.WorkflowContext
+WorkflowSharedContext = restate.WorkflowSharedContext
 from tests.services.seed_stubs import create_recurring_payment, create_subscription, create_user_entry, send_verification_email
 
 

@@ -459,7 +459,7 @@ def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Reques
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type="application/json")
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), status_code=status, headers=headers, media_type="application/json")
 
 
 async def _json_body(request: Request) -> Any:

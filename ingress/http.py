@@ -433,7 +433,7 @@ class ReplyWaiter:
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload).encode(), status_code=status, headers=headers, media_type=JSON_TYPE)
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), status_code=status, headers=headers, media_type=JSON_TYPE)
 
 
 def error_response(status: int, message: str, invocation_id: str | None = None) -> Response:

@@ -75,11 +75,7 @@ def _invoke_existing(ctx: ApplyContext, record: Invoke, status: InvocationStatus
     if sink is None:
         return
     if record.target.is_workflow_run and record.idempotency_key is None:
-        conflict = Failure(409, WORKFLOW_ALREADY_INVOKED)
-        if isinstance(sink, IngressSink):
-            ctx.reply(sink, Reply(ReplyKind.CONFLICT, record.invocation_id, message=WORKFLOW_ALREADY_INVOKED))
-        else:
-            ctx.fail_sink(sink, record.invocation_id, conflict)
+        ctx.fail_sink(sink, record.invocation_id, Failure(409, WORKFLOW_ALREADY_INVOKED))
         return
     _attach_sink(ctx, record.invocation_id, status, sink)
 

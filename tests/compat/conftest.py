@@ -95,9 +95,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         runtime = RestateServer(tmp / "restate")
     else:
         runtime = DuroServer(tmp / "data", tmp / "duro.log", extra_args=RUNTIME_ARGS[pair.runtime])
-    endpoint.start()
-    runtime.start()
     try:
+        endpoint.start()
+        runtime.start()
         _wait_listening(endpoint, port)
         if isinstance(runtime, DuroServer):
             runtime.wait_ready()

@@ -265,7 +265,7 @@ def test_workflow_run_once_send_previously_accepted_call_conflicts() -> None:
     (reply,) = of_type(h.apply(invoke(SIGNUP_RUN, workflow_id, submit=IngressSink(1, 2))), ReplyToIngress)
     assert reply.reply.previously_accepted
     (reply,) = of_type(h.apply(invoke(SIGNUP_RUN, workflow_id, sink=IngressSink(1, 3))), ReplyToIngress)
-    assert reply.reply.kind is ReplyKind.CONFLICT
+    assert reply.reply.kind is ReplyKind.OUTCOME and reply.reply.outcome.failure == Failure(409, "the workflow method was already invoked")
 
 
 def test_durable_promise_wakes_the_waiting_run() -> None:
@@ -387,3 +387,13 @@ def test_an_undecodable_message_fails_the_attempt_instead_of_the_partition() -> 
     assert timer.timer_kind == TimerKind.RETRY
     status = h.status(record.invocation_id)
     assert status.phase is Phase.BACKING_OFF and "0x7777" in status.last_failure.message  # type: ignore[union-attr]
+
+
+def test_cancel_or_kill_of_a_completed_invocation_is_a_conflict() -> None:
+    h = Harness()
+    record = invoke(GREETER, retention_ms=1000)
+    h.apply(record)
+    h.send(record.invocation_id, 1, output(b"x"), pb.EndMessage())
+    for command in (Cancel(record.invocation_id, IngressSink(1, 1)), Kill(record.invocation_id, IngressSink(1, 2))):
+        (reply,) = of_type(h.apply(command), ReplyToIngress)
+        assert reply.reply.kind is ReplyKind.CONFLICT and "already completed" in reply.reply.message

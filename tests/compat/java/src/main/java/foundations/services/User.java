@@ -1,0 +1,4 @@
+package foundations.services;
+
+/** The signup workflow seed's input. */
+public record User(String name, String email) {}

@@ -6,8 +6,10 @@ Flags override `DURO_*` environment variables, which override defaults.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, help="admin API port (DURO_ADMIN_PORT, default 9070)")
     serve.add_argument("--partitions", type=int, help="partition count, fixed at creation (DURO_PARTITIONS, default 24)")
     serve.add_argument("--node-id", type=int, help="node id (DURO_NODE_ID, default 1)")
-    serve.add_argument("--log", choices=["embedded"], help="log backend (DURO_LOG, default embedded)")
+    serve.add_argument("--config", type=Path, help="TOML config file with the same keys as the DURO_ variables, lower case")
+    serve.add_argument("--log", choices=["embedded", "kafka"], help="log backend (DURO_LOG, default embedded)")
+    serve.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers HOST:PORT (DURO_KAFKA_BOOTSTRAP)")
+    serve.add_argument("--kafka-topic", help="Kafka log topic (DURO_KAFKA_TOPIC, default duro.log)")
+    serve.add_argument("--advertised-host", help="host other nodes use to reach this node (DURO_ADVERTISED_HOST, default --bind)")
     serve.add_argument("--log-level", help="logging level (DURO_LOG_LEVEL, default info)")
     serve.add_argument("--max-protocol-version", type=int, choices=[5, 6, 7], help="highest service protocol version offered (default 6)")
     commands.add_parser("version", help="print the version")
@@ -33,11 +39,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ["data_dir", "bind", "ingress_port", "admin_port", "partitions", "node_id", "log", "log_level"]
+    names = ["data_dir", "bind", "ingress_port", "admin_port", "partitions", "node_id", "log", "log_level", "kafka_bootstrap", "kafka_topic", "advertised_host"]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "max_protocol_version", None) is not None:
         overrides["invoker"] = {"max_protocol_version": args.max_protocol_version}
     return overrides
+
+
+def _env_config() -> Path | None:
+    value = os.environ.get("DURO_CONFIG")
+    return Path(value) if value else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,11 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"duro {__version__}")
         return 0
-    from duro.settings import DuroSettings
+    from duro.settings import SettingsFileError, load_settings
 
     try:
-        settings = DuroSettings(**_overrides(args))
-    except ValidationError as exc:
+        settings = load_settings(args.config or _env_config(), _overrides(args))
+    except (ValidationError, SettingsFileError) as exc:
         print(f"duro: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     from duro.node import NodeStartError, run_node

@@ -8,25 +8,32 @@ servers, the processors and the invoker, and closes the log and the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 
 import uvicorn
+from starlette.types import ASGIApp
 
+from duro.cluster import ReplyRouter, announce_node
 from duro.directory import RegistryDirectory
 from duro.inspect import invocation_rows
 from duro.settings import DuroSettings
 from ingress.admin import build_admin_app
 from ingress.http import build_ingress_app
-from ingress.registry import FileRegistryStore, Registry
+from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
 from partition_worker.invoker import Invoker, InvokerSettings
 from partition_worker.processor import ProcessorSettings
 from partition_worker.state_machine import RetryPolicy, StateMachineConfig
 from partition_worker.worker import PartitionWorker
 from partition_worker.store import RocksDatabase
 from wal.embedded import EmbeddedLog
-from wal.log import LogError
+from wal.kafka import KafkaLog
+from wal.kafka_membership import KafkaMembership, MembershipSettings
+from wal.kafka_metadata import KafkaMetadata
+from wal.kafka_settings import KafkaLogSettings
+from wal.log import Log, LogError
 from wal.replies import ReplyBus
 
 log = logging.getLogger("duro.node")
@@ -74,53 +81,105 @@ class Node:
     async def serve(self) -> None:
         settings = self.settings
         check_data_dir(settings)
+        async with contextlib.AsyncExitStack() as stack:
+            wal, metadata = await self._open_log(stack)
+            database = RocksDatabase(str(settings.data_dir / "state"))
+            stack.callback(database.close)
+            registry = Registry(SharedRegistryStore(metadata) if metadata else FileRegistryStore(settings.data_dir))
+            await registry.load()
+            if metadata is not None:
+                metadata.watch(lambda key, value: registry.install_document(value) if key == SharedRegistryStore.KEY and value else None)
+            reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
+            router = ReplyRouter(reply_bus, metadata)
+            stack.push_async_callback(router.close)
+            invoker = Invoker(RegistryDirectory(registry), InvokerSettings(**settings.invoker.model_dump()))
+            stack.push_async_callback(invoker.close)
+            worker = PartitionWorker(
+                settings.node_id,
+                wal,
+                database,
+                invoker,
+                router.deliver,
+                self._state_machine_config,
+                ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
+                lambda _: self._stop.set(),
+            )
+            stack.push_async_callback(worker.close)
+            ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
+            admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, invocation_rows=lambda: invocation_rows(worker))
+            await self._serve_http(stack, ingress_app, admin_app)
+            if metadata is None:
+                worker.assign(set(range(settings.partitions)))
+                await worker.wait_leading()
+            else:
+                await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
+                await self._join_cluster(stack, worker)
+            log.info(
+                "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
+                settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
+            )  # fmt: skip
+            await self._stop.wait()
+            log.info("duro node %d stopping", settings.node_id)
+
+    async def _open_log(self, stack: contextlib.AsyncExitStack) -> tuple[Log, KafkaMetadata | None]:
+        settings = self.settings
         try:
-            wal = await EmbeddedLog.open(settings.data_dir / "log", settings.partitions)
+            if settings.log == "embedded":
+                embedded = await EmbeddedLog.open(settings.data_dir / "log", settings.partitions)
+                stack.push_async_callback(embedded.close)
+                return embedded, None
+            if not settings.kafka_bootstrap:
+                raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
+            kafka_settings = KafkaLogSettings(replication_factor=settings.kafka_replication_factor)
+            kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
+            stack.push_async_callback(kafka.close)
+            metadata = KafkaMetadata(settings.kafka_bootstrap, settings.kafka_metadata_topic, settings.kafka_replication_factor)
+            await metadata.open()
+            stack.push_async_callback(metadata.close)
+            return kafka, metadata
         except LogError as exc:
             raise NodeStartError(str(exc)) from exc
-        database = RocksDatabase(str(settings.data_dir / "state"))
-        registry = Registry(FileRegistryStore(settings.data_dir))
-        await registry.load()
-        reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
-        invoker = Invoker(RegistryDirectory(registry), InvokerSettings(**settings.invoker.model_dump()))
-        worker = PartitionWorker(
-            settings.node_id,
-            wal,
-            database,
-            invoker,
-            reply_bus.deliver,
-            self._state_machine_config,
-            ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
-            lambda _: self._stop.set(),
-        )
-        worker.assign(set(range(settings.partitions)))
-        ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
-        admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, invocation_rows=lambda: invocation_rows(worker))
+
+    async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> None:
+        settings = self.settings
         servers = [
-            uvicorn.Server(uvicorn.Config(ingress_app, host=settings.bind, port=settings.ingress_port, log_level="warning", lifespan="off", access_log=False)),
-            uvicorn.Server(uvicorn.Config(admin_app, host=settings.bind, port=settings.admin_port, log_level="warning", lifespan="off", access_log=False)),
+            uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False))
+            for app, port in ((ingress_app, settings.ingress_port), (admin_app, settings.admin_port))
         ]
         for server in servers:
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
-        server_tasks = [asyncio.create_task(s.serve()) for s in servers]
-        await worker.wait_leading()
-        log.info(
-            "duro node %d ready: ingress http://%s:%d admin http://%s:%d, %d partitions, data in %s",
-            settings.node_id, settings.bind, settings.ingress_port, settings.bind, settings.admin_port, settings.partitions, settings.data_dir,
-        )
-        try:
-            await self._stop.wait()
-        finally:
+        tasks = [asyncio.create_task(server.serve()) for server in servers]
+
+        async def stop_servers() -> None:
             for server in servers:
                 server.should_exit = True
-            await asyncio.gather(*server_tasks, return_exceptions=True)
-            await worker.close()
-            await invoker.close()
-            await wal.close()
-            database.close()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        stack.push_async_callback(stop_servers)
+
+    async def _join_cluster(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker) -> None:
+        """Join the consumer group that assigns partitions; processors start and stop with the assignment."""
+        settings = self.settings
+        assert settings.kafka_bootstrap is not None, "a Kafka node has bootstrap servers"
+
+        async def on_assignment(partitions: set[int]) -> None:
+            await worker.revoke(worker.owned - partitions)
+            worker.assign(partitions - worker.owned)
+
+        membership = KafkaMembership(
+            settings.kafka_bootstrap, settings.kafka_topic, settings.node_id, on_assignment, MembershipSettings(session_timeout_ms=settings.kafka_session_timeout_ms)
+        )
+        task = asyncio.create_task(membership.run(), name="membership")
+        task.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None else self._stop.set())
+
+        async def leave() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        stack.push_async_callback(leave)
 
     def _state_machine_config(self, partition: int) -> StateMachineConfig:
         settings = self.settings

@@ -5,11 +5,12 @@ Nested groups use `__` in environment names, e.g. `DURO_INGRESS__MAX_BODY_BYTES`
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from ingress.settings import IngressSettings
 
@@ -46,7 +47,13 @@ class DuroSettings(BaseSettings):
     admin_port: int = Field(default=9070, ge=0, le=65535)
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
     node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
-    log: Literal["embedded"] = Field(default="embedded", description="The log backend.")
+    log: Literal["embedded", "kafka"] = Field(default="embedded", description="The log backend: embedded (one node) or kafka (one or more nodes).")
+    kafka_bootstrap: str | None = Field(default=None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]; required with log=kafka.")
+    kafka_topic: str = Field(default="duro.log", description="The log topic; its partitions are duro's partitions.")
+    kafka_metadata_topic: str = Field(default="duro.metadata", description="Compacted topic holding the deployment registry and the node directory.")
+    kafka_replication_factor: int = Field(default=1, ge=1, description="Replication factor of the topics duro creates.")
+    kafka_session_timeout_ms: int = Field(default=6_000, gt=0, description="A node silent this long loses its partitions to the others.")
+    advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
     max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
@@ -54,3 +61,36 @@ class DuroSettings(BaseSettings):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     invoker: InvokerLimits = Field(default_factory=InvokerLimits)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.advertised_host or self.bind}:{self.admin_port}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://{self.advertised_host or self.bind}:{self.ingress_port}"
+
+
+class SettingsFileError(Exception):
+    """The config file is missing or is not valid TOML."""
+
+
+def load_settings(config_file: Path | None, overrides: dict[str, Any]) -> DuroSettings:
+    """Settings from flags (`overrides`), then `DURO_*` variables, then the TOML config file, then defaults."""
+    if config_file is None:
+        return DuroSettings(**overrides)
+    if not config_file.is_file():
+        raise SettingsFileError(f"config file {config_file} does not exist")
+    try:
+        tomllib.loads(config_file.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsFileError(f"config file {config_file} is not valid TOML: {exc}") from exc
+
+    class FileSettings(DuroSettings):
+        model_config = SettingsConfigDict(**{**DuroSettings.model_config, "toml_file": config_file})  # type: ignore[typeddict-item]
+
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    return FileSettings(**overrides)

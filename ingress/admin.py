@@ -57,7 +57,7 @@ from wal.records import (
     Resume,
     ServiceType,
 )
-from wal.replies import ReplyBus, ReplyKind
+from wal.replies import ReplyBus, ReplyKind, decode_reply
 
 DURO_VERSION: Final = "1.7.0"
 """The Restate server version duro reports on /version (the API level it implements)."""
@@ -144,6 +144,7 @@ class AdminApi:
         self.settings = settings
         self.discoverer = discoverer
         self.waiter = ReplyWaiter(log, reply_bus)
+        self.reply_bus = reply_bus
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, str, str, Handler]] = [
@@ -161,7 +162,7 @@ class AdminApi:
             ("/invocations/{invocation_id}", "DELETE", "delete_invocation", self.delete_invocation),
             ("/query", "POST", "query", self.query),
         ]
-        routes = [Route("/metrics", self.metrics, methods=["GET"])]
+        routes = [Route("/metrics", self.metrics, methods=["GET"]), Route("/internal/replies", self.internal_reply, methods=["POST"])]
         for prefix, version in (("", UNVERSIONED), ("/v2", 2), ("/v3", 3), ("/v4", 4)):
             for path, method, kind, handler in table:
                 routes.append(Route(prefix + path, _endpoint(kind, handler, version), methods=[method]))
@@ -263,6 +264,15 @@ class AdminApi:
         return deployment
 
     # ------------------------------------------------------------ services and handlers
+
+    async def internal_reply(self, request: Request) -> Response:
+        """A reply from the node leading a partition, for a request waiting here (duro's node-to-node path)."""
+        try:
+            sink, reply = decode_reply(await request.body())
+        except ValueError as exc:
+            return json_response(400, {"message": str(exc), "restate_code": None})
+        delivered = self.reply_bus.deliver(sink, reply)
+        return Response(status_code=204 if delivered else 404)
 
     async def query(self, request: Request, api_version: int) -> Response:
         """SQL over invocations, deployments and services (JSON only: `{"rows": [...]}`)."""

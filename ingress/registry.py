@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -156,6 +156,26 @@ class RegistryStore(Protocol):
         ...
 
 
+class SharedRegistryStore:
+    """The registry document kept under one key of a shared key-value store (the cluster's metadata topic).
+
+    `kv` needs `values: dict[str, bytes]` (the latest value per key) and
+    `async put(key, value)`; changes by other nodes reach the registry through
+    `Registry.install_document`.
+    """
+
+    KEY = "registry"
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+
+    async def load(self) -> bytes | None:
+        return self._kv.values.get(self.KEY)  # type: ignore[no-any-return]
+
+    async def save(self, document: bytes) -> None:
+        await self._kv.put(self.KEY, document)
+
+
 class FileRegistryStore:
     """Keeps the registry document in one file, replaced atomically (temp file, fsync, rename, fsync dir)."""
 
@@ -259,6 +279,10 @@ class Registry:
         document = await self._store.load()
         if document is not None:
             self._install({d.id: d for d in decode_registry(document)})
+
+    def install_document(self, document: bytes) -> None:
+        """Adopt a registry document another node wrote (shared stores call this on every change)."""
+        self._install({d.id: d for d in decode_registry(document)})
 
     # ------------------------------------------------------------ lookups
 

@@ -15,7 +15,9 @@ import enum
 import secrets
 from dataclasses import dataclass
 
-from wal.records import IngressSink, Outcome
+import msgpack
+
+from wal.records import IngressSink, Outcome, pack_struct, unpack_struct
 
 
 class ReplyKind(enum.IntEnum):
@@ -80,3 +82,17 @@ class ReplyBus:
 
 class TooManyWaitingRequests(Exception):
     """More requests wait for replies than `max_waiting_requests` allows."""
+
+
+def encode_reply(sink: IngressSink, reply: Reply) -> bytes:
+    """A reply for a request waiting at another node, as sent to that node's `/internal/replies`."""
+    return msgpack.packb([pack_struct(sink), pack_struct(reply)], use_bin_type=True)
+
+
+def decode_reply(data: bytes) -> tuple[IngressSink, Reply]:
+    """Inverse of `encode_reply`; raises ValueError naming what is wrong."""
+    try:
+        sink_raw, reply_raw = msgpack.unpackb(data, raw=False)
+        return unpack_struct(IngressSink, sink_raw), unpack_struct(Reply, reply_raw, {"kind": ReplyKind})
+    except Exception as exc:
+        raise ValueError(f"not an encoded reply: {exc}") from exc

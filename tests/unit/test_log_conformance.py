@@ -1,7 +1,10 @@
 """One conformance suite for every `Log` backend: each test runs against each entry of BACKENDS.
 
-To add a backend (Kafka), add a `Backend` to BACKENDS; a test that needs a
+To add a backend, add a `Backend` to BACKENDS; a test that needs a
 backend-specific fact (such as its sync counter) reads it from the `Backend`.
+The Kafka backend needs a real broker, so it runs this same suite from
+tests/e2e/test_kafka_log_conformance.py, which imports these tests and
+overrides the `backend` fixture.
 """
 
 from __future__ import annotations

@@ -1,0 +1,370 @@
+"""`KafkaLog`: the `Log` on Apache Kafka, one topic whose partitions are duro's partitions, through aiokafka.
+
+Appends go through one idempotent producer with acks=all. Each partition has at
+most one record batch in flight: appends that arrive meanwhile queue up and are
+sent together as the next batch (group commit), so one append is always one
+contiguous run of offsets, written whole or not at all, and an append returns
+the offset of its last entry once the in-sync replicas hold it.
+
+Each tail is a consumer of its own with manual assignment of one partition (no
+consumer group) that reads from the requested offset on; `end_offset` asks the
+brokers through one shared consumer. Offsets are Kafka's offsets, dense as long
+as only duro writes to the topic (no transactions, no compaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, ProducerClosed
+
+from wal.append_budget import AppendBudget
+from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
+from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry
+from wal.log import LogClosedError, LogError
+from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_TOPIC", "KafkaLog", "KafkaLogSettings"]
+
+
+@dataclass(slots=True)
+class _PendingAppend:
+    entries: list[bytes]
+    framed_bytes: int
+    result: asyncio.Future[int]
+
+
+class KafkaLog:
+    """A `Log` on one Kafka topic. Make it with `KafkaLog.open`; `close` it when done."""
+
+    def __init__(self, bootstrap: str | list[str], topic: str, partition_count: int, settings: KafkaLogSettings, producer: AIOKafkaProducer, offsets: AIOKafkaConsumer) -> None:
+        """Use `KafkaLog.open`, which checks the arguments, makes sure the topic exists and starts the clients."""
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._partition_count = partition_count
+        self._settings = settings
+        self._producer = producer
+        self._offsets = offsets
+        self._budget = AppendBudget(settings.max_pending_appends, settings.max_pending_bytes)
+        self._queues: dict[int, deque[_PendingAppend]] = {}
+        self._writers: dict[int, asyncio.Task[None]] = {}
+        self._last_offsets: dict[int, int] = {}
+        self._tails: set[AIOKafkaConsumer] = set()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, bootstrap: str | list[str], topic: str = DEFAULT_TOPIC, partition_count: int = 1, settings: KafkaLogSettings | None = None) -> KafkaLog:
+        """Connect to the brokers at `bootstrap` ("host:port" or a list of them), create `topic` if missing, start the clients.
+
+        Retries an unreachable bootstrap server (logging each attempt with its
+        address) until `settings.connect_timeout_ms`, then raises LogError; an
+        existing topic with another partition count raises LogError naming both.
+        """
+        check_partition_count(partition_count)
+        check_topic_name(topic)
+        if not bootstrap or not isinstance(bootstrap, (str, list)):
+            raise ValueError(f"bootstrap must be 'host:port' or a non-empty list of them, got {bootstrap!r}")
+        settings = settings or KafkaLogSettings()
+        deadline = connect_deadline(settings)
+        await ensure_topic(bootstrap, topic, partition_count, settings, deadline)
+        producer = await start_with_retry(lambda: _new_producer(bootstrap, settings), AIOKafkaProducer.start, AIOKafkaProducer.stop, "producer", bootstrap, settings, deadline)
+        try:
+            offsets = await start_with_retry(
+                lambda: _new_consumer(bootstrap, settings, "offsets"), AIOKafkaConsumer.start, AIOKafkaConsumer.stop, "offsets consumer", bootstrap, settings, deadline
+            )
+        except BaseException:
+            await producer.stop()
+            raise
+        try:
+            await _wait_until_partitions_serve(offsets, topic, partition_count, settings)
+        except BaseException:
+            await asyncio.gather(producer.stop(), offsets.stop())
+            raise
+        logger.info("opened Kafka log: topic %s with %d partitions at %s", topic, partition_count, bootstrap_text(bootstrap))
+        return cls(bootstrap, topic, partition_count, settings, producer, offsets)
+
+    @property
+    def partition_count(self) -> int:
+        return self._partition_count
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    async def append(self, partition: int, entries: Sequence[bytes]) -> int:
+        """Append entries to one partition as one contiguous run; return the offset of the last one once acknowledged (acks=all).
+
+        Raises LogClosedError if the log closes before the entries were handed to
+        the producer, LogError if Kafka did not acknowledge them within
+        `append_timeout_ms` (they may still be written). Cancelling the call does
+        not withdraw entries already queued.
+        """
+        check_partition(partition, self._partition_count)
+        payloads = entries_as_bytes(entries)
+        framed_bytes = framed_bytes_of(payloads)
+        if framed_bytes > self._settings.max_append_bytes:
+            raise ValueError(
+                f"an append may hold at most max_append_bytes={self._settings.max_append_bytes} "
+                f"(payloads plus 32 bytes per entry), got {framed_bytes} in {len(payloads)} entries"
+            )
+        self._raise_if_closed()
+        await self._budget.acquire(framed_bytes)
+        if self._closed:
+            self._budget.release(framed_bytes)
+            self._raise_if_closed()
+        pending = _PendingAppend(payloads, framed_bytes, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(partition, deque()).append(pending)
+        self._start_writer(partition)
+        return await pending.result
+
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes.
+
+        A tail from beyond the end waits for the entries up to `from_offset` and
+        yields from there. Cancelling the consuming task stops the tail and its consumer.
+        """
+        check_tail_arguments(partition, from_offset, max_batch_entries, self._partition_count)
+        return self._tail(partition, from_offset, max_batch_entries)
+
+    async def end_offset(self, partition: int) -> int:
+        """The offset the next appended entry will get (0 for an empty partition): the partition's high watermark."""
+        check_partition(partition, self._partition_count)
+        self._raise_if_closed()
+        topic_partition = TopicPartition(self._topic, partition)
+        try:
+            ends = await self._offsets.end_offsets([topic_partition])
+        except KafkaError as error:
+            self._raise_if_closed()
+            raise LogError(f"could not read the end offset of {self._topic}[{partition}] at {bootstrap_text(self._bootstrap)}: {error!r}; retrying is safe") from error
+        self._raise_if_closed()
+        return int(ends[topic_partition])
+
+    async def close(self) -> None:
+        """Stop the tails, fail queued appends with LogClosedError, wait for batches in flight, stop the clients. Twice is harmless.
+
+        Waits at most about twice `append_timeout_ms` (the batches in flight, then
+        the producer's retries of timed-out ones) when the brokers are unreachable.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(consumer.stop() for consumer in list(self._tails)))
+        for queue in self._queues.values():
+            self._fail_all(queue, LogClosedError(f"Kafka log on topic {self._topic} closed before the append was sent"))
+        await asyncio.gather(*self._writers.values(), return_exceptions=True)
+        await self._stop_producer()
+        await self._offsets.stop()
+        logger.info("closed Kafka log on topic %s", self._topic)
+
+    async def _stop_producer(self) -> None:
+        """Stop the producer, which first waits for batches of timed-out appends it still retries, for at most `append_timeout_ms`."""
+        try:
+            async with asyncio.timeout(self._settings.append_timeout_ms / 1000):
+                await self._producer.stop()
+        except TimeoutError:
+            logger.error(
+                "closing the Kafka log on topic %s: the producer still held unacknowledged batches after append_timeout_ms=%d; gave up on them",
+                self._topic,
+                self._settings.append_timeout_ms,
+            )
+
+    def _start_writer(self, partition: int) -> None:
+        if partition in self._writers:
+            return
+        writer = asyncio.create_task(self._write_partition(partition), name=f"kafka-log-writer-{self._topic}-{partition}")
+        self._writers[partition] = writer
+        writer.add_done_callback(self._writer_done)
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        if not writer.cancelled() and writer.exception() is not None:
+            logger.error("Kafka log writer %s failed", writer.get_name(), exc_info=writer.exception())
+
+    async def _write_partition(self, partition: int) -> None:
+        """Send the partition's queued appends, one batch in flight at a time, until the queue is empty."""
+        queue = self._queues[partition]
+        try:
+            while queue and not self._closed:
+                group = self._take_group(queue)
+                try:
+                    base_offset = await self._send_group(partition, group)
+                except asyncio.CancelledError:
+                    self._settle_failed(group, LogClosedError(f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written"))
+                    raise
+                except Exception as error:  # noqa: BLE001 - every failure is handed to the appends of the group
+                    self._settle_failed(group, self._append_error(partition, error))
+                else:
+                    self._settle_written(partition, group, base_offset)
+            self._fail_all(queue, LogClosedError(f"Kafka log on topic {self._topic} closed before the append was sent"))
+        finally:
+            del self._writers[partition]
+
+    def _take_group(self, queue: deque[_PendingAppend]) -> list[_PendingAppend]:
+        group = [queue.popleft()]
+        group_bytes = group[0].framed_bytes
+        while queue and group_bytes + queue[0].framed_bytes <= self._settings.max_group_bytes:
+            group_bytes += queue[0].framed_bytes
+            group.append(queue.popleft())
+        return group
+
+    async def _send_group(self, partition: int, group: list[_PendingAppend]) -> int:
+        """Send the appends of a group as one record batch; return its base offset once acknowledged."""
+        batch = self._producer.create_batch()
+        for pending in group:
+            for entry in pending.entries:
+                appended = batch.append(key=None, value=entry, timestamp=None)
+                assert appended is not None, "a group must fit in one batch (max_group_bytes <= max_append_bytes < max_batch_bytes)"
+        async with asyncio.timeout(self._settings.append_timeout_ms / 1000):
+            delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
+            metadata = await delivery
+        return int(metadata.offset)
+
+    def _settle_written(self, partition: int, group: list[_PendingAppend], base_offset: int) -> None:
+        last_offset = self._last_offsets.get(partition, -1)
+        assert base_offset > last_offset, f"offsets of {self._topic}[{partition}] must grow: batch at {base_offset} after {last_offset}"
+        next_offset = base_offset
+        for pending in group:
+            next_offset += len(pending.entries)
+            if not pending.result.done():
+                pending.result.set_result(next_offset - 1)
+            self._budget.release(pending.framed_bytes)
+        self._last_offsets[partition] = next_offset - 1
+
+    def _settle_failed(self, group: list[_PendingAppend], error: LogError) -> None:
+        for pending in group:
+            if not pending.result.done():
+                pending.result.set_exception(error)
+            self._budget.release(pending.framed_bytes)
+
+    def _fail_all(self, queue: deque[_PendingAppend], error: LogError) -> None:
+        group = list(queue)
+        queue.clear()
+        self._settle_failed(group, error)
+
+    def _append_error(self, partition: int, error: Exception) -> LogError:
+        if isinstance(error, ProducerClosed) or self._closed:
+            return LogClosedError(f"Kafka log on topic {self._topic} closed while the append was being sent; it may or may not have been written")
+        if isinstance(error, TimeoutError):
+            outcome = f"was not acknowledged within append_timeout_ms={self._settings.append_timeout_ms}"
+        else:
+            outcome = f"failed: {error!r}"
+        return LogError(
+            f"an append to {self._topic}[{partition}] at {bootstrap_text(self._bootstrap)} {outcome}; "
+            "it may still be written, so a retry can duplicate it"
+        )
+
+    async def _tail(self, partition: int, from_offset: int, max_batch_entries: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+        self._raise_if_closed()
+        consumer = await self._start_tail_consumer()
+        try:
+            topic_partition = TopicPartition(self._topic, partition)
+            consumer.assign([topic_partition])
+            next_offset = min(from_offset, await self._tail_start_bound(consumer, topic_partition))
+            consumer.seek(topic_partition, next_offset)
+            while True:
+                records = await self._fetch(consumer, topic_partition, max_batch_entries)
+                batch: list[tuple[int, bytes]] = []
+                for record in records:
+                    self._check_dense(partition, next_offset, record.offset)
+                    next_offset = record.offset + 1
+                    if record.offset >= from_offset:
+                        batch.append((record.offset, record.value if record.value is not None else b""))
+                if batch:
+                    yield batch
+        finally:
+            self._tails.discard(consumer)
+            await consumer.stop()
+
+    async def _tail_start_bound(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition) -> int:
+        """The partition's end offset: a tail from beyond it starts reading there and skips up to its offset."""
+        try:
+            ends = await consumer.end_offsets([topic_partition])
+        except KafkaError as error:
+            self._raise_if_closed()
+            raise LogError(f"a tail of {self._topic}[{topic_partition.partition}] could not read the end offset: {error!r}; starting the tail again is safe") from error
+        return int(ends[topic_partition])
+
+    async def _start_tail_consumer(self) -> AIOKafkaConsumer:
+        consumer = await start_with_retry(
+            lambda: _new_consumer(self._bootstrap, self._settings, "tail"),
+            AIOKafkaConsumer.start,
+            AIOKafkaConsumer.stop,
+            "tail consumer",
+            self._bootstrap,
+            self._settings,
+            connect_deadline(self._settings),
+        )
+        if self._closed:
+            await consumer.stop()
+            self._raise_if_closed()
+        self._tails.add(consumer)
+        return consumer
+
+    async def _fetch(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition, max_batch_entries: int) -> list[ConsumerRecord]:
+        """The next records of the partition, waiting as long as it takes; raises LogClosedError once the log closes."""
+        while True:
+            self._raise_if_closed()
+            try:
+                fetched = await consumer.getmany(topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries)
+            except KafkaError as error:
+                self._raise_if_closed()
+                raise LogError(f"tail of {self._topic}[{topic_partition.partition}] failed: {error!r}; a new tail from the last offset seen is safe") from error
+            self._raise_if_closed()
+            records: list[ConsumerRecord] = fetched.get(topic_partition, [])
+            if records:
+                return records
+
+    def _check_dense(self, partition: int, expected: int, offset: int) -> None:
+        if offset != expected:
+            raise LogError(
+                f"offsets of {self._topic}[{partition}] jump from {expected} to {offset}: the topic must hold only duro's "
+                "entries (no transactions, no compaction, no truncation)"
+            )
+
+    def _raise_if_closed(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"Kafka log on topic {self._topic} is closed")
+
+
+async def _wait_until_partitions_serve(offsets: AIOKafkaConsumer, topic: str, partition_count: int, settings: KafkaLogSettings) -> None:
+    """Ask every partition's leader for its end offset, so that a new topic's first appends find leaders ready."""
+    try:
+        async with asyncio.timeout(settings.request_timeout_ms / 1000):
+            await offsets.end_offsets([TopicPartition(topic, partition) for partition in range(partition_count)])
+    except (KafkaError, TimeoutError) as error:
+        raise LogError(f"the partitions of topic {topic!r} have no serving leader after {settings.request_timeout_ms} ms ({error!r}); retry when the cluster is healthy") from error
+
+
+def _new_producer(bootstrap: str | list[str], settings: KafkaLogSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.client_id}-log-producer",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=settings.linger_ms,
+        compression_type=settings.compression_type,
+        max_batch_size=settings.max_batch_bytes,
+        max_request_size=settings.max_batch_bytes,
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+
+
+def _new_consumer(bootstrap: str | list[str], settings: KafkaLogSettings, role: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.client_id}-log-{role}",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        isolation_level="read_uncommitted",
+        fetch_max_wait_ms=settings.max_fetch_wait_ms,
+        max_partition_fetch_bytes=settings.max_fetch_bytes,
+        fetch_max_bytes=settings.max_fetch_bytes,
+        request_timeout_ms=settings.request_timeout_ms,
+    )

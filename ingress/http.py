@@ -243,23 +243,39 @@ class Ingress:
             lambda sink: replace(invoke, response_sink=sink),
             self.settings.call_timeout_ms,
             "call",
+            nudge=lambda sink: Attach(invoke.invocation_id, sink, block=True),
+            nudge_interval_ms=self.settings.reply_nudge_interval_ms,
         )
         return outcome_response(reply, invoke.invocation_id, output, include_expiry)
 
     async def _send(self, invoke: Invoke, delay_ms: int | None) -> Response:
+        """Append the Invoke; answer 202 once it is durable.
+
+        A send with a fresh random id is accepted as soon as it is in the log.
+        A send that may be a duplicate (idempotency key, workflow run) waits
+        for the partition to say whether it was new.
+        """
         execute_at_ms = now_ms() + delay_ms if delay_ms else None
-        reply = await self.waiter.append_and_wait(
-            invoke.invocation_id,
-            lambda sink: replace(invoke, submit_sink=sink, execute_at_ms=execute_at_ms),
-            self.settings.submit_timeout_ms,
-            "send",
-        )
-        if reply.kind is not ReplyKind.SUBMITTED:
-            return outcome_response(reply, invoke.invocation_id, None, False)
+        previously_accepted = False
+        if invoke.idempotency_key is None and not invoke.target.is_workflow_run:
+            partition = partition_of(partition_key_of(invoke.invocation_id), self.log.partition_count)
+            await self.waiter._append_for(partition, replace(invoke, execute_at_ms=execute_at_ms), invoke.invocation_id)
+        else:
+            reply = await self.waiter.append_and_wait(
+                invoke.invocation_id,
+                lambda sink: replace(invoke, submit_sink=sink, execute_at_ms=execute_at_ms),
+                self.settings.submit_timeout_ms,
+                "send",
+                nudge=lambda sink: Attach(invoke.invocation_id, sink, block=False),
+                nudge_interval_ms=self.settings.reply_nudge_interval_ms,
+            )
+            if reply.kind not in (ReplyKind.SUBMITTED, ReplyKind.NOT_READY, ReplyKind.OUTCOME):
+                return outcome_response(reply, invoke.invocation_id, None, False)
+            previously_accepted = reply.kind is ReplyKind.SUBMITTED and reply.previously_accepted
         payload: dict[str, Any] = {"invocationId": invoke.invocation_id}
         if execute_at_ms is not None:
             payload["executionTime"] = format_rfc3339_ms(execute_at_ms)
-        payload["status"] = "PreviouslyAccepted" if reply.previously_accepted else "Accepted"
+        payload["status"] = "PreviouslyAccepted" if previously_accepted else "Accepted"
         return json_response(202, payload, {X_RESTATE_ID: invoke.invocation_id})
 
     # ------------------------------------------------------------ attach / output
@@ -349,6 +365,8 @@ class Ingress:
             lambda sink: Attach(lookup.invocation_id, sink, block),
             timeout_ms,
             "attach" if block else "output",
+            nudge=lambda sink: Attach(lookup.invocation_id, sink, block),
+            nudge_interval_ms=self.settings.reply_nudge_interval_ms,
         )
         return outcome_response(reply, lookup.invocation_id, lookup.output_rules, include_expiry=True)
 
@@ -391,9 +409,21 @@ class ReplyWaiter:
             ) from None
 
     async def append_and_wait(
-        self, invocation_id: str, make_body: Callable[[IngressSink], RecordBody], timeout_ms: int, what: str
+        self,
+        invocation_id: str,
+        make_body: Callable[[IngressSink], RecordBody],
+        timeout_ms: int,
+        what: str,
+        nudge: Callable[[IngressSink], RecordBody] | None = None,
+        nudge_interval_ms: int = 5_000,
     ) -> Reply:
         """Register on the reply bus, append `make_body(sink)` to the invocation's partition, await the reply.
+
+        A reply can be lost without losing anything durable: the partition's
+        leader may die after applying the record, or the node-to-node post may
+        fail. So while no reply has come, every `nudge_interval_ms` the waiter
+        appends `nudge(sink)` (an Attach), which makes the current leader
+        answer again.
 
         Raises IngressError 429 when too many requests wait, 503 when the
         append fails, 504 when no reply comes within `timeout_ms` (the record
@@ -406,27 +436,37 @@ class ReplyWaiter:
             raise IngressError(429, f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
         try:
             partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
-            entry = encode_record(Record(Envelope(now_ms()), make_body(sink)))
-            try:
-                await self.log.append(partition, [entry])
-            except LogError as error:
-                raise IngressError(
-                    503,
-                    f"internal routing error: {error}. If the request has an 'idempotency-key', it can be safely"
-                    " retried, otherwise submitting it again may result in executing the invocation twice.",
-                    invocation_id,
-                ) from None
-            try:
-                return await asyncio.wait_for(future, timeout_ms / 1000)
-            except TimeoutError:
-                raise IngressError(
-                    504,
-                    f"no answer for the {what} of invocation {invocation_id} within {timeout_ms} ms; the request was"
-                    f" recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach",
-                    invocation_id,
-                ) from None
+            await self._append_for(partition, make_body(sink), invocation_id)
+            deadline = time.monotonic() + timeout_ms / 1000
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise IngressError(
+                        504,
+                        f"no answer for the {what} of invocation {invocation_id} within {timeout_ms} ms; the request was"
+                        f" recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach",
+                        invocation_id,
+                    )
+                wait_s = remaining if nudge is None else min(remaining, nudge_interval_ms / 1000)
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), wait_s)
+                except TimeoutError:
+                    if nudge is not None and time.monotonic() < deadline:
+                        await self._append_for(partition, nudge(sink), invocation_id)
         finally:
             self.reply_bus.release(sink)
+
+    async def _append_for(self, partition: int, body: RecordBody, invocation_id: str) -> None:
+        entry = encode_record(Record(Envelope(now_ms()), body))
+        try:
+            await self.log.append(partition, [entry])
+        except LogError as error:
+            raise IngressError(
+                503,
+                f"internal routing error: {error}. If the request has an 'idempotency-key', it can be safely"
+                " retried, otherwise submitting it again may result in executing the invocation twice.",
+                invocation_id,
+            ) from None
 
 
 # ---------------------------------------------------------------- responses

@@ -24,6 +24,11 @@ class IngressSettings(BaseModel):
         gt=0,
         description="How long a send waits for its partition to confirm the Invoke, and a non-blocking output read for its answer.",
     )
+    reply_nudge_interval_ms: int = Field(
+        default=5_000,
+        gt=0,
+        description="A waiting request with no reply this long asks the partition again (a leader change can lose a reply).",
+    )
     admin_command_timeout_ms: int = Field(
         default=30_000, gt=0, description="How long cancel/kill/purge/resume wait for the partition's answer."
     )

@@ -43,6 +43,7 @@ log = logging.getLogger("duro.partition")
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     max_apply_batch_records: int = 512
+    reannounce_delay_ms: int = 3_000  # another node took the epoch while this one still owns the partition: claim it again after this
     timer_window_ms: int = 60_000
     max_outbox_batch_messages: int = 1024
 
@@ -76,6 +77,7 @@ class PartitionProcessor:
         self._leader_epoch = 0  # nonzero while this node leads
         self._announced = False
         self._leader_tasks: list[asyncio.Task[None]] = []
+        self._reannounce: asyncio.Task[None] | None = None
         self._timers: TimerService | None = None
         self._outbox: OutboxShuffle | None = None
         self.leading = asyncio.Event()
@@ -115,6 +117,8 @@ class PartitionProcessor:
                 if not self._announced and self.applied_offset + 1 >= catch_up_to:
                     await self._announce()
         finally:
+            if self._reannounce is not None:
+                self._reannounce.cancel()
             self._step_down()
 
     async def _announce(self) -> None:
@@ -142,6 +146,7 @@ class PartitionProcessor:
                 self._become_leader(action.leader_epoch)
             else:
                 self._step_down()
+                self._schedule_reannounce()
             return
         if not self._leader_epoch:
             return  # followers apply but do not act
@@ -161,6 +166,25 @@ class PartitionProcessor:
             self._outbox.offer(action.seq, action.partition_key, action.body)
         else:  # pragma: no cover - the union is closed
             raise AssertionError(f"no handler for action {action!r}")
+
+    def _schedule_reannounce(self) -> None:
+        """Another node leads, yet this processor still runs, so this node still owns the partition.
+
+        That happens when two nodes announced the same epoch (only the first
+        counts) or when this node was paused past its session. If ownership
+        really moved, the processor is cancelled before the delay ends;
+        otherwise it claims the partition with a higher epoch.
+        """
+        if self._reannounce is not None and not self._reannounce.done():
+            return
+
+        async def reannounce() -> None:
+            await asyncio.sleep(self.settings.reannounce_delay_ms / 1000)
+            if not self._leader_epoch:
+                log.info("node %d re-claims partition %d after epoch %d", self.node_id, self._partition, self._known_epoch)
+                await self._announce()
+
+        self._reannounce = _supervised(reannounce(), f"re-announce of partition {self._partition}")
 
     def _become_leader(self, epoch: int) -> None:
         self._step_down()

@@ -38,7 +38,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._membership = membership
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._membership._changed(set())
+        """Keep running until the new assignment is known: partitions that stay here are not restarted.
+
+        A partition that moves may briefly run on both nodes; leader epochs make
+        that safe (the new owner's announcement fences the old one off).
+        """
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._membership._changed({tp.partition for tp in assigned})
@@ -47,9 +51,8 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaMembership:
     """Tells this node which log partitions it owns, and calls `on_assignment` whenever that changes.
 
-    On a rebalance the node first gives up everything (revoked: `set()`), then
-    receives its new assignment, so no partition is ever run by two members of
-    the same generation.
+    On a rebalance the node keeps its partitions until its new assignment
+    arrives, then stops those it lost and starts those it gained.
     """
 
     def __init__(self, bootstrap: str, topic: str, node_id: int, on_assignment: OnAssignment, settings: MembershipSettings | None = None) -> None:

@@ -85,6 +85,8 @@ def _attach_sink(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         assert status.outcome is not None, "a completed invocation has an outcome"
         ctx.deliver_outcome(sink, invocation_id, status.outcome, status.completion_retention_ms)
         return
+    if sink in status.response_sinks:
+        return  # the same waiter asking again (a nudge after a lost reply)
     ctx.save(invocation_id, dataclasses.replace(status, response_sinks=status.response_sinks + (sink,)))
 
 

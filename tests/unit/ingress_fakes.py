@@ -69,6 +69,16 @@ class FakePartitions:
     def bodies(self, kind: type) -> list[Any]:
         return [record.body for _, record in self.records if isinstance(record.body, kind)]
 
+    async def settled(self, timeout_s: float = 5.0) -> None:
+        """Wait until every record appended so far was applied (the ingress answers plain sends before that)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                appended = sum([await self.log.end_offset(p) for p in range(self.log.partition_count)])
+                if len(self.records) >= appended:
+                    return
+                self.applied.clear()
+                await self.applied.wait()
+
     def complete(self, invocation_id: str, outcome: Outcome) -> None:
         invocation = self.invocations[invocation_id]
         invocation.outcome = outcome

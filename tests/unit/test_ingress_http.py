@@ -70,6 +70,7 @@ async def test_call_returns_output_with_manifest_content_type_and_id(env: Env) -
     assert response.content == b'"hello bob"'
     assert response.headers["content-type"] == "application/json"
     invocation_id = response.headers["x-restate-id"]
+    await env.fake.settled()
     [invoke] = env.fake.bodies(Invoke)
     assert invoke.invocation_id == invocation_id
     assert invoke.target.service == "Greeter" and invoke.target.key is None
@@ -98,6 +99,7 @@ async def test_headers_are_forwarded_except_connection_host_and_idempotency_key(
         content=b"abc",
         headers={"content-type": "text/plain", "x-trace": "t1", "idempotency-key": "k1"},
     )
+    await env.fake.settled()
     [invoke] = env.fake.bodies(Invoke)
     names = [name for name, _ in invoke.headers]
     assert ("x-trace", "t1") in invoke.headers
@@ -197,14 +199,16 @@ async def test_body_over_the_limit_is_413() -> None:
         assert len(env.fake.bodies(Invoke)) == 1
 
 
-async def test_send_is_202_after_the_partition_confirms(env: Env) -> None:
+async def test_plain_send_is_202_once_the_invoke_is_durable(env: Env) -> None:
     response = await env.client.post("/Greeter/slow/send")
     assert response.status_code == 202
     payload = response.json()
     assert payload["status"] == "Accepted"
     assert payload["invocationId"] == response.headers["x-restate-id"]
+    await env.fake.settled()
     [invoke] = env.fake.bodies(Invoke)
-    assert invoke.submit_sink is not None and invoke.response_sink is None
+    assert invoke.invocation_id == payload["invocationId"]
+    assert invoke.submit_sink is None and invoke.response_sink is None, "a fresh id needs no confirmation from the partition"
     assert invoke.execute_at_ms is None
 
 
@@ -218,6 +222,7 @@ async def test_send_delay_sets_execute_at(env: Env, delay: str, expected_ms: int
     after = time.time_ns() // 1_000_000
     assert response.status_code == 202, response.text
     assert "executionTime" in response.json()
+    await env.fake.settled()
     [invoke] = env.fake.bodies(Invoke)
     assert invoke.execute_at_ms is not None
     assert before + expected_ms <= invoke.execute_at_ms <= after + expected_ms
@@ -384,6 +389,7 @@ async def test_too_many_waiting_requests_is_429() -> None:
         await _until(lambda: env.bus.waiting_count == 1)
         second = await env.client.post("/Greeter/slow")
         assert second.status_code == 429
+        await env.fake.settled()
         [invoke] = env.fake.bodies(Invoke)
         env.fake.complete(invoke.invocation_id, Outcome(value=b"x"))
         assert (await asyncio.wait_for(first, 5)).status_code == 200

@@ -1,0 +1,41 @@
+"""The benchmark harness still works end to end: `python -m benchmarks smoke` on a real duro, real endpoint, real load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.processes import REPO_ROOT
+
+SMOKE_TIMEOUT_S = 120
+EXPECTED_SCENARIOS = {"greet", "counter-1000-keys", "counter-hot-key", "workflow-3-steps", "steps-3", "send", "memory"}
+
+
+def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
+    out_dir = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "smoke", "--out-dir", str(out_dir)],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, f"smoke failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    document = json.loads((out_dir / "results.json").read_text())
+    runs = {run["scenario"]: run for run in document["runs"]}
+    assert set(runs) == EXPECTED_SCENARIOS
+    for name, run in runs.items():
+        assert run["error"] is None, f"{name}: {run['error']}"
+        assert run["runtime"] == "duro"
+        assert run["metrics"]["throughput_per_s"] > 0, name
+        assert run["metrics"]["runtime_cpu_s"] > 0, name
+        assert run["metrics"]["runtime_peak_rss_mib"] > 10, name
+        assert run["latency_ms"]["p50"] <= run["latency_ms"]["p99"], name
+    send = runs["send"]["metrics"]
+    assert send["send_drained"] and send["sends_completed"] == send["sends_accepted"] > 0
+    assert runs["steps-3"]["metrics"]["ms_per_step_p50"] * 3 == pytest.approx(runs["steps-3"]["metrics"]["p50_ms"])
+    assert runs["memory"]["metrics"]["invocations_completed"] >= 200
+    report = (out_dir / "report.md").read_text()
+    for name in EXPECTED_SCENARIOS - {"memory"}:
+        assert f"| {name} | duro |" in report

@@ -1,0 +1,154 @@
+"""The benchmark harness's pure parts and its load generator against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp.web
+import pytest
+
+from benchmarks.loadgen import JSON_HEADERS, LoadLimits, Request, run_count, run_load
+from benchmarks.process_stats import CpuWindow, ProcessTree
+from benchmarks.report import least_squares_line, render_markdown, with_comparisons
+from benchmarks.scenarios import parse_scenarios
+from benchmarks.stats import latency_summary_ms, pairwise_ratios, percentile
+
+HANDLER_DELAY_S = 0.01
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 99.9) == 100.0
+    assert percentile([7.0], 1) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_latency_summary_in_milliseconds() -> None:
+    summary = latency_summary_ms([0.001 * v for v in range(1, 101)])
+    assert summary["count"] == 100
+    assert summary["p50"] == pytest.approx(50.0)
+    assert summary["p99"] == pytest.approx(99.0)
+    assert summary["curve"][-1][0] == 99.99
+
+
+def _run(scenario: str, repetition: int, runtime: str, throughput: float, error: str | None = None) -> dict:
+    return {"scenario": scenario, "repetition": repetition, "runtime": runtime, "error": error, "metrics": {"throughput_per_s": throughput, "p50_ms": 1000 / throughput}}
+
+
+def test_ratios_are_computed_pair_by_pair_and_skip_failed_runs() -> None:
+    runs = [
+        _run("greet", 1, "duro", 100), _run("greet", 1, "restate", 200),
+        _run("greet", 2, "duro", 300), _run("greet", 2, "restate", 300),
+        _run("greet", 3, "duro", 50, error="boom"), _run("greet", 3, "restate", 10),
+    ]  # fmt: skip
+    comparison = pairwise_ratios(runs, "duro", "restate")["greet"]
+    assert comparison["pairs"] == 2
+    throughput = comparison["metrics"]["throughput_per_s"]
+    assert throughput["per_repetition"] == [0.5, 1.0]
+    assert (throughput["median"], throughput["min"], throughput["max"]) == (0.75, 0.5, 1.0)
+    markdown = render_markdown(with_comparisons({"runs": runs}))
+    assert "| greet | 2 | 0.75 [0.50–1.00] |" in markdown
+    assert "greet r3 duro: boom" in markdown
+
+
+def test_scenario_names_expand_and_reject_unknown_ones() -> None:
+    names = [s.name for s in parse_scenarios("all", (1, 5))]
+    assert names == ["greet", "counter-1000-keys", "counter-hot-key", "workflow-3-steps", "steps-1", "steps-5", "send", "memory"]
+    assert parse_scenarios("steps-7")[0].steps == 7
+    with pytest.raises(ValueError, match="unknown scenario 'grete'"):
+        parse_scenarios("greet,grete")
+    with pytest.raises(ValueError, match="steps-N"):
+        parse_scenarios("steps-x")
+
+
+def test_keys_are_fresh_per_run_tag() -> None:
+    hot = parse_scenarios("counter-hot-key")[0]
+    assert hot.factory("a")(0).path != hot.factory("b")(0).path
+    workflow = parse_scenarios("workflow-3-steps")[0].factory("t")
+    assert workflow(1).path != workflow(2).path
+
+
+def test_process_tree_accounts_a_busy_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 0.4\nwhile time.time() < end: pass\ntime.sleep(5)"])
+    try:
+        own_tree = ProcessTree(os.getpid())
+        assert child.pid in own_tree.pids()
+        window = CpuWindow(ProcessTree(child.pid))
+        window.begin()
+        time.sleep(0.6)
+        window.end()
+        assert window.cpu_s is not None and 0.15 < window.cpu_s < 0.9
+        assert ProcessTree(child.pid).rss_bytes() > 1_000_000
+        assert ProcessTree(child.pid).peak_rss_bytes() >= ProcessTree(child.pid).rss_bytes()
+    finally:
+        child.kill()
+        child.wait()
+    assert ProcessTree(child.pid).pids() == []
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    """A real HTTP server: /ok sleeps then answers 200; /fail answers 500; /no-input rejects any content-type."""
+
+    async def ok(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        await asyncio.sleep(HANDLER_DELAY_S)
+        return aiohttp.web.Response(text="ok")
+
+    async def fail(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(status=500)
+
+    async def no_input(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(status=415 if "Content-Type" in request.headers else 200)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/ok", ok)
+    app.router.add_post("/fail", fail)
+    app.router.add_post("/no-input", no_input)
+    runner = aiohttp.web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_window_stops_at_max_requests_and_excludes_warmup(server: str) -> None:
+    limits = LoadLimits(concurrency=4, warmup_s=0.2, duration_s=10.0, max_requests=40)
+    started = time.monotonic()
+    result = await run_load(server, lambda n: Request("/ok", b"1", JSON_HEADERS), limits)
+    assert time.monotonic() - started < 5
+    assert result.aborted is None and not result.errors
+    assert 40 <= len(result.latencies_s) < 40 + limits.concurrency
+    assert min(result.latencies_s) >= HANDLER_DELAY_S
+    assert result.requests_ok == result.requests_sent > len(result.latencies_s)  # requests completed in the warm-up are not sampled
+    assert result.throughput_per_s > 0
+
+
+async def test_window_stops_at_duration(server: str) -> None:
+    result = await run_load(server, lambda n: Request("/ok"), LoadLimits(concurrency=2, warmup_s=0.0, duration_s=0.3))
+    assert 0.3 <= result.window_s < 1.0
+    assert all(latency < 1.0 for latency in result.latencies_s)
+
+
+async def test_errors_abort_the_run_and_bodyless_posts_carry_no_content_type(server: str) -> None:
+    failing = await run_load(server, lambda n: Request("/fail"), LoadLimits(concurrency=2, warmup_s=0.0, duration_s=10.0, max_errors=5))
+    assert failing.aborted is not None and "HTTP 500" in failing.aborted
+    assert failing.errors["HTTP 500"] >= 5
+    bodyless = await run_count(server, lambda n: Request("/no-input"), count=20, concurrency=2, timeout_s=10.0)
+    assert not bodyless.errors and bodyless.requests_ok >= 20
+
+
+def test_least_squares_line_recovers_cost_per_step() -> None:
+    assert least_squares_line([(1, 12.0), (10, 30.0), (100, 210.0)]) == pytest.approx((10.0, 2.0))
+    assert least_squares_line([(5, 1.0), (5, 2.0)]) is None

@@ -130,7 +130,7 @@ class Node:
                 return embedded, None
             if not settings.kafka_bootstrap:
                 raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
-            kafka_settings = KafkaLogSettings(replication_factor=settings.kafka_replication_factor)
+            kafka_settings = KafkaLogSettings(replication_factor=settings.kafka_replication_factor, connect_timeout_ms=settings.kafka_connect_timeout_ms)
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
             stack.push_async_callback(kafka.close)
             metadata = KafkaMetadata(settings.kafka_bootstrap, settings.kafka_metadata_topic, settings.kafka_replication_factor)

@@ -53,6 +53,7 @@ class DuroSettings(BaseSettings):
     kafka_metadata_topic: str = Field(default="duro.metadata", description="Compacted topic holding the deployment registry and the node directory.")
     kafka_replication_factor: int = Field(default=1, ge=1, description="Replication factor of the topics duro creates.")
     kafka_session_timeout_ms: int = Field(default=6_000, gt=0, description="A node silent this long loses its partitions to the others.")
+    kafka_connect_timeout_ms: int = Field(default=30_000, gt=0, description="At start-up, keep retrying an unreachable bootstrap server this long.")
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
     max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")

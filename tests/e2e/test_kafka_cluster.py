@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -230,3 +232,26 @@ def test_broker_restart_under_load(tmp_path: Path) -> None:
     finally:
         cluster.stop_all()
         broker.stop()
+
+
+def _serve_once(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "duro", "serve", "--data-dir", str(tmp / "data"), "--ingress-port", "0", "--admin-port", "0", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_an_unreachable_bootstrap_server_is_reported_with_its_address(tmp_path: Path) -> None:
+    result = _serve_once(tmp_path, "--log", "kafka", "--kafka-bootstrap", "127.0.0.1:1", env={"DURO_KAFKA_CONNECT_TIMEOUT_MS": "2000"})
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stderr, result.stderr
+    assert result.stderr.count("127.0.0.1:1") >= 2, "each retry is reported, then the failure"
+
+
+def test_a_topic_with_another_partition_count_is_refused_naming_both(tmp_path: Path, kafka_bootstrap: str) -> None:
+    topic = f"duro-test-{uuid.uuid4().hex[:8]}"
+    node = DuroServer(tmp_path / "first", tmp_path / "first.log", partitions=4, extra_args=["--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic])
+    node.start()
+    node.wait_ready(timeout_s=60)
+    node.stop()
+    result = _serve_once(tmp_path, "--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic, "--partitions", "6")
+    assert result.returncode == 1
+    assert "4" in result.stderr and "6" in result.stderr and topic in result.stderr, result.stderr

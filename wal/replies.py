@@ -4,14 +4,15 @@ A request that waits (a call, an attach, a send awaiting Accepted, an admin
 command) registers with the node's `ReplyBus` and puts an `IngressSink`
 (node id, request id) into the record it appends. When applying that record
 (or a later one) produces an answer, the partition leader hands a `Reply` to
-the bus, which completes the waiting future. Request ids are random 63-bit
-numbers, so a reply meant for a request from before a restart finds nobody.
+the bus, which completes the waiting future. Request ids count up from a
+random 62-bit start, so a reply meant for a request from before a restart finds nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import secrets
 from dataclasses import dataclass
 
@@ -50,14 +51,15 @@ class ReplyBus:
         self.node_id = node_id
         self.max_waiting_requests = max_waiting_requests
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        # Sequential from a random start: unique in this process, and replies meant for a previous process find nobody.
+        self._request_ids = itertools.count(secrets.randbits(62))
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
         """Reserve a request id; the future completes with its reply. Call `release` when done."""
         if len(self._waiting) >= self.max_waiting_requests:
             raise TooManyWaitingRequests(f"{len(self._waiting)} requests already wait for replies (max_waiting_requests)")
-        request_id = secrets.randbits(63)
-        while request_id in self._waiting:
-            request_id = secrets.randbits(63)
+        request_id = next(self._request_ids)
+        assert request_id not in self._waiting, "request ids are unique within a process"
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return IngressSink(self.node_id, request_id), future

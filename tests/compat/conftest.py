@@ -1,4 +1,6 @@
-"""The compatibility matrix's fixtures: one (runtime, implementation) pair per session-scoped `deployment`.
+"""The compatibility matrix's fixtures: one (runtime, implementation) pair per module-scoped `deployment`
+(module scope, so that no runtime outlives its test module: the real Restate
+server's fixed ports must be free for the next module that starts one).
 
 Each pair starts its runtime (duro on the embedded log, or the real Restate
 server), starts the implementation's endpoint, registers it, and runs every
@@ -71,10 +73,10 @@ class Deployment:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "deployment" in metafunc.fixturenames:
         found = pairs()
-        metafunc.parametrize("deployment", found, ids=[p.column for p in found], indirect=True, scope="session")
+        metafunc.parametrize("deployment", found, ids=[p.column for p in found], indirect=True, scope="module")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     pair: Pair = request.param
     reason = pair.implementation.skip_reason() or (RestateServer.unavailable_reason() if pair.runtime == "restate" else None)

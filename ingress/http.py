@@ -24,11 +24,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ingress import metrics
 from ingress.durations import format_rfc3339_ms, parse_duration_ms
@@ -111,10 +109,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def build_ingress_app(log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings | None = None) -> Starlette:
+def build_ingress_app(log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings | None = None) -> IngressApp:
     """The ingress ASGI app; serve it on port 8080."""
     ingress = Ingress(log, registry, reply_bus, settings or IngressSettings())
-    return IngressApp(ingress)  # type: ignore[return-value]
+    return IngressApp(ingress)
 
 
 class IngressApp:

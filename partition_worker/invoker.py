@@ -317,31 +317,46 @@ class Invoker:
                     task.cancel()
 
     async def _read_messages(self, handle: _Attempt, exchange: Exchange) -> bool:
-        """Append what the SDK sends, in order; True once End, Suspension or Error was seen."""
-        decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes)
-        async for chunk in exchange.chunks():
-            handle.last_activity = time.monotonic()
-            frames = decoder.feed(chunk)
-            if not frames:
-                continue
-            terminal_at = next((i for i, f in enumerate(frames) if f.type in TERMINAL_TYPES), None)
-            if terminal_at is not None:
-                frames = frames[: terminal_at + 1]
-            await self._append_frames(handle, frames)
-            if terminal_at is not None:
-                return True
-        decoder.finish()
-        return False
+        """Append what the SDK sends, in order; True once End, Suspension or Error was seen.
 
-    async def _append_frames(self, handle: _Attempt, frames: list[Frame]) -> None:
-        """Validate and append one read's worth of messages; a message that does not decode fails the attempt."""
-        messages = [decode_message(f) for f in frames]  # raises ProtocolError before anything is appended
-        attempt_frames = tuple(AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages))
+        Reading does not wait for appends: messages go to the attempt's
+        appender, which sends whatever has accumulated as one record whenever
+        its previous append is durable. A ctx.run step (RunCommand, then its
+        proposal a moment later) thus costs about one log round trip, not two
+        back to back.
+        """
+        decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes)
+        appender = _AttemptAppender(self, handle)
+        try:
+            async for chunk in exchange.chunks():
+                handle.last_activity = time.monotonic()
+                frames = decoder.feed(chunk)
+                if not frames:
+                    continue
+                terminal_at = next((i for i, f in enumerate(frames) if f.type in TERMINAL_TYPES), None)
+                if terminal_at is not None:
+                    frames = frames[: terminal_at + 1]
+                appender.push(self._attempt_frames(frames))
+                if terminal_at is not None:
+                    await appender.drain()
+                    return True
+            decoder.finish()
+            await appender.drain()
+            return False
+        finally:
+            appender.close()
+
+    def _attempt_frames(self, frames: list[Frame]) -> list[AttemptFrame]:
+        """Validate messages and annotate calls; a message that does not decode fails the attempt before anything is appended."""
+        messages = [decode_message(f) for f in frames]  # raises ProtocolError
+        return [AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages)]
+
+    async def _append_frames(self, handle: _Attempt, frames: list[AttemptFrame]) -> None:
         deployment = handle.deployment
         assert deployment is not None, "an attempt picks its deployment before it talks to it"
         pin_id = None if handle.pinned else deployment.deployment_id
         pin_version = None if handle.pinned else handle.protocol_version
-        await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, attempt_frames, pin_id, pin_version))
+        await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version))
         handle.pinned = True
 
     def _call_target(self, frame: Frame, message: object) -> Target | None:
@@ -373,6 +388,51 @@ class Invoker:
         await asyncio.sleep(abort_s)
         assert handle.task is not None, "a watched attempt has a task"
         handle.task.cancel()
+
+
+class _AttemptAppender:
+    """Appends one attempt's messages in order, batching what arrives while the previous append is in flight."""
+
+    def __init__(self, invoker: Invoker, handle: _Attempt) -> None:
+        self._invoker = invoker
+        self._handle = handle
+        self._pending: list[AttemptFrame] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._error: BaseException | None = None
+        self._task = asyncio.create_task(self._run(), name=f"appender {handle.invocation_id}#{handle.attempt}")
+
+    def push(self, frames: list[AttemptFrame]) -> None:
+        self._raise_if_failed()
+        self._pending.extend(frames)
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait until everything pushed is durable (raises what an append raised)."""
+        await self._idle.wait()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        self._task.cancel()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    frames, self._pending = self._pending, []
+                    await self._invoker._append_frames(self._handle, frames)
+                self._idle.set()
+        except Exception as exc:  # handed to the reader through drain()/push()
+            self._error = exc
+            self._idle.set()
 
 
 async def _read_excerpt(exchange: Exchange, max_bytes: int = 512) -> bytes:

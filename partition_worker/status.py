@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -56,9 +57,20 @@ class InvocationStatus:
             return None
         return self.completed_at_ms + self.completion_retention_ms
 
+    def evolve(self, **changes: object) -> InvocationStatus:
+        """A copy with `changes` applied; like dataclasses.replace, at about half the cost (it is on the hot path)."""
+        new = object.__new__(InvocationStatus)
+        for name in _FIELD_NAMES:
+            object.__setattr__(new, name, changes.pop(name) if name in changes else getattr(self, name))
+        assert not changes, f"InvocationStatus has no fields {sorted(changes)}"
+        return new
+
     def encode(self) -> bytes:
         return pack_struct(self)
 
     @staticmethod
     def decode(data: bytes) -> InvocationStatus:
         return unpack_struct(InvocationStatus, data, {"phase": Phase})  # type: ignore[no-any-return]
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InvocationStatus))

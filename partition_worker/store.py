@@ -9,12 +9,13 @@ so that all partitions of a node share one RocksDB.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 _PARTITION = struct.Struct(">H")
+T = TypeVar("T")
 
 
 class PartitionStore(Protocol):
@@ -111,33 +112,67 @@ def _next_prefix(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes([stripped[-1] + 1])
 
 
+class Encodable(Protocol):
+    def encode(self) -> bytes: ...
+
+
 class Transaction:
     """Reads that see pending writes, and the pending writes themselves.
 
     Apply uses one transaction per group of records; `puts` becomes one atomic
-    write. Scans merge committed rows with pending ones.
+    write. Scans merge committed rows with pending ones. Rows written as
+    objects (`put_object`) stay decoded until commit, so a row changed by many
+    records of a batch is decoded once and encoded once.
     """
 
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
         self.puts: dict[bytes, bytes | None] = {}
+        self._objects: dict[bytes, Encodable] = {}
 
     def get(self, key: bytes) -> bytes | None:
+        obj = self._objects.get(key)
+        if obj is not None:
+            return obj.encode()
         if key in self.puts:
             return self.puts[key]
         return self.store.get(key)
 
+    def get_object(self, key: bytes, decode: Callable[[bytes], T]) -> T | None:
+        """The row at `key`, decoded once per transaction and then shared."""
+        obj = self._objects.get(key)
+        if obj is not None:
+            return obj  # type: ignore[return-value]
+        raw = self.puts[key] if key in self.puts else self.store.get(key)
+        if raw is None:
+            return None
+        decoded = decode(raw)
+        self._objects[key] = decoded  # type: ignore[assignment]
+        self.puts.setdefault(key, raw)
+        return decoded
+
+    def put_object(self, key: bytes, obj: Encodable) -> None:
+        self._objects[key] = obj
+        self.puts[key] = b""  # placeholder: encoded at commit
+
     def put(self, key: bytes, value: bytes) -> None:
+        self._objects.pop(key, None)
         self.puts[key] = value
 
     def delete(self, key: bytes) -> None:
+        self._objects.pop(key, None)
         self.puts[key] = None
+
+    def _pending(self, key: bytes) -> bytes | None:
+        obj = self._objects.get(key)
+        return obj.encode() if obj is not None else self.puts[key]
 
     def scan(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
         rows = {key: value for key, value in self.store.scan(prefix)}
-        for key, value in self.puts.items():
+        for key in self.puts:
             if not key.startswith(prefix):
                 continue
+            value = self._pending(key)
             if value is None:
                 rows.pop(key, None)
             else:
@@ -154,6 +189,9 @@ class Transaction:
             self.delete(key)
 
     def commit(self) -> None:
+        for key, obj in self._objects.items():
+            self.puts[key] = obj.encode()
         if self.puts:
             self.store.write(self.puts)
         self.puts = {}
+        self._objects = {}

@@ -49,5 +49,7 @@ class AppendBudget:
     def _grant(self) -> None:
         while self._waiters and self._fits(self._waiters[0][0]):
             framed_bytes, waiter = self._waiters.popleft()
+            if waiter.done():
+                continue  # cancelled; its task has not yet run the cleanup in `acquire`
             self._take(framed_bytes)
             waiter.set_result(None)

@@ -36,6 +36,7 @@ from wal.embedded_files import (
     read_entries,
     recover,
 )
+from wal.append_budget import AppendBudget
 from wal.log import LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 
@@ -98,58 +99,6 @@ class _PendingAppend:
     settled: bool = False
 
 
-class _AppendBudget:
-    """Room for pending appends, by count and by bytes; waiters get room first come, first served."""
-
-    def __init__(self, max_appends: int, max_bytes: int) -> None:
-        self._max_appends = max_appends
-        self._max_bytes = max_bytes
-        self._appends = 0
-        self._bytes = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-
-    async def acquire(self, framed_bytes: int) -> None:
-        """Wait until an append of `framed_bytes` fits. Cancelling the wait takes no room."""
-        if not self._waiters and self._fits(framed_bytes):
-            self._take(framed_bytes)
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (framed_bytes, waiter)
-        self._waiters.append(entry)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release(framed_bytes)  # room was granted just before the cancellation
-            else:
-                self._waiters.remove(entry)
-                self._grant()
-            raise
-
-    def release(self, framed_bytes: int) -> None:
-        self._appends -= 1
-        self._bytes -= framed_bytes
-        assert self._appends >= 0 and self._bytes >= 0, "append budget released more than was taken"
-        self._grant()
-
-    def _fits(self, framed_bytes: int) -> bool:
-        if self._appends >= self._max_appends:
-            return False
-        return self._bytes == 0 or self._bytes + framed_bytes <= self._max_bytes
-
-    def _take(self, framed_bytes: int) -> None:
-        self._appends += 1
-        self._bytes += framed_bytes
-
-    def _grant(self) -> None:
-        while self._waiters and self._fits(self._waiters[0][0]):
-            framed_bytes, waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            self._take(framed_bytes)
-            waiter.set_result(None)
-
-
 class _RecentEntries:
     """The most recent entries of one partition: a contiguous run ending at its durable end."""
 
@@ -208,7 +157,7 @@ class EmbeddedLog:
         self._appended = [asyncio.Event() for _ in range(partition_count)]
         self._queue: deque[_PendingAppend] = deque()
         self._queue_has_work = asyncio.Event()
-        self._append_budget = _AppendBudget(limits.max_pending_appends, limits.max_pending_bytes)
+        self._append_budget = AppendBudget(limits.max_pending_appends, limits.max_pending_bytes)
         self._in_flight: list[_PendingAppend] = []
         self._closed = False
         self._failure: LogError | None = None

@@ -72,13 +72,13 @@ def fail_attempt(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
     policy = ctx.config.retry_policy
     retry_count = status.retry_count + 1
     if retry_count >= policy.max_attempts:
-        ctx.save(invocation_id, dataclasses.replace(status, phase=Phase.PAUSED, retry_count=retry_count, last_failure=failure))
+        ctx.save(invocation_id, status.evolve(phase=Phase.PAUSED, retry_count=retry_count, last_failure=failure))
         return
     delay_ms = retry_after_ms if retry_after_ms is not None else policy.delay_ms(retry_count)
     fire_at_ms = ctx.now_ms + delay_ms
     ctx.save(
         invocation_id,
-        dataclasses.replace(status, phase=Phase.BACKING_OFF, retry_count=retry_count, last_failure=failure, next_retry_at_ms=fire_at_ms),
+        status.evolve(phase=Phase.BACKING_OFF, retry_count=retry_count, last_failure=failure, next_retry_at_ms=fire_at_ms),
     )
     ctx.set_timer(fire_at_ms, invocation_id, TimerKind.RETRY, status.attempt)
 
@@ -86,7 +86,7 @@ def fail_attempt(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
 def _pin(status: InvocationStatus, deployment_id: str | None, protocol_version: int | None) -> InvocationStatus:
     if status.deployment_id is not None or deployment_id is None:
         return status
-    return dataclasses.replace(status, deployment_id=deployment_id, protocol_version=protocol_version)
+    return status.evolve(deployment_id=deployment_id, protocol_version=protocol_version)
 
 
 def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, frame: AttemptFrame) -> InvocationStatus | None:
@@ -98,7 +98,7 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         return None
     if is_command(frame.message_type):
         status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload)
-        status = dataclasses.replace(status, command_count=status.command_count + 1)
+        status = status.evolve(command_count=status.command_count + 1)
         handler = _COMMANDS.get(MessageType(frame.message_type))
         if handler is None:
             return status
@@ -132,8 +132,7 @@ def _suspend(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, me
     named: set[str] = set(message.waiting_named_signals)
     if message.HasField("awaiting_on"):
         _collect_future(message.awaiting_on, completions, signals, named)
-    status = dataclasses.replace(
-        status,
+    status = status.evolve(
         phase=Phase.SUSPENDED,
         waiting_completions=tuple(sorted(completions)),
         waiting_signals=tuple(sorted(signals)),
@@ -178,7 +177,7 @@ CommandHandler = Callable[[ApplyContext, str, InvocationStatus, object, AttemptF
 
 
 def _output(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OutputCommandMessage, frame: AttemptFrame) -> InvocationStatus:
-    return dataclasses.replace(status, output=outcome_from_pb(message))
+    return status.evolve(output=outcome_from_pb(message))
 
 
 def _state_scope(status: InvocationStatus) -> tuple[str, str]:

@@ -8,7 +8,6 @@ outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
 
 from __future__ import annotations
 
-import dataclasses
 
 import msgpack
 
@@ -53,12 +52,12 @@ class ApplyContext:
     # ------------------------------------------------------------ statuses
 
     def status(self, invocation_id: str) -> InvocationStatus | None:
-        raw = self.txn.get(keys.invocation_key(invocation_id))
-        return InvocationStatus.decode(raw) if raw is not None else None
+        return self.txn.get_object(keys.invocation_key(invocation_id), InvocationStatus.decode)
 
     def save(self, invocation_id: str, status: InvocationStatus) -> InvocationStatus:
-        status = dataclasses.replace(status, modified_at_ms=self.now_ms)
-        self.txn.put(keys.invocation_key(invocation_id), status.encode())
+        if status.modified_at_ms != self.now_ms:
+            status = status.evolve(modified_at_ms=self.now_ms)
+        self.txn.put_object(keys.invocation_key(invocation_id), status)
         return status
 
     def counter(self, key: bytes) -> int:
@@ -73,7 +72,7 @@ class ApplyContext:
     def append_entry(self, invocation_id: str, status: InvocationStatus, message_type: int, payload: bytes) -> tuple[InvocationStatus, int]:
         index = status.journal_length
         self.txn.put(keys.journal_key(invocation_id, index), msgpack.packb([message_type, payload]))
-        return dataclasses.replace(status, journal_length=index + 1, retry_count=0), index
+        return status.evolve(journal_length=index + 1, retry_count=0), index
 
     def add_notification(
         self,
@@ -107,8 +106,7 @@ class ApplyContext:
     # ------------------------------------------------------------ attempts
 
     def start_attempt(self, invocation_id: str, status: InvocationStatus) -> InvocationStatus:
-        status = dataclasses.replace(
-            status,
+        status = status.evolve(
             phase=Phase.INVOKED,
             attempt=status.attempt + 1,
             waiting_completions=(),
@@ -128,14 +126,12 @@ class ApplyContext:
             self.actions.append(AbortAttempt(invocation_id, status.attempt))
         for sink in status.response_sinks:
             self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms)
-        self.txn.delete_prefix(keys.journal_prefix(invocation_id))
-        self.txn.delete_prefix(keys.notified_prefix(invocation_id))
+        self.drop_journal(invocation_id, status)
         if status.phase is Phase.INBOXED and status.inbox_seq is not None:
             assert status.target.key is not None, "an inboxed invocation has a key"
             self.txn.delete(keys.inbox_key(status.target.service, status.target.key, status.inbox_seq))
         self.release_lock(invocation_id, status)
-        completed = dataclasses.replace(
-            status,
+        completed = status.evolve(
             phase=Phase.COMPLETED,
             outcome=outcome,
             output=None,
@@ -152,6 +148,13 @@ class ApplyContext:
             self.set_timer(self.now_ms + status.completion_retention_ms, invocation_id, TimerKind.CLEANUP, 0)
         else:
             self.forget(invocation_id, completed)
+
+    def drop_journal(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Delete the journal rows (known by index: no scan) and, if any notification was stored, the notified markers."""
+        for index in range(status.journal_length):
+            self.txn.delete(keys.journal_key(invocation_id, index))
+        if status.journal_length > status.command_count:
+            self.txn.delete_prefix(keys.notified_prefix(invocation_id))
 
     def forget(self, invocation_id: str, status: InvocationStatus) -> None:
         """Drop every row of a completed invocation (and, for a workflow run, the workflow's state)."""
@@ -186,7 +189,7 @@ class ApplyContext:
         next_status = self.status(next_id)
         assert next_status is not None and next_status.phase is Phase.INBOXED, f"inbox of {target.service}/{target.key} names {next_id}, which is not inboxed"
         self.txn.put(lock, next_id.encode())
-        self.start_attempt(next_id, dataclasses.replace(next_status, inbox_seq=None))
+        self.start_attempt(next_id, next_status.evolve(inbox_seq=None))
 
     def acquire_or_enqueue(self, invocation_id: str, status: InvocationStatus) -> None:
         """Start an invocation now, or queue it behind the key's current lock holder."""
@@ -196,7 +199,7 @@ class ApplyContext:
             if self.txn.get(lock) is not None:
                 seq = self.counter(keys.INBOX_NEXT_SEQ)
                 self.txn.put(keys.inbox_key(target.service, target.key, seq), invocation_id.encode())
-                self.save(invocation_id, dataclasses.replace(status, phase=Phase.INBOXED, inbox_seq=seq))
+                self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq))
                 return
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)

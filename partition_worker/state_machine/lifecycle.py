@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 from partition_worker import keys
 from partition_worker.actions import AbortAttempt
@@ -57,7 +56,7 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
     input_message.value.SetInParent()
     input_message.value.content = record.body
     status, _ = ctx.append_entry(record.invocation_id, status, MessageType.INPUT_COMMAND, input_message.SerializeToString())
-    status = dataclasses.replace(status, command_count=1)
+    status = status.evolve(command_count=1)
     if record.submit_sink is not None:
         ctx.reply(record.submit_sink, Reply(ReplyKind.SUBMITTED, record.invocation_id))
     if record.execute_at_ms is not None and record.execute_at_ms > ctx.now_ms:
@@ -87,7 +86,7 @@ def _attach_sink(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         return
     if sink in status.response_sinks:
         return  # the same waiter asking again (a nudge after a lost reply)
-    ctx.save(invocation_id, dataclasses.replace(status, response_sinks=status.response_sinks + (sink,)))
+    ctx.save(invocation_id, status.evolve(response_sinks=status.response_sinks + (sink,)))
 
 
 def apply_attach(ctx: ApplyContext, record: Attach) -> None:
@@ -214,7 +213,7 @@ def apply_resume(ctx: ApplyContext, record: Resume) -> None:
         return
     if status.phase in (Phase.PAUSED, Phase.BACKING_OFF, Phase.SUSPENDED):
         _clear_retry_timer(ctx, record.invocation_id, status)
-        ctx.start_attempt(record.invocation_id, dataclasses.replace(status, retry_count=0))
+        ctx.start_attempt(record.invocation_id, status.evolve(retry_count=0))
     _ack(ctx, record.reply_to, record.invocation_id)
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import types
+import typing
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Union
 
 import msgpack
@@ -319,101 +322,149 @@ _NESTED_TAGS: dict[type, int] = {
     JournalSink: 5,
     AttemptFrame: 6,
 }
-_TAG_NESTED: dict[int, type] = {tag: cls for cls, tag in _NESTED_TAGS.items()}
-_ENUM_FIELDS: dict[tuple[type, str], type[enum.Enum]] = {
-    (Target, "service_type"): ServiceType,
-    (Target, "handler_kind"): HandlerKind,
-    (TimerFired, "timer_kind"): TimerKind,
-}
-
-
 class RecordDecodeError(ValueError):
     """A log entry is not a record this version of duro can read."""
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+Converter = Callable[[Any], Any] | None  # None: the value is already plain (int, str, bytes, ...)
+_CODECS: dict[type, tuple[Callable[[Any], list[Any]], Callable[[list[Any]], Any]]] = {}
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+def _codec(cls: type) -> tuple[Callable[[Any], list[Any]], Callable[[list[Any]], Any]]:
+    """Encoder (dataclass -> list of plain values) and decoder (list -> dataclass) of `cls`, compiled once from its type hints.
+
+    Nested dataclasses become lists, enums their values, tuples lists; a union
+    of dataclasses (a `Sink`) is written [tag, fields...] with the tags of
+    `_NESTED_TAGS`. msgpack then packs only plain values. A stored list shorter
+    than the class's fields decodes with the defaults of the missing ones (a
+    field added later to a record).
+    """
+    cached = _CODECS.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    encoders = [_encoder_for(hints[name]) for name in names]
+    decoders = [_decoder_for(hints[name]) for name in names]
+    plan = tuple(zip(names, encoders))
+    field_count = len(names)
+
+    def encode(value: Any) -> list[Any]:
+        return [getattr(value, name) if enc is None else enc(getattr(value, name)) for name, enc in plan]
+
+    def decode(items: list[Any]) -> Any:
+        if len(items) > field_count:
+            raise RecordDecodeError(f"{cls.__name__} has {field_count} fields, the stored value has {len(items)}")
+        return cls(*[raw if dec is None or raw is None else dec(raw) for dec, raw in zip(decoders, items)])
+
+    _CODECS[cls] = (encode, decode)
+    return encode, decode
 
 
-def _to_wire(value: Any) -> Any:
-    if value is None or isinstance(value, (bytes, str, int, float)):
-        return value.value if isinstance(value, enum.Enum) else value
-    if isinstance(value, enum.Enum):
-        return value.value
-    cls = type(value)
-    tag = _NESTED_TAGS.get(cls)
-    if tag is not None:
-        return msgpack.ExtType(tag, msgpack.packb([_to_wire(getattr(value, name)) for name in _field_names(cls)], use_bin_type=True))
-    if isinstance(value, tuple | list):
-        return [_to_wire(item) for item in value]
-    return value
+def _union_members(tp: Any) -> list[Any] | None:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return [arg for arg in typing.get_args(tp) if arg is not type(None)]
+    return None
 
 
-def _from_fields(cls: type, items: list[Any], enum_fields: dict[str, type[enum.Enum]] | None = None) -> Any:
-    names = _field_names(cls)
-    if len(items) > len(names):
-        raise RecordDecodeError(f"{cls.__name__} has {len(names)} fields, the record has {len(items)}")
-    kwargs: dict[str, Any] = {}
-    for name, raw in zip(names, items):
-        enum_cls = enum_fields.get(name) if enum_fields else _ENUM_FIELDS.get((cls, name))
-        if enum_cls is not None and raw is not None:
-            kwargs[name] = enum_cls(raw)
-        elif type(raw) is list:
-            kwargs[name] = _freeze(raw)
-        else:
-            kwargs[name] = raw
-    return cls(**kwargs)
+def _encoder_for(tp: Any) -> Converter:
+    members = _union_members(tp)
+    if members is not None:
+        if len(members) == 1:
+            inner = _encoder_for(members[0])
+            return None if inner is None else (lambda v: None if v is None else inner(v))
+        return _tagged_encoder(members)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        item_encoders = [_encoder_for(a) for a in args if a is not Ellipsis]
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = item_encoders[0]
+            return list if item is None else (lambda v: [item(x) for x in v])
+        return lambda v: [x if e is None else e(x) for e, x in zip(item_encoders, v)]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return lambda v: v.value
+    if dataclasses.is_dataclass(tp):
+        return _codec(tp)[0]  # type: ignore[arg-type]
+    return None
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_freeze(item) for item in value)
-    return value
+def _decoder_for(tp: Any) -> Converter:
+    members = _union_members(tp)
+    if members is not None:
+        if len(members) == 1:
+            return _decoder_for(members[0])
+        return _tagged_decoder(members)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        item_decoders = [_decoder_for(a) for a in args if a is not Ellipsis]
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = item_decoders[0]
+            return tuple if item is None else (lambda v: tuple(item(x) for x in v))
+        return lambda v: tuple(x if d is None else d(x) for d, x in zip(item_decoders, v))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp
+    if dataclasses.is_dataclass(tp):
+        return _codec(tp)[1]  # type: ignore[arg-type]
+    return None
 
 
-def _ext_hook(tag: int, data: bytes) -> Any:
-    cls = _TAG_NESTED.get(tag)
-    if cls is None:
-        raise RecordDecodeError(f"unknown nested value tag {tag}")
-    return _from_fields(cls, msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, use_list=True))
+def _tagged_encoder(members: list[Any]) -> Callable[[Any], Any]:
+    def encode(value: Any) -> Any:
+        if value is None:
+            return None
+        cls = type(value)
+        return [_NESTED_TAGS[cls], *_codec(cls)[0](value)]
+
+    return encode
+
+
+def _tagged_decoder(members: list[Any]) -> Callable[[Any], Any]:
+    allowed = {_NESTED_TAGS[m]: m for m in members}
+
+    def decode(items: list[Any]) -> Any:
+        cls = allowed.get(items[0])
+        if cls is None:
+            raise RecordDecodeError(f"tag {items[0]} is none of {sorted(allowed)}")
+        return _codec(cls)[1](items[1:])
+
+    return decode
 
 
 def encode_record(record: Record) -> bytes:
-    """Encode a record as msgpack: [kind, envelope..., body fields...]."""
+    """Encode a record as msgpack: [kind, timestamp_ms, leader_epoch, dedup, [body fields...]]."""
     body = record.body
     kind = _BODY_KINDS[type(body)]
     env = record.envelope
-    fields = [_to_wire(getattr(body, name)) for name in _field_names(type(body))]
+    fields = _codec(type(body))[0](body)
     return msgpack.packb([int(kind), env.timestamp_ms, env.leader_epoch, list(env.dedup) if env.dedup else None, fields], use_bin_type=True)
 
 
 def decode_record(data: bytes) -> Record:
     """Decode bytes written by `encode_record`; raise RecordDecodeError naming what is wrong."""
     try:
-        kind, timestamp_ms, leader_epoch, dedup, fields = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, use_list=True)
-    except RecordDecodeError:
-        raise
+        kind, timestamp_ms, leader_epoch, dedup, fields = msgpack.unpackb(data, raw=False)
     except Exception as exc:  # msgpack raises several types for malformed input
         raise RecordDecodeError(f"log entry is not a duro record: {exc}") from exc
     body_cls = _KIND_BODIES.get(kind)
     if body_cls is None:
         raise RecordDecodeError(f"unknown record kind {kind}; expected one of {sorted(_KIND_BODIES)}")
     envelope = Envelope(timestamp_ms, leader_epoch, (dedup[0], dedup[1]) if dedup else None)
-    return Record(envelope, _from_fields(body_cls, fields))
+    try:
+        body = _codec(body_cls)[1](fields)
+    except RecordDecodeError:
+        raise
+    except Exception as exc:
+        raise RecordDecodeError(f"{body_cls.__name__} record does not decode: {exc!r}") from exc
+    return Record(envelope, body)
 
 
 def pack_struct(value: Any) -> bytes:
-    """Encode a dataclass whose fields are plain values or nested record types (for stored rows)."""
-    return msgpack.packb([_to_wire(getattr(value, name)) for name in _field_names(type(value))], use_bin_type=True)
+    """Encode a dataclass whose fields are plain values, enums, tuples or other such dataclasses (for stored rows)."""
+    return msgpack.packb(_codec(type(value))[0](value), use_bin_type=True)
 
 
 def unpack_struct(cls: type, data: bytes, enum_fields: dict[str, type[enum.Enum]] | None = None) -> Any:
-    """Inverse of `pack_struct`; `enum_fields` names fields to convert back to enums."""
-    items = msgpack.unpackb(data, raw=False, ext_hook=_ext_hook, use_list=True)
-    return _from_fields(cls, items, enum_fields)
+    """Inverse of `pack_struct` (enum fields are converted from the type hints; `enum_fields` is accepted for callers that name them)."""
+    return _codec(cls)[1](msgpack.unpackb(data, raw=False))

@@ -397,3 +397,51 @@ def test_cancel_or_kill_of_a_completed_invocation_is_a_conflict() -> None:
     for command in (Cancel(record.invocation_id, IngressSink(1, 1)), Kill(record.invocation_id, IngressSink(1, 2))):
         (reply,) = of_type(h.apply(command), ReplyToIngress)
         assert reply.reply.kind is ReplyKind.CONFLICT and "already completed" in reply.reply.message
+
+
+def test_every_record_kind_round_trips_through_the_codec() -> None:
+    from wal.records import (
+        JournalSink,
+        Kill,
+        Outcome,
+        OutboxTruncate,
+        Purge,
+        Resume,
+        Signal,
+        decode_record,
+        encode_record,
+    )
+
+    bodies = [
+        AnnounceLeader(3, 9),
+        invoke(COUNTER_ADD, sink=IngressSink(1, 2), submit=IngressSink(1, 3), retention_ms=5),
+        Invoke("inv_1x", GREETER, b"", response_sink=JournalSink("inv_1y", 4, 0x800D), execute_at_ms=77),
+        AttemptEvents("inv_1x", 2, (AttemptFrame(0x40D, 0, b"c", COUNTER_ADD), AttemptFrame(3, 0, b"")), "dp_1", 7),
+        AttemptFailed("inv_1x", 2, Failure(503, "gone"), 100, "dp_1", 6),
+        TimerFired(5, "inv_1x", TimerKind.SLEEP, 3),
+        Cancel("inv_1x", IngressSink(2, 2)),
+        Kill("inv_1x"),
+        Purge("inv_1x", IngressSink(2, 3)),
+        Resume("inv_1x"),
+        Attach("inv_1x", JournalSink("inv_1z", 1, 0x8012), block=False),
+        Signal("inv_1x", 17, None, Outcome(value=b"v"), IngressSink(1, 1)),
+        Signal("inv_1x", None, "named", Outcome(failure=Failure(500, "no"))),
+        InvocationResponse(JournalSink("inv_1z", 1, 0x800D), Outcome(value=b""), "inv_1x"),
+        OutboxTruncate(12),
+    ]
+    for body in bodies:
+        record = Record(Envelope(123, 4, ("p1", 9)), body)  # type: ignore[arg-type]
+        decoded = decode_record(encode_record(record))
+        assert decoded == record, body
+        assert type(decoded.body) is type(body)
+
+
+def test_a_status_round_trips_with_enums_and_union_sinks() -> None:
+    from wal.records import JournalSink, Outcome
+
+    status = InvocationStatus(
+        Phase.SUSPENDED, SIGNUP_RUN, 1, 2, attempt=3, response_sinks=(IngressSink(1, 2), JournalSink("inv_1q", 5, 0x800D)),
+        waiting_completions=(1, 2), waiting_named_signals=("a",), outcome=Outcome(failure=Failure(409, "x")),
+    )  # fmt: skip
+    decoded = InvocationStatus.decode(status.encode())
+    assert decoded == status and decoded.phase is Phase.SUSPENDED and isinstance(decoded.response_sinks[1], JournalSink)

@@ -53,7 +53,8 @@ class User(BaseModel):
 
 
 def record_side_effect(name: str, *fields: str) -> None:
-    """Appends `name` and `fields` as one line to the side-effect log, if configured."""
+    """Prints the side effect (so a person trying the examples sees it) and appends it to the side-effect log, if configured."""
+    print(f"[examples] {name}: {' '.join(fields)}", flush=True)
     path = os.environ.get(SIDE_EFFECT_LOG_ENV)
     if not path:
         return

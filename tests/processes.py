@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
 
 
+# Ports for test servers come from below Linux's ephemeral range (32768-60999 by
+# default): a port the kernel picks for bind(0) can meanwhile become the source
+# port of an outgoing connection (Kafka clients open many), and the server that
+# was meant to get it then fails with "address already in use".
+_TEST_PORTS = list(range(20_000, 32_000))
+random.shuffle(_TEST_PORTS)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on, from a range outgoing connections do not use; never the same twice in a run."""
+    while _TEST_PORTS:
+        port = _TEST_PORTS.pop()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free test port left in 20000-31999")
 
 
 def http(method: str, url: str, body: bytes | dict | list | str | int | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 
 from partition_worker import keys
-from partition_worker.actions import AbortAttempt
 from partition_worker.state_machine.context import (
     CANCEL_SIGNAL_INDEX,
     ApplyContext,
@@ -100,7 +99,7 @@ def apply_attach(ctx: ApplyContext, record: Attach) -> None:
     if isinstance(record.sink, IngressSink):
         ctx.reply(record.sink, Reply(ReplyKind.NOT_READY, record.invocation_id))
     else:
-        _respond_to_journal(ctx, record.sink, record.invocation_id, None)
+        _not_ready_to_journal(ctx, record.sink, record.invocation_id)
 
 
 def _not_found(ctx: ApplyContext, invocation_id: str, sink: Sink | None) -> None:
@@ -110,13 +109,9 @@ def _not_found(ctx: ApplyContext, invocation_id: str, sink: Sink | None) -> None
         ctx.fail_sink(sink, invocation_id, Failure(404, f"invocation {invocation_id} not found"))
 
 
-def _respond_to_journal(ctx: ApplyContext, sink: JournalSink, invocation_id: str, outcome: Outcome | None) -> None:
-    """Answer an invocation's attach/output command that lives on another (or this) partition."""
-    if outcome is None:
-        # Not ready: GetInvocationOutput answers void. Routed like any response.
-        ctx.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, Outcome(value=None, failure=None), invocation_id))
-        return
-    ctx.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, outcome, invocation_id))
+def _not_ready_to_journal(ctx: ApplyContext, sink: JournalSink, invocation_id: str) -> None:
+    """GetInvocationOutput of a running invocation: an empty outcome, which the receiver turns into a void notification."""
+    ctx.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, Outcome(value=None, failure=None), invocation_id))
 
 
 def apply_invocation_response(ctx: ApplyContext, record: InvocationResponse) -> None:
@@ -256,8 +251,3 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
     elif kind is TimerKind.CLEANUP:
         if status.is_completed:
             ctx.forget(record.invocation_id, status)
-
-
-def abort_running(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> None:
-    if status.phase is Phase.INVOKED:
-        ctx.actions.append(AbortAttempt(invocation_id, status.attempt))

@@ -13,8 +13,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.compat.conftest import Deployment
 from tests.processes import http, wait_until
 

@@ -306,7 +306,6 @@ def test_call_goes_through_outbox_and_response_becomes_notification() -> None:
     h2.apply(caller)
     again = h2.send(caller.invocation_id, 1, call, call_target=Target("Counter", "add", None, ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE))
     assert of_type(again, SendOutbox)[0].body.invocation_id == out.body.invocation_id
-    result = pb.CallCompletionNotificationMessage  # noqa: F841 - documents the notification type
     from wal.records import Outcome
 
     actions = h.apply(InvocationResponse(out.body.response_sink, Outcome(value=b"7"), out.body.invocation_id))

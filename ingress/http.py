@@ -392,7 +392,11 @@ class Ingress:
             nudge=lambda sink: Attach(lookup.invocation_id, sink, block),
             nudge_interval_ms=self.settings.reply_nudge_interval_ms,
         )
-        return outcome_response(reply, lookup.invocation_id, lookup.output_rules, include_expiry=True)
+        output = lookup.output_rules
+        if output is None and reply.service is not None and reply.handler is not None:
+            resolved = self.registry.resolve(reply.service, reply.handler)
+            output = resolved.handler.output if resolved is not None else None
+        return outcome_response(reply, lookup.invocation_id, output, include_expiry=True)
 
     # ------------------------------------------------------------ awakeables
 

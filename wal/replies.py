@@ -38,6 +38,8 @@ class Reply:
     previously_accepted: bool = False
     message: str = ""
     completion_expires_at_ms: int | None = None
+    service: str | None = None  # with OUTCOME: the invocation's service and handler, so an attach by bare id
+    handler: str | None = None  # can answer with the handler's output content type
 
 
 class ReplyBus:

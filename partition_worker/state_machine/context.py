@@ -35,6 +35,7 @@ from wal.records import (
     Outcome,
     RecordBody,
     Sink,
+    Target,
     TimerKind,
 )
 from wal.replies import Reply, ReplyKind
@@ -125,7 +126,7 @@ class ApplyContext:
         if status.phase is Phase.INVOKED:
             self.actions.append(AbortAttempt(invocation_id, status.attempt))
         for sink in status.response_sinks:
-            self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms)
+            self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms, status.target)
         self.drop_journal(invocation_id, status)
         if status.phase is Phase.INBOXED and status.inbox_seq is not None:
             assert status.target.key is not None, "an inboxed invocation has a key"
@@ -163,10 +164,11 @@ class ApplyContext:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))
             self.txn.delete_prefix(keys.promise_prefix(status.target.service, status.target.key))
 
-    def deliver_outcome(self, sink: Sink, invocation_id: str, outcome: Outcome, retention_ms: int) -> None:
+    def deliver_outcome(self, sink: Sink, invocation_id: str, outcome: Outcome, retention_ms: int, target: Target | None = None) -> None:
         if isinstance(sink, IngressSink):
             expires = self.now_ms + retention_ms if retention_ms else None
-            self.reply(sink, Reply(ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires))
+            service, handler = (target.service, target.handler) if target is not None else (None, None)
+            self.reply(sink, Reply(ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires, service=service, handler=handler))
         else:
             self.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, outcome, invocation_id))
 

@@ -81,7 +81,7 @@ def _invoke_existing(ctx: ApplyContext, record: Invoke, status: InvocationStatus
 def _attach_sink(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, sink: Sink) -> None:
     if status.is_completed:
         assert status.outcome is not None, "a completed invocation has an outcome"
-        ctx.deliver_outcome(sink, invocation_id, status.outcome, status.completion_retention_ms)
+        ctx.deliver_outcome(sink, invocation_id, status.outcome, status.completion_retention_ms, status.target)
         return
     if sink in status.response_sinks:
         return  # the same waiter asking again (a nudge after a lost reply)

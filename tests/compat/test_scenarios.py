@@ -181,7 +181,8 @@ def test_attach_by_invocation_id(deployment: Deployment) -> None:
     status, _, body = deployment.call("/Steps/sleep_then/send", 200)
     assert status == 202
     invocation_id = json.loads(body)["invocationId"]
-    status, _, body = http("GET", f"{deployment.ingress}/restate/invocation/{invocation_id}/attach")
+    status, headers, body = http("GET", f"{deployment.ingress}/restate/invocation/{invocation_id}/attach")
     assert (status, json.loads(body)) == (200, "slept")
+    assert headers.get("content-type", "").startswith("application/json"), "the handler's output content type, found by id alone"
     status, _, body = http("GET", f"{deployment.ingress}/restate/invocation/{invocation_id}/output")
     assert (status, json.loads(body)) == (200, "slept")

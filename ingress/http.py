@@ -283,7 +283,7 @@ class Ingress:
         previously_accepted = False
         if invoke.idempotency_key is None and not invoke.target.is_workflow_run:
             partition = partition_of(partition_key_of(invoke.invocation_id), self.log.partition_count)
-            await self.waiter._append_for(partition, replace(invoke, execute_at_ms=execute_at_ms), invoke.invocation_id)
+            await self.waiter.append(partition, replace(invoke, execute_at_ms=execute_at_ms), invoke.invocation_id)
         else:
             reply = await self.waiter.append_and_wait(
                 invoke.invocation_id,
@@ -425,16 +425,20 @@ class ReplyWaiter:
         self.log = log
         self.reply_bus = reply_bus
 
-    async def append(self, partition: int, body: RecordBody) -> None:
-        """Append one record with no one waiting; IngressError 503 if the log refuses."""
+    async def append(self, partition: int, body: RecordBody, invocation_id: str | None = None) -> None:
+        """Append one record; IngressError 503 (saying whether a retry is safe) if the log refuses it."""
         entry = encode_record(Record(Envelope(now_ms()), body))
         try:
             await self.log.append(partition, [entry])
         except LogError as error:
-            raise IngressError(
-                503,
-                f"internal routing error: {error}. Submitting the request again may result in executing the operation twice.",
-            ) from None
+            if invocation_id is None:
+                advice = "Submitting the request again may result in executing the operation twice."
+            else:
+                advice = (
+                    "If the request has an 'idempotency-key', it can be safely retried,"
+                    " otherwise submitting it again may result in executing the invocation twice."
+                )
+            raise IngressError(503, f"internal routing error: {error}. {advice}", invocation_id) from None
 
     async def append_and_wait(
         self,
@@ -464,7 +468,7 @@ class ReplyWaiter:
             raise IngressError(429, f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
         try:
             partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
-            await self._append_for(partition, make_body(sink), invocation_id)
+            await self.append(partition, make_body(sink), invocation_id)
             deadline = time.monotonic() + timeout_ms / 1000
             while True:
                 remaining = deadline - time.monotonic()
@@ -480,21 +484,9 @@ class ReplyWaiter:
                     return await asyncio.wait_for(asyncio.shield(future), wait_s)
                 except TimeoutError:
                     if nudge is not None and time.monotonic() < deadline:
-                        await self._append_for(partition, nudge(sink), invocation_id)
+                        await self.append(partition, nudge(sink), invocation_id)
         finally:
             self.reply_bus.release(sink)
-
-    async def _append_for(self, partition: int, body: RecordBody, invocation_id: str) -> None:
-        entry = encode_record(Record(Envelope(now_ms()), body))
-        try:
-            await self.log.append(partition, [entry])
-        except LogError as error:
-            raise IngressError(
-                503,
-                f"internal routing error: {error}. If the request has an 'idempotency-key', it can be safely"
-                " retried, otherwise submitting it again may result in executing the invocation twice.",
-                invocation_id,
-            ) from None
 
 
 # ---------------------------------------------------------------- responses

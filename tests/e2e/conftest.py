@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: a `duro serve` process and service endpoints, all real."""
+"""Fixtures for end-to-end tests: the reference service endpoint (official Python SDK under hypercorn) and its side-effect file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import DuroServer, ServiceEndpoint
+from tests.processes import ServiceEndpoint
 
 
 @pytest.fixture
@@ -24,14 +24,3 @@ def official_python_service(tmp_path: Path, side_effects: Path) -> Iterator[Serv
         yield endpoint
     finally:
         endpoint.stop()
-
-
-@pytest.fixture
-def duro(tmp_path: Path) -> Iterator[DuroServer]:
-    server = DuroServer(tmp_path / "data", tmp_path / "duro.log")
-    server.start()
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()

@@ -7,26 +7,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[ServiceEndpoint]:
-    endpoint = ServiceEndpoint("tests.services.official_python:app", tmp_path / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(tmp_path / "side-effects.log")})
-    endpoint.start()
-    try:
-        endpoint.wait_ready()
-        yield endpoint
-    finally:
-        endpoint.stop()
-
-
-def side_effects(tmp_path: Path, prefix: str) -> list[str]:
+def side_effect_lines(tmp_path: Path, prefix: str) -> list[str]:
     path = tmp_path / "side-effects.log"
     return [line for line in path.read_text().splitlines() if line.startswith(prefix)] if path.exists() else []
 
@@ -38,33 +25,33 @@ def restart(server: DuroServer, tmp_path: Path) -> DuroServer:
     return again
 
 
-def test_kill9_while_sleeping_after_a_journaled_run(tmp_path: Path, service: ServiceEndpoint) -> None:
+def test_kill9_while_sleeping_after_a_journaled_run(tmp_path: Path, official_python_service: ServiceEndpoint) -> None:
     server = DuroServer(tmp_path / "data", tmp_path / "duro.log")
     server.start()
     server.wait_ready()
-    server.register(service.uri)
+    server.register(official_python_service.uri)
     key = f"crash-{uuid.uuid4().hex[:6]}"
     status, _, body = server.call(f"/Durable/{key}/step_sleep_step/send", 2500)
     assert status == 202, body
     invocation_id = json.loads(body)["invocationId"]
-    wait_until(lambda: side_effects(tmp_path, f"charge {key}"), 15, "the side effect to run")
+    wait_until(lambda: side_effect_lines(tmp_path, f"charge {key}"), 15, "the side effect to run")
     wait_until(lambda: json.loads(server.call(f"/Durable/{key}/status")[2]) == "charged", 15, "the state to be written")
     server.kill9()
     again = restart(server, tmp_path)
     try:
         status, _, body = http("GET", f"{again.ingress}/restate/invocation/{invocation_id}/attach", timeout_s=30)
         assert (status, json.loads(body)) == (200, "charged then slept")
-        assert side_effects(tmp_path, f"charge {key}") == [f"charge {key}"], "the journaled side effect ran once"
+        assert side_effect_lines(tmp_path, f"charge {key}") == [f"charge {key}"], "the journaled side effect ran once"
         assert json.loads(again.call(f"/Durable/{key}/status")[2]) == "charged"
     finally:
         again.stop()
 
 
-def test_acknowledged_sends_survive_kill9(tmp_path: Path, service: ServiceEndpoint) -> None:
+def test_acknowledged_sends_survive_kill9(tmp_path: Path, official_python_service: ServiceEndpoint) -> None:
     server = DuroServer(tmp_path / "data", tmp_path / "duro.log")
     server.start()
     server.wait_ready()
-    server.register(service.uri)
+    server.register(official_python_service.uri)
     key = f"acked-{uuid.uuid4().hex[:6]}"
     accepted = 0
     for i in range(40):

@@ -44,7 +44,9 @@ def _runtime_list(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [name for name in names if name not in RUNTIME_FACTORIES]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown runtime(s) {unknown or text!r}; expected a comma-separated list of {', '.join(RUNTIME_FACTORIES)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown runtime(s) {unknown or text!r}; expected a comma-separated list of {', '.join(RUNTIME_FACTORIES)}"
+        )
     return names
 
 
@@ -61,7 +63,12 @@ def _default_out_dir() -> Path:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--runtimes", type=_runtime_list, default=("duro", "restate"), help="comma-separated, run in this order within each repetition (default duro,restate; also duro-kafka)")
+    add(
+        "--runtimes",
+        type=_runtime_list,
+        default=("duro", "restate"),
+        help="comma-separated, run in this order within each repetition (default duro,restate; also duro-kafka)",
+    )
     add("--scenarios", default="all", help=f"comma-separated from {', '.join(BASE_SCENARIOS)}, steps-N, or all (default)")
     add("--steps", type=_int_list, default=DEFAULT_STEPS, help="N values that 'steps' expands to (default 1,10,50,100)")
     add("--repetitions", type=int, default=3, help="repetitions per scenario and runtime (default 3)")
@@ -73,13 +80,25 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-errors", type=int, default=100, help="abort a run after this many failed requests (default 100)")
     add("--sdk", choices=sorted(SDK_MODULES), default="official", help="SDK implementing the services (default official: restate-sdk)")
     add("--http1", action="store_true", help="register the endpoint with use_http_11 (request/response) instead of HTTP/2 bidi")
-    add("--restart", choices=("run", "repetition"), default="run", help="fresh runtime per run (default) or per repetition (all scenarios on fresh keys)")
+    add(
+        "--restart",
+        choices=("run", "repetition"),
+        default="run",
+        help="fresh runtime per run (default) or per repetition (all scenarios on fresh keys)",
+    )
     add("--partitions", type=int, default=24, help="duro's partition count (default 24, Restate's default)")
     add("--memory-invocations", type=int, default=100_000, help="completed calls before the memory scenario reads RSS (default 100000)")
     add("--memory-concurrency", type=int, default=200, help="concurrency of the memory scenario (default 200)")
     add("--memory-timeout-s", type=float, default=1800.0, help="bound on the memory scenario's duration (default 1800)")
-    add("--send-drain-timeout-s", type=float, default=120.0, help="how long the send scenario waits for accepted sends to run (default 120)")
-    add("--restate-port-wait-s", type=float, default=300.0, help="wait this long for ports 8080/9070/5122 to be free before starting Restate (default 300)")
+    add(
+        "--send-drain-timeout-s", type=float, default=120.0, help="how long the send scenario waits for accepted sends to run (default 120)"
+    )
+    add(
+        "--restate-port-wait-s",
+        type=float,
+        default=300.0,
+        help="wait this long for ports 8080/9070/5122 to be free before starting Restate (default 300)",
+    )
     add("--duro-arg", action="append", default=[], help="extra argument for `duro serve` (repeatable), e.g. for duro-kafka")
     add("--duro-env", action="append", type=_env_pair, default=[], help="KEY=VALUE environment for `duro serve` (repeatable)")
     add("--out-dir", type=Path, default=None, help="output directory (default bench-results/TIMESTAMP)")

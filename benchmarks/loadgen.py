@@ -119,7 +119,9 @@ async def _send(session: aiohttp.ClientSession, base_url: str, request: Request)
         return type(exc).__name__
 
 
-async def _worker(session: aiohttp.ClientSession, base_url: str, factory: RequestFactory, sequence: itertools.count[int], phase: _Phase) -> None:
+async def _worker(
+    session: aiohttp.ClientSession, base_url: str, factory: RequestFactory, sequence: itertools.count[int], phase: _Phase
+) -> None:
     while not phase.stop.is_set():
         request = factory(next(sequence))
         phase.sent += 1
@@ -168,7 +170,16 @@ async def run_load(base_url: str, factory: RequestFactory, limits: LoadLimits, p
     return LoadResult(phase.latencies_s, window_s, phase.sent, phase.ok, phase.errors, phase.aborted)
 
 
-async def run_count(base_url: str, factory: RequestFactory, count: int, concurrency: int, timeout_s: float, request_timeout_s: float = 30.0) -> LoadResult:
+async def run_count(
+    base_url: str, factory: RequestFactory, count: int, concurrency: int, timeout_s: float, request_timeout_s: float = 30.0
+) -> LoadResult:
     """Completes `count` requests (no warm-up) or stops at `timeout_s`; used by the memory scenario."""
-    limits = LoadLimits(concurrency=concurrency, warmup_s=0.0, duration_s=timeout_s, max_requests=count, request_timeout_s=request_timeout_s, max_errors=max(100, count // 100))
+    limits = LoadLimits(
+        concurrency=concurrency,
+        warmup_s=0.0,
+        duration_s=timeout_s,
+        max_requests=count,
+        request_timeout_s=request_timeout_s,
+        max_errors=max(100, count // 100),
+    )
     return await run_load(base_url, factory, limits)

@@ -18,7 +18,9 @@ from pathlib import Path
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits
 
 
-async def run_once(directory: Path, appender_count: int, duration_s: float, entry_bytes: int, partition_count: int, limits: EmbeddedLogLimits) -> str:
+async def run_once(
+    directory: Path, appender_count: int, duration_s: float, entry_bytes: int, partition_count: int, limits: EmbeddedLogLimits
+) -> str:
     log = await EmbeddedLog.open(directory, partition_count, limits)
     entry = bytes(entry_bytes)
     latencies_s: list[float] = []

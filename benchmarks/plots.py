@@ -56,7 +56,13 @@ def plot_latency(runs: Sequence[dict[str, Any]], scenario: str, path: Path) -> N
     for run in (run for run in _ok(runs) if run["scenario"] == scenario):
         curve = run["latency_ms"]["curve"]
         runtime = run["runtime"]
-        axes.plot([_nines(point[0]) for point in curve], [point[1] for point in curve], color=_colour(runtime), alpha=0.8, label=None if runtime in labelled else runtime)
+        axes.plot(
+            [_nines(point[0]) for point in curve],
+            [point[1] for point in curve],
+            color=_colour(runtime),
+            alpha=0.8,
+            label=None if runtime in labelled else runtime,
+        )
         labelled.add(runtime)
     axes.set_xticks([_nines(p) for p in TICK_PERCENTILES], [f"p{p:g}" for p in TICK_PERCENTILES])
     axes.set_yscale("log")

@@ -62,7 +62,7 @@ def _groups(runs: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[dict[st
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _metric(group: Sequence[dict[str, Any]], name: str) -> list[float | None]:
@@ -98,7 +98,9 @@ def _ratio_table(comparisons: dict[str, Any], runtime: str) -> list[str]:
     rows = []
     for scenario, comparison in comparisons.items():
         metrics = comparison["metrics"]
-        rows.append([scenario, str(comparison["pairs"]), *(_spread_text(metrics.get(key, {}).get("per_repetition", []), 2) for _, key in columns)])
+        rows.append(
+            [scenario, str(comparison["pairs"]), *(_spread_text(metrics.get(key, {}).get("per_repetition", []), 2) for _, key in columns)]
+        )
     title = [f"### {runtime} / {REFERENCE_RUNTIME}, pair by pair: median [min–max] over repetitions", "",
              "Throughput above 1: duro handles more per second. Latency, CPU and RSS above 1: duro is slower or bigger.", ""]  # fmt: skip
     return title + _table(["scenario", "pairs", *(name for name, _ in columns)], rows)
@@ -107,9 +109,17 @@ def _ratio_table(comparisons: dict[str, Any], runtime: str) -> list[str]:
 def _steps_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     rows = []
     step_groups = [(scenario, runtime, group) for scenario, runtime, group in _groups(_ok_runs(runs)) if group[0]["metrics"].get("steps")]
-    for scenario, runtime, group in sorted(step_groups, key=lambda item: (item[1], item[2][0]["metrics"]["steps"])):
+    for _scenario, runtime, group in sorted(step_groups, key=lambda item: (item[1], item[2][0]["metrics"]["steps"])):
         steps = group[0]["metrics"]["steps"]
-        rows.append([str(steps), runtime, _spread_text(_metric(group, "p50_ms")), _spread_text(_metric(group, "ms_per_step_p50"), 2), _spread_text(_metric(group, "steps_per_s"), 0)])
+        rows.append(
+            [
+                str(steps),
+                runtime,
+                _spread_text(_metric(group, "p50_ms")),
+                _spread_text(_metric(group, "ms_per_step_p50"), 2),
+                _spread_text(_metric(group, "steps_per_s"), 0),
+            ]
+        )
     if not rows:
         return []
     return _table(["N steps", "runtime", "p50 ms", "p50 ms per step", "steps/s"], rows) + _step_fits(step_groups)
@@ -126,7 +136,7 @@ def _step_fits(step_groups: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> 
         fit = least_squares_line(values)
         if fit is not None:
             lines.append(f"- {runtime}: p50 ≈ {fit[0]:.1f} ms + {fit[1]:.2f} ms × N (least squares over {len(values)} values of N)")
-    return lines + [""] if lines else []
+    return [*lines, ""] if lines else []
 
 
 def least_squares_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
@@ -178,7 +188,7 @@ def _machine_lines(document: dict[str, Any]) -> list[str]:
     lines = [f"- {key}: {value}" for key, value in machine.items()]
     for description in document.get("runtimes", {}).values():
         lines.append(f"- {description.get('runtime')} {description.get('version')}: {description.get('durability')}")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _section(title: str, body: list[str], intro: str = "") -> list[str]:
@@ -188,13 +198,29 @@ def _section(title: str, body: list[str], intro: str = "") -> list[str]:
 def render_markdown(document: dict[str, Any]) -> str:
     runs = document.get("runs", [])
     config = document.get("config", {})
-    lines = ["# duro benchmark", "", f"Config: `{json.dumps(config, default=str)}`", "", "## Machine and runtimes", "", *_machine_lines(document)]
-    lines += _section("Results (median [min–max] over repetitions)", _results_table(runs), "CPU is per measured request; runtime CPU covers the runtime's whole process tree.")
+    lines = [
+        "# duro benchmark",
+        "",
+        f"Config: `{json.dumps(config, default=str)}`",
+        "",
+        "## Machine and runtimes",
+        "",
+        *_machine_lines(document),
+    ]
+    lines += _section(
+        "Results (median [min–max] over repetitions)",
+        _results_table(runs),
+        "CPU is per measured request; runtime CPU covers the runtime's whole process tree.",
+    )
     for runtime, comparisons in document.get("comparisons", {}).items():
         lines += _ratio_table(comparisons, runtime)
     lines += _section("Cost per step (steps-N)", _steps_table(runs))
-    lines += _section("One-way sends", _send_table(runs), "Accepted/s counts 202 answers; drain is the time after the window until every accepted send had run.")
+    lines += _section(
+        "One-way sends",
+        _send_table(runs),
+        "Accepted/s counts 202 answers; drain is the time after the window until every accepted send had run.",
+    )
     lines += _section("Memory after N completed invocations", _memory_table(runs))
     failures = [f"- {run['scenario']} r{run['repetition']} {run['runtime']}: {run['error']}" for run in runs if run.get("error")]
-    lines += _section("Failed runs", failures + [""] if failures else [])
+    lines += _section("Failed runs", [*failures, ""] if failures else [])
     return "\n".join(lines)

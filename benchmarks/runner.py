@@ -57,7 +57,9 @@ class BenchConfig:
         if self.repetitions < 1:
             raise ValueError(f"repetitions must be at least 1, got {self.repetitions}")
         if self.memory_invocations < 1 or self.memory_concurrency < 1:
-            raise ValueError(f"memory invocations and concurrency must be at least 1, got {self.memory_invocations} and {self.memory_concurrency}")
+            raise ValueError(
+                f"memory invocations and concurrency must be at least 1, got {self.memory_invocations} and {self.memory_concurrency}"
+            )
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def run_session(config: BenchConfig, session: Session) -> list[dict[str, Any]]:
         description = runtime.describe()
         for scenario in session.scenarios:
             records.append(_run_scenario_safely(config, session, scenario, runtime, endpoint, description))
-    except Exception as exc:  # noqa: BLE001 - a failed start is recorded for every scenario of the session
+    except Exception as exc:
         log_line(f"{session.label} failed to start: {exc}")
         records.extend(_failed_record(session, scenario, f"start failed: {exc}") for scenario in session.scenarios[len(records) :])
     finally:
@@ -126,14 +128,18 @@ def _start(runtime: Runtime, endpoint: EndpointProcess, config: BenchConfig) -> 
     endpoint.start()
     register(runtime, endpoint.uri, config.use_http_11)
     url = f"{runtime.ingress_url}/Greeter/greet"
-    wait_for(lambda: http_json("POST", url, "ready", timeout_s=5)[0] == 200, config.routable_timeout_s, f"{runtime.name} to route Greeter/greet")
+    wait_for(
+        lambda: http_json("POST", url, "ready", timeout_s=5)[0] == 200, config.routable_timeout_s, f"{runtime.name} to route Greeter/greet"
+    )
 
 
-def _run_scenario_safely(config: BenchConfig, session: Session, scenario: Scenario, runtime: Runtime, endpoint: EndpointProcess, description: dict[str, Any]) -> dict[str, Any]:
+def _run_scenario_safely(
+    config: BenchConfig, session: Session, scenario: Scenario, runtime: Runtime, endpoint: EndpointProcess, description: dict[str, Any]
+) -> dict[str, Any]:
     log_line(f"{scenario.name} repetition {session.repetition} on {session.runtime}")
     try:
         record = _run_scenario(config, session, scenario, runtime, endpoint)
-    except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+    except Exception as exc:
         record = _failed_record(session, scenario, f"{type(exc).__name__}: {exc}")
     record["runtime_description"] = description
     log_line(_one_line(record))
@@ -154,7 +160,11 @@ def _one_line(record: dict[str, Any]) -> str:
 def _run_scenario(config: BenchConfig, session: Session, scenario: Scenario, runtime: Runtime, endpoint: EndpointProcess) -> dict[str, Any]:
     run_tag = f"{session.runtime}-r{session.repetition}-{uuid.uuid4().hex[:8]}"
     runtime_tree = ProcessTree(runtime.root_pid())
-    windows = {"runtime": CpuWindow(runtime_tree), "service": CpuWindow(ProcessTree(endpoint.pid)), "loadgen": CpuWindow(ProcessTree(os.getpid(), include_children=False))}
+    windows = {
+        "runtime": CpuWindow(runtime_tree),
+        "service": CpuWindow(ProcessTree(endpoint.pid)),
+        "loadgen": CpuWindow(ProcessTree(os.getpid(), include_children=False)),
+    }
     if scenario.kind == "memory":
         return _run_memory(config, session, scenario, runtime, runtime_tree, windows, run_tag)
     loadavg_before = os.getloadavg()
@@ -169,7 +179,14 @@ def _run_scenario(config: BenchConfig, session: Session, scenario: Scenario, run
     return _record(session, scenario, run_tag, result, metrics, loadavg_before)
 
 
-def _record(session: Session, scenario: Scenario, run_tag: str, result: LoadResult, metrics: dict[str, Any], loadavg_before: tuple[float, float, float]) -> dict[str, Any]:
+def _record(
+    session: Session,
+    scenario: Scenario,
+    run_tag: str,
+    result: LoadResult,
+    metrics: dict[str, Any],
+    loadavg_before: tuple[float, float, float],
+) -> dict[str, Any]:
     error = result.aborted or (None if result.latencies_s else "no request completed inside the measured window")
     return {
         "scenario": scenario.name,
@@ -216,12 +233,21 @@ async def _drain_sends(ingress_url: str, run_tag: str, accepted: int, timeout_s:
     total = 0
     async with aiohttp.ClientSession(skip_auto_headers=("Content-Type",), timeout=aiohttp.ClientTimeout(total=30)) as session:
         while time.monotonic() < deadline:
-            total = sum(await asyncio.gather(*(_counter_value(session, ingress_url + send_key_path(run_tag, key) + "/get") for key in range(SEND_KEYS))))
+            total = sum(
+                await asyncio.gather(
+                    *(_counter_value(session, ingress_url + send_key_path(run_tag, key) + "/get") for key in range(SEND_KEYS))
+                )
+            )
             if total >= accepted:
                 break
             await asyncio.sleep(0.2)
     drained = total >= accepted
-    return {"sends_accepted": accepted, "sends_completed": total, "send_drain_s": time.perf_counter() - started if drained else None, "send_drained": drained}
+    return {
+        "sends_accepted": accepted,
+        "sends_completed": total,
+        "send_drain_s": time.perf_counter() - started if drained else None,
+        "send_drained": drained,
+    }
 
 
 async def _counter_value(session: aiohttp.ClientSession, url: str) -> int:
@@ -232,14 +258,31 @@ async def _counter_value(session: aiohttp.ClientSession, url: str) -> int:
         return int(body)
 
 
-def _run_memory(config: BenchConfig, session: Session, scenario: Scenario, runtime: Runtime, runtime_tree: ProcessTree, windows: dict[str, CpuWindow], run_tag: str) -> dict[str, Any]:
+def _run_memory(
+    config: BenchConfig,
+    session: Session,
+    scenario: Scenario,
+    runtime: Runtime,
+    runtime_tree: ProcessTree,
+    windows: dict[str, CpuWindow],
+    run_tag: str,
+) -> dict[str, Any]:
     """Completes `memory_invocations` calls, then reads the runtime's RSS; CPU covers the whole run."""
     loadavg_before = os.getloadavg()
     rss_before = runtime_tree.rss_bytes()
     for window in windows.values():
         window.begin()
     started = time.perf_counter()
-    result = asyncio.run(run_count(runtime.ingress_url, scenario.factory(run_tag), config.memory_invocations, config.memory_concurrency, config.memory_timeout_s, config.limits.request_timeout_s))
+    result = asyncio.run(
+        run_count(
+            runtime.ingress_url,
+            scenario.factory(run_tag),
+            config.memory_invocations,
+            config.memory_concurrency,
+            config.memory_timeout_s,
+            config.limits.request_timeout_s,
+        )
+    )
     elapsed_s = time.perf_counter() - started
     for window in windows.values():
         window.end()

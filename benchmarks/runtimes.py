@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 import urllib.error
-import uuid
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +155,10 @@ class DuroRuntime:
         if self.process.poll() is not None:
             tail = (self.run_dir / "duro.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"duro exited with {self.process.returncode}:\n{tail}")
-        return http_json("GET", f"{self.ingress_url}/restate/health", timeout_s=2)[0] == 200 and http_json("GET", f"{self.admin_url}/health", timeout_s=2)[0] == 200
+        return (
+            http_json("GET", f"{self.ingress_url}/restate/health", timeout_s=2)[0] == 200
+            and http_json("GET", f"{self.admin_url}/health", timeout_s=2)[0] == 200
+        )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -177,7 +180,9 @@ class DuroRuntime:
             "version": f"{duro_version} (admin /version answers {runtime_version(self)})",
             "log_backend": self.log_backend,
             "partitions": self.partitions,
-            "durability": "embedded log: every append is fsynced (group commit) before it is acknowledged" if self.log_backend == "embedded" else f"log backend {self.log_backend}",
+            "durability": "embedded log: every append is fsynced (group commit) before it is acknowledged"
+            if self.log_backend == "embedded"
+            else f"log backend {self.log_backend}",
             "extra_args": list(self.extra_args),
         }
 
@@ -205,7 +210,13 @@ class RestateRuntime:
             raise FileNotFoundError(f"{self.script} not found: the Restate runtime is started only through it")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         wait_for(_ports_free, self.port_wait_s, f"ports {RESTATE_PORTS} to be free (another Restate server is running)", interval_s=1.0)
-        result = subprocess.run(["bash", str(self.script), "start", str(self.run_dir)], check=False, capture_output=True, text=True, timeout=self.start_timeout_s)
+        result = subprocess.run(
+            ["bash", str(self.script), "start", str(self.run_dir)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=self.start_timeout_s,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"restate-server.sh start failed: {result.stdout}{result.stderr}")
 
@@ -252,7 +263,9 @@ RuntimeFactory = Callable[[Path, RuntimeOptions], Runtime]
 
 RUNTIME_FACTORIES: dict[str, RuntimeFactory] = {
     "duro": lambda run_dir, options: DuroRuntime(run_dir, options.partitions, "embedded", options.duro_args, options.duro_env),
-    "duro-kafka": lambda run_dir, options: DuroRuntime(run_dir, options.partitions, "kafka", options.duro_args, options.duro_env, name="duro-kafka"),
+    "duro-kafka": lambda run_dir, options: DuroRuntime(
+        run_dir, options.partitions, "kafka", options.duro_args, options.duro_env, name="duro-kafka"
+    ),
     "restate": lambda run_dir, options: RestateRuntime(run_dir, port_wait_s=options.restate_port_wait_s),
 }
 

@@ -48,7 +48,9 @@ class Scenario:
             body = _json("bench")
             return lambda sequence: Request(f"/ThreeSteps/{run_tag}-w{sequence}/run", body, JSON_HEADERS)
         if name == "send":
-            return lambda sequence: Request(send_key_path(run_tag, sequence % SEND_KEYS) + "/add/send", b"1", JSON_HEADERS, expected_status=202)
+            return lambda sequence: Request(
+                send_key_path(run_tag, sequence % SEND_KEYS) + "/add/send", b"1", JSON_HEADERS, expected_status=202
+            )
         assert self.steps is not None, f"scenario {name} has no request factory"
         body = _json(self.steps)
         return lambda sequence: Request("/Steps/steps", body, JSON_HEADERS)

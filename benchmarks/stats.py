@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-CURVE_PERCENTILES = tuple(float(p) for p in range(1, 100)) + (99.5, 99.9, 99.99)
+CURVE_PERCENTILES = (*tuple(float(p) for p in range(1, 100)), 99.5, 99.9, 99.99)
 
 
 def percentile(sorted_values: Sequence[float], percent: float) -> float:

@@ -39,7 +39,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ["data_dir", "bind", "ingress_port", "admin_port", "partitions", "node_id", "log", "log_level", "kafka_bootstrap", "kafka_topic", "advertised_host"]
+    names = [
+        "data_dir",
+        "bind",
+        "ingress_port",
+        "admin_port",
+        "partitions",
+        "node_id",
+        "log",
+        "log_level",
+        "kafka_bootstrap",
+        "kafka_topic",
+        "advertised_host",
+    ]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "max_protocol_version", None) is not None:
         overrides["invoker"] = {"max_protocol_version": args.max_protocol_version}

@@ -26,8 +26,8 @@ from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
 from partition_worker.invoker import Invoker, InvokerSettings
 from partition_worker.processor import ProcessorSettings
 from partition_worker.state_machine import RetryPolicy, StateMachineConfig
-from partition_worker.worker import PartitionWorker
 from partition_worker.store import RocksDatabase
+from partition_worker.worker import PartitionWorker
 from wal.embedded import EmbeddedLog
 from wal.kafka import KafkaLog
 from wal.kafka_membership import KafkaMembership, MembershipSettings
@@ -130,7 +130,9 @@ class Node:
                 return embedded, None
             if not settings.kafka_bootstrap:
                 raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
-            kafka_settings = KafkaLogSettings(replication_factor=settings.kafka_replication_factor, connect_timeout_ms=settings.kafka_connect_timeout_ms)
+            kafka_settings = KafkaLogSettings(
+                replication_factor=settings.kafka_replication_factor, connect_timeout_ms=settings.kafka_connect_timeout_ms
+            )
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
             stack.push_async_callback(kafka.close)
             metadata = KafkaMetadata(settings.kafka_bootstrap, settings.kafka_metadata_topic, settings.kafka_replication_factor)
@@ -170,7 +172,11 @@ class Node:
             worker.assign(partitions - worker.owned)
 
         membership = KafkaMembership(
-            settings.kafka_bootstrap, settings.kafka_topic, settings.node_id, on_assignment, MembershipSettings(session_timeout_ms=settings.kafka_session_timeout_ms)
+            settings.kafka_bootstrap,
+            settings.kafka_topic,
+            settings.node_id,
+            on_assignment,
+            MembershipSettings(session_timeout_ms=settings.kafka_session_timeout_ms),
         )
         task = asyncio.create_task(membership.run(), name="membership")
         task.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None else self._stop.set())
@@ -191,4 +197,3 @@ class Node:
             idempotency_retention_ms=settings.ingress.default_idempotency_retention_ms,
             workflow_retention_ms=settings.ingress.default_workflow_completion_retention_ms,
         )
-

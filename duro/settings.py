@@ -28,7 +28,9 @@ class InvokerLimits(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_concurrent_attempts: int = Field(default=10_000, gt=0, description="Attempts running at once on this node.")
-    max_protocol_version: int = Field(default=6, ge=5, le=7, description="Highest service protocol version offered (Restate's default is 6).")
+    max_protocol_version: int = Field(
+        default=6, ge=5, le=7, description="Highest service protocol version offered (Restate's default is 6)."
+    )
     inactivity_timeout_ms: int = Field(default=60_000, gt=0, description="Idle bidirectional stream: close it so the SDK suspends.")
     abort_timeout_ms: int = Field(default=600_000, gt=0, description="After the inactivity close, abandon the attempt after this long.")
     max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
@@ -47,13 +49,21 @@ class DuroSettings(BaseSettings):
     admin_port: int = Field(default=9070, ge=0, le=65535)
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
     node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
-    log: Literal["embedded", "kafka"] = Field(default="embedded", description="The log backend: embedded (one node) or kafka (one or more nodes).")
-    kafka_bootstrap: str | None = Field(default=None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]; required with log=kafka.")
+    log: Literal["embedded", "kafka"] = Field(
+        default="embedded", description="The log backend: embedded (one node) or kafka (one or more nodes)."
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers, HOST:PORT[,HOST:PORT]; required with log=kafka."
+    )
     kafka_topic: str = Field(default="duro.log", description="The log topic; its partitions are duro's partitions.")
-    kafka_metadata_topic: str = Field(default="duro.metadata", description="Compacted topic holding the deployment registry and the node directory.")
+    kafka_metadata_topic: str = Field(
+        default="duro.metadata", description="Compacted topic holding the deployment registry and the node directory."
+    )
     kafka_replication_factor: int = Field(default=1, ge=1, description="Replication factor of the topics duro creates.")
     kafka_session_timeout_ms: int = Field(default=6_000, gt=0, description="A node silent this long loses its partitions to the others.")
-    kafka_connect_timeout_ms: int = Field(default=30_000, gt=0, description="At start-up, keep retrying an unreachable bootstrap server this long.")
+    kafka_connect_timeout_ms: int = Field(
+        default=30_000, gt=0, description="At start-up, keep retrying an unreachable bootstrap server this long."
+    )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
     max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")

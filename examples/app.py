@@ -23,8 +23,8 @@ from hypercorn.config import Config
 if __package__ in (None, ""):  # run as `python examples/app.py`: make the `examples` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sdk as restate  # noqa: E402
-from examples.services import cart_object, signup_workflow, subscription_service  # noqa: E402
+import sdk as restate
+from examples.services import cart_object, signup_workflow, subscription_service
 
 DEFAULT_PORT = 9080
 KEEP_ALIVE_MAX_REQUESTS = 2**31 - 1

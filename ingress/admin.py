@@ -136,7 +136,13 @@ class AdminApi:
     """Request handling of the admin API; one instance per app."""
 
     def __init__(
-        self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings, discoverer: Discoverer, invocation_rows: InvocationRows
+        self,
+        log: Log,
+        registry: Registry,
+        reply_bus: ReplyBus,
+        settings: IngressSettings,
+        discoverer: Discoverer,
+        invocation_rows: InvocationRows,
     ) -> None:
         self.log = log
         self.registry = registry
@@ -379,7 +385,9 @@ class AdminApi:
                 "deployment_id": deployment_id,
                 "revision": revision,
                 "public": service.public,
-                "idempotency_retention": format_friendly_ms(_or(declared.idempotency_retention_ms, options.default_idempotency_retention_ms)),
+                "idempotency_retention": format_friendly_ms(
+                    _or(declared.idempotency_retention_ms, options.default_idempotency_retention_ms)
+                ),
             }
         )
         if service.service_type is ServiceType.WORKFLOW:
@@ -581,4 +589,3 @@ def _put(payload: dict[str, Any], key: str, value: Any) -> None:
 
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
-

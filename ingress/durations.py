@@ -50,9 +50,7 @@ def parse_duration_ms(text: str) -> int:
 def _parse_iso(text: str, original: str) -> int:
     match = _ISO.fullmatch(text)
     if match is None or not any(match.groupdict().values()) or text.upper().endswith("T"):
-        raise ValueError(
-            f"{original!r} is not an ISO-8601 duration of weeks, days, hours, minutes and seconds (e.g. 'PT10S', 'P1DT2H')"
-        )
+        raise ValueError(f"{original!r} is not an ISO-8601 duration of weeks, days, hours, minutes and seconds (e.g. 'PT10S', 'P1DT2H')")
     parts = match.groupdict()
     total = 0.0
     for group, unit in (("w", "w"), ("d", "d"), ("h", "h"), ("m", "m"), ("s", "s")):
@@ -68,8 +66,7 @@ def _parse_friendly(text: str, original: str) -> int:
         match = _FRIENDLY_PART.match(text, position)
         if match is None or match.group(2).lower() not in _UNIT_MS:
             raise ValueError(
-                f"{original!r} is not a duration; expected e.g. '500ms', '10s', '1m', '1h 30m', 'PT10S'"
-                " or a number of milliseconds"
+                f"{original!r} is not a duration; expected e.g. '500ms', '10s', '1m', '1h 30m', 'PT10S' or a number of milliseconds"
             )
         total += float(match.group(1)) * _UNIT_MS[match.group(2).lower()]
         position = match.end()

@@ -16,8 +16,8 @@ because how many segments a service path has depends on the service's type.
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ingress import metrics
 from ingress.durations import format_rfc3339_ms, parse_duration_ms
@@ -415,7 +415,6 @@ class Ingress:
         signal = Signal(str(invocation_id), signal_index, None, outcome)
         await self.waiter.append(partition_of(invocation_id.partition_key, self.log.partition_count), signal)
         return Response(status_code=202)
-
 
 
 class ReplyWaiter:

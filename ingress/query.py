@@ -58,7 +58,7 @@ class QueryEngine:
             except sqlite3.Error as exc:
                 raise QueryError(f"query failed: {exc}") from exc
             names = [column[0] for column in cursor.description or ()]
-            return [dict(zip(names, row)) for row in cursor.fetchmany(self.max_rows)]
+            return [dict(zip(names, row, strict=False)) for row in cursor.fetchmany(self.max_rows)]
         finally:
             connection.close()
 

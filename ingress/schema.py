@@ -146,10 +146,7 @@ def validate_input(rules: InputRules, content_type: str | None, body: bytes) -> 
     if rules.accepts_empty and not body and content_type is None:
         return
     if rules.content_type is None:
-        raise InputError(
-            f"expected body and content-type to be empty, but got content-type {content_type!r}"
-            f" and {len(body)} bytes of body"
-        )
+        raise InputError(f"expected body and content-type to be empty, but got content-type {content_type!r} and {len(body)} bytes of body")
     if content_type is None:
         raise InputError(f"missing content-type; expected {rules.content_type!r}")
     if not _content_type_matches(rules.content_type, content_type):
@@ -283,7 +280,9 @@ def _handler_from_manifest(
     where = f"{service_name}/{handler.name}"
     key = (service_type, handler.ty)
     if key not in _KINDS:
-        raise SchemaError(f"handler {where}: handler type {handler.ty.value if handler.ty else None} is not allowed in a {service_type.value} service")
+        raise SchemaError(
+            f"handler {where}: handler type {handler.ty.value if handler.ty else None} is not allowed in a {service_type.value} service"
+        )
     kind = _KINDS[key]
     if handler.workflow_completion_retention is not None and kind is not HandlerKind.WORKFLOW:
         raise SchemaError(f"handler {where} sets workflowCompletionRetention, but it is not a workflow run handler")

@@ -47,9 +47,7 @@ class IngressSettings(BaseModel):
     default_abort_timeout_ms: int = Field(
         default=600_000, ge=0, description="Shown by the admin API for services that set none (the invoker's default)."
     )
-    advertised_ingress_url: str = Field(
-        default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports."
-    )
+    advertised_ingress_url: str = Field(default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports.")
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
     discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
     max_manifest_bytes: int = Field(default=10 * MIB, gt=0, description="Largest discovery response accepted.")

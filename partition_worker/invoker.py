@@ -106,7 +106,9 @@ class _Attempt:
 
 
 class Invoker:
-    def __init__(self, directory: DeploymentDirectory, settings: InvokerSettings | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, directory: DeploymentDirectory, settings: InvokerSettings | None = None, clock_ms: Callable[[], int] | None = None
+    ) -> None:
         self.directory = directory
         self.settings = settings or InvokerSettings()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -140,7 +142,12 @@ class Invoker:
         try:
             handle.notifications.put_nowait(action)
         except asyncio.QueueFull:
-            log.warning("attempt %s#%d has %d undelivered notifications; abandoning it", action.invocation_id, action.attempt, handle.notifications.qsize())
+            log.warning(
+                "attempt %s#%d has %d undelivered notifications; abandoning it",
+                action.invocation_id,
+                action.attempt,
+                handle.notifications.qsize(),
+            )
             if handle.task is not None:
                 handle.task.cancel()
 
@@ -226,7 +233,9 @@ class Invoker:
         if status.deployment_id is not None:
             deployment = self.directory.deployment(status.deployment_id)
             if deployment is None:
-                raise AttemptError(Failure(503, f"deployment {status.deployment_id}, which this invocation is pinned to, is no longer registered"))
+                raise AttemptError(
+                    Failure(503, f"deployment {status.deployment_id}, which this invocation is pinned to, is no longer registered")
+                )
             return deployment
         deployment = self.directory.latest_deployment_for(status.target.service)
         if deployment is None:
@@ -240,7 +249,13 @@ class Invoker:
             raise AttemptError(Failure(503, f"deployment {deployment.deployment_id}: {exc}")) from exc
 
     def _start_message(
-        self, invocation_id: str, status: InvocationStatus, info: HandlerInfo | None, known_entries: int, version: int, store: PartitionStore
+        self,
+        invocation_id: str,
+        status: InvocationStatus,
+        info: HandlerInfo | None,
+        known_entries: int,
+        version: int,
+        store: PartitionStore,
     ) -> pb.StartMessage:
         parsed = InvocationId.parse(invocation_id)
         start = pb.StartMessage(
@@ -286,7 +301,9 @@ class Invoker:
         exchange: H2Exchange | Http1Exchange
         if deployment.use_http_11:
             if self._http1 is None:
-                self._http1 = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_ms / 1000), auto_decompress=False)
+                self._http1 = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_ms / 1000), auto_decompress=False
+                )
             exchange = Http1Exchange(self._http1, f"{parsed.scheme}://{parsed.netloc}{path}", headers)
         else:
             exchange = H2Exchange(self._h2, f"{parsed.scheme}://{parsed.netloc}", path, headers)
@@ -349,7 +366,7 @@ class Invoker:
     def _attempt_frames(self, frames: list[Frame]) -> list[AttemptFrame]:
         """Validate messages and annotate calls; a message that does not decode fails the attempt before anything is appended."""
         messages = [decode_message(f) for f in frames]  # raises ProtocolError
-        return [AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages)]
+        return [AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages, strict=False)]
 
     async def _append_frames(self, handle: _Attempt, frames: list[AttemptFrame]) -> None:
         deployment = handle.deployment
@@ -376,14 +393,18 @@ class Invoker:
             handle.last_activity = time.monotonic()
 
     async def _watch_inactivity(self, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
-        inactivity_s = ((info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms) / 1000
+        inactivity_s = (
+            (info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms
+        ) / 1000
         abort_s = ((info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms) / 1000
         while True:
             idle = time.monotonic() - handle.last_activity
             if idle >= inactivity_s:
                 break
             await asyncio.sleep(inactivity_s - idle)
-        log.info("attempt %s#%d inactive for %.0f s: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_s)
+        log.info(
+            "attempt %s#%d inactive for %.0f s: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_s
+        )
         await handle.close_request(exchange)
         await asyncio.sleep(abort_s)
         assert handle.task is not None, "a watched attempt has a task"

@@ -190,7 +190,9 @@ class PartitionProcessor:
         self._step_down()
         self._leader_epoch = epoch
         self._timers = TimerService(self._store, self.append_many, self._clock_ms, self.settings.timer_window_ms)
-        self._outbox = OutboxShuffle(self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages)
+        self._outbox = OutboxShuffle(
+            self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages
+        )
         self._leader_tasks = [
             _supervised(self._timers.run(), f"timers of partition {self._partition}"),
             _supervised(self._outbox.run(), f"outbox of partition {self._partition}"),

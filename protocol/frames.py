@@ -167,8 +167,7 @@ def message_type_of(message: Message) -> MessageType:
     message_type = _TYPE_OF_CLASS.get(type(message))
     if message_type is None:
         raise ProtocolError(
-            f"{type(message).__name__} is not a service protocol message;"
-            " expected a message class from protocol.service_protocol_pb2"
+            f"{type(message).__name__} is not a service protocol message; expected a message class from protocol.service_protocol_pb2"
         )
     return message_type
 
@@ -197,8 +196,7 @@ def decode_message(frame: Frame) -> Message:
         message.ParseFromString(frame.payload)
     except DecodeError as error:
         raise ProtocolError(
-            f"payload of message type {frame.type:#06x} ({message_class.__name__})"
-            f" is not valid protobuf: {error}"
+            f"payload of message type {frame.type:#06x} ({message_class.__name__}) is not valid protobuf: {error}"
         ) from error
     return message
 
@@ -207,9 +205,7 @@ def _class_of_type(message_type: int) -> type[Message]:
     try:
         return MESSAGE_CLASSES[MessageType(message_type)]
     except ValueError:
-        raise ProtocolError(
-            f"unknown message type {message_type:#06x}; expected one of the V5-V7 codes"
-        ) from None
+        raise ProtocolError(f"unknown message type {message_type:#06x}; expected one of the V5-V7 codes") from None
 
 
 class FrameDecoder:
@@ -247,10 +243,7 @@ class FrameDecoder:
     def finish(self) -> None:
         """Checks the stream ended on a frame boundary; raises ProtocolError if not."""
         if self._buffer:
-            raise ProtocolError(
-                f"stream ended inside a frame: {len(self._buffer)} trailing bytes"
-                f" ({self._describe_tail()})"
-            )
+            raise ProtocolError(f"stream ended inside a frame: {len(self._buffer)} trailing bytes ({self._describe_tail()})")
 
     def _next_frame(self, offset: int) -> tuple[Frame | None, int]:
         if len(self._buffer) - offset < HEADER_BYTES:
@@ -258,8 +251,7 @@ class FrameDecoder:
         message_type, flags, length = _HEADER.unpack_from(self._buffer, offset)
         if length > self.max_frame_bytes:
             raise ProtocolError(
-                f"frame of type {message_type:#06x} has a {length}-byte payload,"
-                f" over max_frame_bytes={self.max_frame_bytes}"
+                f"frame of type {message_type:#06x} has a {length}-byte payload, over max_frame_bytes={self.max_frame_bytes}"
             )
         end = offset + HEADER_BYTES + length
         if len(self._buffer) < end:

@@ -244,9 +244,7 @@ class _Connection:
         self._reader = reader
         self._writer = writer
         self._on_change = on_change
-        self._h2 = h2.connection.H2Connection(
-            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        )
+        self._h2 = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self._streams: dict[int, H2Stream] = {}
         self._inbound = bytearray()
         self._settings_received = asyncio.Event()
@@ -268,15 +266,11 @@ class _Connection:
         """Opens a connection and waits for the server's SETTINGS."""
         timeout_s = connect_timeout_ms / 1000
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(origin.host, origin.port), timeout_s
-            )
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(origin.host, origin.port), timeout_s)
         except (OSError, TimeoutError) as error:
             reason = f"connecting to {origin} failed: {_describe(error)}"
             raise ConnectionLostError(reason, retry_safe=True) from None
-        connection = cls(
-            origin, reader, writer, on_change, max_recv_buffer_bytes, max_connection_recv_buffer_bytes
-        )
+        connection = cls(origin, reader, writer, on_change, max_recv_buffer_bytes, max_connection_recv_buffer_bytes)
         try:
             await connection._await_settings(timeout_s)
         except BaseException:
@@ -332,9 +326,7 @@ class _Connection:
         except h2.exceptions.ProtocolError as error:
             raise StreamClosedError(f"stream {stream_id} cannot end: {error}") from None
 
-    def reset_stream(
-        self, stream_id: int, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.CANCEL
-    ) -> None:
+    def reset_stream(self, stream_id: int, code: h2.errors.ErrorCodes = h2.errors.ErrorCodes.CANCEL) -> None:
         if self.closed:
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):
@@ -489,9 +481,7 @@ class _Connection:
     def _on_reset(self, event: h2.events.StreamReset) -> None:
         code = _error_code_name(event.error_code)
         refused = event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
-        error = StreamClosedError(
-            f"stream {event.stream_id} reset by {self.origin}: {code}", retry_safe=refused
-        )
+        error = StreamClosedError(f"stream {event.stream_id} reset by {self.origin}: {code}", retry_safe=refused)
         self._with_stream(event.stream_id, lambda s: s._fail(error))
 
     def _on_window(self, stream_id: int | None) -> None:
@@ -515,10 +505,7 @@ class _Connection:
                     )
                 )
         self._fail_all(
-            ConnectionLostError(
-                f"{self.origin} sent GOAWAY ({code}, last_stream_id={last_stream_id});"
-                " the stream may have been processed"
-            )
+            ConnectionLostError(f"{self.origin} sent GOAWAY ({code}, last_stream_id={last_stream_id}); the stream may have been processed")
         )
 
     def _fail_all(self, error: ConnectionLostError) -> None:
@@ -651,15 +638,16 @@ class H2cClient:
         - max_connection_recv_buffer_bytes: receive window of a whole connection.
         - stream_wait_timeout_ms: how long open_stream waits for a free stream slot.
         """
-        _require_positive(max_connections_per_origin=max_connections_per_origin,
-                          connect_timeout_ms=connect_timeout_ms,
-                          stream_wait_timeout_ms=stream_wait_timeout_ms)
+        _require_positive(
+            max_connections_per_origin=max_connections_per_origin,
+            connect_timeout_ms=connect_timeout_ms,
+            stream_wait_timeout_ms=stream_wait_timeout_ms,
+        )
         if not 1 <= max_recv_buffer_bytes <= 2**31 - 1:
             raise ValueError(f"max_recv_buffer_bytes must be 1..2**31-1, got {max_recv_buffer_bytes}")
         if not max_recv_buffer_bytes <= max_connection_recv_buffer_bytes <= 2**31 - 1:
             raise ValueError(
-                "max_connection_recv_buffer_bytes must be >= max_recv_buffer_bytes and <= 2**31-1,"
-                f" got {max_connection_recv_buffer_bytes}"
+                f"max_connection_recv_buffer_bytes must be >= max_recv_buffer_bytes and <= 2**31-1, got {max_connection_recv_buffer_bytes}"
             )
         self.max_connections_per_origin = max_connections_per_origin
         self.connect_timeout_ms = connect_timeout_ms

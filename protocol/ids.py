@@ -64,9 +64,7 @@ class InvocationId:
         swapped_key = _byte_swapped(self.partition_key, 8)
         swapped_uuid = int.from_bytes(self.uuid, "little")
         return (
-            INVOCATION_ID_PREFIX
-            + _base62_fixed(swapped_key, PARTITION_KEY_BASE62_CHARS)
-            + _base62_fixed(swapped_uuid, UUID_BASE62_CHARS)
+            INVOCATION_ID_PREFIX + _base62_fixed(swapped_key, PARTITION_KEY_BASE62_CHARS) + _base62_fixed(swapped_uuid, UUID_BASE62_CHARS)
         )
 
     @classmethod
@@ -166,8 +164,7 @@ def parse_awakeable_id(text: str) -> tuple[InvocationId, int]:
     raw = _decode_base64url(text[len(prefix) :], text)
     if len(raw) != AWAKEABLE_ID_BYTES:
         raise ValueError(
-            f"awakeable id {text!r} holds {len(raw)} bytes; expected {AWAKEABLE_ID_BYTES}"
-            " (24-byte invocation id then a 4-byte index)"
+            f"awakeable id {text!r} holds {len(raw)} bytes; expected {AWAKEABLE_ID_BYTES} (24-byte invocation id then a 4-byte index)"
         )
     invocation_id = InvocationId.from_bytes(raw[:INVOCATION_ID_BYTES])
     return invocation_id, int.from_bytes(raw[INVOCATION_ID_BYTES:], "big")

@@ -198,11 +198,8 @@ def _describe_one(detail: Any) -> str:
 def _check_versions(manifest: EndpointManifest) -> None:
     low, high = manifest.min_protocol_version, manifest.max_protocol_version
     if low > high:
-        raise ManifestError(
-            f"minProtocolVersion {low} is greater than maxProtocolVersion {high}"
-        )
+        raise ManifestError(f"minProtocolVersion {low} is greater than maxProtocolVersion {high}")
     if high < MIN_SERVICE_PROTOCOL_VERSION or low > MAX_SERVICE_PROTOCOL_VERSION:
         raise ManifestError(
-            f"protocol versions {low}..{high} do not overlap the supported"
-            f" {MIN_SERVICE_PROTOCOL_VERSION}..{MAX_SERVICE_PROTOCOL_VERSION}"
+            f"protocol versions {low}..{high} do not overlap the supported {MIN_SERVICE_PROTOCOL_VERSION}..{MAX_SERVICE_PROTOCOL_VERSION}"
         )

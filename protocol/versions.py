@@ -13,9 +13,7 @@ from protocol.errors import VersionError
 
 MIN_SERVICE_PROTOCOL_VERSION: Final = 5
 MAX_SERVICE_PROTOCOL_VERSION: Final = 7
-SUPPORTED_SERVICE_PROTOCOL_VERSIONS: Final = range(
-    MIN_SERVICE_PROTOCOL_VERSION, MAX_SERVICE_PROTOCOL_VERSION + 1
-)
+SUPPORTED_SERVICE_PROTOCOL_VERSIONS: Final = range(MIN_SERVICE_PROTOCOL_VERSION, MAX_SERVICE_PROTOCOL_VERSION + 1)
 
 MIN_MANIFEST_VERSION: Final = 1
 MAX_MANIFEST_VERSION: Final = 4
@@ -38,10 +36,7 @@ def parse_invocation_content_type(content_type: str) -> int:
     media_type = content_type.split(";", 1)[0].strip().lower()
     match = _INVOCATION_RE.fullmatch(media_type)
     if match is None:
-        raise VersionError(
-            f"content type {content_type!r} is not a service protocol type;"
-            f" expected '{_INVOCATION_PREFIX}N'"
-        )
+        raise VersionError(f"content type {content_type!r} is not a service protocol type; expected '{_INVOCATION_PREFIX}N'")
     return int(match.group(1))
 
 
@@ -58,8 +53,7 @@ def negotiate(
     """
     if deployment_min > deployment_max:
         raise VersionError(
-            f"deployment protocol range {deployment_min}..{deployment_max} is empty;"
-            " expected minProtocolVersion <= maxProtocolVersion"
+            f"deployment protocol range {deployment_min}..{deployment_max} is empty; expected minProtocolVersion <= maxProtocolVersion"
         )
     runtime_top = min(runtime_max, MAX_SERVICE_PROTOCOL_VERSION)
     chosen = min(deployment_max, runtime_top)
@@ -74,16 +68,11 @@ def negotiate(
 def manifest_content_type(version: int) -> str:
     """The content type of a discovery manifest of `version` (1..4)."""
     if not MIN_MANIFEST_VERSION <= version <= MAX_MANIFEST_VERSION:
-        raise VersionError(
-            f"manifest version {version} is unknown;"
-            f" expected {MIN_MANIFEST_VERSION}..{MAX_MANIFEST_VERSION}"
-        )
+        raise VersionError(f"manifest version {version} is unknown; expected {MIN_MANIFEST_VERSION}..{MAX_MANIFEST_VERSION}")
     return f"application/vnd.restate.endpointmanifest.v{version}+json"
 
 
-MANIFEST_CONTENT_TYPES: Final = tuple(
-    manifest_content_type(v) for v in range(MIN_MANIFEST_VERSION, MAX_MANIFEST_VERSION + 1)
-)
+MANIFEST_CONTENT_TYPES: Final = tuple(manifest_content_type(v) for v in range(MIN_MANIFEST_VERSION, MAX_MANIFEST_VERSION + 1))
 
 DISCOVERY_ACCEPT: Final = ", ".join(MANIFEST_CONTENT_TYPES)
 """The `accept` header of a discovery request: every manifest version duro reads."""
@@ -98,13 +87,11 @@ def parse_manifest_content_type(content_type: str) -> int:
     match = _MANIFEST_RE.fullmatch(media_type)
     if match is None:
         raise VersionError(
-            f"content type {content_type!r} is not a manifest type;"
-            " expected 'application/vnd.restate.endpointmanifest.vN+json'"
+            f"content type {content_type!r} is not a manifest type; expected 'application/vnd.restate.endpointmanifest.vN+json'"
         )
     version = int(match.group(1))
     if not MIN_MANIFEST_VERSION <= version <= MAX_MANIFEST_VERSION:
         raise VersionError(
-            f"manifest version {version} in {content_type!r} is unknown;"
-            f" expected {MIN_MANIFEST_VERSION}..{MAX_MANIFEST_VERSION}"
+            f"manifest version {version} in {content_type!r} is unknown; expected {MIN_MANIFEST_VERSION}..{MAX_MANIFEST_VERSION}"
         )
     return version

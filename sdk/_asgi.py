@@ -11,7 +11,8 @@ the response ends only after the runtime closed the request body.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Iterable, Literal, Mapping, MutableMapping, Optional, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, Literal
 
 from protocol import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -56,7 +57,7 @@ class AsgiTransport:
         self._send = send
         self._ended = False
 
-    async def receive(self) -> Optional[bytes]:
+    async def receive(self) -> bytes | None:
         """The next non-empty body chunk, None once the body ended; DisconnectedError on disconnect."""
         while not self._ended:
             message = await self._receive()
@@ -80,8 +81,8 @@ class SdkApp:
     def __init__(
         self,
         services: Iterable[AnyService],
-        protocol: Optional[Literal["bidi", "request_response"]] = None,
-        identity_keys: Optional[Sequence[str]] = None,
+        protocol: Literal["bidi", "request_response"] | None = None,
+        identity_keys: Sequence[str] | None = None,
         *,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         input_close_timeout_ms: int = DEFAULT_INPUT_CLOSE_TIMEOUT_MS,
@@ -178,15 +179,15 @@ class SdkApp:
         else:
             await attempt.flush()
 
-    def _handler(self, service_name: str, handler_name: str) -> Optional[Handler]:
+    def _handler(self, service_name: str, handler_name: str) -> Handler | None:
         service = self.services.get(service_name)
         return None if service is None else service.handlers.get(handler_name)
 
 
 def app(
     services: Iterable[AnyService],
-    protocol: Optional[Literal["bidi", "request_response"]] = None,
-    identity_keys: Optional[list[str]] = None,
+    protocol: Literal["bidi", "request_response"] | None = None,
+    identity_keys: list[str] | None = None,
     journal_value_codec: None = None,
 ) -> SdkApp:
     """The ASGI app serving `services` (serve it with hypercorn, over h2c or HTTP/1.1).
@@ -199,14 +200,14 @@ def app(
     return SdkApp(services, protocol=protocol, identity_keys=identity_keys)
 
 
-def _invoke_target(path: str) -> Optional[tuple[str, str]]:
+def _invoke_target(path: str) -> tuple[str, str] | None:
     parts = path.rsplit("/", 3)
     if len(parts) == 4 and parts[1] == "invoke" and parts[2] and parts[3]:
         return parts[2], parts[3]
     return None
 
 
-def _protocol_version(content_type: Optional[str]) -> int:
+def _protocol_version(content_type: str | None) -> int:
     """The service protocol version named by the request; raises VersionError (a 415) otherwise."""
     supported = f"{invocation_content_type(MIN_SERVICE_PROTOCOL_VERSION)}..v{MAX_SERVICE_PROTOCOL_VERSION}"
     if content_type is None:
@@ -244,4 +245,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 from sdk._errors import (
     CANCELLED_STATUS_CODE,
@@ -40,7 +41,7 @@ RunAction = Callable[[], Awaitable[RunOutcome]]
 class Transport(Protocol):
     """The request and response bodies of one invocation attempt."""
 
-    async def receive(self) -> Optional[bytes]:
+    async def receive(self) -> bytes | None:
         """The next request body chunk, or None once the body ended; raises DisconnectedError."""
 
     async def send(self, data: bytes) -> None:
@@ -58,7 +59,7 @@ class Attempt:
         self._send_lock = asyncio.Lock()
         self._run_actions: dict[int, RunAction] = {}
         self._run_tasks: set[asyncio.Task[None]] = set()
-        self._reader: Optional[asyncio.Task[None]] = None
+        self._reader: asyncio.Task[None] | None = None
         self._input_ended = asyncio.Event()
         self._disconnected = False
         self.finished = asyncio.Event()
@@ -92,7 +93,7 @@ class Attempt:
             self._complete(_failure_of(error))
         except SdkInternalBaseException:
             pass
-        except Exception as error:  # noqa: BLE001 - any handler error fails the attempt retryably
+        except Exception as error:
             self._on_handler_error(error)
         finally:
             await self.flush()
@@ -105,7 +106,7 @@ class Attempt:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._input_ended.wait()), input_close_timeout_ms / 1000)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning("the runtime did not close the request body within %d ms", input_close_timeout_ms)
             self._reader.cancel()
         await asyncio.gather(*self._run_tasks, return_exceptions=True)
@@ -207,7 +208,7 @@ class Attempt:
         finally:
             self._pulse()
 
-    async def _receive(self) -> Optional[bytes]:
+    async def _receive(self) -> bytes | None:
         try:
             chunk = await self._transport.receive()
         except DisconnectedError:
@@ -237,8 +238,8 @@ def _failure_of(error: TerminalError) -> Failure:
     return Failure(code=error.status_code, message=error.message, metadata=metadata)
 
 
-def _terminal_cause(error: BaseException) -> Optional[TerminalError]:
-    cause: Optional[BaseException] = error
+def _terminal_cause(error: BaseException) -> TerminalError | None:
+    cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, TerminalError):
             return cause
@@ -247,7 +248,7 @@ def _terminal_cause(error: BaseException) -> Optional[TerminalError]:
 
 
 def _internal_cause(error: BaseException) -> bool:
-    cause: Optional[BaseException] = error
+    cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, SdkInternalBaseException):
             return True

@@ -7,7 +7,8 @@ them completes.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from sdk._attempt import Attempt
 from sdk._futures import RestateDurableFuture

@@ -17,10 +17,11 @@ import inspect
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from random import Random
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from sdk._attempt import Attempt
 from sdk._errors import SdkInternalBaseException, TerminalError
@@ -33,8 +34,8 @@ from sdk._futures import (
     decode_with,
 )
 from sdk._handler import Handler, handler_of
-from sdk._outcomes import InvocationInput, RunFailedRetryably, RunFailedTerminally, RunOutcome, RunSucceeded
 from sdk._options import RunOptions
+from sdk._outcomes import InvocationInput, RunFailedRetryably, RunFailedTerminally, RunOutcome, RunSucceeded
 from sdk._results import Failure, Value
 from sdk._retry import RunRetryPolicy
 from sdk._serde import BytesSerde, DefaultSerde, Serde, serde_for_hint
@@ -73,11 +74,11 @@ class Request:
     """The raw input bytes."""
     attempt_finished_event: AttemptFinishedEvent
     """Set when this attempt ends."""
-    scope: Optional[str] = None
+    scope: str | None = None
     """The scope of the invocation (V7), if any."""
-    limit_key: Optional[str] = None
+    limit_key: str | None = None
     """The limit key of the invocation (V7), if any."""
-    idempotency_key: Optional[str] = None
+    idempotency_key: str | None = None
     """The idempotency key of the invocation (V7), if any."""
 
 
@@ -127,19 +128,17 @@ class Context:
         name: str,
         action: Callable[..., Any],
         serde: Serde[T] = DefaultSerde(),
-        max_attempts: Optional[int] = None,
-        max_retry_duration: Optional[timedelta] = None,
-        type_hint: Optional[Any] = None,
-        args: Optional[tuple[Any, ...]] = None,
+        max_attempts: int | None = None,
+        max_retry_duration: timedelta | None = None,
+        type_hint: Any | None = None,
+        args: tuple[Any, ...] | None = None,
     ) -> RestateDurableFuture[T]:
         """Runs `action(*args)` once and journals its result (deprecated in favour of `run_typed`).
 
         An ordinary exception retries the action (by retrying the attempt); after
         `max_attempts` attempts or `max_retry_duration` it becomes a TerminalError.
         """
-        options = RunOptions(
-            serde=serde, type_hint=type_hint, max_attempts=max_attempts, max_duration=max_retry_duration
-        )
+        options = RunOptions(serde=serde, type_hint=type_hint, max_attempts=max_attempts, max_duration=max_retry_duration)
         bound = functools.partial(action, *args) if args is not None else action
         return self._run(name, bound, action, options)
 
@@ -160,9 +159,7 @@ class Context:
             )
         return self._run(name, functools.partial(action, *args, **kwargs), action, options)
 
-    def _run(
-        self, name: str, bound: Callable[[], Any], action: Callable[..., Any], options: RunOptions[T]
-    ) -> RestateDurableFuture[T]:
+    def _run(self, name: str, bound: Callable[[], Any], action: Callable[..., Any], options: RunOptions[T]) -> RestateDurableFuture[T]:
         hint = options.type_hint if options.type_hint is not None else _return_annotation(action)
         serde = serde_for_hint(options.serde, hint)
         run = self._machine.sys_run(name)
@@ -173,7 +170,7 @@ class Context:
 
     # ---------------------------------------------------------------- sleep
 
-    def sleep(self, delta: timedelta, name: Optional[str] = None) -> RestateDurableSleepFuture:
+    def sleep(self, delta: timedelta, name: str | None = None) -> RestateDurableSleepFuture:
         """A durable timer firing after `delta`; the invocation may suspend meanwhile."""
         wake_up_time_ms = _now_ms() + int(delta.total_seconds() * 1000)
         handle = self._machine.sys_sleep(wake_up_time_ms, name or "")
@@ -185,8 +182,8 @@ class Context:
         self,
         tpe: Callable[..., Any],
         arg: Any,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Calls a handler of a service and returns a future of its result."""
         return self._typed_call(handler_of(tpe), arg, None, idempotency_key, headers)
@@ -196,8 +193,8 @@ class Context:
         tpe: Callable[..., Any],
         key: str,
         arg: Any,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Calls a handler of the virtual object `key`."""
         return self._typed_call(handler_of(tpe), arg, key, idempotency_key, headers)
@@ -207,8 +204,8 @@ class Context:
         tpe: Callable[..., Any],
         key: str,
         arg: Any,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> RestateDurableCallFuture[Any]:
         """Calls a handler of the workflow `key`."""
         return self._typed_call(handler_of(tpe), arg, key, idempotency_key, headers)
@@ -217,9 +214,9 @@ class Context:
         self,
         tpe: Callable[..., Any],
         arg: Any,
-        send_delay: Optional[timedelta] = None,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Sends a one-way call to a service handler, optionally after `send_delay`."""
         return self._typed_send(handler_of(tpe), arg, None, send_delay, idempotency_key, headers)
@@ -229,9 +226,9 @@ class Context:
         tpe: Callable[..., Any],
         key: str,
         arg: Any,
-        send_delay: Optional[timedelta] = None,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Sends a one-way call to a handler of the virtual object `key`."""
         return self._typed_send(handler_of(tpe), arg, key, send_delay, idempotency_key, headers)
@@ -241,9 +238,9 @@ class Context:
         tpe: Callable[..., Any],
         key: str,
         arg: Any,
-        send_delay: Optional[timedelta] = None,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> SendHandle:
         """Sends a one-way call to a handler of the workflow `key`."""
         return self._typed_send(handler_of(tpe), arg, key, send_delay, idempotency_key, headers)
@@ -253,11 +250,11 @@ class Context:
         service: str,
         handler: str,
         arg: bytes,
-        key: Optional[str] = None,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
-        scope: Optional[str] = None,
-        limit_key: Optional[str] = None,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> RestateDurableCallFuture[bytes]:
         """Calls `service/handler` with raw bytes; the future yields raw bytes."""
         _check_idempotency_key(idempotency_key)
@@ -271,21 +268,19 @@ class Context:
             scope=scope,
             limit_key=limit_key,
         )
-        return RestateDurableCallFuture(
-            self._attempt, handles.result_handle, decode_with(BytesSerde()), handles.invocation_id_handle
-        )
+        return RestateDurableCallFuture(self._attempt, handles.result_handle, decode_with(BytesSerde()), handles.invocation_id_handle)
 
     def generic_send(
         self,
         service: str,
         handler: str,
         arg: bytes,
-        key: Optional[str] = None,
-        send_delay: Optional[timedelta] = None,
-        idempotency_key: Optional[str] = None,
-        headers: Optional[dict[str, str]] = None,
-        scope: Optional[str] = None,
-        limit_key: Optional[str] = None,
+        key: str | None = None,
+        send_delay: timedelta | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+        scope: str | None = None,
+        limit_key: str | None = None,
     ) -> SendHandle:
         """Sends a one-way call with raw bytes to `service/handler`."""
         _check_idempotency_key(idempotency_key)
@@ -306,9 +301,9 @@ class Context:
         self,
         target: Handler,
         arg: Any,
-        key: Optional[str],
-        idempotency_key: Optional[str],
-        headers: Optional[dict[str, str]],
+        key: str | None,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
     ) -> RestateDurableCallFuture[Any]:
         _check_idempotency_key(idempotency_key)
         handles = self._machine.sys_call(
@@ -327,10 +322,10 @@ class Context:
         self,
         target: Handler,
         arg: Any,
-        key: Optional[str],
-        send_delay: Optional[timedelta],
-        idempotency_key: Optional[str],
-        headers: Optional[dict[str, str]],
+        key: str | None,
+        send_delay: timedelta | None,
+        idempotency_key: str | None,
+        headers: dict[str, str] | None,
     ) -> SendHandle:
         _check_idempotency_key(idempotency_key)
         handle = self._machine.sys_send(
@@ -346,9 +341,7 @@ class Context:
 
     # ---------------------------------------------------- awakeables, signals
 
-    def awakeable(
-        self, serde: Serde[T] = DefaultSerde(), type_hint: Optional[Any] = None
-    ) -> tuple[str, RestateDurableFuture[T]]:
+    def awakeable(self, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> tuple[str, RestateDurableFuture[T]]:
         """A new awakeable: its id (give it to another system) and the future of its value."""
         awakeable_id, handle = self._machine.sys_awakeable()
         return awakeable_id, RestateDurableFuture(self._attempt, handle, decode_with(serde_for_hint(serde, type_hint)))
@@ -362,7 +355,7 @@ class Context:
         """Fails the awakeable `name`; its awaiter gets a TerminalError."""
         self._machine.sys_complete_awakeable(name, Failure(code=failure_code, message=failure_message))
 
-    def signal(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Optional[Any] = None) -> RestateDurableFuture[T]:
+    def signal(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> RestateDurableFuture[T]:
         """The future of this invocation's named signal `name`."""
         handle = self._machine.sys_signal(name)
         return RestateDurableFuture(self._attempt, handle, decode_with(serde_for_hint(serde, type_hint)))
@@ -385,7 +378,7 @@ class Context:
         self._machine.sys_cancel_invocation(invocation_id)
 
     def attach_invocation(
-        self, invocation_id: str, serde: Serde[T] = DefaultSerde(), type_hint: Optional[Any] = None
+        self, invocation_id: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None
     ) -> RestateDurableFuture[T]:
         """The future of the result of the invocation `invocation_id`."""
         if not invocation_id:
@@ -405,14 +398,14 @@ class ObjectSharedContext(Context):
         self,
         name: str,
         serde: Serde[T] = DefaultSerde(),
-        type_hint: Optional[Any] = None,
-        entry_name: Optional[str] = None,
-    ) -> RestateDurableFuture[Optional[T]]:
+        type_hint: Any | None = None,
+        entry_name: str | None = None,
+    ) -> RestateDurableFuture[T | None]:
         """The value of state `name`, or None if unset."""
         handle = self._machine.sys_get_state(name, entry_name or "")
         return RestateDurableFuture(self._attempt, handle, decode_with(serde_for_hint(serde, type_hint)))
 
-    def state_keys(self, entry_name: Optional[str] = None) -> RestateDurableFuture[list[str]]:
+    def state_keys(self, entry_name: str | None = None) -> RestateDurableFuture[list[str]]:
         """The names of all set state entries."""
         handle = self._machine.sys_get_state_keys(entry_name or "")
         return RestateDurableFuture(self._attempt, handle, decode_with(None))
@@ -421,16 +414,16 @@ class ObjectSharedContext(Context):
 class ObjectContext(ObjectSharedContext):
     """The context of an exclusive handler of a virtual object: reads and writes state."""
 
-    def set(self, name: str, value: T, serde: Serde[T] = DefaultSerde(), entry_name: Optional[str] = None) -> None:
+    def set(self, name: str, value: T, serde: Serde[T] = DefaultSerde(), entry_name: str | None = None) -> None:
         """Sets state `name` to `value`."""
         content = serde_for_hint(serde, type(value)).serialize(value)
         self._machine.sys_set_state(name, content, entry_name or "")
 
-    def clear(self, name: str, entry_name: Optional[str] = None) -> None:
+    def clear(self, name: str, entry_name: str | None = None) -> None:
         """Removes state `name`."""
         self._machine.sys_clear_state(name, entry_name or "")
 
-    def clear_all(self, entry_name: Optional[str] = None) -> None:
+    def clear_all(self, entry_name: str | None = None) -> None:
         """Removes all state of this object."""
         self._machine.sys_clear_all_state(entry_name or "")
 
@@ -438,7 +431,7 @@ class ObjectContext(ObjectSharedContext):
 class WorkflowSharedContext(ObjectSharedContext):
     """The context of a shared workflow handler: reads state, completes promises."""
 
-    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Optional[Any] = None) -> DurablePromise[T]:
+    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> DurablePromise[T]:
         """The workflow's durable promise `name`."""
         return DurablePromise(self._attempt, name, serde_for_hint(serde, type_hint))
 
@@ -446,7 +439,7 @@ class WorkflowSharedContext(ObjectSharedContext):
 class WorkflowContext(ObjectContext):
     """The context of a workflow's run handler: state and durable promises."""
 
-    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Optional[Any] = None) -> DurablePromise[T]:
+    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> DurablePromise[T]:
         """The workflow's durable promise `name`."""
         return DurablePromise(self._attempt, name, serde_for_hint(serde, type_hint))
 
@@ -460,7 +453,7 @@ def context_class_for(handler: Handler) -> type[Context]:
     return WorkflowSharedContext if handler.kind == "shared" else WorkflowContext
 
 
-async def _execute_action(action: Callable[[], Any], serde: Serde[Any], policy: Optional[RunRetryPolicy]) -> RunOutcome:
+async def _execute_action(action: Callable[[], Any], serde: Serde[Any], policy: RunRetryPolicy | None) -> RunOutcome:
     """Runs a run's action (coroutine functions on the loop, others in a thread) and classifies the outcome."""
     started = time.monotonic()
     try:
@@ -471,7 +464,7 @@ async def _execute_action(action: Callable[[], Any], serde: Serde[Any], policy: 
         return RunFailedTerminally(Failure(code=error.status_code, message=error.message, metadata=metadata))
     except (asyncio.CancelledError, SdkInternalBaseException):
         raise
-    except Exception as error:  # noqa: BLE001 - any action error is retryable
+    except Exception as error:
         duration_ms = int((time.monotonic() - started) * 1000)
         stacktrace = "".join(traceback.format_exception(error))
         return RunFailedRetryably(repr(error), stacktrace, duration_ms, policy)
@@ -504,17 +497,16 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _invoke_time_ms(send_delay: Optional[timedelta]) -> int:
+def _invoke_time_ms(send_delay: timedelta | None) -> int:
     if not send_delay:
         return 0
     return _now_ms() + int(send_delay.total_seconds() * 1000)
 
 
-def _header_pairs(headers: Optional[dict[str, str]]) -> tuple[tuple[str, str], ...]:
+def _header_pairs(headers: dict[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple((headers or {}).items())
 
 
-def _check_idempotency_key(idempotency_key: Optional[str]) -> None:
+def _check_idempotency_key(idempotency_key: str | None) -> None:
     if idempotency_key is not None and not idempotency_key:
         raise ValueError("idempotency_key must be non-empty when given; pass None for no idempotency key")
-

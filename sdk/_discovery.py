@@ -8,8 +8,9 @@ silent omission.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from protocol import MAX_SERVICE_PROTOCOL_VERSION, MIN_SERVICE_PROTOCOL_VERSION, manifest_content_type
 from protocol.manifest import (
@@ -53,7 +54,7 @@ class ManifestVersionError(ValueError):
     """A service uses a manifest field that the negotiated manifest version does not have."""
 
 
-def negotiate_manifest_version(accept: Optional[str]) -> Optional[int]:
+def negotiate_manifest_version(accept: str | None) -> int | None:
     """The manifest version to answer for an `accept` header; None if none is acceptable.
 
     No header means v2 (what the official SDKs assume); `*/*` means the newest.
@@ -139,7 +140,7 @@ def _output(handler: Handler) -> OutputPayload:
     )
 
 
-def _retry_fields(policy: Optional[InvocationRetryPolicy]) -> dict[str, Any]:
+def _retry_fields(policy: InvocationRetryPolicy | None) -> dict[str, Any]:
     if policy is None:
         return {}
     on_max = policy.on_max_attempts
@@ -163,10 +164,9 @@ def _check_fields_allowed(manifest: EndpointManifest, version: int) -> None:
             for field_name in forbidden:
                 if getattr(owner, field_name, None) is not None:
                     raise ManifestVersionError(
-                        f"{owner.name} sets {field_name}, which manifest v{version} lacks;"
-                        " the runtime must accept a newer manifest version"
+                        f"{owner.name} sets {field_name}, which manifest v{version} lacks; the runtime must accept a newer manifest version"
                     )
 
 
-def _ms(duration: Optional[timedelta]) -> Optional[int]:
+def _ms(duration: timedelta | None) -> int | None:
     return None if duration is None else int(duration.total_seconds() * 1000)

@@ -7,8 +7,6 @@ The internal exceptions derive from `BaseException` so that a handler's
 
 from __future__ import annotations
 
-from typing import Optional
-
 CANCELLED_STATUS_CODE = 409
 JOURNAL_MISMATCH_CODE = 570
 PROTOCOL_VIOLATION_CODE = 571
@@ -23,7 +21,7 @@ class TerminalError(Exception):
         self,
         message: str,
         status_code: int = INTERNAL_CODE,
-        metadata: Optional[dict[str, str]] = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message

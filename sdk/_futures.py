@@ -9,7 +9,8 @@ error). A failure notification raises `TerminalError`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Generic, Optional, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sdk._errors import TerminalError
 from sdk._results import AwaitHandle, Failure, InvocationIdResult, Result, StateKeys, Value, Void
@@ -22,7 +23,7 @@ T = TypeVar("T")
 Decoder = Callable[[Result], Any]
 
 
-def decode_with(serde: Optional[Serde[Any]]) -> Decoder:
+def decode_with(serde: Serde[Any] | None) -> Decoder:
     """A decoder of notification results that deserializes values with `serde`."""
 
     def decode(result: Result) -> Any:
@@ -48,7 +49,7 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
         self._attempt = attempt
         self.handle = handle
         self._decode = decode
-        self._task: Optional[asyncio.Future[T]] = None
+        self._task: asyncio.Future[T] | None = None
 
     @property
     def attempt(self) -> Attempt:
@@ -124,7 +125,7 @@ class DurablePromise(Generic[T]):
         handle = self._attempt.machine.sys_get_promise(self.name)
         return RestateDurableFuture(self._attempt, handle, decode_with(self.serde))
 
-    def peek(self) -> RestateDurableFuture[Optional[T]]:
+    def peek(self) -> RestateDurableFuture[T | None]:
         """The value if already resolved, else None (fails if rejected)."""
         handle = self._attempt.machine.sys_peek_promise(self.name)
         return RestateDurableFuture(self._attempt, handle, decode_with(self.serde))

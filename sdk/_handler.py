@@ -8,9 +8,11 @@ can pass the function itself to `ctx.service_call(...)` and friends.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, AsyncContextManager, Awaitable, Callable, Literal, Optional
+from typing import Any, Literal
 
 from sdk._errors import TerminalError
 from sdk._options import InvocationRetryPolicy
@@ -18,7 +20,7 @@ from sdk._serde import Serde, json_schema_of, serde_for_hint, unwrap_optional
 
 HandlerKind = Literal["exclusive", "shared", "workflow"]
 ServiceKind = Literal["service", "object", "workflow"]
-ContextManagerFactory = Callable[[], AsyncContextManager[None]]
+ContextManagerFactory = Callable[[], AbstractAsyncContextManager[None]]
 
 _HANDLER_ATTRIBUTE = "__duro_handler__"
 BAD_REQUEST_CODE = 400
@@ -49,25 +51,25 @@ class TypeInfo:
 class HandlerOptions:
     """Per-handler options that end up in the discovery manifest."""
 
-    description: Optional[str] = None
+    description: str | None = None
     """Documentation shown by the runtime's admin API and UI."""
-    metadata: Optional[dict[str, str]] = None
+    metadata: dict[str, str] | None = None
     """Free-form key/values for the admin API."""
-    inactivity_timeout: Optional[timedelta] = None
+    inactivity_timeout: timedelta | None = None
     """Idle time after which the runtime asks the invocation to suspend (manifest v3)."""
-    abort_timeout: Optional[timedelta] = None
+    abort_timeout: timedelta | None = None
     """Time after the inactivity timeout before the runtime aborts the attempt (manifest v3)."""
-    journal_retention: Optional[timedelta] = None
+    journal_retention: timedelta | None = None
     """How long the journal of a finished invocation is kept (manifest v3)."""
-    idempotency_retention: Optional[timedelta] = None
+    idempotency_retention: timedelta | None = None
     """How long idempotent results are kept (manifest v3)."""
-    workflow_retention: Optional[timedelta] = None
+    workflow_retention: timedelta | None = None
     """How long a finished workflow's result and promises are kept (manifest v3)."""
-    enable_lazy_state: Optional[bool] = None
+    enable_lazy_state: bool | None = None
     """True: state is fetched key by key instead of sent with Start (manifest v3)."""
-    ingress_private: Optional[bool] = None
+    ingress_private: bool | None = None
     """True: callable only from other services, not through the ingress (manifest v3)."""
-    invocation_retry_policy: Optional[InvocationRetryPolicy] = None
+    invocation_retry_policy: InvocationRetryPolicy | None = None
     """How the runtime retries failed invocations (manifest v4)."""
 
 
@@ -78,7 +80,7 @@ class Handler:
     service_name: str
     service_kind: ServiceKind
     name: str
-    kind: Optional[HandlerKind]
+    kind: HandlerKind | None
     fn: Callable[..., Awaitable[Any]]
     arity: int
     accept: str
@@ -94,10 +96,8 @@ class Handler:
         """The handler's argument; a body that does not parse is a TerminalError 400."""
         try:
             return self.input_serde.deserialize(body)
-        except Exception as error:  # noqa: BLE001 - any codec error means bad input
-            raise TerminalError(
-                f"cannot parse the input of {self.service_name}/{self.name}: {error}", BAD_REQUEST_CODE
-            ) from error
+        except Exception as error:
+            raise TerminalError(f"cannot parse the input of {self.service_name}/{self.name}: {error}", BAD_REQUEST_CODE) from error
 
     async def call(self, ctx: Any, body: bytes) -> bytes:
         """Runs the handler function on `body` and serializes its result."""
@@ -113,8 +113,8 @@ def make_handler(
     *,
     service_name: str,
     service_kind: ServiceKind,
-    name: Optional[str],
-    kind: Optional[HandlerKind],
+    name: str | None,
+    kind: HandlerKind | None,
     accept: str,
     content_type: str,
     input_serde: Serde[Any],
@@ -128,10 +128,7 @@ def make_handler(
     signature = inspect.signature(fn, eval_str=True)
     parameters = list(signature.parameters.values())
     if not 1 <= len(parameters) <= 2:
-        raise ValueError(
-            f"handler {fn.__name__} of {service_name} takes {len(parameters)} parameters;"
-            " expected (ctx) or (ctx, input)"
-        )
+        raise ValueError(f"handler {fn.__name__} of {service_name} takes {len(parameters)} parameters; expected (ctx) or (ctx, input)")
     input_type = _input_type(parameters)
     output_type = _output_type(signature)
     return Handler(

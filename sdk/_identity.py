@@ -12,7 +12,8 @@ import base64
 import binascii
 import json
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 KEY_PREFIX = "publickeyv1_"
 SCHEME_HEADER = "x-restate-signature-scheme"

@@ -60,9 +60,7 @@ def _oneof_result(message_type: int, message: Message) -> Result:
         return Value(bytes(message.value.content))  # type: ignore[attr-defined]
     if which == "failure":
         return failure_from_pb(message.failure)  # type: ignore[attr-defined]
-    raise ProtocolError(
-        f"notification of type {message_type:#06x} carries no result; expected void, value or failure"
-    )
+    raise ProtocolError(f"notification of type {message_type:#06x} carries no result; expected void, value or failure")
 
 
 def failure_from_pb(failure: pb.Failure) -> Failure:

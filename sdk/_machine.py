@@ -18,8 +18,8 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from google.protobuf.message import Message
 
@@ -214,8 +214,7 @@ class Machine:
         else:
             raise self._fail(
                 PROTOCOL_VIOLATION_CODE,
-                f"unexpected message type {frame.type:#06x} from the runtime;"
-                " expected Start, a journal entry or a notification",
+                f"unexpected message type {frame.type:#06x} from the runtime; expected Start, a journal entry or a notification",
             )
 
     def _on_start(self, start: pb.StartMessage) -> None:
@@ -279,11 +278,7 @@ class Machine:
             random_seed=self._random_seed(start),
             scope=start.scope if self.protocol_version >= V7 and start.HasField("scope") else None,
             limit_key=start.limit_key if self.protocol_version >= V7 and start.HasField("limit_key") else None,
-            idempotency_key=(
-                start.idempotency_key
-                if self.protocol_version >= V7 and start.HasField("idempotency_key")
-                else None
-            ),
+            idempotency_key=(start.idempotency_key if self.protocol_version >= V7 and start.HasField("idempotency_key") else None),
         )
 
     def sys_get_state(self, key: str, name: str = "") -> int:
@@ -335,9 +330,7 @@ class Machine:
 
     def sys_sleep(self, wake_up_time_ms: int, name: str = "") -> int:
         """Journals Sleep until `wake_up_time_ms` (ms since the UNIX epoch); returns its handle."""
-        return self._completable(
-            lambda cid: pb.SleepCommandMessage(wake_up_time=wake_up_time_ms, result_completion_id=cid, name=name)
-        )
+        return self._completable(lambda cid: pb.SleepCommandMessage(wake_up_time=wake_up_time_ms, result_completion_id=cid, name=name))
 
     def sys_call(
         self,
@@ -478,9 +471,7 @@ class Machine:
     def sys_get_invocation_output(self, invocation_id: str, name: str = "") -> int:
         """Journals GetInvocationOutput; completes at once (void if the target is not done)."""
         return self._completable(
-            lambda cid: pb.GetInvocationOutputCommandMessage(
-                invocation_id=invocation_id, result_completion_id=cid, name=name
-            )
+            lambda cid: pb.GetInvocationOutputCommandMessage(invocation_id=invocation_id, result_completion_id=cid, name=name)
         )
 
     def sys_run(self, name: str = "") -> RunHandle:
@@ -664,9 +655,7 @@ class Machine:
             if not command_matches(recorded, command):
                 raise self._journal_mismatch(describe(recorded), describe(command))
             return recorded
-        raise self._fail(
-            PROTOCOL_VIOLATION_CODE, f"cannot journal {type(command).__name__} while {self.phase.value}"
-        )
+        raise self._fail(PROTOCOL_VIOLATION_CODE, f"cannot journal {type(command).__name__} while {self.phase.value}")
 
     def _pop_recorded(self, issued: Message) -> Message:
         self._command_index += 1

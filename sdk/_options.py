@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, Literal, Optional, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from sdk._retry import RunRetryPolicy, policy_from_options
 from sdk._serde import DefaultSerde, Serde
@@ -18,19 +18,19 @@ class RunOptions(Generic[T]):
 
     serde: Serde[T] = field(default_factory=DefaultSerde)
     """Serializes the action's result; by default chosen from `type_hint`."""
-    type_hint: Optional[Any] = None
+    type_hint: Any | None = None
     """The result type; by default the action's return annotation."""
-    max_attempts: Optional[int] = None
+    max_attempts: int | None = None
     """Attempts (the first included) before the failure becomes a TerminalError."""
-    max_duration: Optional[timedelta] = None
+    max_duration: timedelta | None = None
     """Time spent retrying before the failure becomes a TerminalError."""
-    initial_retry_interval: Optional[timedelta] = None
+    initial_retry_interval: timedelta | None = None
     """First retry delay; 50 ms when any retry option is set, else the runtime's policy applies."""
-    max_retry_interval: Optional[timedelta] = None
+    max_retry_interval: timedelta | None = None
     """Upper bound of a retry delay; 10 s by default."""
-    retry_interval_factor: Optional[float] = None
+    retry_interval_factor: float | None = None
     """Growth factor of the retry delay; 2 by default."""
-    max_retry_duration: Optional[timedelta] = None
+    max_retry_duration: timedelta | None = None
     """Deprecated alias of `max_duration`."""
 
     def retry_policy(self) -> RunRetryPolicy | None:
@@ -49,17 +49,17 @@ class RunOptions(Generic[T]):
 class InvocationRetryPolicy:
     """How the runtime retries failed invocations of a service or handler (manifest v4)."""
 
-    initial_interval: Optional[timedelta] = None
+    initial_interval: timedelta | None = None
     """Delay before the first retry."""
-    exponentiation_factor: Optional[float] = None
+    exponentiation_factor: float | None = None
     """Growth factor of the delay."""
-    max_interval: Optional[timedelta] = None
+    max_interval: timedelta | None = None
     """Upper bound of a delay."""
-    max_attempts: Optional[int] = None
+    max_attempts: int | None = None
     """Attempts, the first included, before `on_max_attempts` applies."""
-    on_max_attempts: Optional[Literal["pause", "kill"]] = None
+    on_max_attempts: Literal["pause", "kill"] | None = None
     """What the runtime does when attempts run out."""
 
 
-def _millis(duration: Optional[timedelta]) -> int | None:
+def _millis(duration: timedelta | None) -> int | None:
     return None if duration is None else int(duration.total_seconds() * 1000)

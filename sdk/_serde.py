@@ -13,7 +13,7 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, Generic, Optional, TypeVar, Union
+from typing import Any, Generic, TypeVar, Union
 
 import pydantic
 
@@ -24,33 +24,33 @@ class Serde(Generic[T], abc.ABC):
     """Serializes values of T to bytes and back."""
 
     @abc.abstractmethod
-    def deserialize(self, buf: bytes) -> Optional[T]:
+    def deserialize(self, buf: bytes) -> T | None:
         """The value in `buf`."""
 
     @abc.abstractmethod
-    def serialize(self, obj: Optional[T]) -> bytes:
+    def serialize(self, obj: T | None) -> bytes:
         """The bytes of `obj`."""
 
 
 class BytesSerde(Serde[bytes]):
     """Passes bytes through unchanged."""
 
-    def deserialize(self, buf: bytes) -> Optional[bytes]:
+    def deserialize(self, buf: bytes) -> bytes | None:
         return bytes(buf)
 
-    def serialize(self, obj: Optional[bytes]) -> bytes:
+    def serialize(self, obj: bytes | None) -> bytes:
         return b"" if obj is None else bytes(obj)
 
 
 class JsonSerde(Serde[T]):
     """Plain `json.dumps`/`json.loads`."""
 
-    def deserialize(self, buf: bytes) -> Optional[T]:
+    def deserialize(self, buf: bytes) -> T | None:
         if not buf:
             return None
         return typing.cast(T, json.loads(buf))
 
-    def serialize(self, obj: Optional[T]) -> bytes:
+    def serialize(self, obj: T | None) -> bytes:
         if obj is None:
             return b""
         return json.dumps(obj).encode("utf-8")
@@ -63,12 +63,12 @@ class PydanticJsonSerde(Serde[T]):
         self.model = model
         self._adapter = pydantic.TypeAdapter(model)
 
-    def deserialize(self, buf: bytes) -> Optional[T]:
+    def deserialize(self, buf: bytes) -> T | None:
         if not buf:
             return None
         return typing.cast(T, self._adapter.validate_json(buf))
 
-    def serialize(self, obj: Optional[T]) -> bytes:
+    def serialize(self, obj: T | None) -> bytes:
         if obj is None:
             return b""
         return self._adapter.dump_json(obj)
@@ -84,14 +84,14 @@ class DefaultSerde(Serde[T]):
         """A DefaultSerde for `type_hint` (this one is left unchanged)."""
         return DefaultSerde(type_hint)
 
-    def deserialize(self, buf: bytes) -> Optional[T]:
+    def deserialize(self, buf: bytes) -> T | None:
         if not buf:
             return None
         if needs_pydantic(self.type_hint):
             return typing.cast(T, _adapter(self.type_hint).validate_json(buf))
         return typing.cast(T, json.loads(buf))
 
-    def serialize(self, obj: Optional[T]) -> bytes:
+    def serialize(self, obj: T | None) -> bytes:
         if obj is None:
             return b""
         if isinstance(obj, pydantic.BaseModel):

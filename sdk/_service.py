@@ -6,9 +6,10 @@ function is returned unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Literal, Optional, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from sdk._handler import (
     ContextManagerFactory,
@@ -31,23 +32,23 @@ StatePreload = Union[bool, list[str], None]
 class ServiceOptions:
     """Service-wide options that end up in the discovery manifest."""
 
-    description: Optional[str] = None
+    description: str | None = None
     """Documentation shown by the runtime's admin API and UI."""
-    metadata: Optional[dict[str, str]] = None
+    metadata: dict[str, str] | None = None
     """Free-form key/values for the admin API."""
-    inactivity_timeout: Optional[timedelta] = None
+    inactivity_timeout: timedelta | None = None
     """Idle time after which the runtime asks the invocation to suspend (manifest v3)."""
-    abort_timeout: Optional[timedelta] = None
+    abort_timeout: timedelta | None = None
     """Time after the inactivity timeout before the runtime aborts the attempt (manifest v3)."""
-    journal_retention: Optional[timedelta] = None
+    journal_retention: timedelta | None = None
     """How long the journal of a finished invocation is kept (manifest v3)."""
-    idempotency_retention: Optional[timedelta] = None
+    idempotency_retention: timedelta | None = None
     """How long idempotent results are kept (manifest v3)."""
-    enable_lazy_state: Optional[bool] = None
+    enable_lazy_state: bool | None = None
     """True: state is fetched key by key instead of sent with Start (manifest v3)."""
-    ingress_private: Optional[bool] = None
+    ingress_private: bool | None = None
     """True: callable only from other services, not through the ingress (manifest v3)."""
-    invocation_retry_policy: Optional[InvocationRetryPolicy] = None
+    invocation_retry_policy: InvocationRetryPolicy | None = None
     """How the runtime retries failed invocations (manifest v4)."""
 
 
@@ -60,7 +61,7 @@ class _ServiceBase:
         self,
         name: str,
         options: ServiceOptions,
-        invocation_context_managers: Optional[list[ContextManagerFactory]],
+        invocation_context_managers: list[ContextManagerFactory] | None,
     ) -> None:
         if not name:
             raise ValueError("a service needs a non-empty name")
@@ -77,14 +78,14 @@ class _ServiceBase:
     def _register(
         self,
         *,
-        name: Optional[str],
-        kind: Optional[HandlerKind],
+        name: str | None,
+        kind: HandlerKind | None,
         accept: str,
         content_type: str,
         input_serde: Serde[Any],
         output_serde: Serde[Any],
         options: HandlerOptions,
-        context_managers: Optional[list[ContextManagerFactory]],
+        context_managers: list[ContextManagerFactory] | None,
     ) -> Callable[[F], F]:
         def decorate(fn: F) -> F:
             handler = make_handler(
@@ -117,15 +118,15 @@ class Service(_ServiceBase):
     def __init__(
         self,
         name: str,
-        description: Optional[str] = None,
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> None:
         options = ServiceOptions(
             description=description,
@@ -141,19 +142,19 @@ class Service(_ServiceBase):
 
     def handler(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         accept: str = JSON,
         content_type: str = JSON,
         input_serde: Serde[Any] = DefaultSerde(),
         output_serde: Serde[Any] = DefaultSerde(),
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
         *,
         kind: None = None,
     ) -> Callable[[F], F]:
@@ -189,17 +190,17 @@ class VirtualObject(_ServiceBase):
     def __init__(
         self,
         name: str,
-        description: Optional[str] = None,
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        enable_lazy_state: Optional[bool] = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
         state_preload: StatePreload = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> None:
         options = ServiceOptions(
             description=description,
@@ -216,22 +217,22 @@ class VirtualObject(_ServiceBase):
 
     def handler(
         self,
-        name: Optional[str] = None,
-        kind: Optional[Literal["exclusive", "shared"]] = "exclusive",
+        name: str | None = None,
+        kind: Literal["exclusive", "shared"] | None = "exclusive",
         accept: str = JSON,
         content_type: str = JSON,
         input_serde: Serde[Any] = DefaultSerde(),
         output_serde: Serde[Any] = DefaultSerde(),
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        enable_lazy_state: Optional[bool] = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
         state_preload: StatePreload = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         """Registers a handler; "exclusive" gets an ObjectContext, "shared" a read-only ObjectSharedContext."""
         kind = _check_kind(self.name, kind or "exclusive", ("exclusive", "shared"))
@@ -265,17 +266,17 @@ class Workflow(_ServiceBase):
     def __init__(
         self,
         name: str,
-        description: Optional[str] = None,
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        enable_lazy_state: Optional[bool] = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
         state_preload: StatePreload = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> None:
         options = ServiceOptions(
             description=description,
@@ -292,21 +293,21 @@ class Workflow(_ServiceBase):
 
     def main(
         self,
-        name: Optional[str] = None,
+        name: str | None = None,
         accept: str = JSON,
         content_type: str = JSON,
         input_serde: Serde[Any] = DefaultSerde(),
         output_serde: Serde[Any] = DefaultSerde(),
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        workflow_retention: Optional[timedelta] = None,
-        enable_lazy_state: Optional[bool] = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        workflow_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
         state_preload: StatePreload = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         """Registers the workflow's run handler (kind "workflow", gets a WorkflowContext)."""
         options = HandlerOptions(
@@ -332,22 +333,22 @@ class Workflow(_ServiceBase):
 
     def handler(
         self,
-        name: Optional[str] = None,
-        kind: Optional[Literal["shared", "exclusive", "workflow"]] = "shared",
+        name: str | None = None,
+        kind: Literal["shared", "exclusive", "workflow"] | None = "shared",
         accept: str = JSON,
         content_type: str = JSON,
         input_serde: Serde[Any] = DefaultSerde(),
         output_serde: Serde[Any] = DefaultSerde(),
-        metadata: Optional[dict[str, str]] = None,
-        inactivity_timeout: Optional[timedelta] = None,
-        abort_timeout: Optional[timedelta] = None,
-        journal_retention: Optional[timedelta] = None,
-        idempotency_retention: Optional[timedelta] = None,
-        enable_lazy_state: Optional[bool] = None,
+        metadata: dict[str, str] | None = None,
+        inactivity_timeout: timedelta | None = None,
+        abort_timeout: timedelta | None = None,
+        journal_retention: timedelta | None = None,
+        idempotency_retention: timedelta | None = None,
+        enable_lazy_state: bool | None = None,
         state_preload: StatePreload = None,
-        ingress_private: Optional[bool] = None,
-        invocation_retry_policy: Optional[InvocationRetryPolicy] = None,
-        invocation_context_managers: Optional[list[ContextManagerFactory]] = None,
+        ingress_private: bool | None = None,
+        invocation_retry_policy: InvocationRetryPolicy | None = None,
+        invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         """Registers a handler beside the run handler; "shared" (default) gets a WorkflowSharedContext."""
         kind = _check_kind(self.name, kind or "shared", ("shared", "exclusive", "workflow"))
@@ -376,7 +377,7 @@ class Workflow(_ServiceBase):
 AnyService = Union[Service, VirtualObject, Workflow]
 
 
-def lazy_state_of(state_preload: StatePreload, enable_lazy_state: Optional[bool]) -> Optional[bool]:
+def lazy_state_of(state_preload: StatePreload, enable_lazy_state: bool | None) -> bool | None:
     """The manifest's enableLazyState for the official `state_preload`/`enable_lazy_state` options."""
     if state_preload is not None and enable_lazy_state is not None:
         raise ValueError("set either state_preload or the deprecated enable_lazy_state, not both")

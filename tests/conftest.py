@@ -11,7 +11,7 @@ from tests.kafka_broker import KafkaBroker, unavailable_reason
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """"127.0.0.1:PORT" of a broker started once per session; tests using it are skipped only if the broker was not fetched."""
+    """ "127.0.0.1:PORT" of a broker started once per session; tests using it are skipped only if the broker was not fetched."""
     reason = unavailable_reason()
     if reason is not None:
         pytest.skip(reason)

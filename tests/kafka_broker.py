@@ -47,4 +47,6 @@ class KafkaBroker:
     def _run(self, *args: str, timeout_s: float) -> None:
         result = subprocess.run(["bash", str(KAFKA_SCRIPT), *args], capture_output=True, text=True, timeout=timeout_s, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"scripts/kafka {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}\n--- kafka.log ---\n{self.log_tail()}")
+            raise RuntimeError(
+                f"scripts/kafka {' '.join(args)} failed ({result.returncode}): {result.stdout}{result.stderr}\n--- kafka.log ---\n{self.log_tail()}"
+            )

@@ -44,7 +44,13 @@ def free_port() -> int:
     raise RuntimeError("no free test port left in 20000-31999")
 
 
-def http(method: str, url: str, body: bytes | dict | list | str | int | None = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str,
+    url: str,
+    body: bytes | dict | list | str | int | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 request; returns (status, headers, body) for any status."""
     data: bytes | None
     all_headers = dict(headers or {})
@@ -71,7 +77,7 @@ def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05)
             result = predicate()
             if result:
                 return result
-        except Exception as exc:  # noqa: BLE001 - polling until the deadline
+        except Exception as exc:
             last_error = exc
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last error: {last_error!r}")
@@ -88,8 +94,10 @@ class ManagedProcess:
 
     def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - held open for the process's life, closed in stop()
+        self.process = subprocess.Popen(
+            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
+        )
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -121,7 +129,9 @@ class ManagedProcess:
 class DuroServer(ManagedProcess):
     """`duro serve` on free ports with its own data dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path, partitions: int = 4, extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, log_path: Path, partitions: int = 4, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
         self.data_dir = data_dir
@@ -147,7 +157,10 @@ class DuroServer(ManagedProcess):
         def ready() -> bool:
             if not self.alive():
                 raise RuntimeError(f"duro exited with {self.process.returncode if self.process else None}:\n{self.log_tail()}")
-            return http("GET", f"{self.ingress}/restate/health", timeout_s=2)[0] == 200 and http("GET", f"{self.admin}/health", timeout_s=2)[0] == 200
+            return (
+                http("GET", f"{self.ingress}/restate/health", timeout_s=2)[0] == 200
+                and http("GET", f"{self.admin}/health", timeout_s=2)[0] == 200
+            )
 
         try:
             wait_until(ready, timeout_s, "duro to be ready")
@@ -159,7 +172,9 @@ class DuroServer(ManagedProcess):
         assert status in (200, 201), f"registering {uri} failed with {status}: {body.decode(errors='replace')}\n{self.log_tail()}"
         return json.loads(body)
 
-    def call(self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         return http("POST", f"{self.ingress}{path}", body, headers, timeout_s)
 
 
@@ -212,7 +227,11 @@ class RestateServer:
     def start(self, ports_free_timeout_s: float = 120.0) -> None:
         """Start the server; first wait (bounded) for its fixed ports to be free, e.g. while a previous one stops."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        wait_until(lambda: not any(_listening(port) for port in (8080, 9070, 5122)), ports_free_timeout_s, "Restate's ports 8080, 9070 and 5122 to be free")
+        wait_until(
+            lambda: not any(_listening(port) for port in (8080, 9070, 5122)),
+            ports_free_timeout_s,
+            "Restate's ports 8080, 9070 and 5122 to be free",
+        )
         result = subprocess.run(["bash", str(RESTATE_SCRIPT), "start", str(self.run_dir)], capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"restate-server.sh start failed: {result.stdout}{result.stderr}\n{self.log_tail()}")
@@ -231,5 +250,7 @@ class RestateServer:
         assert status in (200, 201), f"registering {uri} at Restate failed with {status}: {body.decode(errors='replace')}"
         return json.loads(body)
 
-    def call(self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         return http("POST", f"{self.ingress}{path}", body, headers, timeout_s)

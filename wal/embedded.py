@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from wal.append_budget import AppendBudget
 from wal.embedded_files import (
     MAX_SEGMENT_BYTES,
     AppendBatch,
@@ -36,7 +37,6 @@ from wal.embedded_files import (
     read_entries,
     recover,
 )
-from wal.append_budget import AppendBudget
 from wal.log import LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 
@@ -162,7 +162,9 @@ class EmbeddedLog:
         self._closed = False
         self._failure: LogError | None = None
         self._write_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duro-wal-writer")
-        self._segment_writer = SegmentWriter(directory, recovered.last_segment_number, recovered.last_segment_bytes, limits.max_segment_bytes)
+        self._segment_writer = SegmentWriter(
+            directory, recovered.last_segment_number, recovered.last_segment_bytes, limits.max_segment_bytes
+        )
         self._writer_task = asyncio.create_task(self._write_loop(), name=f"duro-wal-writer {directory}")
         self._writer_task.add_done_callback(self._on_writer_done)
 
@@ -265,7 +267,7 @@ class EmbeddedLog:
         loop = asyncio.get_running_loop()
         try:
             positions = await loop.run_in_executor(self._write_executor, self._segment_writer.commit, batches)
-        except Exception as error:  # noqa: BLE001 - any failure to write leaves the files in doubt: the log fails
+        except Exception as error:
             self._fail(
                 LogError(
                     f"embedded log at {self._directory} failed to write or sync: {error!r}; "
@@ -273,7 +275,7 @@ class EmbeddedLog:
                 )
             )
             return
-        for (pending, batch), batch_positions in zip(group, positions):
+        for (pending, batch), batch_positions in zip(group, positions, strict=False):
             self._publish(batch, batch_positions)
             self._settle(pending, batch.first_offset + len(batch.entries) - 1, None)
         self._in_flight = []
@@ -368,9 +370,7 @@ class EmbeddedLog:
             return recent.read(offset, end_offset - offset, self._limits.max_read_batch_bytes)
         end_offset = min(end_offset, recent.first_offset)
         positions = self._index[partition][offset:end_offset]
-        return await asyncio.to_thread(
-            read_entries, self._directory, partition, offset, positions, self._limits.max_read_batch_bytes
-        )
+        return await asyncio.to_thread(read_entries, self._directory, partition, offset, positions, self._limits.max_read_batch_bytes)
 
     async def end_offset(self, partition: int) -> int:
         """One past the partition's last durable entry (0 if it has none).
@@ -392,7 +392,9 @@ class EmbeddedLog:
         if self._closed:
             return
         self._closed = True
-        self._fail_queued(LogClosedError(f"embedded log at {self._directory} was closed before this append was written; it was not written"))
+        self._fail_queued(
+            LogClosedError(f"embedded log at {self._directory} was closed before this append was written; it was not written")
+        )
         self._queue_has_work.set()
         await asyncio.wait([self._writer_task])
         for partition in range(self._partition_count):

@@ -155,8 +155,7 @@ def load_or_create_metadata(directory: Path, partition_count: int) -> None:
 def _refuse_if_segments_exist(directory: Path) -> None:
     if list_segment_numbers(directory):
         raise LogCorruptError(
-            f"log directory {directory} has segment files but no {METADATA_FILE_NAME}; "
-            "restore the metadata file or move the segments away"
+            f"log directory {directory} has segment files but no {METADATA_FILE_NAME}; restore the metadata file or move the segments away"
         )
 
 

@@ -44,7 +44,15 @@ class _PendingAppend:
 class KafkaLog:
     """A `Log` on one Kafka topic. Make it with `KafkaLog.open`; `close` it when done."""
 
-    def __init__(self, bootstrap: str | list[str], topic: str, partition_count: int, settings: KafkaLogSettings, producer: AIOKafkaProducer, offsets: AIOKafkaConsumer) -> None:
+    def __init__(
+        self,
+        bootstrap: str | list[str],
+        topic: str,
+        partition_count: int,
+        settings: KafkaLogSettings,
+        producer: AIOKafkaProducer,
+        offsets: AIOKafkaConsumer,
+    ) -> None:
         """Use `KafkaLog.open`, which checks the arguments, makes sure the topic exists and starts the clients."""
         self._bootstrap = bootstrap
         self._topic = topic
@@ -60,7 +68,9 @@ class KafkaLog:
         self._closed = False
 
     @classmethod
-    async def open(cls, bootstrap: str | list[str], topic: str = DEFAULT_TOPIC, partition_count: int = 1, settings: KafkaLogSettings | None = None) -> KafkaLog:
+    async def open(
+        cls, bootstrap: str | list[str], topic: str = DEFAULT_TOPIC, partition_count: int = 1, settings: KafkaLogSettings | None = None
+    ) -> KafkaLog:
         """Connect to the brokers at `bootstrap` ("host:port" or a list of them), create `topic` if missing, start the clients.
 
         Retries an unreachable bootstrap server (logging each attempt with its
@@ -74,10 +84,24 @@ class KafkaLog:
         settings = settings or KafkaLogSettings()
         deadline = connect_deadline(settings)
         await ensure_topic(bootstrap, topic, partition_count, settings, deadline)
-        producer = await start_with_retry(lambda: _new_producer(bootstrap, settings), AIOKafkaProducer.start, AIOKafkaProducer.stop, "producer", bootstrap, settings, deadline)
+        producer = await start_with_retry(
+            lambda: _new_producer(bootstrap, settings),
+            AIOKafkaProducer.start,
+            AIOKafkaProducer.stop,
+            "producer",
+            bootstrap,
+            settings,
+            deadline,
+        )
         try:
             offsets = await start_with_retry(
-                lambda: _new_consumer(bootstrap, settings, "offsets"), AIOKafkaConsumer.start, AIOKafkaConsumer.stop, "offsets consumer", bootstrap, settings, deadline
+                lambda: _new_consumer(bootstrap, settings, "offsets"),
+                AIOKafkaConsumer.start,
+                AIOKafkaConsumer.stop,
+                "offsets consumer",
+                bootstrap,
+                settings,
+                deadline,
             )
         except BaseException:
             await producer.stop()
@@ -142,7 +166,9 @@ class KafkaLog:
             ends = await self._offsets.end_offsets([topic_partition])
         except KafkaError as error:
             self._raise_if_closed()
-            raise LogError(f"could not read the end offset of {self._topic}[{partition}] at {bootstrap_text(self._bootstrap)}: {error!r}; retrying is safe") from error
+            raise LogError(
+                f"could not read the end offset of {self._topic}[{partition}] at {bootstrap_text(self._bootstrap)}: {error!r}; retrying is safe"
+            ) from error
         self._raise_if_closed()
         return int(ends[topic_partition])
 
@@ -195,9 +221,11 @@ class KafkaLog:
                 try:
                     base_offset = await self._send_group(partition, group)
                 except asyncio.CancelledError:
-                    self._settle_failed(group, LogClosedError(f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written"))
+                    self._settle_failed(
+                        group, LogClosedError(f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written")
+                    )
                     raise
-                except Exception as error:  # noqa: BLE001 - every failure is handed to the appends of the group
+                except Exception as error:
                     self._settle_failed(group, self._append_error(partition, error))
                 else:
                     self._settle_written(partition, group, base_offset)
@@ -249,7 +277,9 @@ class KafkaLog:
 
     def _append_error(self, partition: int, error: Exception) -> LogError:
         if isinstance(error, ProducerClosed) or self._closed:
-            return LogClosedError(f"Kafka log on topic {self._topic} closed while the append was being sent; it may or may not have been written")
+            return LogClosedError(
+                f"Kafka log on topic {self._topic} closed while the append was being sent; it may or may not have been written"
+            )
         if isinstance(error, TimeoutError):
             outcome = f"was not acknowledged within append_timeout_ms={self._settings.append_timeout_ms}"
         else:
@@ -287,7 +317,9 @@ class KafkaLog:
             ends = await consumer.end_offsets([topic_partition])
         except KafkaError as error:
             self._raise_if_closed()
-            raise LogError(f"a tail of {self._topic}[{topic_partition.partition}] could not read the end offset: {error!r}; starting the tail again is safe") from error
+            raise LogError(
+                f"a tail of {self._topic}[{topic_partition.partition}] could not read the end offset: {error!r}; starting the tail again is safe"
+            ) from error
         return int(ends[topic_partition])
 
     async def _start_tail_consumer(self) -> AIOKafkaConsumer:
@@ -311,10 +343,14 @@ class KafkaLog:
         while True:
             self._raise_if_closed()
             try:
-                fetched = await consumer.getmany(topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries)
+                fetched = await consumer.getmany(
+                    topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries
+                )
             except KafkaError as error:
                 self._raise_if_closed()
-                raise LogError(f"tail of {self._topic}[{topic_partition.partition}] failed: {error!r}; a new tail from the last offset seen is safe") from error
+                raise LogError(
+                    f"tail of {self._topic}[{topic_partition.partition}] failed: {error!r}; a new tail from the last offset seen is safe"
+                ) from error
             self._raise_if_closed()
             records: list[ConsumerRecord] = fetched.get(topic_partition, [])
             if records:
@@ -338,7 +374,9 @@ async def _wait_until_partitions_serve(offsets: AIOKafkaConsumer, topic: str, pa
         async with asyncio.timeout(settings.request_timeout_ms / 1000):
             await offsets.end_offsets([TopicPartition(topic, partition) for partition in range(partition_count)])
     except (KafkaError, TimeoutError) as error:
-        raise LogError(f"the partitions of topic {topic!r} have no serving leader after {settings.request_timeout_ms} ms ({error!r}); retry when the cluster is healthy") from error
+        raise LogError(
+            f"the partitions of topic {topic!r} have no serving leader after {settings.request_timeout_ms} ms ({error!r}); retry when the cluster is healthy"
+        ) from error
 
 
 def _new_producer(bootstrap: str | list[str], settings: KafkaLogSettings) -> AIOKafkaProducer:

@@ -55,7 +55,9 @@ class KafkaMembership:
     arrives, then stops those it lost and starts those it gained.
     """
 
-    def __init__(self, bootstrap: str, topic: str, node_id: int, on_assignment: OnAssignment, settings: MembershipSettings | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, node_id: int, on_assignment: OnAssignment, settings: MembershipSettings | None = None
+    ) -> None:
         self.topic = topic
         self.node_id = node_id
         self.settings = settings or MembershipSettings()

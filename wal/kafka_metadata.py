@@ -47,7 +47,9 @@ class KafkaMetadata:
         await self._ensure_topic()
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, client_id="duro-metadata")
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="duro-metadata-reader")
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, client_id="duro-metadata-reader"
+        )
         await self._consumer.start()
         partition = TopicPartition(self.topic, 0)
         self._consumer.assign([partition])
@@ -61,7 +63,9 @@ class KafkaMetadata:
         await admin.start()
         try:
             config = {"cleanup.policy": "compact", "min.insync.replicas": "1"}
-            await admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=self.replication_factor, topic_configs=config)])
+            await admin.create_topics(
+                [NewTopic(self.topic, num_partitions=1, replication_factor=self.replication_factor, topic_configs=config)]
+            )
         except TopicAlreadyExistsError:
             pass
         finally:
@@ -95,7 +99,9 @@ class KafkaMetadata:
         """Write `key` (None deletes) and wait until this node has read it back."""
         assert self._producer is not None, "open() before put()"
         try:
-            metadata = await asyncio.wait_for(self._producer.send_and_wait(self.topic, value, key=key.encode(), partition=0), self.put_timeout_ms / 1000)
+            metadata = await asyncio.wait_for(
+                self._producer.send_and_wait(self.topic, value, key=key.encode(), partition=0), self.put_timeout_ms / 1000
+            )
         except Exception as exc:
             raise LogError(f"could not write {key!r} to metadata topic {self.topic!r}: {exc!r}") from exc
         await self._wait_for_offset(metadata.offset + 1)

@@ -64,7 +64,9 @@ class KafkaLogSettings:
         if not isinstance(self.client_id, str) or not self.client_id:
             raise ValueError(f"client_id must be a non-empty str, got {self.client_id!r}")
         if self.min_insync_replicas > self.replication_factor:
-            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) must be at most replication_factor ({self.replication_factor})")
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must be at most replication_factor ({self.replication_factor})"
+            )
         if self.max_group_bytes > self.max_append_bytes:
             raise ValueError(f"max_group_bytes ({self.max_group_bytes}) must be at most max_append_bytes ({self.max_append_bytes})")
 

@@ -80,7 +80,14 @@ async def start_with_retry(
                     "check that a broker runs there and the address is right, then retry (nothing was written)"
                 ) from error
             pause_s = min(backoff_s, remaining_s)
-            logger.warning("Kafka at %s is not reachable for the %s (attempt %d: %s); retrying in %.1f s", bootstrap_text(bootstrap), what, attempt, reason, pause_s)
+            logger.warning(
+                "Kafka at %s is not reachable for the %s (attempt %d: %s); retrying in %.1f s",
+                bootstrap_text(bootstrap),
+                what,
+                attempt,
+                reason,
+                pause_s,
+            )
             await asyncio.sleep(pause_s)
             backoff_s = min(backoff_s * 2, settings.max_connect_backoff_ms / 1000)
         except BaseException:
@@ -96,7 +103,9 @@ async def ensure_topic(bootstrap: str | list[str], topic: str, partition_count: 
     tail find them.
     """
     admin = await start_with_retry(
-        lambda: AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=settings.client_id, request_timeout_ms=settings.request_timeout_ms),
+        lambda: AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id=settings.client_id, request_timeout_ms=settings.request_timeout_ms
+        ),
         AIOKafkaAdminClient.start,
         AIOKafkaAdminClient.close,
         "admin client",
@@ -108,7 +117,9 @@ async def ensure_topic(bootstrap: str | list[str], topic: str, partition_count: 
         await _create_unless_present(admin, topic, partition_count, settings)
         await _wait_for_leaders(admin, topic, partition_count, settings)
     except KafkaError as error:
-        raise LogError(f"could not create or describe topic {topic!r} at {bootstrap_text(bootstrap)}: {error!r}; opening again is safe") from error
+        raise LogError(
+            f"could not create or describe topic {topic!r} at {bootstrap_text(bootstrap)}: {error!r}; opening again is safe"
+        ) from error
     finally:
         await admin.close()
 
@@ -153,7 +164,9 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partition_co
         if partitions and all(partition["leader"] != _NO_LEADER for partition in partitions):
             return
         if time.monotonic() >= deadline:
-            raise LogError(f"topic {topic!r} has no leader for every partition after {settings.request_timeout_ms} ms; retry when the cluster is healthy")
+            raise LogError(
+                f"topic {topic!r} has no leader for every partition after {settings.request_timeout_ms} ms; retry when the cluster is healthy"
+            )
         await asyncio.sleep(_FIRST_BACKOFF_S)
 
 

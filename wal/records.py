@@ -12,8 +12,8 @@ import dataclasses
 import enum
 import types
 import typing
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Union
 
 import msgpack
@@ -322,6 +322,8 @@ _NESTED_TAGS: dict[type, int] = {
     JournalSink: 5,
     AttemptFrame: 6,
 }
+
+
 class RecordDecodeError(ValueError):
     """A log entry is not a record this version of duro can read."""
 
@@ -346,7 +348,7 @@ def _codec(cls: type) -> tuple[Callable[[Any], list[Any]], Callable[[list[Any]],
     names = tuple(f.name for f in dataclasses.fields(cls))
     encoders = [_encoder_for(hints[name]) for name in names]
     decoders = [_decoder_for(hints[name]) for name in names]
-    plan = tuple(zip(names, encoders))
+    plan = tuple(zip(names, encoders, strict=False))
     field_count = len(names)
 
     def encode(value: Any) -> list[Any]:
@@ -355,7 +357,7 @@ def _codec(cls: type) -> tuple[Callable[[Any], list[Any]], Callable[[list[Any]],
     def decode(items: list[Any]) -> Any:
         if len(items) > field_count:
             raise RecordDecodeError(f"{cls.__name__} has {field_count} fields, the stored value has {len(items)}")
-        return cls(*[raw if dec is None or raw is None else dec(raw) for dec, raw in zip(decoders, items)])
+        return cls(*[raw if dec is None or raw is None else dec(raw) for dec, raw in zip(decoders, items, strict=False)])
 
     _CODECS[cls] = (encode, decode)
     return encode, decode
@@ -381,7 +383,7 @@ def _encoder_for(tp: Any) -> Converter:
         if len(args) == 2 and args[1] is Ellipsis:
             item = item_encoders[0]
             return list if item is None else (lambda v: [item(x) for x in v])
-        return lambda v: [x if e is None else e(x) for e, x in zip(item_encoders, v)]
+        return lambda v: [x if e is None else e(x) for e, x in zip(item_encoders, v, strict=False)]
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return lambda v: v.value
     if dataclasses.is_dataclass(tp):
@@ -402,7 +404,7 @@ def _decoder_for(tp: Any) -> Converter:
         if len(args) == 2 and args[1] is Ellipsis:
             item = item_decoders[0]
             return tuple if item is None else (lambda v: tuple(item(x) for x in v))
-        return lambda v: tuple(x if d is None else d(x) for d, x in zip(item_decoders, v))
+        return lambda v: tuple(x if d is None else d(x) for d, x in zip(item_decoders, v, strict=False))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp
     if dataclasses.is_dataclass(tp):

@@ -44,7 +44,7 @@ from wal.records import (
     TimerFired,
 )
 
-__all__ = ["StateMachine", "StateMachineConfig", "RetryPolicy"]
+__all__ = ["RetryPolicy", "StateMachine", "StateMachineConfig"]
 
 
 class StateMachine:

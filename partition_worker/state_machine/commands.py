@@ -21,10 +21,10 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.records import (
+    Attach,
     AttemptEvents,
     AttemptFailed,
     AttemptFrame,
-    Attach,
     Failure,
     Invoke,
     JournalSink,
@@ -158,7 +158,9 @@ def _collect_future(future: pb.Future, completions: set[int], signals: set[int],
         _collect_future(nested, completions, signals, named)
 
 
-def _propose_run(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.ProposeRunCompletionMessage, frame: AttemptFrame) -> InvocationStatus:
+def _propose_run(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.ProposeRunCompletionMessage, frame: AttemptFrame
+) -> InvocationStatus:
     completion_id = message.result_completion_id
     if ctx.is_notified(invocation_id, False, completion_id):
         return status  # a second proposal for the same run (replayed attempt): the first one stands
@@ -176,7 +178,9 @@ def _propose_run(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
 CommandHandler = Callable[[ApplyContext, str, InvocationStatus, object, AttemptFrame], InvocationStatus]
 
 
-def _output(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OutputCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _output(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OutputCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     return status.evolve(output=outcome_from_pb(message))
 
 
@@ -191,7 +195,9 @@ def _may_write_state(status: InvocationStatus) -> bool:
     return target.key is not None and (target.takes_lock or target.is_workflow_run)
 
 
-def _set_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SetStateCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _set_state(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SetStateCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     if not _may_write_state(status):
         return _violation(ctx, invocation_id, status, "SetState")
     service, key = _state_scope(status)
@@ -199,7 +205,9 @@ def _set_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, 
     return status
 
 
-def _clear_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.ClearStateCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _clear_state(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.ClearStateCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     if not _may_write_state(status):
         return _violation(ctx, invocation_id, status, "ClearState")
     service, key = _state_scope(status)
@@ -207,7 +215,9 @@ def _clear_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
     return status
 
 
-def _clear_all_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: object, frame: AttemptFrame) -> InvocationStatus:
+def _clear_all_state(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: object, frame: AttemptFrame
+) -> InvocationStatus:
     if not _may_write_state(status):
         return _violation(ctx, invocation_id, status, "ClearAllState")
     service, key = _state_scope(status)
@@ -217,41 +227,59 @@ def _clear_all_state(ctx: ApplyContext, invocation_id: str, status: InvocationSt
 
 def _violation(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, command: str) -> InvocationStatus:
     """A handler without write access tried to change state: fail the invocation, it cannot succeed on retry."""
-    ctx.complete(invocation_id, status, Outcome(failure=Failure(READ_ONLY_VIOLATION, f"{command} is not allowed in a {status.target.handler_kind} handler")))
+    ctx.complete(
+        invocation_id,
+        status,
+        Outcome(failure=Failure(READ_ONLY_VIOLATION, f"{command} is not allowed in a {status.target.handler_kind} handler")),
+    )
     raise AttemptEnded
 
 
-def _get_lazy_state(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetLazyStateCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _get_lazy_state(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetLazyStateCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     notification = pb.GetLazyStateCompletionNotificationMessage(completion_id=message.result_completion_id)
     value = None
     if status.target.key is not None:
         service, key = _state_scope(status)
         value = ctx.txn.get(keys.state_key(service, key, message.key))
     set_result(notification, Outcome(value=value) if value is not None else None)
-    return ctx.add_notification(invocation_id, status, MessageType.GET_LAZY_STATE_COMPLETION, notification, completion_id=message.result_completion_id)
+    return ctx.add_notification(
+        invocation_id, status, MessageType.GET_LAZY_STATE_COMPLETION, notification, completion_id=message.result_completion_id
+    )
 
 
-def _get_lazy_state_keys(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetLazyStateKeysCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _get_lazy_state_keys(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetLazyStateKeysCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     notification = pb.GetLazyStateKeysCompletionNotificationMessage(completion_id=message.result_completion_id)
     notification.state_keys.SetInParent()
     if status.target.key is not None:
         service, key = _state_scope(status)
         prefix = keys.state_prefix(service, key)
         notification.state_keys.keys.extend(keys.state_name_of(row, prefix) for row, _ in ctx.txn.scan(prefix))
-    return ctx.add_notification(invocation_id, status, MessageType.GET_LAZY_STATE_KEYS_COMPLETION, notification, completion_id=message.result_completion_id)
+    return ctx.add_notification(
+        invocation_id, status, MessageType.GET_LAZY_STATE_KEYS_COMPLETION, notification, completion_id=message.result_completion_id
+    )
 
 
-def _sleep(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SleepCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _sleep(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SleepCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     ctx.set_timer(message.wake_up_time, invocation_id, TimerKind.SLEEP, message.result_completion_id)
     return status
 
 
-def _call(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CallCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _call(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CallCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     sink = JournalSink(invocation_id, message.result_completion_id, MessageType.CALL_COMPLETION)
     return _invoke_other(ctx, invocation_id, status, message, frame, sink, invoke_time_ms=None)
 
 
-def _one_way_call(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OneWayCallCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _one_way_call(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OneWayCallCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     invoke_time = message.invoke_time if message.invoke_time > 0 else None
     return _invoke_other(ctx, invocation_id, status, message, frame, None, invoke_time_ms=invoke_time)
 
@@ -279,7 +307,11 @@ def _invoke_other(
         completion_id=message.invocation_id_notification_idx, invocation_id=callee_id
     )
     status = ctx.add_notification(
-        invocation_id, status, MessageType.CALL_INVOCATION_ID_COMPLETION, id_notification, completion_id=message.invocation_id_notification_idx
+        invocation_id,
+        status,
+        MessageType.CALL_INVOCATION_ID_COMPLETION,
+        id_notification,
+        completion_id=message.invocation_id_notification_idx,
     )
     if target is None:
         if sink is not None:
@@ -309,7 +341,9 @@ def _retention_for(ctx: ApplyContext, is_workflow_run: bool, idempotency_key: st
     return ctx.config.completion_retention_ms
 
 
-def _send_signal(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SendSignalCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _send_signal(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SendSignalCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     which = message.WhichOneof("signal_id")
     outcome = _signal_outcome(message)
     signal = Signal(
@@ -331,7 +365,9 @@ def _signal_outcome(message: pb.SendSignalCommandMessage) -> Outcome | None:
     return None
 
 
-def _complete_awakeable(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CompleteAwakeableCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _complete_awakeable(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CompleteAwakeableCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     try:
         target_id, signal_index = parse_awakeable_id(message.awakeable_id)
     except ValueError:
@@ -359,14 +395,18 @@ def _attach_target_id(message: pb.AttachInvocationCommandMessage | pb.GetInvocat
     return idempotent_invocation_id(target.service_name, key, target.handler_name, target.idempotency_key)
 
 
-def _attach(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.AttachInvocationCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _attach(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.AttachInvocationCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     target_id = _attach_target_id(message)
     sink = JournalSink(invocation_id, message.result_completion_id, MessageType.ATTACH_INVOCATION_COMPLETION)
     ctx.send(partition_key_of(target_id), Attach(target_id, sink, block=True))
     return status
 
 
-def _get_output(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetInvocationOutputCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _get_output(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetInvocationOutputCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     target_id = _attach_target_id(message)
     sink = JournalSink(invocation_id, message.result_completion_id, MessageType.GET_INVOCATION_OUTPUT_COMPLETION)
     ctx.send(partition_key_of(target_id), Attach(target_id, sink, block=False))
@@ -382,7 +422,9 @@ def _promise_row(status: InvocationStatus, name: str) -> bytes:
     return keys.promise_key(target.service, target.key, name)
 
 
-def _get_promise(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetPromiseCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _get_promise(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.GetPromiseCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     from partition_worker.state_machine.promises import Promise
 
     row = _promise_row(status, message.key)
@@ -390,21 +432,29 @@ def _get_promise(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
     if promise.outcome is not None:
         notification = pb.GetPromiseCompletionNotificationMessage(completion_id=message.result_completion_id)
         set_result(notification, promise.outcome, void_allowed=False)
-        return ctx.add_notification(invocation_id, status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=message.result_completion_id)
+        return ctx.add_notification(
+            invocation_id, status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=message.result_completion_id
+        )
     ctx.txn.put(row, promise.with_waiter(invocation_id, message.result_completion_id).dump())
     return status
 
 
-def _peek_promise(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.PeekPromiseCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _peek_promise(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.PeekPromiseCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     from partition_worker.state_machine.promises import Promise
 
     promise = Promise.load(ctx.txn.get(_promise_row(status, message.key)))
     notification = pb.PeekPromiseCompletionNotificationMessage(completion_id=message.result_completion_id)
     set_result(notification, promise.outcome)
-    return ctx.add_notification(invocation_id, status, MessageType.PEEK_PROMISE_COMPLETION, notification, completion_id=message.result_completion_id)
+    return ctx.add_notification(
+        invocation_id, status, MessageType.PEEK_PROMISE_COMPLETION, notification, completion_id=message.result_completion_id
+    )
 
 
-def _complete_promise(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CompletePromiseCommandMessage, frame: AttemptFrame) -> InvocationStatus:
+def _complete_promise(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.CompletePromiseCommandMessage, frame: AttemptFrame
+) -> InvocationStatus:
     from partition_worker.state_machine.promises import Promise
 
     row = _promise_row(status, message.key)
@@ -421,7 +471,9 @@ def _complete_promise(ctx: ApplyContext, invocation_id: str, status: InvocationS
         ctx.txn.put(row, Promise(outcome, ()).dump())
         status = _wake_promise_waiters(ctx, invocation_id, status, promise.waiters, outcome)
         set_result(answer, None)
-    return ctx.add_notification(invocation_id, status, MessageType.COMPLETE_PROMISE_COMPLETION, answer, completion_id=message.result_completion_id)
+    return ctx.add_notification(
+        invocation_id, status, MessageType.COMPLETE_PROMISE_COMPLETION, answer, completion_id=message.result_completion_id
+    )
 
 
 def _wake_promise_waiters(
@@ -438,7 +490,9 @@ def _wake_promise_waiters(
             continue
         notification = pb.GetPromiseCompletionNotificationMessage(completion_id=completion_id)
         set_result(notification, outcome, void_allowed=False)
-        updated = ctx.add_notification(waiter_id, waiter_status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=completion_id)
+        updated = ctx.add_notification(
+            waiter_id, waiter_status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=completion_id
+        )
         if waiter_id == invocation_id:
             status = updated
     return status

@@ -8,7 +8,6 @@ outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
 
 from __future__ import annotations
 
-
 import msgpack
 
 from partition_worker import keys
@@ -168,7 +167,12 @@ class ApplyContext:
         if isinstance(sink, IngressSink):
             expires = self.now_ms + retention_ms if retention_ms else None
             service, handler = (target.service, target.handler) if target is not None else (None, None)
-            self.reply(sink, Reply(ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires, service=service, handler=handler))
+            self.reply(
+                sink,
+                Reply(
+                    ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires, service=service, handler=handler
+                ),
+            )
         else:
             self.send(partition_key_of(sink.invocation_id), InvocationResponse(sink, outcome, invocation_id))
 
@@ -189,7 +193,9 @@ class ApplyContext:
         self.txn.delete(inbox_row)
         next_id = next_id_raw.decode()
         next_status = self.status(next_id)
-        assert next_status is not None and next_status.phase is Phase.INBOXED, f"inbox of {target.service}/{target.key} names {next_id}, which is not inboxed"
+        assert next_status is not None and next_status.phase is Phase.INBOXED, (
+            f"inbox of {target.service}/{target.key} names {next_id}, which is not inboxed"
+        )
         self.txn.put(lock, next_id.encode())
         self.start_attempt(next_id, next_status.evolve(inbox_seq=None))
 

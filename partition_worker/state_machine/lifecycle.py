@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from partition_worker import keys
 from partition_worker.state_machine.context import (
     CANCEL_SIGNAL_INDEX,
@@ -85,7 +84,7 @@ def _attach_sink(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         return
     if sink in status.response_sinks:
         return  # the same waiter asking again (a nudge after a lost reply)
-    ctx.save(invocation_id, status.evolve(response_sinks=status.response_sinks + (sink,)))
+    ctx.save(invocation_id, status.evolve(response_sinks=(*status.response_sinks, sink)))
 
 
 def apply_attach(ctx: ApplyContext, record: Attach) -> None:
@@ -248,6 +247,5 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
     elif kind is TimerKind.RETRY:
         if status.phase is Phase.BACKING_OFF and status.attempt == record.ref:
             ctx.start_attempt(record.invocation_id, status)
-    elif kind is TimerKind.CLEANUP:
-        if status.is_completed:
-            ctx.forget(record.invocation_id, status)
+    elif kind is TimerKind.CLEANUP and status.is_completed:
+        ctx.forget(record.invocation_id, status)

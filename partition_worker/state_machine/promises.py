@@ -20,7 +20,7 @@ class Promise:
         return Promise(promise.outcome, tuple(tuple(w) for w in promise.waiters))  # type: ignore[misc]
 
     def with_waiter(self, invocation_id: str, completion_id: int) -> Promise:
-        return Promise(self.outcome, self.waiters + ((invocation_id, completion_id),))
+        return Promise(self.outcome, (*self.waiters, (invocation_id, completion_id)))
 
     def dump(self) -> bytes:
         return pack_struct(self)

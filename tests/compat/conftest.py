@@ -61,7 +61,9 @@ class Deployment:
     def admin(self) -> str:
         return self.runtime.admin
 
-    def call(self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def call(
+        self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         return self.runtime.call(path, body, headers, timeout_s)
 
     def side_effect_lines(self, prefix: str) -> list[str]:

@@ -20,9 +20,7 @@ ON_RESTATE = os.environ.get("DURO_COMPAT_ON_RESTATE") == "1"
 
 
 def _sdk_version() -> str:
-    match = re.search(
-        r"github\.com/restatedev/sdk-go (v\S+)", (GO_DIR / "go.mod").read_text()
-    )
+    match = re.search(r"github\.com/restatedev/sdk-go (v\S+)", (GO_DIR / "go.mod").read_text())
     return f"github.com/restatedev/sdk-go {match.group(1) if match else '?'}"
 
 

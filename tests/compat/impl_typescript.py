@@ -20,9 +20,7 @@ TYPESCRIPT_DIR = Path(__file__).resolve().parent / "typescript"
 ENDPOINT_SCRIPT = TYPESCRIPT_DIR / "dist" / "endpoint.js"
 
 
-def _camel_subscription(
-    user_id: str, card: str, subscriptions: list[str]
-) -> dict[str, Any]:
+def _camel_subscription(user_id: str, card: str, subscriptions: list[str]) -> dict[str, Any]:
     return {"userId": user_id, "creditCard": card, "subscriptions": subscriptions}
 
 

@@ -41,7 +41,11 @@ class SeedNames:
     signup_run: str = "run"
     signup_click: str = "click"
     subscription_body: Callable[[str, str, list[str]], Any] = _snake_subscription
-    item_body: Callable[[str, float, int], Any] = lambda product, price, quantity: {"product_id": product, "price": price, "quantity": quantity}
+    item_body: Callable[[str, float, int], Any] = lambda product, price, quantity: {
+        "product_id": product,
+        "price": price,
+        "quantity": quantity,
+    }
     user_body: Callable[[str, str], Any] = lambda name, email: {"name": name, "email": email}
     click_body: Callable[[str], Any] = lambda secret: secret
 
@@ -83,8 +87,20 @@ def _serve(app: str) -> list[str]:
 
 
 PYTHON_SDK: list[Implementation] = [
-    Implementation("python-sdk h2", "python", _serve("tests.services.official_python:app"), version=f"restate-sdk {_package_version('restate-sdk')}", v7_column=True),
-    Implementation("python-sdk http1.1", "python", _serve("tests.services.official_python:app"), use_http_11=True, version=f"restate-sdk {_package_version('restate-sdk')}"),
+    Implementation(
+        "python-sdk h2",
+        "python",
+        _serve("tests.services.official_python:app"),
+        version=f"restate-sdk {_package_version('restate-sdk')}",
+        v7_column=True,
+    ),
+    Implementation(
+        "python-sdk http1.1",
+        "python",
+        _serve("tests.services.official_python:app"),
+        use_http_11=True,
+        version=f"restate-sdk {_package_version('restate-sdk')}",
+    ),
 ]
 
 

@@ -24,9 +24,7 @@ import pytest
 
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
-CLI = (
-    Path(__file__).resolve().parent / "typescript" / "node_modules" / ".bin" / "restate"
-)
+CLI = Path(__file__).resolve().parent / "typescript" / "node_modules" / ".bin" / "restate"
 CLI_TIMEOUT_S = 60.0
 SERVICES = (
     "Greeter",
@@ -85,11 +83,7 @@ class Setup:
     def side_effect_lines(self, prefix: str) -> list[str]:
         if not self.side_effects.exists():
             return []
-        return [
-            line
-            for line in self.side_effects.read_text().splitlines()
-            if line.startswith(prefix)
-        ]
+        return [line for line in self.side_effects.read_text().splitlines() if line.startswith(prefix)]
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +120,7 @@ def registered(setup: Setup) -> tuple[CliRun, dict]:
 def _blocked_invocation(setup: Setup) -> str:
     """Starts `Steps/wait_awakeable` (it waits forever) and returns its id once it is waiting."""
     name = f"cli-{uuid.uuid4().hex[:8]}"
-    status, _, body = http(
-        "POST", f"{setup.duro.ingress}/Steps/wait_awakeable/send", name
-    )
+    status, _, body = http("POST", f"{setup.duro.ingress}/Steps/wait_awakeable/send", name)
     assert status == 202, body
     wait_until(
         lambda: setup.side_effect_lines(f"awakeable {name} "),
@@ -138,9 +130,7 @@ def _blocked_invocation(setup: Setup) -> str:
     return str(json.loads(body)["invocationId"])
 
 
-def test_register_adds_the_deployment_with_its_services(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_register_adds_the_deployment_with_its_services(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     run, deployment = registered
     assert deployment["uri"].rstrip("/") == setup.endpoint.uri
     assert f"Deployment ID:  {deployment['id']}" in run.output
@@ -150,9 +140,7 @@ def test_register_adds_the_deployment_with_its_services(
     assert sorted(s["name"] for s in deployment["services"]) == sorted(SERVICES)
 
 
-def test_register_again_changes_nothing(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_register_again_changes_nothing(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     _, deployment = registered
     run = setup.restate("deployments", "register", setup.endpoint.uri, "--yes")
     assert run.returncode == 0, run.output
@@ -160,39 +148,29 @@ def test_register_again_changes_nothing(
     assert [d["id"] for d in setup.deployments()] == [deployment["id"]]
 
 
-def test_force_register_overwrites_the_same_deployment(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_force_register_overwrites_the_same_deployment(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     _, deployment = registered
-    run = setup.restate(
-        "deployments", "register", setup.endpoint.uri, "--yes", "--force"
-    )
+    run = setup.restate("deployments", "register", setup.endpoint.uri, "--yes", "--force")
     assert run.returncode == 0, run.output
     assert "already known to the server" in run.output
     assert f"Deployment ID:  {deployment['id']}" in run.output
     assert [d["id"] for d in setup.deployments()] == [deployment["id"]]
 
 
-def test_force_register_gives_the_services_a_new_revision(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_force_register_gives_the_services_a_new_revision(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     def revision() -> int:
         status, _, body = http("GET", f"{setup.duro.admin}/services/Counter")
         assert status == 200, body
         return int(json.loads(body)["revision"])
 
     before = revision()
-    run = setup.restate(
-        "deployments", "register", setup.endpoint.uri, "--yes", "--force"
-    )
+    run = setup.restate("deployments", "register", setup.endpoint.uri, "--yes", "--force")
     assert run.returncode == 0, run.output
     assert revision() == before + 1
     assert f"Revision: {before} -> {before + 1}" in run.output
 
 
-def test_services_list_names_every_service(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_services_list_names_every_service(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     _, deployment = registered
     run = setup.restate("services", "list")
     assert run.returncode == 0, run.output
@@ -201,9 +179,7 @@ def test_services_list_names_every_service(
     assert run.output.count(deployment["id"]) == len(SERVICES)
 
 
-def test_deployments_list_shows_the_deployment(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_deployments_list_shows_the_deployment(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     _, deployment = registered
     run = setup.restate("deployments", "list")
     assert run.returncode == 0, run.output
@@ -213,54 +189,38 @@ def test_deployments_list_shows_the_deployment(
         assert f"- {service} [" in run.output
 
 
-def test_services_describe_shows_type_deployment_and_handlers(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_services_describe_shows_type_deployment_and_handlers(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     _, deployment = registered
     run = setup.restate("services", "describe", "Counter")
     assert run.returncode == 0, run.output
     assert "VirtualObject" in run.output
     assert deployment["id"] in run.output
     assert "Bidirectional Stream" in run.output
-    handler_rows = {
-        line.split()[0]
-        for line in run.output.splitlines()
-        if line.strip().startswith(("add ", "get ", "reset "))
-    }
+    handler_rows = {line.split()[0] for line in run.output.splitlines() if line.strip().startswith(("add ", "get ", "reset "))}
     assert handler_rows == {"add", "get", "reset"}
 
 
-def test_describe_of_an_unknown_service_fails(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_describe_of_an_unknown_service_fails(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     run = setup.restate("services", "describe", "Nope")
     assert run.returncode != 0
     assert "Nope" in run.output
 
 
-def test_cancel_a_blocked_invocation(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_cancel_a_blocked_invocation(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     invocation_id = _blocked_invocation(setup)
     run = setup.restate("invocations", "cancel", invocation_id, "--yes")
     assert run.returncode == 0, run.output
     assert "Cancelled 1 invocations" in run.output
-    status, _, body = http(
-        "GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach"
-    )
+    status, _, body = http("GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach")
     assert status == 409, body
     assert json.loads(body)["message"] == "cancelled"
 
 
-def test_kill_a_blocked_invocation(
-    setup: Setup, registered: tuple[CliRun, dict]
-) -> None:
+def test_kill_a_blocked_invocation(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     invocation_id = _blocked_invocation(setup)
     run = setup.restate("invocations", "kill", invocation_id, "--yes")
     assert run.returncode == 0, run.output
     assert "Killed 1 invocations" in run.output
-    status, _, body = http(
-        "GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach"
-    )
+    status, _, body = http("GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach")
     assert status == 409, body
     assert json.loads(body)["message"] == "killed"

@@ -95,7 +95,11 @@ def test_call_between_services_and_ordered_one_way_sends(deployment: Deployment)
     recorder = unique("recorder")
     status, _, _ = deployment.call("/Steps/send_in_order", recorder)
     assert status == 200
-    items = wait_until(lambda: (lambda r: json.loads(r[2]) if len(json.loads(r[2])) == 5 else None)(deployment.call(f"/Recorder/{recorder}/items")), 15, "five items")
+    items = wait_until(
+        lambda: (lambda r: json.loads(r[2]) if len(json.loads(r[2])) == 5 else None)(deployment.call(f"/Recorder/{recorder}/items")),
+        15,
+        "five items",
+    )
     assert items == [0, 1, 2, 3, 4], "one-way sends to one key run in the order sent"
 
 

@@ -22,9 +22,7 @@ import pytest
 
 from tests.processes import DuroServer, ServiceEndpoint
 
-CHECK_SCRIPT = (
-    Path(__file__).resolve().parent / "typescript" / "dist" / "ingress_client_check.js"
-)
+CHECK_SCRIPT = Path(__file__).resolve().parent / "typescript" / "dist" / "ingress_client_check.js"
 CHECK_TIMEOUT_S = 180.0
 
 pytestmark = pytest.mark.skipif(
@@ -77,9 +75,7 @@ def run(
             timeout=CHECK_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
         )
-        assert result.returncode == 0, (
-            f"{result.stdout}\n{result.stderr}\n--- duro log ---\n{duro.log_tail()}"
-        )
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n--- duro log ---\n{duro.log_tail()}"
         yield json.loads(result.stdout), side_effects
     finally:
         duro.stop()
@@ -124,9 +120,7 @@ def test_a_handler_without_input_rejects_the_clients_json_content_type(
 def test_sends_without_idempotency_key_get_fresh_ids(summary: dict[str, Any]) -> None:
     first, second = summary["send_plain"]["first"], summary["send_plain"]["second"]
     assert first["status"] == second["status"] == "Accepted"
-    assert first["invocationId"].startswith("inv_1") and second[
-        "invocationId"
-    ].startswith("inv_1")
+    assert first["invocationId"].startswith("inv_1") and second["invocationId"].startswith("inv_1")
     assert first["invocationId"] != second["invocationId"]
     assert first["attachable"] is False
 
@@ -173,8 +167,5 @@ def test_a_workflow_submits_once_and_its_output_becomes_ready(
     assert workflow["attach"] == expected
     assert workflow["output_after"] == {"ready": True, "result": expected}
     assert workflow["result_by_submission"]["result"] == expected
-    assert (
-        workflow["result_by_submission"]["submission"]["invocationId"]
-        == workflow["submit"]["invocationId"]
-    )
+    assert workflow["result_by_submission"]["submission"]["invocationId"] == workflow["submit"]["invocationId"]
     assert _count_lines(side_effects, f"signup-create {workflow['key']}") == 1

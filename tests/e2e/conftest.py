@@ -17,7 +17,9 @@ def side_effects(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def official_python_service(tmp_path: Path, side_effects: Path) -> Iterator[ServiceEndpoint]:
-    endpoint = ServiceEndpoint("tests.services.official_python:app", tmp_path / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(side_effects)})
+    endpoint = ServiceEndpoint(
+        "tests.services.official_python:app", tmp_path / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(side_effects)}
+    )
     endpoint.start()
     try:
         endpoint.wait_ready()

@@ -17,7 +17,9 @@ from tests.processes import http as request
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuroServer, ServiceEndpoint, ServiceEndpoint, Path]]:
     tmp = tmp_path_factory.mktemp("bad-input")
     side_effects = tmp / "side-effects.log"
-    good = ServiceEndpoint("tests.services.official_python:app", tmp / "good.log", {"DURO_TEST_SIDE_EFFECTS": str(side_effects)}, ["--max-requests", "5"])
+    good = ServiceEndpoint(
+        "tests.services.official_python:app", tmp / "good.log", {"DURO_TEST_SIDE_EFFECTS": str(side_effects)}, ["--max-requests", "5"]
+    )
     bad = ServiceEndpoint("tests.services.bad_endpoint:app", tmp / "bad.log", {"DURO_TEST_SIDE_EFFECTS": str(side_effects)})
     server = DuroServer(tmp / "data", tmp / "duro.log", extra_args=[])
     for process in (good, bad, server):
@@ -73,7 +75,9 @@ def test_a_protocol_violation_fails_the_attempt_with_a_logged_reason_and_the_run
     server.register(bad.uri)
     status, _, body = server.call("/Bad/garbage/send")
     assert status == 202, body
-    wait_until(lambda: side_effects.exists() and side_effects.read_text().count("invoke garbage") >= 3, 20, "retries of the broken invocation")
+    wait_until(
+        lambda: side_effects.exists() and side_effects.read_text().count("invoke garbage") >= 3, 20, "retries of the broken invocation"
+    )
     assert "0x7777" in server.log_path.read_text(), "the reason (the unknown message type) is logged"
     status, _, body = server.call("/Greeter/greet", "still here")
     assert (status, json.loads(body)) == (200, "Hello still here!")

@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 
@@ -54,7 +53,7 @@ def test_acknowledged_sends_survive_kill9(tmp_path: Path, official_python_servic
     server.register(official_python_service.uri)
     key = f"acked-{uuid.uuid4().hex[:6]}"
     accepted = 0
-    for i in range(40):
+    for _i in range(40):
         status, _, _ = server.call(f"/Counter/{key}/add/send", 1)
         assert status == 202
         accepted += 1

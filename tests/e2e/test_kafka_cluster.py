@@ -35,7 +35,9 @@ class Cluster:
         self.topic = f"duro-test-{uuid.uuid4().hex[:8]}"
         self.nodes: dict[int, DuroServer] = {}
         self.side_effects = tmp / "side-effects.log"
-        self.service = ServiceEndpoint("tests.services.official_python:app", tmp / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(self.side_effects)})
+        self.service = ServiceEndpoint(
+            "tests.services.official_python:app", tmp / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(self.side_effects)}
+        )
 
     def start_node(self, node_id: int, data_name: str | None = None) -> DuroServer:
         args = ["--log", "kafka", "--kafka-bootstrap", self.bootstrap, "--kafka-topic", self.topic, "--node-id", str(node_id)]
@@ -128,7 +130,11 @@ def test_failover_after_kill9_loses_nothing_acknowledged(cluster: Cluster) -> No
         moved = cluster.owned(victim)
         victim.kill9()
         killed_at = time.monotonic()
-        wait_until(lambda: cluster.owned(survivors[0]) | cluster.owned(survivors[1]) == set(range(PARTITIONS)), 60, "the victim's partitions to move")
+        wait_until(
+            lambda: cluster.owned(survivors[0]) | cluster.owned(survivors[1]) == set(range(PARTITIONS)),
+            60,
+            "the victim's partitions to move",
+        )
         moved_after_s = time.monotonic() - killed_at
         time.sleep(2)
         stop.set()
@@ -248,7 +254,12 @@ def test_an_unreachable_bootstrap_server_is_reported_with_its_address(tmp_path: 
 
 def test_a_topic_with_another_partition_count_is_refused_naming_both(tmp_path: Path, kafka_bootstrap: str) -> None:
     topic = f"duro-test-{uuid.uuid4().hex[:8]}"
-    node = DuroServer(tmp_path / "first", tmp_path / "first.log", partitions=4, extra_args=["--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic])
+    node = DuroServer(
+        tmp_path / "first",
+        tmp_path / "first.log",
+        partitions=4,
+        extra_args=["--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic],
+    )
     node.start()
     node.wait_ready(timeout_s=60)
     node.stop()

@@ -82,7 +82,10 @@ async def test_unreachable_bootstrap_is_retried_then_reported_with_the_address(c
     address = f"127.0.0.1:{free_port()}"
     settings = KafkaLogSettings(connect_timeout_ms=1_500, max_connect_backoff_ms=400)
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="wal.kafka_topic"), pytest.raises(LogError, match=f"could not reach Kafka at {address} .* within 1500 ms") as raised:
+    with (
+        caplog.at_level(logging.WARNING, logger="wal.kafka_topic"),
+        pytest.raises(LogError, match=f"could not reach Kafka at {address} .* within 1500 ms") as raised,
+    ):
         await KafkaLog.open(address, new_topic(), 1, settings)
     elapsed_s = time.monotonic() - started
     assert 1.4 <= elapsed_s < 5.0, f"open must retry until connect_timeout_ms and then stop, took {elapsed_s:.1f}s"
@@ -176,7 +179,9 @@ async def test_broker_restart_while_appending_loses_nothing_acknowledged(own_bro
             after = await impatient.append(0, [b"after"])
         assert not failures, f"appends must wait out a 10 s outage within append_timeout_ms, got {failures[:3]}"
         expected_impatient = [(0, b"during"), (1, b"after")] if after == 1 else [(0, b"after")]
-        assert await read(impatient, 0, after + 1) == expected_impatient, "an append that timed out is written whole or not at all, before later ones"
+        assert await read(impatient, 0, after + 1) == expected_impatient, (
+            "an append that timed out is written whole or not at all, before later ones"
+        )
         for partition in range(2):
             offsets = sorted(offset for p, offset in acknowledged if p == partition)
             assert offsets == list(range(len(offsets))), "acknowledged offsets must be dense"

@@ -205,9 +205,7 @@ def test_awakeable_resolved_over_http(deployed: Deployed) -> None:
     published = wait_until(lambda: deployed.side_effect_lines("awakeable", tag), POLL_TIMEOUT_S, "the awakeable id")
     awakeable_id = published[0][2]
 
-    resolve_status, _, resolve_body = http(
-        "POST", f"{deployed.server.ingress}/restate/awakeables/{awakeable_id}/resolve", "hello"
-    )
+    resolve_status, _, resolve_body = http("POST", f"{deployed.server.ingress}/restate/awakeables/{awakeable_id}/resolve", "hello")
     output_status, output = deployed.wait_output(f"/restate/invocation/{invocation_id}/output")
 
     assert awakeable_id.startswith("sign_1")
@@ -280,9 +278,7 @@ def test_cancellation_fails_with_409_after_compensation(deployed: Deployed) -> N
 
 
 def sql(deployed: Deployed, query: str) -> list[dict[str, object]]:
-    status, _, body = http(
-        "POST", f"{deployed.server.admin}/query", {"query": query}, headers={"accept": "application/json"}
-    )
+    status, _, body = http("POST", f"{deployed.server.admin}/query", {"query": query}, headers={"accept": "application/json"})
     assert status == 200, body
     return json.loads(body)["rows"]  # type: ignore[no-any-return]
 

@@ -21,8 +21,16 @@ MANIFEST = {
             "name": "Bad",
             "ty": "SERVICE",
             "handlers": [
-                {"name": "garbage", "input": {"required": False, "contentType": "application/json"}, "output": {"contentType": "application/json"}},
-                {"name": "wrong_version", "input": {"required": False, "contentType": "application/json"}, "output": {"contentType": "application/json"}},
+                {
+                    "name": "garbage",
+                    "input": {"required": False, "contentType": "application/json"},
+                    "output": {"contentType": "application/json"},
+                },
+                {
+                    "name": "wrong_version",
+                    "input": {"required": False, "contentType": "application/json"},
+                    "output": {"contentType": "application/json"},
+                },
             ],
         }
     ],

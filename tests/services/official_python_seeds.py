@@ -11,13 +11,13 @@ import uuid
 from pydantic import BaseModel
 
 from tests.services.sdk_choice import restate
+from tests.services.seed_stubs import create_recurring_payment, create_subscription, create_user_entry, send_verification_email
 
 Context = restate.Context
 ObjectContext = restate.ObjectContext
 ObjectSharedContext = restate.ObjectSharedContext
 WorkflowContext = restate.WorkflowContext
 WorkflowSharedContext = restate.WorkflowSharedContext
-from tests.services.seed_stubs import create_recurring_payment, create_subscription, create_user_entry, send_verification_email
 
 
 class SubscriptionRequest(BaseModel):

@@ -232,7 +232,9 @@ TEST_MANIFEST: dict[str, Any] = {
 }
 
 
-def endpoint_from_manifest(manifest: dict[str, Any], uri: str = "http://svc:9080", sdk_version: str | None = "test/1.0") -> DiscoveredEndpoint:
+def endpoint_from_manifest(
+    manifest: dict[str, Any], uri: str = "http://svc:9080", sdk_version: str | None = "test/1.0"
+) -> DiscoveredEndpoint:
     parsed = EndpointManifest.model_validate(manifest)
     return DiscoveredEndpoint(
         uri=uri,

@@ -48,9 +48,7 @@ async def serve(app: Any) -> AsyncIterator[str]:
 
 def invocation_body(body: bytes, *journal: Message, **start_fields: Any) -> bytes:
     """A request body: Start, the Input command carrying `body`, then `journal`."""
-    start = pb.StartMessage(
-        id=INVOCATION_ID.to_bytes(), debug_id=str(INVOCATION_ID), known_entries=1 + len(journal), **start_fields
-    )
+    start = pb.StartMessage(id=INVOCATION_ID.to_bytes(), debug_id=str(INVOCATION_ID), known_entries=1 + len(journal), **start_fields)
     messages = [start, pb.InputCommandMessage(value=pb.Value(content=body)), *journal]
     return b"".join(encode_message(message) for message in messages)
 

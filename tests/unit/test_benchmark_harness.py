@@ -40,7 +40,13 @@ def test_latency_summary_in_milliseconds() -> None:
 
 
 def _run(scenario: str, repetition: int, runtime: str, throughput: float, error: str | None = None) -> dict:
-    return {"scenario": scenario, "repetition": repetition, "runtime": runtime, "error": error, "metrics": {"throughput_per_s": throughput, "p50_ms": 1000 / throughput}}
+    return {
+        "scenario": scenario,
+        "repetition": repetition,
+        "runtime": runtime,
+        "error": error,
+        "metrics": {"throughput_per_s": throughput, "p50_ms": 1000 / throughput},
+    }
 
 
 def test_ratios_are_computed_pair_by_pair_and_skip_failed_runs() -> None:

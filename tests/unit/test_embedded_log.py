@@ -25,7 +25,9 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 WAIT_TIMEOUT_S = 10.0
 
 
-def tail_of(log: EmbeddedLog, partition: int, from_offset: int, max_batch_entries: int = 512) -> contextlib.aclosing[AsyncGenerator[list[tuple[int, bytes]], None]]:
+def tail_of(
+    log: EmbeddedLog, partition: int, from_offset: int, max_batch_entries: int = 512
+) -> contextlib.aclosing[AsyncGenerator[list[tuple[int, bytes]], None]]:
     """A tail that the `async with` closes on exit."""
     batches = log.tail(partition, from_offset, max_batch_entries)
     assert isinstance(batches, AsyncGenerator), "a tail must be closable"
@@ -98,7 +100,7 @@ async def test_truncated_tail_is_dropped_and_appends_continue(tmp_path: Path) ->
     await log.close()
     log = await EmbeddedLog.open(tmp_path, 1)
     assert log.dropped_tail_bytes == 0
-    assert await read_all(log, 0) == entries[:19] + [b"after"]
+    assert await read_all(log, 0) == [*entries[:19], b"after"]
     await log.close()
 
 
@@ -442,4 +444,3 @@ async def _check_acknowledged(log_path: Path, acknowledged: list[tuple[int, ...]
         assert stored[partition][offset] == crash_payload(task, seq), f"partition {partition} offset {offset} differs"
     assert await log.append(0, [b"after the crash"]) == len(stored[0])
     await log.close()
-

@@ -151,14 +151,10 @@ async def test_request_convenience_and_status(origin: str, client: H2cClient) ->
 async def test_200_concurrent_streams_share_pooled_connections(origin: str, client: H2cClient) -> None:
     # hypercorn allows 100 concurrent streams per connection, so 200 open
     # streams need a second connection.
-    streams = await asyncio.wait_for(
-        asyncio.gather(*(client.open_stream(origin, "POST", "/echo", []) for _ in range(200))), 20
-    )
+    streams = await asyncio.wait_for(asyncio.gather(*(client.open_stream(origin, "POST", "/echo", []) for _ in range(200))), 20)
     assert client.connection_count(origin) == 2
     await asyncio.gather(*(s.send(f"n{i}".encode()) for i, s in enumerate(streams)))
-    echoes = await asyncio.wait_for(
-        asyncio.gather(*(_read_exactly(s, len(f"n{i}")) for i, s in enumerate(streams))), 20
-    )
+    echoes = await asyncio.wait_for(asyncio.gather(*(_read_exactly(s, len(f"n{i}")) for i, s in enumerate(streams))), 20)
     assert echoes == [f"n{i}".encode() for i in range(200)]
     await asyncio.gather(*(s.end() for s in streams))
     assert await asyncio.wait_for(asyncio.gather(*(s.read() for s in streams)), 20) == [b""] * 200
@@ -206,9 +202,7 @@ async def test_goaway_fails_in_flight_streams_fast_and_next_stream_uses_new_conn
         pending_reads = [asyncio.create_task(stream.read()) for stream in held]
         fourth = await client.open_stream(url, "POST", "/hold", [])  # the 4th request triggers GOAWAY
         started = asyncio.get_running_loop().time()
-        results = await asyncio.wait_for(
-            asyncio.gather(*pending_reads, fourth.response_headers(), return_exceptions=True), 5
-        )
+        results = await asyncio.wait_for(asyncio.gather(*pending_reads, fourth.response_headers(), return_exceptions=True), 5)
         assert asyncio.get_running_loop().time() - started < 2
         assert all(isinstance(r, ConnectionLostError) for r in results), results
         assert "GOAWAY" in str(results[0])
@@ -260,9 +254,7 @@ class CuttableProxy:
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         self._writers += [client_writer, upstream_writer]
-        await asyncio.gather(
-            self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer)
-        )
+        await asyncio.gather(self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer))
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -320,8 +312,7 @@ async def test_closed_client_refuses_new_streams(origin: str) -> None:
 async def test_abandoned_unread_responses_do_not_leak_the_connection_window(origin: str) -> None:
     # Each /big response (1 MiB) overfills a 256 KiB connection window unless
     # abandoning a stream hands its unread bytes back.
-    h2c = H2cClient(max_connections_per_origin=1, max_recv_buffer_bytes=128 * 1024,
-                    max_connection_recv_buffer_bytes=256 * 1024)
+    h2c = H2cClient(max_connections_per_origin=1, max_recv_buffer_bytes=128 * 1024, max_connection_recv_buffer_bytes=256 * 1024)
     try:
         for _ in range(4):
             stream = await h2c.open_stream(origin, "GET", "/big", [])

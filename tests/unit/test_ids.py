@@ -20,12 +20,24 @@ from protocol.ids import (
 # (x-restate-id, awakeable id the Python SDK built for its first awakeable,
 #  partition key, uuid hex) as returned by restate-server 1.7.12.
 REAL_VECTORS = [
-    ("inv_1chFmvtQDzek3yEMuw4tD8ewHTMUn6CvOC", "sign_1LMx3mzIoF48Or6r_CBSU6U627MZ1--90AAAAEQ",
-     0x2CCC779B3228178F, "0eafaaff081494e94eb6ecc675fbef74"),
-    ("inv_1k0fIAuAM4aA63XfS03gAb0I79ouU1ithJ", "sign_1oNXdcgcAAOm_9GEJZwJYY-dOKl5AyzzHAAAAEQ",
-     0xA0D5DD72070000E9, "bff4610967025863e74e2a5e40cb3cc7"),
-    ("inv_13PpG8FHcFcF3KPTRwAjzfUGDML1Nf6FoS", "sign_15bNS1MINmiwKOXTlxsTGdAO6tegKUWR7AAAAEQ",
-     0xE5B352D4C20D9A2C, "0a3974e5c6c4c67403bab5e80a51647b"),
+    (
+        "inv_1chFmvtQDzek3yEMuw4tD8ewHTMUn6CvOC",
+        "sign_1LMx3mzIoF48Or6r_CBSU6U627MZ1--90AAAAEQ",
+        0x2CCC779B3228178F,
+        "0eafaaff081494e94eb6ecc675fbef74",
+    ),
+    (
+        "inv_1k0fIAuAM4aA63XfS03gAb0I79ouU1ithJ",
+        "sign_1oNXdcgcAAOm_9GEJZwJYY-dOKl5AyzzHAAAAEQ",
+        0xA0D5DD72070000E9,
+        "bff4610967025863e74e2a5e40cb3cc7",
+    ),
+    (
+        "inv_13PpG8FHcFcF3KPTRwAjzfUGDML1Nf6FoS",
+        "sign_15bNS1MINmiwKOXTlxsTGdAO6tegKUWR7AAAAEQ",
+        0xE5B352D4C20D9A2C,
+        "0a3974e5c6c4c67403bab5e80a51647b",
+    ),
 ]
 
 

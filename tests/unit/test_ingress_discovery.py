@@ -255,9 +255,7 @@ async def test_register_over_http_1_1(admin: tuple[httpx.AsyncClient, Registry])
 
 
 @pytest.mark.parametrize("use_http_11", [False, True])
-async def test_unreachable_uri_names_the_reason_and_registers_nothing(
-    admin: tuple[httpx.AsyncClient, Registry], use_http_11: bool
-) -> None:
+async def test_unreachable_uri_names_the_reason_and_registers_nothing(admin: tuple[httpx.AsyncClient, Registry], use_http_11: bool) -> None:
     client, registry = admin
     uri = closed_port_uri()
     response = await client.post("/deployments", json={"uri": uri, "use_http_11": use_http_11})

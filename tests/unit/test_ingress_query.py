@@ -9,12 +9,20 @@ from ingress.query import QueryEngine, QueryError
 ROWS = [
     {"id": "inv_1a", "target": "Steps/wait_awakeable", "target_service_ty": "service", "status": "suspended"},
     {"id": "inv_1b", "target": "Counter/alice/add", "target_service_ty": "virtual_object", "status": "completed"},
-    {"id": "inv_1c", "target": "Counter/bob/add", "target_service_ty": "virtual_object", "status": "running", "pinned_deployment_id": "dp_1"},
+    {
+        "id": "inv_1c",
+        "target": "Counter/bob/add",
+        "target_service_ty": "virtual_object",
+        "status": "running",
+        "pinned_deployment_id": "dp_1",
+    },
 ]
 
 
 def engine(max_rows: int = 100) -> QueryEngine:
-    return QueryEngine(lambda: ROWS, lambda: [{"id": "dp_1", "endpoint": "http://x"}], lambda: [{"name": "Counter", "revision": 1}], max_rows)
+    return QueryEngine(
+        lambda: ROWS, lambda: [{"id": "dp_1", "endpoint": "http://x"}], lambda: [{"name": "Counter", "revision": 1}], max_rows
+    )
 
 
 def test_cli_lookup_by_id_skips_completed() -> None:

@@ -33,7 +33,9 @@ def test_bad_settings_are_refused_naming_the_field(fields: dict[str, object], me
 
 
 def test_created_topics_keep_everything_and_fit_the_largest_append() -> None:
-    configs = topic_configs(KafkaLogSettings(min_insync_replicas=2, replication_factor=3, max_append_bytes=1 << 20, max_group_bytes=1 << 16))
+    configs = topic_configs(
+        KafkaLogSettings(min_insync_replicas=2, replication_factor=3, max_append_bytes=1 << 20, max_group_bytes=1 << 16)
+    )
     assert configs["retention.ms"] == "-1" and configs["retention.bytes"] == "-1"
     assert configs["min.insync.replicas"] == "2"
     assert int(configs["max.message.bytes"]) > 1 << 20

@@ -78,7 +78,9 @@ async def open_log(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[[
         await log.close()
 
 
-def tail_of(log: Log, partition: int, from_offset: int, max_batch_entries: int = 512) -> contextlib.aclosing[AsyncGenerator[list[tuple[int, bytes]], None]]:
+def tail_of(
+    log: Log, partition: int, from_offset: int, max_batch_entries: int = 512
+) -> contextlib.aclosing[AsyncGenerator[list[tuple[int, bytes]], None]]:
     """A tail that the `async with` closes on exit (every backend's tail is an async generator)."""
     batches = log.tail(partition, from_offset, max_batch_entries)
     assert isinstance(batches, AsyncGenerator), "a tail must be closable"
@@ -264,9 +266,7 @@ async def test_many_partitions(open_log: Callable[[int], Awaitable[Log]]) -> Non
     log = await open_log(partition_count)
     rounds = 3
     for round_number in range(rounds):
-        offsets = await asyncio.gather(
-            *(log.append(partition, [payload(partition, round_number)]) for partition in range(partition_count))
-        )
+        offsets = await asyncio.gather(*(log.append(partition, [payload(partition, round_number)]) for partition in range(partition_count)))
         assert offsets == [round_number] * partition_count
     for partition in range(partition_count):
         assert await read_entries(log, partition, 0, rounds) == [(index, payload(partition, index)) for index in range(rounds)]

@@ -69,10 +69,18 @@ async def test_installed_python_sdk_manifest_parses() -> None:
 
 async def _asgi_get(app, path: str, accept: str) -> tuple[int, str, bytes]:
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "2", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [(b"accept", accept.encode())],
-        "server": ("127.0.0.1", 9080), "client": ("127.0.0.1", 1),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "2",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"accept", accept.encode())],
+        "server": ("127.0.0.1", 9080),
+        "client": ("127.0.0.1", 1),
     }
     messages: list[dict] = []
 
@@ -94,9 +102,16 @@ def test_unknown_fields_are_kept_and_options_typed() -> None:
     document["futureField"] = {"x": 1}
     service = document["services"][0]
     service.update(
-        documentation="counts", metadata={"team": "a"}, inactivityTimeout=1000, enableLazyState=True,
-        ingressPrivate=False, retryPolicyMaxAttempts=3, retryPolicyExponentiationFactor=1.5,
-        retryPolicyOnMaxAttempts="KILL", idempotencyRetention=60000, newServiceThing=True,
+        documentation="counts",
+        metadata={"team": "a"},
+        inactivityTimeout=1000,
+        enableLazyState=True,
+        ingressPrivate=False,
+        retryPolicyMaxAttempts=3,
+        retryPolicyExponentiationFactor=1.5,
+        retryPolicyOnMaxAttempts="KILL",
+        idempotencyRetention=60000,
+        newServiceThing=True,
     )
     service["handlers"][0]["workflowCompletionRetention"] = 5
     manifest = parse_manifest(json.dumps(document).encode(), V4)
@@ -160,7 +175,9 @@ def test_missing_nested_field_names_its_path() -> None:
 
 def test_models_build_from_python_names() -> None:
     manifest = EndpointManifest(
-        protocol_mode=ProtocolMode.REQUEST_RESPONSE, min_protocol_version=5, max_protocol_version=6,
+        protocol_mode=ProtocolMode.REQUEST_RESPONSE,
+        min_protocol_version=5,
+        max_protocol_version=6,
         services=[],
     )
     assert json.loads(manifest.to_json_bytes())["protocolMode"] == "REQUEST_RESPONSE"

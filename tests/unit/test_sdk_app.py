@@ -218,7 +218,9 @@ async def test_unparsable_input_is_a_terminal_400(endpoint: str) -> None:
     assert isinstance(output, pb.OutputCommandMessage) and output.failure.code == 400
 
 
-@pytest.mark.parametrize("content_type", ["application/vnd.restate.invocation.v4", "application/vnd.restate.invocation.v8", "application/json", None])
+@pytest.mark.parametrize(
+    "content_type", ["application/vnd.restate.invocation.v4", "application/vnd.restate.invocation.v8", "application/json", None]
+)
 async def test_unsupported_protocol_versions_get_415(endpoint: str, content_type: str | None) -> None:
     headers = {} if content_type is None else {"content-type": content_type}
     async with httpx.AsyncClient() as client:
@@ -275,7 +277,7 @@ async def test_bidi_stream_resolves_notifications_while_the_handler_runs(endpoin
 async def _ended_within(stream: Any, seconds: float) -> bool:
     try:
         chunk = await asyncio.wait_for(stream.read(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return chunk == b""
 

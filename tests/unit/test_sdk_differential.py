@@ -24,7 +24,7 @@ from tests.unit.sdk_endpoint import invocation_body, invoke_headers, messages_of
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVICE_SOURCE = '''
+SERVICE_SOURCE = """
 from datetime import timedelta
 
 {import_line}
@@ -156,7 +156,7 @@ async def click(ctx: restate.WorkflowSharedContext, secret: str) -> None:
 
 
 app = restate.app([greeter, counter, signup])
-'''
+"""
 
 CLOCK_FIELDS = {"wakeUpTime", "invokeTime"}
 TEXT_FIELDS = {"message", "stacktrace"}
@@ -164,7 +164,7 @@ TEXT_FIELDS = {"message", "stacktrace"}
 
 def load(name: str, import_line: str) -> types.ModuleType:
     module = types.ModuleType(name)
-    exec(compile(SERVICE_SOURCE.format(import_line=import_line), name, "exec"), module.__dict__)  # noqa: S102
+    exec(compile(SERVICE_SOURCE.format(import_line=import_line), name, "exec"), module.__dict__)
     return module
 
 
@@ -191,7 +191,9 @@ def normalised(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]:
     return result
 
 
-async def both_answers(endpoints: tuple[str, str], path: str, body: bytes, *journal: Message, version: int = 6, **start: Any) -> tuple[list, list]:
+async def both_answers(
+    endpoints: tuple[str, str], path: str, body: bytes, *journal: Message, version: int = 6, **start: Any
+) -> tuple[list, list]:
     answers = []
     async with httpx.AsyncClient() as client:
         for base_url in endpoints:
@@ -211,47 +213,102 @@ CASES: list[tuple[str, str, bytes, tuple[Message, ...], dict[str, Any]]] = [
     ("output", "Greeter/greet", b'"ada"', (), {}),
     ("deterministic ids", "Greeter/ids", b"", (), {"random_seed": 99}),
     ("sleep suspends", "Greeter/nap", b"1000", (), {}),
-    ("sleep replayed", "Greeter/nap", b"1000", (pb.SleepCommandMessage(wake_up_time=5, result_completion_id=1), pb.SleepCompletionNotificationMessage(completion_id=1, void=pb.Void())), {}),
+    (
+        "sleep replayed",
+        "Greeter/nap",
+        b"1000",
+        (
+            pb.SleepCommandMessage(wake_up_time=5, result_completion_id=1),
+            pb.SleepCompletionNotificationMessage(completion_id=1, void=pb.Void()),
+        ),
+        {},
+    ),
     ("run proposes", "Greeter/steps", b"2", (), {}),
-    ("runs replayed", "Greeter/steps", b"2", (
-        pb.RunCommandMessage(result_completion_id=1, name="step-0"),
-        pb.RunCompletionNotificationMessage(completion_id=1, value=pb.Value(content=b"1")),
-        pb.RunCommandMessage(result_completion_id=2, name="step-1"),
-        pb.RunCompletionNotificationMessage(completion_id=2, value=pb.Value(content=b"2")),
-    ), {}),
+    (
+        "runs replayed",
+        "Greeter/steps",
+        b"2",
+        (
+            pb.RunCommandMessage(result_completion_id=1, name="step-0"),
+            pb.RunCompletionNotificationMessage(completion_id=1, value=pb.Value(content=b"1")),
+            pb.RunCommandMessage(result_completion_id=2, name="step-1"),
+            pb.RunCompletionNotificationMessage(completion_id=2, value=pb.Value(content=b"2")),
+        ),
+        {},
+    ),
     ("terminal error", "Greeter/refuse", b"418", (), {}),
     ("handler bug", "Greeter/crash", b"", (), {}),
     ("journal mismatch", "Greeter/nap", b"1000", (pb.ClearAllStateCommandMessage(),), {}),
     ("call and send", "Greeter/call_and_send", b'"bo"', (), {}),
-    ("select", "Greeter/race", b"", (pb.SleepCommandMessage(result_completion_id=1), pb.SleepCompletionNotificationMessage(completion_id=1, void=pb.Void())), {}),
+    (
+        "select",
+        "Greeter/race",
+        b"",
+        (pb.SleepCommandMessage(result_completion_id=1), pb.SleepCompletionNotificationMessage(completion_id=1, void=pb.Void())),
+        {},
+    ),
     ("gather suspends", "Greeter/both", b"", (), {}),
-    ("cancel propagates to the called child", "Greeter/call_and_send", b'"bo"', (
-        pb.OneWayCallCommandMessage(service_name="Greeter", handler_name="greet", parameter=b'"bo"', invocation_id_notification_idx=1),
-        pb.CallCommandMessage(
-            service_name="Greeter", handler_name="greet", parameter=b'"bo"', headers=[pb.Header(key="h", value="v")],
-            idempotency_key="ik", invocation_id_notification_idx=2, result_completion_id=3,
+    (
+        "cancel propagates to the called child",
+        "Greeter/call_and_send",
+        b'"bo"',
+        (
+            pb.OneWayCallCommandMessage(service_name="Greeter", handler_name="greet", parameter=b'"bo"', invocation_id_notification_idx=1),
+            pb.CallCommandMessage(
+                service_name="Greeter",
+                handler_name="greet",
+                parameter=b'"bo"',
+                headers=[pb.Header(key="h", value="v")],
+                idempotency_key="ik",
+                invocation_id_notification_idx=2,
+                result_completion_id=3,
+            ),
+            pb.CallInvocationIdCompletionNotificationMessage(completion_id=2, invocation_id="inv_child"),
+            pb.SignalNotificationMessage(idx=1, void=pb.Void()),
         ),
-        pb.CallInvocationIdCompletionNotificationMessage(completion_id=2, invocation_id="inv_child"),
-        pb.SignalNotificationMessage(idx=1, void=pb.Void()),
-    ), {}),
-    ("call result", "Greeter/call_and_send", b'"bo"', (
-        pb.OneWayCallCommandMessage(service_name="Greeter", handler_name="greet", parameter=b'"bo"', invocation_id_notification_idx=1),
-        pb.CallCommandMessage(
-            service_name="Greeter", handler_name="greet", parameter=b'"bo"', headers=[pb.Header(key="h", value="v")],
-            idempotency_key="ik", invocation_id_notification_idx=2, result_completion_id=3,
+        {},
+    ),
+    (
+        "call result",
+        "Greeter/call_and_send",
+        b'"bo"',
+        (
+            pb.OneWayCallCommandMessage(service_name="Greeter", handler_name="greet", parameter=b'"bo"', invocation_id_notification_idx=1),
+            pb.CallCommandMessage(
+                service_name="Greeter",
+                handler_name="greet",
+                parameter=b'"bo"',
+                headers=[pb.Header(key="h", value="v")],
+                idempotency_key="ik",
+                invocation_id_notification_idx=2,
+                result_completion_id=3,
+            ),
+            pb.CallCompletionNotificationMessage(completion_id=3, failure=pb.Failure(code=404, message="nope")),
         ),
-        pb.CallCompletionNotificationMessage(completion_id=3, failure=pb.Failure(code=404, message="nope")),
-    ), {}),
+        {},
+    ),
     ("retryable run failure", "Greeter/failing_run", b"", (), {}),
-    ("run retried then given up", "Greeter/bounded_run", b"", (pb.RunCommandMessage(result_completion_id=1, name="boom"),), {"retry_count_since_last_stored_entry": 1}),
+    (
+        "run retried then given up",
+        "Greeter/bounded_run",
+        b"",
+        (pb.RunCommandMessage(result_completion_id=1, name="boom"),),
+        {"retry_count_since_last_stored_entry": 1},
+    ),
     ("run still retried", "Greeter/bounded_run", b"", (), {}),
     ("awakeables", "Greeter/awakeables", b"", (pb.SignalNotificationMessage(idx=17, value=pb.Value(content=b'"v"')),), {}),
-    ("await after cancellation", "Greeter/compensate", b"", (
-        pb.SleepCommandMessage(result_completion_id=1),
-        pb.SignalNotificationMessage(idx=1, void=pb.Void()),
-        pb.RunCommandMessage(result_completion_id=2, name="undo"),
-        pb.RunCompletionNotificationMessage(completion_id=2, value=pb.Value(content=b'"undone"')),
-    ), {}),
+    (
+        "await after cancellation",
+        "Greeter/compensate",
+        b"",
+        (
+            pb.SleepCommandMessage(result_completion_id=1),
+            pb.SignalNotificationMessage(idx=1, void=pb.Void()),
+            pb.RunCommandMessage(result_completion_id=2, name="undo"),
+            pb.RunCompletionNotificationMessage(completion_id=2, value=pb.Value(content=b'"undone"')),
+        ),
+        {},
+    ),
     ("eager state", "Counter/add", b"2", (), {"key": "c", **state(count=b"3")}),
     ("lazy state", "Counter/add", b"2", (), {"key": "c", "partial_state": True}),
     ("state keys and clear", "Counter/wipe", b"", (), {"key": "c", **state(count=b"3", other=b"1")}),

@@ -56,9 +56,9 @@ def test_dataclass_and_container_hints_go_through_pydantic() -> None:
 
 
 def test_optional_hint_uses_the_inner_type() -> None:
-    assert unwrap_optional(Optional[Item]) == (True, Item)
+    assert unwrap_optional(Optional[Item]) == (True, Item)  # noqa: UP045 - the typing.Optional spelling is under test
     assert unwrap_optional(Item | None) == (True, Item)
-    assert isinstance(serde_for_hint(DefaultSerde(), Optional[Item]), PydanticJsonSerde)
+    assert isinstance(serde_for_hint(DefaultSerde(), Optional[Item]), PydanticJsonSerde)  # noqa: UP045 - the typing.Optional spelling is under test
 
 
 def test_bytes_hint_passes_bytes_through() -> None:

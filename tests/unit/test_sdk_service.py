@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Optional
 
 import pytest
 from pydantic import BaseModel
@@ -117,7 +116,7 @@ def test_manifest_describes_types_payloads_and_options() -> None:
     )
 
     @obj.handler(kind="shared", inactivity_timeout=timedelta(seconds=2))
-    async def lookup(ctx: ObjectSharedContext, order: Optional[Order]) -> int:
+    async def lookup(ctx: ObjectSharedContext, order: Order | None) -> int:
         """How many are left."""
         return 0
 

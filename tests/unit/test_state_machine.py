@@ -15,10 +15,10 @@ from protocol.frames import REQUESTED_ACK, MessageType, message_type_of
 from protocol.routing import keyed_or_random_id, workflow_invocation_id
 from wal.records import (
     AnnounceLeader,
+    Attach,
     AttemptEvents,
     AttemptFailed,
     AttemptFrame,
-    Attach,
     Cancel,
     Envelope,
     Failure,
@@ -78,7 +78,14 @@ def output(value: bytes) -> pb.OutputCommandMessage:
     return message
 
 
-def invoke(target: Target, invocation_id: str | None = None, *, sink: IngressSink | None = None, submit: IngressSink | None = None, retention_ms: int = 0) -> Invoke:
+def invoke(
+    target: Target,
+    invocation_id: str | None = None,
+    *,
+    sink: IngressSink | None = None,
+    submit: IngressSink | None = None,
+    retention_ms: int = 0,
+) -> Invoke:
     return Invoke(
         invocation_id=invocation_id or keyed_or_random_id(target.key),
         target=target,
@@ -181,7 +188,11 @@ def test_sleep_suspends_then_timer_resumes_with_next_attempt() -> None:
     h.now_ms += 5_000
     actions = h.apply(TimerFired(timer.fire_at_ms, record.invocation_id, TimerKind.SLEEP, 1))
     assert of_type(actions, InvokeAttempt) == [InvokeAttempt(record.invocation_id, 2)]
-    assert [t for t, _ in h.journal(record.invocation_id)] == [MessageType.INPUT_COMMAND, MessageType.SLEEP_COMMAND, MessageType.SLEEP_COMPLETION]
+    assert [t for t, _ in h.journal(record.invocation_id)] == [
+        MessageType.INPUT_COMMAND,
+        MessageType.SLEEP_COMMAND,
+        MessageType.SLEEP_COMPLETION,
+    ]
     # The timer fires once: a repeated record is a no-op.
     assert h.apply(TimerFired(timer.fire_at_ms, record.invocation_id, TimerKind.SLEEP, 1)) == []
 
@@ -191,7 +202,9 @@ def test_suspension_on_an_available_notification_resumes_at_once() -> None:
     record = invoke(GREETER)
     h.apply(record)
     proposal = pb.ProposeRunCompletionMessage(result_completion_id=1, value=b"1")
-    actions = h.send(record.invocation_id, 1, pb.RunCommandMessage(result_completion_id=1), proposal, pb.SuspensionMessage(waiting_completions=[1]))
+    actions = h.send(
+        record.invocation_id, 1, pb.RunCommandMessage(result_completion_id=1), proposal, pb.SuspensionMessage(waiting_completions=[1])
+    )
     assert of_type(actions, InvokeAttempt) == [InvokeAttempt(record.invocation_id, 2)]
 
 
@@ -244,7 +257,12 @@ def test_new_leader_restarts_running_attempts_and_rearms_timers() -> None:
     sleeping = invoke(GREETER)
     h.apply(running)
     h.apply(sleeping)
-    h.send(sleeping.invocation_id, 1, pb.SleepCommandMessage(wake_up_time=h.now_ms + 100, result_completion_id=1), pb.SuspensionMessage(waiting_completions=[1]))
+    h.send(
+        sleeping.invocation_id,
+        1,
+        pb.SleepCommandMessage(wake_up_time=h.now_ms + 100, result_completion_id=1),
+        pb.SuspensionMessage(waiting_completions=[1]),
+    )
     actions = h.apply(AnnounceLeader(1, 2))
     assert of_type(actions, InvokeAttempt) == [InvokeAttempt(running.invocation_id, 2)]
     assert [t.invocation_id for t in of_type(actions, ScheduleTimer)] == [sleeping.invocation_id]
@@ -295,8 +313,12 @@ def test_call_goes_through_outbox_and_response_becomes_notification() -> None:
     h = Harness()
     caller = invoke(GREETER)
     h.apply(caller)
-    call = pb.CallCommandMessage(service_name="Counter", handler_name="add", key="bob", parameter=b"1", invocation_id_notification_idx=1, result_completion_id=2)
-    actions = h.send(caller.invocation_id, 1, call, call_target=Target("Counter", "add", None, ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE))
+    call = pb.CallCommandMessage(
+        service_name="Counter", handler_name="add", key="bob", parameter=b"1", invocation_id_notification_idx=1, result_completion_id=2
+    )
+    actions = h.send(
+        caller.invocation_id, 1, call, call_target=Target("Counter", "add", None, ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
+    )
     (out,) = of_type(actions, SendOutbox)
     assert isinstance(out.body, Invoke) and out.body.target.key == "bob" and out.body.response_sink.completion_id == 2
     (id_note,) = of_type(actions, Notify)
@@ -304,7 +326,9 @@ def test_call_goes_through_outbox_and_response_becomes_notification() -> None:
     # The same journal applied again derives the same callee id.
     h2 = Harness()
     h2.apply(caller)
-    again = h2.send(caller.invocation_id, 1, call, call_target=Target("Counter", "add", None, ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE))
+    again = h2.send(
+        caller.invocation_id, 1, call, call_target=Target("Counter", "add", None, ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
+    )
     assert of_type(again, SendOutbox)[0].body.invocation_id == out.body.invocation_id
     from wal.records import Outcome
 
@@ -402,8 +426,8 @@ def test_every_record_kind_round_trips_through_the_codec() -> None:
     from wal.records import (
         JournalSink,
         Kill,
-        Outcome,
         OutboxTruncate,
+        Outcome,
         Purge,
         Resume,
         Signal,

@@ -29,9 +29,7 @@ def test_invocation_content_type_round_trip(version: int) -> None:
     assert parse_invocation_content_type(content_type.upper() + "; charset=x") == version
 
 
-@pytest.mark.parametrize(
-    "bad", ["application/json", "application/vnd.restate.invocation.v", "", "vnd.restate.invocation.v5x"]
-)
+@pytest.mark.parametrize("bad", ["application/json", "application/vnd.restate.invocation.v", "", "vnd.restate.invocation.v5x"])
 def test_parse_invocation_content_type_rejects(bad: str) -> None:
     with pytest.raises(VersionError, match="expected 'application/vnd.restate.invocation.vN'"):
         parse_invocation_content_type(bad)

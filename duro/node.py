@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Iterator
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -145,11 +146,9 @@ class Node:
     async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> None:
         settings = self.settings
         servers = [
-            uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False))
+            _ServerWithoutSignals(uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False))
             for app, port in ((ingress_app, settings.ingress_port), (admin_app, settings.admin_port))
         ]
-        for server in servers:
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
@@ -197,3 +196,16 @@ class Node:
             idempotency_retention_ms=settings.ingress.default_idempotency_retention_ms,
             workflow_retention_ms=settings.ingress.default_workflow_completion_retention_ms,
         )
+
+
+class _ServerWithoutSignals(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT and SIGTERM to the node.
+
+    uvicorn (0.29 and later) installs its own handlers while it serves, which
+    would replace the node's: a SIGTERM would then only close the ports and wait
+    for in-flight requests, and the node's own shutdown would start after them.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

@@ -98,10 +98,10 @@ def load_settings(config_file: Path | None, overrides: dict[str, Any]) -> DuroSe
         raise SettingsFileError(f"config file {config_file} is not valid TOML: {exc}") from exc
 
     class FileSettings(DuroSettings):
-        model_config = SettingsConfigDict(**{**DuroSettings.model_config, "toml_file": config_file})  # type: ignore[typeddict-item]
+        model_config = SettingsConfigDict(**{**DuroSettings.model_config, "toml_file": config_file})
 
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[no-untyped-def,override]
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
             return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     return FileSettings(**overrides)

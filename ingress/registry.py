@@ -170,7 +170,7 @@ class SharedRegistryStore:
         self._kv = kv
 
     async def load(self) -> bytes | None:
-        return self._kv.values.get(self.KEY)  # type: ignore[no-any-return]
+        return self._kv.values.get(self.KEY)
 
     async def save(self, document: bytes) -> None:
         await self._kv.put(self.KEY, document)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import aiohttp
 
-from protocol.h2c import H2cClient, H2cError
+from protocol.h2c import H2cClient, H2cError, H2Stream
 
 
 class ExchangeError(Exception):
@@ -41,7 +41,7 @@ class H2Exchange:
         self._origin = origin
         self._path = path
         self._headers = headers
-        self._stream = None  # type: ignore[var-annotated]
+        self._stream: H2Stream | None = None
 
     async def open(self) -> None:
         try:
@@ -49,28 +49,32 @@ class H2Exchange:
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"cannot open HTTP/2 stream to {self._origin}{self._path}: {exc}") from exc
 
+    def _opened(self) -> H2Stream:
+        assert self._stream is not None, "open() before using the exchange"
+        return self._stream
+
     async def send(self, data: bytes) -> None:
         try:
-            await self._stream.send(data)  # type: ignore[union-attr]
+            await self._opened().send(data)
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"sending to {self._origin}{self._path} failed: {exc}") from exc
 
     async def end(self) -> None:
         try:
-            await self._stream.end()  # type: ignore[union-attr]
+            await self._opened().end()
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"closing the request to {self._origin}{self._path} failed: {exc}") from exc
 
     async def status(self) -> tuple[int, list[tuple[str, str]]]:
         try:
-            return await self._stream.response_headers()  # type: ignore[union-attr,no-any-return]
+            return await self._opened().response_headers()
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"no response from {self._origin}{self._path}: {exc}") from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while True:
             try:
-                chunk = await self._stream.read()  # type: ignore[union-attr]
+                chunk = await self._opened().read()
             except (H2cError, OSError) as exc:
                 raise ExchangeError(f"reading from {self._origin}{self._path} failed: {exc}") from exc
             if not chunk:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from partition_worker import keys
 from partition_worker.actions import (
@@ -212,9 +213,9 @@ class PartitionProcessor:
         self._outbox = None
 
 
-def _supervised(coro: object, name: str) -> asyncio.Task[None]:
+def _supervised(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     """A background task whose unexpected death is logged loudly (and ends the process's health)."""
-    task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    task = asyncio.create_task(coro, name=name)
 
     def _done(t: asyncio.Task[None]) -> None:
         if t.cancelled():

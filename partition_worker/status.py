@@ -70,7 +70,7 @@ class InvocationStatus:
 
     @staticmethod
     def decode(data: bytes) -> InvocationStatus:
-        return unpack_struct(InvocationStatus, data, {"phase": Phase})  # type: ignore[no-any-return]
+        return unpack_struct(InvocationStatus, data, {"phase": Phase})
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(InvocationStatus))

@@ -79,7 +79,7 @@ class RocksPartitionStore:
         self._prefix = _PARTITION.pack(partition)
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(self._prefix + key)  # type: ignore[no-any-return]
+        return self._db.get(self._prefix + key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         full = self._prefix + prefix

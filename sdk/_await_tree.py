@@ -44,10 +44,10 @@ def resolve(tree: Await, handles: Mapping[int, NotificationId], ready: Mapping[N
 def to_future(tree: Await, handles: Mapping[int, NotificationId], ready: Mapping[NotificationId, Result]) -> pb.Future:
     """The V7 Future for `tree`: leaves inlined as ids, resolved children of All* nodes left out."""
     if isinstance(tree, AwaitHandle):
-        future = pb.Future(combinator_type=Combinator.FIRST_COMPLETED)
+        future = pb.Future(combinator_type=pb.CombinatorType.FIRST_COMPLETED)
         _add_leaf(future, handles.get(tree.handle))
         return future
-    future = pb.Future(combinator_type=tree.combinator)
+    future = pb.Future(combinator_type=tree.combinator.name)
     prune_resolved = tree.combinator in (Combinator.ALL_COMPLETED, Combinator.ALL_SUCCEEDED_OR_FIRST_FAILED)
     for child in tree.children:
         if prune_resolved and resolve(child, handles, ready) is not Resolution.PENDING:

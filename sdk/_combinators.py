@@ -66,4 +66,4 @@ def _attempt_of(futures: Any) -> Attempt:
         attempts.add(id(future.attempt))
     if len(attempts) != 1:
         raise ValueError("the futures come from different invocations; expected futures of one ctx")
-    return futures[0].attempt  # type: ignore[no-any-return]
+    return futures[0].attempt

@@ -17,7 +17,7 @@ import inspect
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from random import Random
@@ -145,7 +145,7 @@ class Context:
     def run_typed(
         self,
         name: str,
-        action: Callable[..., Any],
+        action: Callable[..., T] | Callable[..., Awaitable[T]],
         options: RunOptions[T] = RunOptions(),
         /,
         *args: Any,
@@ -398,7 +398,7 @@ class ObjectSharedContext(Context):
         self,
         name: str,
         serde: Serde[T] = DefaultSerde(),
-        type_hint: Any | None = None,
+        type_hint: type[T] | None = None,
         entry_name: str | None = None,
     ) -> RestateDurableFuture[T | None]:
         """The value of state `name`, or None if unset."""
@@ -431,7 +431,7 @@ class ObjectContext(ObjectSharedContext):
 class WorkflowSharedContext(ObjectSharedContext):
     """The context of a shared workflow handler: reads state, completes promises."""
 
-    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> DurablePromise[T]:
+    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: type[T] | None = None) -> DurablePromise[T]:
         """The workflow's durable promise `name`."""
         return DurablePromise(self._attempt, name, serde_for_hint(serde, type_hint))
 
@@ -439,7 +439,7 @@ class WorkflowSharedContext(ObjectSharedContext):
 class WorkflowContext(ObjectContext):
     """The context of a workflow's run handler: state and durable promises."""
 
-    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: Any | None = None) -> DurablePromise[T]:
+    def promise(self, name: str, serde: Serde[T] = DefaultSerde(), type_hint: type[T] | None = None) -> DurablePromise[T]:
         """The workflow's durable promise `name`."""
         return DurablePromise(self._attempt, name, serde_for_hint(serde, type_hint))
 

@@ -160,7 +160,8 @@ def _check_fields_allowed(manifest: EndpointManifest, version: int) -> None:
     if version < 3:
         forbidden += _V3_FIELDS
     for service in manifest.services:
-        for owner in [service, *service.handlers]:
+        owners: list[ManifestService | ManifestHandler] = [service, *service.handlers]
+        for owner in owners:
             for field_name in forbidden:
                 if getattr(owner, field_name, None) is not None:
                     raise ManifestVersionError(

@@ -73,7 +73,7 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
             await self._attempt.wait(AwaitHandle(self.handle))
         result = machine.take_notification(self.handle)
         assert result is not None, f"handle {self.handle} resolved but has no notification"
-        return self._decode(result)  # type: ignore[no-any-return]
+        return self._decode(result)
 
 
 class RestateDurableSleepFuture(RestateDurableFuture[None]):

@@ -82,8 +82,10 @@ def command_matches(recorded: Message, issued: Message) -> bool:
     if isinstance(issued, pb.InputCommandMessage):
         return True
     if isinstance(issued, pb.SleepCommandMessage):
-        return recorded.name == issued.name  # type: ignore[attr-defined]
+        return isinstance(recorded, pb.SleepCommandMessage) and recorded.name == issued.name
     if isinstance(issued, pb.OneWayCallCommandMessage):
+        if not isinstance(recorded, pb.OneWayCallCommandMessage):
+            return False
         comparable = pb.OneWayCallCommandMessage()
         comparable.CopyFrom(recorded)
         comparable.invoke_time = issued.invoke_time

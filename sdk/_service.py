@@ -235,7 +235,7 @@ class VirtualObject(_ServiceBase):
         invocation_context_managers: list[ContextManagerFactory] | None = None,
     ) -> Callable[[F], F]:
         """Registers a handler; "exclusive" gets an ObjectContext, "shared" a read-only ObjectSharedContext."""
-        kind = _check_kind(self.name, kind or "exclusive", ("exclusive", "shared"))
+        checked_kind = _check_kind(self.name, kind or "exclusive", ("exclusive", "shared"))
         options = HandlerOptions(
             metadata=metadata,
             inactivity_timeout=inactivity_timeout,
@@ -248,7 +248,7 @@ class VirtualObject(_ServiceBase):
         )
         return self._register(
             name=name,
-            kind=kind,
+            kind=checked_kind,
             accept=accept,
             content_type=content_type,
             input_serde=input_serde,

@@ -20,7 +20,7 @@ import logging
 import os
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,7 +343,7 @@ class EmbeddedLog:
 
     # ------------------------------------------------------------ reading
 
-    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever, as they become durable.
 
         Old entries come from the files, recent ones from memory. Raises
@@ -352,7 +352,7 @@ class EmbeddedLog:
         check_tail_arguments(partition, from_offset, max_batch_entries, self._partition_count)
         return self._tail(partition, from_offset, max_batch_entries)
 
-    async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         while True:
             self._raise_if_unusable()
             durable_end = self._durable_end[partition]

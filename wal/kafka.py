@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -148,7 +148,7 @@ class KafkaLog:
         self._start_writer(partition)
         return await pending.result
 
-    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes.
 
         A tail from beyond the end waits for the entries up to `from_offset` and
@@ -289,7 +289,7 @@ class KafkaLog:
             "it may still be written, so a retry can duplicate it"
         )
 
-    async def _tail(self, partition: int, from_offset: int, max_batch_entries: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async def _tail(self, partition: int, from_offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         self._raise_if_closed()
         consumer = await self._start_tail_consumer()
         try:

@@ -33,7 +33,7 @@ class MembershipSettings:
     """How long the group waits for members to rejoin during a rebalance."""
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, membership: KafkaMembership) -> None:
         self._membership = membership
 

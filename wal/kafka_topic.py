@@ -174,5 +174,5 @@ async def _describe(admin: AIOKafkaAdminClient, topic: str) -> dict[str, Any] | 
     """The topic's metadata, or None while the brokers do not know it yet."""
     for description in await admin.describe_topics([topic]):
         if description["topic"] == topic and description["error_code"] == _NO_ERROR:
-            return description  # type: ignore[no-any-return]
+            return description
     return None

@@ -7,7 +7,7 @@ offsets, validation and closing behave as in `EmbeddedLog`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from wal.log import LogClosedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
@@ -36,12 +36,12 @@ class MemoryLog:
         self._wake_tailers(partition)
         return len(stored) - 1
 
-    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes."""
         check_tail_arguments(partition, from_offset, max_batch_entries, self.partition_count)
         return self._tail(partition, from_offset, max_batch_entries)
 
-    async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+    async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         stored = self._partitions[partition]
         while True:
             self._raise_if_closed()

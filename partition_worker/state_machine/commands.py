@@ -103,15 +103,15 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         if handler is None:
             return status
         return handler(ctx, invocation_id, status, message, frame)
-    if frame.message_type == MessageType.PROPOSE_RUN_COMPLETION:
+    if isinstance(message, pb.ProposeRunCompletionMessage):
         return _propose_run(ctx, invocation_id, status, message, frame)
     if frame.message_type == MessageType.END:
         _end(ctx, invocation_id, status)
         return None
-    if frame.message_type == MessageType.SUSPENSION:
+    if isinstance(message, pb.SuspensionMessage):
         _suspend(ctx, invocation_id, status, message)
         return None
-    if frame.message_type == MessageType.ERROR:
+    if isinstance(message, pb.ErrorMessage):
         retry_after = message.next_retry_delay if message.HasField("next_retry_delay") else None
         fail_attempt(ctx, invocation_id, status, Failure(message.code or 500, message.message), retry_after)
         return None

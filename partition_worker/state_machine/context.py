@@ -101,7 +101,7 @@ class ApplyContext:
         return self.txn.get(keys.notified_key(invocation_id, signal, ident)) is not None
 
     def journal_entries(self, invocation_id: str) -> list[tuple[int, bytes]]:
-        return [tuple(msgpack.unpackb(raw)) for _, raw in self.txn.scan(keys.journal_prefix(invocation_id))]  # type: ignore[misc]
+        return [tuple(msgpack.unpackb(raw)) for _, raw in self.txn.scan(keys.journal_prefix(invocation_id))]
 
     # ------------------------------------------------------------ attempts
 

@@ -1,66 +1,277 @@
-"""Rows describing the invocations of the partitions this node runs, in Restate's `sys_invocation_status` shape, for `POST /query`."""
+"""Restate's partition tables (`sys_invocation_status`, `sys_journal`, `state`, ...) built as Arrow tables from the partition stores, for `POST /query`.
+
+`partition_tables` reads the committed rows of the given partition stores
+(each RocksDB scan sees one consistent snapshot) and turns them into the rows
+of Restate's tables, with Restate's status words and formats. It is
+synchronous and meant for a worker thread; it checks its deadline as it goes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
 
+import msgpack
+import pyarrow as pa
+
+from ingress.admin import DURO_VERSION
+from ingress.query import QueryTimeout, rows_table
 from partition_worker import keys
+from partition_worker.state_machine.promises import Promise
 from partition_worker.status import InvocationStatus, Phase
-from partition_worker.worker import PartitionWorker
-from wal.records import ServiceType
+from partition_worker.store import PartitionStore
+from protocol.frames import Frame, MessageType, decode_message, is_command
+from protocol.ids import InvocationId
+from protocol.routing import partition_key_for_key
+from wal.records import Failure, ServiceType
 
-STATUS_NAMES = {
+Row = dict[str, Any]
+Stores = Iterable[tuple[int, PartitionStore]]
+
+STATUS_WORDS: Final = {
     Phase.SCHEDULED: "scheduled",
-    Phase.INBOXED: "pending",
-    Phase.INVOKED: "running",
+    Phase.INBOXED: "inboxed",
+    Phase.INVOKED: "invoked",
     Phase.SUSPENDED: "suspended",
-    Phase.BACKING_OFF: "backing-off",
+    Phase.BACKING_OFF: "invoked",  # Restate's status table says `invoked`; the attempt table says it is not in flight
     Phase.PAUSED: "paused",
     Phase.COMPLETED: "completed",
 }
-SERVICE_TYPE_NAMES = {ServiceType.SERVICE: "service", ServiceType.VIRTUAL_OBJECT: "virtual_object", ServiceType.WORKFLOW: "workflow"}
+"""The `status` column of `sys_invocation_status` (the `sys_invocation` view derives running/backing-off/pending from it)."""
+
+SERVICE_TYPE_WORDS: Final = {ServiceType.SERVICE: "service", ServiceType.VIRTUAL_OBJECT: "virtual_object", ServiceType.WORKFLOW: "workflow"}
+_DEADLINE_CHECK_EVERY_ROWS = 512
 
 
-def invocation_rows(worker: PartitionWorker) -> Iterator[dict[str, Any]]:
-    for processor in list(worker.processors.values()):
-        for row, raw in processor.store.scan(keys.INVOCATION_PREFIX):
-            yield _row(row[1:].decode(), InvocationStatus.decode(raw))
+def partition_tables(stores: Stores, names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
+    """The partition tables among `names`, with the rows of every store; QueryTimeout once past `deadline` (monotonic)."""
+    wanted = {name: builder for name, builder in _BUILDERS.items() if name in names}
+    rows: dict[str, list[Row]] = {name: [] for name in wanted}
+    seen = 0
+    for _, store in stores:
+        for name, builder in wanted.items():
+            for row in builder(store):
+                rows[name].append(row)
+                seen += 1
+                if seen % _DEADLINE_CHECK_EVERY_ROWS == 0 and time.monotonic() > deadline:
+                    raise QueryTimeout(f"the query ran past its timeout while reading {name}")
+    return {name: rows_table(name, table_rows) for name, table_rows in rows.items()}
 
 
-def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# ---------------------------------------------------------------- invocations
 
 
-def _row(invocation_id: str, status: InvocationStatus) -> dict[str, Any]:
+def _statuses(store: PartitionStore) -> Iterator[tuple[str, InvocationStatus]]:
+    for row, raw in store.scan(keys.INVOCATION_PREFIX):
+        yield row[1:].decode(), InvocationStatus.decode(raw)
+
+
+def failure_text(failure: Failure) -> str:
+    """How Restate prints an invocation error: `[418] boom`."""
+    return f"[{failure.code}] {failure.message}"
+
+
+def invocation_status_rows(store: PartitionStore) -> Iterator[Row]:
+    for invocation_id, status in _statuses(store):
+        yield invocation_status_row(invocation_id, status)
+
+
+def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
     target = status.target
-    path = f"{target.service}/{target.key}/{target.handler}" if target.key is not None else f"{target.service}/{target.handler}"
     outcome = status.outcome
-    failure = status.last_failure
-    return {
+    invoked_by = "ingress"
+    if status.restarted_from is not None:
+        invoked_by = "restart_as_new"
+    elif status.invoked_by_id is not None:
+        invoked_by = "service"
+    row: Row = {
+        "partition_key": InvocationId.parse(invocation_id).partition_key,
         "id": invocation_id,
-        "target": path,
+        "status": STATUS_WORDS[status.phase],
+        "target": target.path,
         "target_service_name": target.service,
         "target_service_key": target.key,
         "target_handler_name": target.handler,
-        "target_service_ty": SERVICE_TYPE_NAMES[target.service_type],
-        "status": STATUS_NAMES[status.phase],
-        "created_at": _iso(status.created_at_ms),
-        "modified_at": _iso(status.modified_at_ms),
-        "scheduled_at": _iso(status.execute_at_ms),
+        "target_service_ty": SERVICE_TYPE_WORDS[target.service_type],
+        "idempotency_key": status.idempotency_key,
+        "invoked_by": invoked_by,
+        "invoked_by_id": status.invoked_by_id,
+        "invoked_by_service_name": status.invoked_by_target.split("/", 1)[0] if status.invoked_by_target else None,
+        "invoked_by_target": status.invoked_by_target,
+        "restarted_from": status.restarted_from,
         "pinned_deployment_id": status.deployment_id,
         "pinned_service_protocol_version": status.protocol_version,
-        "retry_count": status.retry_count,
-        "last_failure": failure.message if failure else None,
-        "last_failure_error_code": str(failure.code) if failure else None,
-        "next_retry_at": _iso(status.next_retry_at_ms),
-        "idempotency_key": status.idempotency_key,
-        "journal_length": status.journal_length,
-        "completion_result": None if outcome is None else ("success" if outcome.failure is None else "failure"),
-        "completion_failure": outcome.failure.message if outcome is not None and outcome.failure is not None else None,
-        "completed_at": _iso(status.completed_at_ms),
-        "invoked_by": "ingress",
+        "journal_size": status.journal_length,
+        "journal_commands_size": status.command_count,
+        "created_at": status.created_at_ms,
+        "created_using_restate_version": DURO_VERSION,
+        "modified_at": status.modified_at_ms,
+        "inboxed_at": status.inboxed_at_ms,
+        "scheduled_at": status.created_at_ms if status.execute_at_ms is not None else None,
+        "scheduled_start_at": status.execute_at_ms,
+        "running_at": status.running_at_ms,
+        "completed_at": status.completed_at_ms,
+        "completion_retention": status.completion_retention_ms,
+        "journal_retention": 0,  # duro drops a journal when its invocation completes
     }
+    if outcome is not None:
+        row["completion_result"] = "success" if outcome.failure is None else "failure"
+        row["completion_failure"] = failure_text(outcome.failure) if outcome.failure is not None else None
+    if status.phase is Phase.SUSPENDED:
+        row["suspended_waiting_for_completions"] = list(status.waiting_completions)
+        row["suspended_waiting_for_signals"] = list(status.waiting_signals)
+    return row
+
+
+def invocation_state_rows(store: PartitionStore) -> Iterator[Row]:
+    """The attempt side of an invocation (Restate's invoker status): running, or backing off between attempts."""
+    for invocation_id, status in _statuses(store):
+        if status.phase not in (Phase.INVOKED, Phase.BACKING_OFF):
+            continue
+        in_flight = status.phase is Phase.INVOKED
+        failure = status.last_failure
+        yield {
+            "partition_key": InvocationId.parse(invocation_id).partition_key,
+            "id": invocation_id,
+            "in_flight": in_flight,
+            "retry_count": status.retry_count + 1 if in_flight else status.retry_count,  # attempts since the last stored entry
+            "last_start_at": status.last_start_at_ms,
+            "last_attempt_deployment_id": status.deployment_id,
+            "next_retry_at": status.next_retry_at_ms,
+            "last_failure": failure_text(failure) if failure is not None else None,
+        }
+
+
+def idempotency_rows(store: PartitionStore) -> Iterator[Row]:
+    for invocation_id, status in _statuses(store):
+        if status.idempotency_key is None or status.target.is_workflow_run:
+            continue
+        target = status.target
+        yield {
+            "partition_key": InvocationId.parse(invocation_id).partition_key,
+            "service_name": target.service,
+            "service_key": target.key,
+            "service_handler": target.handler,
+            "idempotency_key": status.idempotency_key,
+            "invocation_id": invocation_id,
+        }
+
+
+# ---------------------------------------------------------------- journals
+
+
+def entry_type_name(message_type: int) -> str:
+    """Restate's name of a journal entry's type: `Command: Run`, `Notification: Run`, `Notification: Signal`."""
+    try:
+        name = MessageType(message_type).name
+    except ValueError:
+        return f"Unknown: {message_type:#06x}"
+    if name.endswith("_COMMAND"):
+        return "Command: " + _camel(name.removesuffix("_COMMAND"))
+    return "Notification: " + _camel(name.removesuffix("_COMPLETION"))
+
+
+def _camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
+
+
+def journal_rows(store: PartitionStore) -> Iterator[Row]:
+    for invocation_id, _ in _statuses(store):
+        partition_key = InvocationId.parse(invocation_id).partition_key
+        for index, (_, raw) in enumerate(store.scan(keys.journal_prefix(invocation_id))):
+            message_type, payload = msgpack.unpackb(raw)
+            yield {
+                "partition_key": partition_key,
+                "id": invocation_id,
+                "index": index,
+                "entry_type": entry_type_name(message_type),
+                "name": _command_name(message_type, payload),
+                "raw": payload,
+                "raw_length": len(payload),
+                "version": 2,
+            }
+
+
+def _command_name(message_type: int, payload: bytes) -> str | None:
+    if not is_command(message_type):
+        return None
+    try:
+        message = decode_message(Frame(message_type, 0, payload))
+    except Exception:  # an entry this version cannot decode still gets its row
+        return None
+    return str(getattr(message, "name", ""))
+
+
+# ---------------------------------------------------------------- keyed tables
+
+
+def state_rows(store: PartitionStore) -> Iterator[Row]:
+    for row, value in store.scan(keys.table_prefix(keys.Table.STATE)):
+        service, key, name = keys.parse_scoped_key(row)
+        yield {
+            "partition_key": partition_key_for_key(key),
+            "service_name": service,
+            "service_key": key,
+            "key": name.decode(errors="replace"),
+            "key_length": len(name),
+            "value_utf8": value.decode(errors="replace"),
+            "value": value,
+            "value_length": len(value),
+        }
+
+
+def inbox_rows(store: PartitionStore) -> Iterator[Row]:
+    for row, invocation_id in store.scan(keys.table_prefix(keys.Table.INBOX)):
+        service, key, seq = keys.parse_scoped_key(row)
+        yield {
+            "partition_key": partition_key_for_key(key),
+            "service_name": service,
+            "service_key": key,
+            "id": invocation_id.decode(),
+            "sequence_number": keys.decode_u64(seq),
+        }
+
+
+def keyed_service_status_rows(store: PartitionStore) -> Iterator[Row]:
+    for row, holder in store.scan(keys.table_prefix(keys.Table.LOCK)):
+        service, key, _ = keys.parse_scoped_key(row)
+        yield {"partition_key": partition_key_for_key(key), "service_name": service, "service_key": key, "invocation_id": holder.decode()}
+
+
+def promise_rows(store: PartitionStore) -> Iterator[Row]:
+    for row, raw in store.scan(keys.table_prefix(keys.Table.PROMISE)):
+        service, key, name = keys.parse_scoped_key(row)
+        outcome = Promise.load(raw).outcome
+        result: Row = {
+            "partition_key": partition_key_for_key(key),
+            "service_name": service,
+            "service_key": key,
+            "key": name.decode(errors="replace"),
+            "completed": outcome is not None,
+        }
+        if outcome is not None and outcome.failure is None:
+            value = outcome.value or b""
+            result["completion_success_value"] = value
+            result["completion_success_value_utf8"] = value.decode(errors="replace")
+        elif outcome is not None and outcome.failure is not None:
+            result["completion_failure"] = failure_text(outcome.failure)
+        yield result
+
+
+def _no_rows(store: PartitionStore) -> Iterator[Row]:
+    return iter(())
+
+
+_BUILDERS: Final[dict[str, Callable[[PartitionStore], Iterator[Row]]]] = {
+    "sys_invocation_status": invocation_status_rows,
+    "sys_invocation_state": invocation_state_rows,
+    "sys_journal": journal_rows,
+    "sys_journal_events": _no_rows,  # duro records no journal events (Restate's transient-error and pause events)
+    "sys_locks": _no_rows,  # Restate's virtual-queue locks; duro's key locks are in sys_keyed_service_status
+    "state": state_rows,
+    "sys_inbox": inbox_rows,
+    "sys_keyed_service_status": keyed_service_status_rows,
+    "sys_promise": promise_rows,
+    "sys_idempotency": idempotency_rows,
+}

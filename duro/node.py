@@ -14,14 +14,15 @@ import logging
 import signal
 from collections.abc import Iterator
 
+import pyarrow as pa
 import uvicorn
 from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
 from duro.directory import RegistryDirectory
-from duro.inspect import invocation_rows
+from duro.inspect import partition_tables
 from duro.settings import DuroSettings
-from ingress.admin import build_admin_app
+from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
 from partition_worker.invoker import Invoker, InvokerSettings
@@ -107,7 +108,7 @@ class Node:
             )
             stack.push_async_callback(worker.close)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
-            admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, invocation_rows=lambda: invocation_rows(worker))
+            admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker))
             await self._serve_http(stack, ingress_app, admin_app)
             if metadata is None:
                 worker.assign(set(range(settings.partitions)))
@@ -196,6 +197,16 @@ class Node:
             idempotency_retention_ms=settings.ingress.default_idempotency_retention_ms,
             workflow_retention_ms=settings.ingress.default_workflow_completion_retention_ms,
         )
+
+
+def _local_tables(worker: PartitionWorker) -> PartitionTables:
+    """The partition tables of the partitions this node runs, read in a worker thread."""
+
+    async def tables(names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
+        stores = [(partition, processor.store) for partition, processor in list(worker.processors.items())]
+        return await asyncio.to_thread(partition_tables, stores, names, deadline)
+
+    return tables
 
 
 class _ServerWithoutSignals(uvicorn.Server):

@@ -8,10 +8,14 @@ Errors have Restate's admin body `{"message": ..., "restate_code": ...}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +31,7 @@ from ingress.discovery import (
 )
 from ingress.durations import format_friendly_ms, format_rfc3339_ms
 from ingress.http import IngressError, ReplyWaiter
-from ingress.query import InvocationRows, QueryEngine, QueryError
+from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
     Deployment,
     RegisterOutcome,
@@ -44,6 +48,7 @@ from ingress.schema import (
     describe_output,
 )
 from ingress.settings import IngressSettings
+from ingress.sql_tables import PARTITION_TABLES, REGISTRY_TABLES, tables_read_by
 from protocol.ids import InvocationId
 from wal.log import Log
 from wal.partitioner import partition_of
@@ -65,6 +70,9 @@ MIN_ADMIN_API_VERSION: Final = 2
 MAX_ADMIN_API_VERSION: Final = 4
 UNVERSIONED: Final = 0
 
+_QUERY_GRACE_S: Final = 1.0
+"""How long past its deadline a query's thread may take to notice it before the answer is 504 anyway."""
+
 DEFAULT_RETRY_INITIAL_INTERVAL_MS: Final = 500
 DEFAULT_RETRY_MAX_INTERVAL_MS: Final = 60_000
 DEFAULT_RETRY_MAX_ATTEMPTS: Final = 70
@@ -80,6 +88,14 @@ _PROTOCOL_TYPES = {"BIDI_STREAM": "BidiStream", "REQUEST_RESPONSE": "RequestResp
 _ON_MAX_ATTEMPTS = {"PAUSE": "Pause", "KILL": "Kill"}
 
 Handler = Callable[[Request, int], Awaitable[Response]]
+PartitionTables = Callable[[frozenset[str], float], Awaitable[dict[str, pa.Table]]]
+"""Builds the named partition tables (rows of every partition of the cluster) before the monotonic deadline."""
+
+log = logging.getLogger("duro.admin")
+
+
+async def _no_partition_tables(names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
+    return {}
 
 
 class AdminError(Exception):
@@ -112,16 +128,16 @@ def build_admin_app(
     reply_bus: ReplyBus,
     settings: IngressSettings | None = None,
     discoverer: Discoverer | None = None,
-    invocation_rows: InvocationRows | None = None,
+    partition_tables: PartitionTables | None = None,
 ) -> Starlette:
     """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
 
-    `invocation_rows` lists the invocations this node can see, for `POST /query`.
+    `partition_tables` builds the partition tables `POST /query` reads.
     """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
-    api = AdminApi(log, registry, reply_bus, chosen, discoverer, invocation_rows or (lambda: ()))
+    api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables)
     return Starlette(routes=api.routes(), exception_handlers={404: _route_error, 405: _route_error})
 
 
@@ -142,11 +158,12 @@ class AdminApi:
         reply_bus: ReplyBus,
         settings: IngressSettings,
         discoverer: Discoverer,
-        invocation_rows: InvocationRows,
+        partition_tables: PartitionTables,
     ) -> None:
         self.log = log
         self.registry = registry
-        self.query_engine = QueryEngine(invocation_rows, self._deployment_rows, self._service_rows, settings.max_query_rows)
+        self.partition_tables = partition_tables
+        self._query_slots = asyncio.Semaphore(settings.max_concurrent_queries)
         self.settings = settings
         self.discoverer = discoverer
         self.waiter = ReplyWaiter(log, reply_bus)
@@ -281,34 +298,78 @@ class AdminApi:
         return Response(status_code=204 if delivered else 404)
 
     async def query(self, request: Request, api_version: int) -> Response:
-        """SQL over invocations, deployments and services (JSON only: `{"rows": [...]}`)."""
-        accept = request.headers.get("accept", "")
-        if "json" not in accept and accept not in ("", "*/*"):
-            raise AdminError(406, f"/query answers application/json only (accept was {accept!r}); Arrow IPC is not supported")
+        """SQL over Restate's tables, run by DataFusion off the event loop; Arrow IPC stream, or `{"rows": [...]}` for `accept: application/json`."""
+        want_json = "application/json" in request.headers.get("accept", "")
         body = await _json_body(request)
         sql = body.get("query") if isinstance(body, dict) else None
         if not isinstance(sql, str) or not sql.strip():
             raise AdminError(400, 'expected a JSON body {"query": "<SQL>"}')
+        result = await self._run_query(sql)
+        headers = {}
+        if result.truncated:
+            headers["x-duro-rows-truncated-at"] = str(self.settings.max_query_rows)
+        if want_json:
+            return Response(to_json(result.table), status_code=200, headers=headers, media_type="application/json")
+        return Response(to_arrow_ipc(result.table), status_code=200, headers=headers, media_type=ARROW_STREAM)
+
+    async def _run_query(self, sql: str) -> QueryResult:
+        """Build the tables the query reads and run it in a worker thread, within `query_timeout_ms` and `max_concurrent_queries`."""
+        timeout_s = self.settings.query_timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s
+        names = tables_read_by(sql)
         try:
-            rows = self.query_engine.run(sql)
+            async with asyncio.timeout(timeout_s):
+                await self._query_slots.acquire()
+        except TimeoutError:
+            raise AdminError(
+                503, f"{self.settings.max_concurrent_queries} queries are running (max_concurrent_queries); retry later"
+            ) from None
+        released = False
+        try:
+            tables = await asyncio.wait_for(
+                self.partition_tables(names & PARTITION_TABLES, deadline), max(0.0, deadline - time.monotonic())
+            )
+            tables.update(self._registry_tables(names & REGISTRY_TABLES))
+            future = asyncio.ensure_future(asyncio.to_thread(run_query, sql, tables, self.settings.max_query_rows, deadline))
+            done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()) + _QUERY_GRACE_S)
+            if not done:
+                future.add_done_callback(lambda _: self._query_slots.release())  # the slot stays taken until the thread ends
+                released = True
+                raise QueryTimeout("the query ran past its timeout")
+            return future.result()
         except QueryError as exc:
-            raise AdminError(400, str(exc)) from exc
-        return json_response(200, {"rows": rows})
+            raise AdminError(400, str(exc)) from None
+        except (QueryTimeout, TimeoutError):
+            raise AdminError(504, f"the query did not finish within query_timeout_ms ({self.settings.query_timeout_ms} ms)") from None
+        finally:
+            if not released:
+                self._query_slots.release()
 
-    def _deployment_rows(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": d.id, "ty": "http", "endpoint": d.uri, "created_at": d.created_at_ms,
-                "min_service_protocol_version": d.min_protocol_version, "max_service_protocol_version": d.max_protocol_version,
-            }
-            for d in self.registry.deployments()
-        ]  # fmt: skip
-
-    def _service_rows(self) -> list[dict[str, Any]]:
-        return [
-            {"name": r.name, "revision": r.revision, "public": r.info.public, "ty": r.service_type.value, "deployment_id": r.deployment_id}
-            for r in self.registry.services()
-        ]
+    def _registry_tables(self, names: frozenset[str]) -> dict[str, pa.Table]:
+        tables: dict[str, pa.Table] = {}
+        if "sys_deployment" in names:
+            rows = [
+                {
+                    "id": d.id, "ty": "http", "endpoint": d.uri, "created_at": d.created_at_ms,
+                    "min_service_protocol_version": d.min_protocol_version, "max_service_protocol_version": d.max_protocol_version,
+                    "services": list(d.services),
+                }
+                for d in self.registry.deployments()
+            ]  # fmt: skip
+            tables["sys_deployment"] = rows_table("sys_deployment", rows)
+        if "sys_service" in names:
+            rows = [
+                {
+                    "name": r.name,
+                    "revision": r.revision,
+                    "public": r.info.public,
+                    "ty": r.service_type.value,
+                    "deployment_id": r.deployment_id,
+                }
+                for r in self.registry.services()
+            ]
+            tables["sys_service"] = rows_table("sys_service", rows)
+        return tables
 
     async def list_services(self, request: Request, api_version: int) -> Response:
         return json_response(200, {"services": [self._revision_json(r) for r in self.registry.services()]})

@@ -51,4 +51,14 @@ class IngressSettings(BaseModel):
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
     discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
     max_manifest_bytes: int = Field(default=10 * MIB, gt=0, description="Largest discovery response accepted.")
-    max_query_rows: int = Field(default=10_000, gt=0, description="Most rows one POST /query answers.")
+    max_query_rows: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most rows one POST /query answers; a longer result is cut there and says so in `x-duro-rows-truncated-at`.",
+    )
+    query_timeout_ms: int = Field(
+        default=30_000, gt=0, description="How long one POST /query may take (reading the partitions and running the SQL) before 504."
+    )
+    max_concurrent_queries: int = Field(
+        default=2, gt=0, description="POST /query runs at most this many queries at once, each in a worker thread; others wait."
+    )

@@ -141,3 +141,17 @@ def notified_key(invocation_id: str, signal: bool, ident: int | str) -> bytes:
 
 def notified_prefix(invocation_id: str) -> bytes:
     return bytes([Table.NOTIFIED]) + _part(invocation_id)
+
+
+def parse_scoped_key(full_key: bytes) -> tuple[str, str, bytes]:
+    """Inverse of the (service, key) tables' layout (state, inbox, lock, promise): (service, key, the rest of the key)."""
+    (service_length,) = _U16.unpack_from(full_key, 1)
+    service_end = 3 + service_length
+    service = full_key[3:service_end].decode()
+    (key_length,) = _U16.unpack_from(full_key, service_end)
+    key_end = service_end + 2 + key_length
+    return service, full_key[service_end + 2 : key_end].decode(), full_key[key_end:]
+
+
+def table_prefix(table: Table) -> bytes:
+    return bytes([table])

@@ -46,6 +46,13 @@ class InvocationStatus:
     execute_at_ms: int | None = None
     last_failure: Failure | None = None
     next_retry_at_ms: int | None = None
+    # since 0.2 (introspection): who started it, and when it was inboxed, first ran and last started an attempt
+    invoked_by_id: str | None = None
+    invoked_by_target: str | None = None
+    restarted_from: str | None = None
+    inboxed_at_ms: int | None = None
+    running_at_ms: int | None = None
+    last_start_at_ms: int | None = None
 
     @property
     def is_completed(self) -> bool:

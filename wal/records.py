@@ -72,6 +72,13 @@ class Target:
     def is_workflow_run(self) -> bool:
         return self.service_type is ServiceType.WORKFLOW and self.handler_kind is HandlerKind.WORKFLOW
 
+    @property
+    def path(self) -> str:
+        """`Service/handler`, or `Service/key/handler` for a keyed target (Restate's way of naming a target)."""
+        if self.key is None:
+            return f"{self.service}/{self.handler}"
+        return f"{self.service}/{self.key}/{self.handler}"
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -152,6 +159,10 @@ class Invoke:
     response_sink: Sink | None = None  # who gets the outcome (a call)
     submit_sink: IngressSink | None = None  # who gets Accepted/PreviouslyAccepted (a send)
     completion_retention_ms: int = 0  # keep the outcome this long after completion (attach, idempotency)
+    # since 0.2: who started it (the caller's id and target; None from the ingress) and the invocation it restarts
+    invoked_by_id: str | None = None
+    invoked_by_target: str | None = None
+    restarted_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,6 +328,8 @@ def _invoke_other(
         execute_at_ms=invoke_time_ms,
         response_sink=sink,
         completion_retention_ms=retention,
+        invoked_by_id=invocation_id,
+        invoked_by_target=status.target.path,
     )
     ctx.send(partition_key_of(callee_id), invoke)
     return status

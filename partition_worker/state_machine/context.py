@@ -113,6 +113,8 @@ class ApplyContext:
             waiting_signals=(),
             waiting_named_signals=(),
             next_retry_at_ms=None,
+            last_start_at_ms=self.now_ms,
+            running_at_ms=status.running_at_ms if status.running_at_ms is not None else self.now_ms,
         )
         self.actions.append(InvokeAttempt(invocation_id, status.attempt))
         return self.save(invocation_id, status)
@@ -207,7 +209,7 @@ class ApplyContext:
             if self.txn.get(lock) is not None:
                 seq = self.counter(keys.INBOX_NEXT_SEQ)
                 self.txn.put(keys.inbox_key(target.service, target.key, seq), invocation_id.encode())
-                self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq))
+                self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq, inboxed_at_ms=self.now_ms))
                 return
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)

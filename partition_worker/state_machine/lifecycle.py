@@ -49,6 +49,9 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
         idempotency_key=record.idempotency_key,
         completion_retention_ms=record.completion_retention_ms,
         execute_at_ms=record.execute_at_ms,
+        invoked_by_id=record.invoked_by_id,
+        invoked_by_target=record.invoked_by_target,
+        restarted_from=record.restarted_from,
     )
     input_message = pb.InputCommandMessage(headers=[pb.Header(key=k, value=v) for k, v in record.headers])
     input_message.value.SetInParent()

@@ -1,4 +1,4 @@
-"""The official `restate` CLI (npm `@restatedev/restate`) against `duro serve`: register, list, describe, cancel and kill.
+"""The official `restate` CLI (npm `@restatedev/restate`) against `duro serve`: every command that needs no Restate Cloud.
 
 The CLI comes from tests/compat/typescript/package.json (installed by
 scripts/setup). It talks to duro's admin API only, picked by
@@ -6,8 +6,8 @@ scripts/setup). It talks to duro's admin API only, picked by
 checks the CLI's exit code and output and, where the command changes
 something, the outcome through the admin or ingress API.
 
-`restate invocations cancel|kill` first look the invocation up with SQL
-(`POST /v4/query`, JSON rows), answered by duro's SQLite-backed /query.
+Many commands read through SQL (`POST /v4/query`: JSON rows, or an Arrow IPC
+stream for counts and `restate sql`), answered by DataFusion over duro's tables.
 """
 
 from __future__ import annotations
@@ -224,3 +224,71 @@ def test_kill_a_blocked_invocation(setup: Setup, registered: tuple[CliRun, dict]
     status, _, body = http("GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach")
     assert status == 409, body
     assert json.loads(body)["message"] == "killed"
+
+
+# ---------------------------------------------------------------- introspection (POST /query on DataFusion, Arrow IPC and JSON)
+
+
+def _counter_add(setup: Setup, key: str, delta: int) -> str:
+    status, headers, body = http("POST", f"{setup.duro.ingress}/Counter/{key}/add", delta)
+    assert status == 200, body
+    return headers["x-restate-id"]
+
+
+def test_sql_prints_a_table_of_the_rows(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    invocation_id = _counter_add(setup, "sql-ada", 2)
+    run = setup.restate("sql", f"SELECT id, status, target_service_key FROM sys_invocation WHERE id = '{invocation_id}'")
+    assert run.returncode == 0, run.output
+    (row,) = [line.split() for line in run.output.splitlines() if invocation_id in line]
+    assert row == [invocation_id, "completed", "sql-ada"]
+    assert "1 rows." in run.output
+    run = setup.restate("sql", "--json", "SELECT service_key, key, value_utf8 FROM state WHERE service_key = 'sql-ada'")
+    assert run.returncode == 0, run.output
+    assert json.loads(run.output[run.output.index("[") : run.output.rindex("]") + 1]) == [
+        {"service_key": "sql-ada", "key": "count", "value_utf8": "2"}
+    ]
+
+
+def test_invocations_list_and_describe_show_a_running_invocation(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    invocation_id = _blocked_invocation(setup)
+    run = setup.restate("invocations", "list", "--service", "Steps")
+    assert run.returncode == 0, run.output
+    block = run.output[run.output.index(invocation_id) :].split("❯")[0]
+    assert "Steps/wait_awakeable" in block and "running" in block
+    run = setup.restate("invocations", "describe", invocation_id)
+    assert run.returncode == 0, run.output
+    assert "Status:" in run.output and "running" in run.output
+    assert "#0 Command: Input" in run.output and "#1 Command: Run [publish]" in run.output
+    setup.restate("invocations", "kill", invocation_id, "--yes")
+
+
+def test_state_get_shows_an_objects_state(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    _counter_add(setup, "state-bob", 5)
+    run = setup.restate("state", "get", "Counter", "state-bob")
+    assert run.returncode == 0, run.output
+    assert ["count", "5"] in [line.split() for line in run.output.splitlines()]
+
+
+def test_services_status_counts_pending_and_running(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    status, _, body = http("POST", f"{setup.duro.ingress}/Durable/status-k/step_sleep_step/send", 600_000)
+    assert status == 202, body
+    holder = json.loads(body)["invocationId"]
+    wait_until(lambda: setup.side_effect_lines("charge status-k"), 20, "the first invocation to hold the key")
+    status, _, body = http("POST", f"{setup.duro.ingress}/Durable/status-k/step_sleep_step/send", 1)
+    assert status == 202, body
+    queued = json.loads(body)["invocationId"]
+    run = setup.restate("services", "status", "Durable")
+    assert run.returncode == 0, run.output
+    (handler_row,) = [line.split() for line in run.output.splitlines() if line.strip().startswith("step_sleep_step")]
+    assert handler_row[1] == "1"  # pending: the queued one
+    assert "status-k" in run.output and f"{holder} (" in run.output
+    for invocation_id in (queued, holder):
+        assert setup.restate("invocations", "kill", invocation_id, "--yes").returncode == 0
+
+
+def test_deployments_list_extra_counts_active_invocations(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    _, deployment = registered
+    run = setup.restate("deployments", "list", "--extra")
+    assert run.returncode == 0, run.output
+    (row,) = [line.split() for line in run.output.splitlines() if deployment["id"] in line]
+    assert "Active" in row and "ACTIVE-INVOCATIONS" in run.output

@@ -1,52 +1,200 @@
-"""Unit tests of the admin API's SQL engine: the queries the restate CLI sends, on rows from a snapshot."""
+"""Unit tests of `POST /query`'s engine and tables: DataFusion over Restate's tables built from a partition store the state machine wrote.
+
+The queries are the ones the `restate` CLI 1.7 sends (cli/src/clients/datafusion_helpers).
+"""
 
 from __future__ import annotations
 
+import datetime
+import json
+import time
+
+import pyarrow as pa
 import pytest
 
-from ingress.query import QueryEngine, QueryError
-
-ROWS = [
-    {"id": "inv_1a", "target": "Steps/wait_awakeable", "target_service_ty": "service", "status": "suspended"},
-    {"id": "inv_1b", "target": "Counter/alice/add", "target_service_ty": "virtual_object", "status": "completed"},
-    {
-        "id": "inv_1c",
-        "target": "Counter/bob/add",
-        "target_service_ty": "virtual_object",
-        "status": "running",
-        "pinned_deployment_id": "dp_1",
-    },
-]
+from duro.inspect import entry_type_name, partition_tables
+from ingress.query import QueryError, QueryTimeout, format_duration, format_timestamp, rows_table, run_query, to_arrow_ipc, to_json
+from ingress.sql_tables import PARTITION_TABLES, TABLES, tables_read_by
+from protocol import service_protocol_pb2 as pb
+from protocol.frames import MessageType
+from tests.unit.test_state_machine import COUNTER_ADD, GREETER, SIGNUP_RUN, Harness, invoke, output
+from wal.records import AttemptFailed, Failure
 
 
-def engine(max_rows: int = 100) -> QueryEngine:
-    return QueryEngine(
-        lambda: ROWS, lambda: [{"id": "dp_1", "endpoint": "http://x"}], lambda: [{"name": "Counter", "revision": 1}], max_rows
+def _tables(h: Harness, names: frozenset[str] = PARTITION_TABLES) -> dict[str, pa.Table]:
+    return partition_tables([(0, h.store)], names, time.monotonic() + 10)
+
+
+def _rows(h: Harness, sql: str, max_rows: int = 1000) -> list[dict]:
+    result = run_query(sql, _tables(h, tables_read_by(sql)), max_rows, time.monotonic() + 10)
+    return json.loads(to_json(result.table))["rows"]
+
+
+def _workload() -> tuple[Harness, dict[str, str]]:
+    """A completed call, a running one holding a key, one inboxed behind it, a backing-off one, state and a promise."""
+    h = Harness()
+    ids: dict[str, str] = {}
+    done = invoke(GREETER, retention_ms=60_000)
+    h.apply(done)
+    h.send(done.invocation_id, 1, output(b'"hi"'), pb.EndMessage())
+    ids["completed"] = done.invocation_id
+    holder = invoke(COUNTER_ADD)
+    h.apply(holder)
+    set_state = pb.SetStateCommandMessage(key=b"count")
+    set_state.value.content = b"3"
+    h.send(holder.invocation_id, 1, set_state)
+    ids["running"] = holder.invocation_id
+    queued = invoke(COUNTER_ADD)
+    h.now_ms += 5
+    h.apply(queued)
+    ids["inboxed"] = queued.invocation_id
+    failing = invoke(GREETER)
+    h.apply(failing)
+    h.apply(AttemptFailed(failing.invocation_id, 1, Failure(500, "flaky")))
+    ids["backing_off"] = failing.invocation_id
+    run = invoke(SIGNUP_RUN)
+    h.apply(run)
+    h.send(run.invocation_id, 1, pb.GetPromiseCommandMessage(key="clicked", result_completion_id=1))
+    ids["workflow"] = run.invocation_id
+    return h, ids
+
+
+def test_every_declared_table_has_restates_columns_and_types() -> None:
+    with open("tests/unit/data/restate_sql_schema.json", encoding="utf-8") as source:
+        reference = json.load(source)["tables"]
+    for name, columns in reference.items():
+        if name == "sys_invocation":
+            continue  # a view: checked below through the engine
+        assert [[f.name, str(f.type)] for f in TABLES[name]] == columns, name
+    view = run_query("SELECT * FROM sys_invocation LIMIT 0", {}, 10, time.monotonic() + 10).table.schema
+    assert [[f.name, str(f.type)] for f in view] == reference["sys_invocation"]
+
+
+def test_sys_invocation_has_restates_status_words() -> None:
+    h, ids = _workload()
+    statuses = {row["id"]: row["status"] for row in _rows(h, "SELECT id, status FROM sys_invocation")}
+    assert statuses == {
+        ids["completed"]: "completed",
+        ids["running"]: "running",
+        ids["inboxed"]: "pending",
+        ids["backing_off"]: "backing-off",
+        ids["workflow"]: "running",
+    }
+    raw = {row["id"]: row["status"] for row in _rows(h, "SELECT id, status FROM sys_invocation_status")}
+    assert raw[ids["inboxed"]] == "inboxed" and raw[ids["backing_off"]] == "invoked" and raw[ids["running"]] == "invoked"
+
+
+def test_cli_service_status_queries_run_unchanged() -> None:
+    h, ids = _workload()
+    pending = _rows(
+        h,
+        "SELECT target_service_name, target_handler_name, 'pending' as status, COUNT(1) as num_invocations,"
+        " MIN(created_at) as oldest_at, FIRST_VALUE(id ORDER BY created_at ASC) as oldest_invocation"
+        " FROM sys_invocation_status WHERE status == 'inboxed' AND target_service_name IN ('Counter')"
+        " GROUP BY target_service_name, target_handler_name",
     )
+    assert pending == [
+        {
+            "target_service_name": "Counter",
+            "target_handler_name": "add",
+            "status": "pending",
+            "num_invocations": 1,
+            "oldest_at": format_timestamp(datetime.datetime.fromtimestamp((h.now_ms) / 1000, datetime.UTC)),
+            "oldest_invocation": ids["inboxed"],
+        }
+    ]
+    locked = _rows(
+        h,
+        "SELECT target_service_name as service_name, target_service_key as service_key, status as invocation_status,"
+        " first_value(id) as invocation_holding_lock, first_value(last_start_at) as last_start_at, 0 as num_pending,"
+        " sum(retry_count) as num_retries FROM sys_invocation WHERE status != 'pending' AND target_service_name IN ('Counter')"
+        " GROUP BY target_service_name, target_service_key, status",
+    )
+    assert [(r["service_key"], r["invocation_status"], r["invocation_holding_lock"], r["num_retries"]) for r in locked] == [
+        ("alice", "running", ids["running"], 1)
+    ]
+    inbox = _rows(h, "SELECT service_name, service_key, COUNT(1) as num_pending FROM sys_inbox GROUP BY service_name, service_key")
+    assert inbox == [{"service_name": "Counter", "service_key": "alice", "num_pending": 1}]
 
 
-def test_cli_lookup_by_id_skips_completed() -> None:
-    sql = "SELECT id, target FROM sys_invocation_status WHERE id = 'inv_1a' AND status != 'completed' LIMIT 500"
-    assert engine().run(sql) == [{"id": "inv_1a", "target": "Steps/wait_awakeable"}]
-    sql = "SELECT id, target FROM sys_invocation_status WHERE id = 'inv_1b' AND status != 'completed' LIMIT 500"
-    assert engine().run(sql) == []
+def test_cli_describe_query_with_join_and_failure_columns() -> None:
+    h, ids = _workload()
+    sql = (
+        "SELECT inv.id, inv.status, inv.retry_count as num_retries, inv.last_failure as last_failure_message,"
+        " inv.last_failure_related_entry_index as last_failure_entry_index, inv.next_retry_at, inv.invoked_by_id,"
+        " dp.id IS NOT NULL as pinned_deployment_exists FROM sys_invocation inv"
+        f" LEFT JOIN sys_deployment dp ON dp.id = inv.pinned_deployment_id WHERE inv.id in ('{ids['backing_off']}')"
+    )
+    (row,) = _rows(h, sql)
+    assert row["status"] == "backing-off"
+    assert row["num_retries"] == 1
+    assert row["last_failure_message"] == "[500] flaky"
+    assert row["next_retry_at"].endswith("Z")
+    assert row["pinned_deployment_exists"] is False
 
 
-def test_cli_lookup_by_target_pattern() -> None:
-    sql = "SELECT id FROM sys_invocation_status WHERE ((target = 'Counter/add' AND target_service_ty = 'service') OR (target LIKE 'Counter/%/add' AND target_service_ty != 'service'))"
-    assert [r["id"] for r in engine().run(sql)] == ["inv_1b", "inv_1c"]
+def test_state_journal_promise_and_keyed_status_tables() -> None:
+    h, ids = _workload()
+    assert _rows(h, "SELECT service_name, service_key, key, value, value_utf8 FROM state") == [
+        {"service_name": "Counter", "service_key": "alice", "key": "count", "value": "33", "value_utf8": "3"}
+    ]
+    journal = _rows(h, f"SELECT index, entry_type, name FROM sys_journal WHERE id = '{ids['running']}' ORDER BY index")
+    assert journal == [
+        {"index": 0, "entry_type": "Command: Input", "name": ""},
+        {"index": 1, "entry_type": "Command: SetState", "name": ""},
+    ]
+    assert _rows(h, "SELECT service_name, service_key, invocation_id FROM sys_keyed_service_status") == [
+        {"service_name": "Counter", "service_key": "alice", "invocation_id": ids["running"]}
+    ]
+    assert _rows(h, "SELECT service_name, key, completed FROM sys_promise") == [
+        {"service_name": "Signup", "key": "clicked", "completed": False}
+    ]
 
 
-def test_count_by_pinned_deployment_and_other_tables() -> None:
-    sql = "SELECT COUNT(1) AS inv_count FROM sys_invocation_status WHERE pinned_deployment_id = 'dp_1' AND status != 'completed'"
-    assert engine().run(sql) == [{"inv_count": 1}]
-    assert engine().run("SELECT name FROM sys_service") == [{"name": "Counter"}]
-    assert engine().run("SELECT endpoint FROM sys_deployment") == [{"endpoint": "http://x"}]
+def test_information_schema_answers_the_clis_column_checks() -> None:
+    sql = (
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'sys_journal'"
+        " AND column_name IN ('version', 'entry_json', 'appended_at')"
+    )
+    assert run_query(sql, {}, 10, time.monotonic() + 10).table.column(0).to_pylist() == [3]
 
 
-def test_row_limit_and_errors() -> None:
-    assert len(engine(max_rows=2).run("SELECT * FROM sys_invocation")) == 2
-    with pytest.raises(QueryError, match="no such table"):
-        engine().run("SELECT * FROM nope")
-    with pytest.raises(QueryError):
-        engine().run("DELETE FROM sys_invocation")
+def test_row_limit_cuts_and_says_so() -> None:
+    h, _ = _workload()
+    result = run_query("SELECT id FROM sys_invocation_status", _tables(h), 2, time.monotonic() + 10)
+    assert result.table.num_rows == 2 and result.truncated
+    whole = run_query("SELECT id FROM sys_invocation_status", _tables(h), 5, time.monotonic() + 10)
+    assert whole.table.num_rows == 5 and not whole.truncated
+
+
+def test_errors_name_the_problem_and_nothing_is_written() -> None:
+    with pytest.raises(QueryError, match="nope"):
+        run_query("SELECT * FROM nope", {}, 10, time.monotonic() + 10)
+    with pytest.raises(QueryError, match="bogus"):
+        run_query("SELECT bogus FROM sys_invocation", {}, 10, time.monotonic() + 10)
+    for statement in ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "COPY (SELECT 1) TO '/tmp/x.csv'"):
+        with pytest.raises(QueryError, match="not supported"):
+            run_query(statement, {}, 10, time.monotonic() + 10)
+
+
+def test_a_deadline_in_the_past_times_out() -> None:
+    h, _ = _workload()
+    with pytest.raises(QueryTimeout):
+        run_query("SELECT * FROM sys_invocation", _tables(h), 10, time.monotonic() - 1)
+
+
+def test_arrow_ipc_round_trips_and_json_formats() -> None:
+    table = rows_table("sys_deployment", [{"id": "dp_1", "created_at": 1_700_000_000_123, "services": ["A"]}])
+    decoded = pa.ipc.open_stream(to_arrow_ipc(table)).read_all()
+    assert decoded.equals(table)
+    assert json.loads(to_json(table)) == {"rows": [{"id": "dp_1", "created_at": "2023-11-14T22:13:20.123Z", "services": ["A"]}]}
+    assert format_duration(datetime.timedelta(days=1)) == "PT86400S"
+    assert format_duration(datetime.timedelta(milliseconds=1500)) == "PT1.5S"
+
+
+def test_entry_type_names_are_restates() -> None:
+    assert entry_type_name(MessageType.RUN_COMMAND) == "Command: Run"
+    assert entry_type_name(MessageType.GET_EAGER_STATE_COMMAND) == "Command: GetEagerState"
+    assert entry_type_name(MessageType.RUN_COMPLETION) == "Notification: Run"
+    assert entry_type_name(MessageType.CALL_INVOCATION_ID_COMPLETION) == "Notification: CallInvocationId"
+    assert entry_type_name(MessageType.SIGNAL) == "Notification: Signal"

@@ -10,6 +10,10 @@ Each tail is a consumer of its own with manual assignment of one partition (no
 consumer group) that reads from the requested offset on; `end_offset` asks the
 brokers through one shared consumer. Offsets are Kafka's offsets, dense as long
 as only duro writes to the topic (no transactions, no compaction).
+
+Every wait on Kafka (a tail's consumer starting, its start bound, its fetches,
+`end_offset`) runs as a task that `close` cancels, so closing wakes every waiter
+at once with LogClosedError instead of leaving it to a Kafka request timeout.
 """
 
 from __future__ import annotations
@@ -17,21 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, ProducerClosed
 
 from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
-from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry
+from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
 from wal.log import LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_TOPIC", "KafkaLog", "KafkaLogSettings"]
+
+Result = TypeVar("Result")
 
 
 @dataclass(slots=True)
@@ -65,6 +72,7 @@ class KafkaLog:
         self._writers: dict[int, asyncio.Task[None]] = {}
         self._last_offsets: dict[int, int] = {}
         self._tails: set[AIOKafkaConsumer] = set()
+        self._waits: set[asyncio.Future[Any]] = set()  # one per pending wait on Kafka, of any result type
         self._closed = False
 
     @classmethod
@@ -97,7 +105,7 @@ class KafkaLog:
             offsets = await start_with_retry(
                 lambda: _new_consumer(bootstrap, settings, "offsets"),
                 AIOKafkaConsumer.start,
-                AIOKafkaConsumer.stop,
+                stop_consumer,
                 "offsets consumer",
                 bootstrap,
                 settings,
@@ -109,7 +117,7 @@ class KafkaLog:
         try:
             await _wait_until_partitions_serve(offsets, topic, partition_count, settings)
         except BaseException:
-            await asyncio.gather(producer.stop(), offsets.stop())
+            await asyncio.gather(producer.stop(), stop_consumer(offsets))
             raise
         logger.info("opened Kafka log: topic %s with %d partitions at %s", topic, partition_count, bootstrap_text(bootstrap))
         return cls(bootstrap, topic, partition_count, settings, producer, offsets)
@@ -163,7 +171,7 @@ class KafkaLog:
         self._raise_if_closed()
         topic_partition = TopicPartition(self._topic, partition)
         try:
-            ends = await self._offsets.end_offsets([topic_partition])
+            ends = await self._until_closed(self._offsets.end_offsets([topic_partition]))
         except KafkaError as error:
             self._raise_if_closed()
             raise LogError(
@@ -173,20 +181,24 @@ class KafkaLog:
         return int(ends[topic_partition])
 
     async def close(self) -> None:
-        """Stop the tails, fail queued appends with LogClosedError, wait for batches in flight, stop the clients. Twice is harmless.
+        """Wake every waiter, stop the tails, fail queued appends with LogClosedError, wait for batches in flight, stop the clients.
 
-        Waits at most about twice `append_timeout_ms` (the batches in flight, then
-        the producer's retries of timed-out ones) when the brokers are unreachable.
+        Tails and `end_offset` calls waiting on Kafka (also a tail still starting)
+        raise LogClosedError at once. Waits at most about twice `append_timeout_ms`
+        (the batches in flight, then the producer's retries of timed-out ones)
+        when the brokers are unreachable. Twice is harmless.
         """
         if self._closed:
             return
         self._closed = True
-        await asyncio.gather(*(consumer.stop() for consumer in list(self._tails)))
+        for waiter in list(self._waits):
+            waiter.cancel()
+        await asyncio.gather(*(stop_consumer(consumer) for consumer in list(self._tails)))
         for queue in self._queues.values():
             self._fail_all(queue, LogClosedError(f"Kafka log on topic {self._topic} closed before the append was sent"))
         await asyncio.gather(*self._writers.values(), return_exceptions=True)
         await self._stop_producer()
-        await self._offsets.stop()
+        await stop_consumer(self._offsets)
         logger.info("closed Kafka log on topic %s", self._topic)
 
     async def _stop_producer(self) -> None:
@@ -309,12 +321,12 @@ class KafkaLog:
                     yield batch
         finally:
             self._tails.discard(consumer)
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _tail_start_bound(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition) -> int:
         """The partition's end offset: a tail from beyond it starts reading there and skips up to its offset."""
         try:
-            ends = await consumer.end_offsets([topic_partition])
+            ends = await self._until_closed(consumer.end_offsets([topic_partition]))
         except KafkaError as error:
             self._raise_if_closed()
             raise LogError(
@@ -323,28 +335,45 @@ class KafkaLog:
         return int(ends[topic_partition])
 
     async def _start_tail_consumer(self) -> AIOKafkaConsumer:
-        consumer = await start_with_retry(
-            lambda: _new_consumer(self._bootstrap, self._settings, "tail"),
-            AIOKafkaConsumer.start,
-            AIOKafkaConsumer.stop,
-            "tail consumer",
-            self._bootstrap,
-            self._settings,
-            connect_deadline(self._settings),
+        consumer = await self._until_closed(
+            start_with_retry(
+                lambda: _new_consumer(self._bootstrap, self._settings, "tail"),
+                AIOKafkaConsumer.start,
+                stop_consumer,
+                "tail consumer",
+                self._bootstrap,
+                self._settings,
+                connect_deadline(self._settings),
+            )
         )
-        if self._closed:
-            await consumer.stop()
-            self._raise_if_closed()
         self._tails.add(consumer)
         return consumer
+
+    async def _until_closed(self, awaitable: Awaitable[Result]) -> Result:
+        """Await `awaitable` as a task that `close` cancels: its result, or LogClosedError once the log closes.
+
+        Cancelling the caller cancels the task too and raises CancelledError as usual.
+        """
+        self._raise_if_closed()
+        waiter = asyncio.ensure_future(awaitable)
+        self._waits.add(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._closed and waiter.cancelled() and (current is None or current.cancelling() == 0):
+                raise LogClosedError(f"Kafka log on topic {self._topic} closed while waiting on Kafka") from None
+            raise
+        finally:
+            self._waits.discard(waiter)
 
     async def _fetch(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition, max_batch_entries: int) -> list[ConsumerRecord]:
         """The next records of the partition, waiting as long as it takes; raises LogClosedError once the log closes."""
         while True:
             self._raise_if_closed()
             try:
-                fetched = await consumer.getmany(
-                    topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries
+                fetched = await self._until_closed(
+                    consumer.getmany(topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries)
                 )
             except KafkaError as error:
                 self._raise_if_closed()

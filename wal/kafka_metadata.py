@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from wal.kafka_topic import stop_consumer
 from wal.log import LogError
 
 log = logging.getLogger("duro.metadata")
@@ -110,6 +111,7 @@ class KafkaMetadata:
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
-        for client in (self._producer, self._consumer):
-            if client is not None:
-                await client.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._consumer is not None:
+            await stop_consumer(self._consumer)

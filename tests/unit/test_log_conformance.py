@@ -206,11 +206,14 @@ async def test_end_offset(open_log: Callable[[int], Awaitable[Log]]) -> None:
     assert await log.end_offset(1) == 3
 
 
-async def test_close_fails_waiting_tailers_and_later_calls(open_log: Callable[[int], Awaitable[Log]]) -> None:
+@pytest.mark.parametrize("loop_turns_before_close", [0, 1, 3, 10, 100])
+async def test_close_fails_a_starting_tail_and_later_calls(open_log: Callable[[int], Awaitable[Log]], loop_turns_before_close: int) -> None:
+    """Close while a tail is anywhere in its start (event-loop turns, not time, place it): the tail ends with LogClosedError."""
     log = await open_log(1)
     await log.append(0, [b"a"])
     waiting = asyncio.create_task(read_entries(log, 0, 1, 1))
-    await asyncio.sleep(0.01)
+    for _ in range(loop_turns_before_close):
+        await asyncio.sleep(0)
     await log.close()
     with pytest.raises(LogClosedError):
         await waiting
@@ -219,6 +222,28 @@ async def test_close_fails_waiting_tailers_and_later_calls(open_log: Callable[[i
     with pytest.raises(LogClosedError):
         await log.end_offset(0)
     await log.close()  # twice is harmless
+
+
+async def test_close_fails_a_tail_waiting_for_entries(open_log: Callable[[int], Awaitable[Log]]) -> None:
+    log = await open_log(1)
+    await log.append(0, [b"a"])
+    received: list[tuple[int, bytes]] = []
+    first_received = asyncio.Event()
+
+    async def follow() -> None:
+        async with tail_of(log, 0, 0) as batches:
+            async for batch in batches:
+                received.extend(batch)
+                first_received.set()
+
+    following = asyncio.create_task(follow())
+    async with asyncio.timeout(WAIT_TIMEOUT_S):
+        await first_received.wait()
+    await log.close()
+    with pytest.raises(LogClosedError):
+        async with asyncio.timeout(WAIT_TIMEOUT_S):
+            await following
+    assert received == [(0, b"a")]
 
 
 async def test_close_fails_pending_appends_and_keeps_acknowledged_ones(open_log: Callable[[int], Awaitable[Log]]) -> None:

@@ -1,6 +1,8 @@
 """The RocksDB key layout of partition state: one table prefix per kind of row, never reused.
 
-Every key starts with the table byte; the store adds the partition id in front.
+This module is the one registry of stored key prefixes. Every key starts with
+the table byte; the store adds the 2-byte partition id in front
+(`store.RocksPartitionStore`).
 Variable-length parts are length-prefixed so that no key is a prefix of a
 different row's key, and integers are big-endian so that keys sort by value.
 """
@@ -29,6 +31,7 @@ class Table(enum.IntEnum):
     OUTBOX = 0x09
     DEDUP = 0x0A
     NOTIFIED = 0x0B
+    RUNNING = 0x0C  # since 0.2: index of invocations whose phase is INVOKED (key only)
 
 
 def _part(value: str | bytes) -> bytes:
@@ -44,6 +47,7 @@ APPLIED_OFFSET = meta_key("applied_offset")
 LEADER_EPOCH = meta_key("leader_epoch")
 OUTBOX_NEXT_SEQ = meta_key("outbox_next_seq")
 INBOX_NEXT_SEQ = meta_key("inbox_next_seq")
+RUNNING_INDEX_COMPLETE = meta_key("running_index_complete")  # since 0.2: set once RUNNING holds every INVOKED invocation
 
 
 def invocation_key(invocation_id: str) -> bytes:
@@ -51,6 +55,23 @@ def invocation_key(invocation_id: str) -> bytes:
 
 
 INVOCATION_PREFIX = bytes([Table.INVOCATION])
+
+
+def invocation_id_of(key: bytes) -> str:
+    """Inverse of `invocation_key`."""
+    return key[1:].decode()
+
+
+RUNNING_PREFIX = bytes([Table.RUNNING])
+
+
+def running_key(invocation_id: str) -> bytes:
+    return RUNNING_PREFIX + invocation_id.encode()
+
+
+def running_id_of(key: bytes) -> str:
+    """Inverse of `running_key`."""
+    return key[1:].decode()
 
 
 def journal_prefix(invocation_id: str) -> bytes:

@@ -8,6 +8,7 @@ so that all partitions of a node share one RocksDB.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
@@ -129,6 +130,12 @@ class Transaction:
         self.store = store
         self.puts: dict[bytes, bytes | None] = {}
         self._objects: dict[bytes, Encodable] = {}
+        self._sorted_keys: list[bytes] | None = None  # the keys of `puts` in order, kept once `first` needs them
+
+    def _track(self, key: bytes) -> None:
+        """Keep `_sorted_keys` in step with a key about to enter `puts` (only once `first` has built it)."""
+        if self._sorted_keys is not None and key not in self.puts:
+            bisect.insort(self._sorted_keys, key)
 
     def get(self, key: bytes) -> bytes | None:
         obj = self._objects.get(key)
@@ -148,18 +155,27 @@ class Transaction:
             return None
         decoded = decode(raw)
         self._objects[key] = decoded  # type: ignore[assignment]
-        self.puts.setdefault(key, raw)
+        if key not in self.puts:
+            self._track(key)
+            self.puts[key] = raw
         return decoded
 
+    def cached_object(self, key: bytes) -> object | None:
+        """The decoded row this transaction holds for `key` (read or written as an object), without touching the store."""
+        return self._objects.get(key)
+
     def put_object(self, key: bytes, obj: Encodable) -> None:
+        self._track(key)
         self._objects[key] = obj
         self.puts[key] = b""  # placeholder: encoded at commit
 
     def put(self, key: bytes, value: bytes) -> None:
+        self._track(key)
         self._objects.pop(key, None)
         self.puts[key] = value
 
     def delete(self, key: bytes) -> None:
+        self._track(key)
         self._objects.pop(key, None)
         self.puts[key] = None
 
@@ -180,9 +196,29 @@ class Transaction:
         return sorted(rows.items())
 
     def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
-        """The lowest row under `prefix`, seeing pending writes."""
-        rows = self.scan(prefix)
-        return rows[0] if rows else None
+        """The lowest row under `prefix`, seeing pending writes, without reading the rest of the prefix.
+
+        A seek in the store plus a bisect in this transaction's pending keys:
+        O(log n) in the rows under `prefix`, plus the rows this transaction
+        deleted at the front of it (a drained queue's heads), never a scan.
+        """
+        committed: tuple[bytes, bytes] | None = None
+        for stored_key, stored_value in self.store.scan(prefix):
+            if stored_key not in self.puts:
+                committed = (stored_key, stored_value)
+                break
+        if self._sorted_keys is None:
+            self._sorted_keys = sorted(self.puts)
+        position = bisect.bisect_left(self._sorted_keys, prefix)
+        while position < len(self._sorted_keys) and self._sorted_keys[position].startswith(prefix):
+            key = self._sorted_keys[position]
+            if committed is not None and key > committed[0]:
+                break
+            value = self._pending(key)
+            if value is not None:
+                return key, value
+            position += 1
+        return committed
 
     def delete_prefix(self, prefix: bytes) -> None:
         for key, _ in self.scan(prefix):
@@ -195,3 +231,4 @@ class Transaction:
             self.store.write(self.puts)
         self.puts = {}
         self._objects = {}
+        self._sorted_keys = None

@@ -10,7 +10,7 @@ the partition, carries out the actions.
 from __future__ import annotations
 
 from partition_worker import keys
-from partition_worker.actions import Action, BecomeLeader, ScheduleTimer, SendOutbox
+from partition_worker.actions import Action, BecomeLeader, SendOutbox
 from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed
 from partition_worker.state_machine.config import RetryPolicy, StateMachineConfig
 from partition_worker.state_machine.context import ApplyContext, decode_outbox_row
@@ -105,19 +105,23 @@ class StateMachine:
         return False
 
     def _announce_leader(self, ctx: ApplyContext, body: AnnounceLeader, current_epoch: int) -> None:
-        """A new leader takes over: restart running attempts, re-arm timers, re-send the outbox."""
+        """A new leader takes over: restart running attempts and re-send the outbox.
+
+        It reads only the running index and the outbox (undelivered messages),
+        never every invocation. Timers need nothing here: the new leader's timer
+        service loads the due ones from the store when it starts.
+        """
         if body.leader_epoch <= current_epoch:
             return  # a stale or repeated announcement
         ctx.txn.put(keys.LEADER_EPOCH, keys.encode_u64(body.leader_epoch))
         ctx.actions.append(BecomeLeader(body.node_id, body.leader_epoch))
-        for row, raw in ctx.txn.scan(keys.INVOCATION_PREFIX):
-            status = InvocationStatus.decode(raw)
-            if status.phase is Phase.INVOKED:
-                invocation_id = row[1:].decode()
-                ctx.start_attempt(invocation_id, status)
-        for row, _ in ctx.txn.scan(keys.TIMER_PREFIX):
-            fire_at_ms, invocation_id, timer_kind, ref = keys.parse_timer_key(row)
-            ctx.actions.append(ScheduleTimer(fire_at_ms, invocation_id, timer_kind, ref))
+        if ctx.txn.get(keys.RUNNING_INDEX_COMPLETE) is None:
+            _build_running_index(ctx)
+        for row, _ in ctx.txn.scan(keys.RUNNING_PREFIX):
+            invocation_id = keys.running_id_of(row)
+            status = ctx.status(invocation_id)
+            assert status is not None and status.phase is Phase.INVOKED, f"the running index names {invocation_id}, which is not running"
+            ctx.start_attempt(invocation_id, status)
         for row, raw in ctx.txn.scan(keys.OUTBOX_PREFIX):
             partition_key, outbox_body = decode_outbox_row(raw)
             ctx.actions.append(SendOutbox(keys.outbox_seq_of(row), partition_key, outbox_body))
@@ -127,3 +131,11 @@ class StateMachine:
             if keys.outbox_seq_of(row) > body.up_to_seq:
                 break
             ctx.txn.delete(row)
+
+
+def _build_running_index(ctx: ApplyContext) -> None:
+    """Index the running invocations of a store written before the index existed (once; it is kept by `save` from then on)."""
+    for row, raw in ctx.txn.scan(keys.INVOCATION_PREFIX):
+        if InvocationStatus.decode(raw).phase is Phase.INVOKED:
+            ctx.mark_running(keys.invocation_id_of(row), True)
+    ctx.txn.put(keys.RUNNING_INDEX_COMPLETE, b"")

@@ -55,10 +55,22 @@ class ApplyContext:
         return self.txn.get_object(keys.invocation_key(invocation_id), InvocationStatus.decode)
 
     def save(self, invocation_id: str, status: InvocationStatus) -> InvocationStatus:
+        """Store a status, and keep the running index (`keys.Table.RUNNING`) in step with its phase."""
         if status.modified_at_ms != self.now_ms:
             status = status.evolve(modified_at_ms=self.now_ms)
-        self.txn.put_object(keys.invocation_key(invocation_id), status)
+        row = keys.invocation_key(invocation_id)
+        previous = self.txn.cached_object(row)
+        running = status.phase is Phase.INVOKED
+        if not isinstance(previous, InvocationStatus) or (previous.phase is Phase.INVOKED) != running:
+            self.mark_running(invocation_id, running)
+        self.txn.put_object(row, status)
         return status
+
+    def mark_running(self, invocation_id: str, running: bool) -> None:
+        if running:
+            self.txn.put(keys.running_key(invocation_id), b"")
+        else:
+            self.txn.delete(keys.running_key(invocation_id))
 
     def counter(self, key: bytes) -> int:
         """Return and advance a partition-wide sequence stored at `key`."""
@@ -126,6 +138,7 @@ class ApplyContext:
         assert not status.is_completed, f"invocation {invocation_id} completed twice"
         if status.phase is Phase.INVOKED:
             self.actions.append(AbortAttempt(invocation_id, status.attempt))
+            self.mark_running(invocation_id, False)
         for sink in status.response_sinks:
             self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms, status.target)
         self.drop_journal(invocation_id, status)
@@ -160,6 +173,7 @@ class ApplyContext:
 
     def forget(self, invocation_id: str, status: InvocationStatus) -> None:
         """Drop every row of a completed invocation (and, for a workflow run, the workflow's state)."""
+        assert status.is_completed, f"only a completed invocation is forgotten, {invocation_id} is {status.phase.name}"
         self.txn.delete(keys.invocation_key(invocation_id))
         if status.target.is_workflow_run and status.target.key is not None:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))

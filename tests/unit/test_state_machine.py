@@ -250,7 +250,7 @@ def test_records_of_a_superseded_leader_epoch_are_fenced() -> None:
     assert h.state("Counter", "alice", b"k") == b"v"
 
 
-def test_new_leader_restarts_running_attempts_and_rearms_timers() -> None:
+def test_new_leader_restarts_running_attempts_and_leaves_timers_to_the_timer_service() -> None:
     h = Harness()
     h.apply(AnnounceLeader(1, 1))
     running = invoke(GREETER)
@@ -265,7 +265,9 @@ def test_new_leader_restarts_running_attempts_and_rearms_timers() -> None:
     )
     actions = h.apply(AnnounceLeader(1, 2))
     assert of_type(actions, InvokeAttempt) == [InvokeAttempt(running.invocation_id, 2)]
-    assert [t.invocation_id for t in of_type(actions, ScheduleTimer)] == [sleeping.invocation_id]
+    assert of_type(actions, ScheduleTimer) == [], "the announcement does not read every timer"
+    stored = [keys.parse_timer_key(row) for row, _ in h.store.scan(keys.TIMER_PREFIX)]
+    assert stored == [(h.now_ms + 100, sleeping.invocation_id, int(TimerKind.SLEEP), 1)], "the timer service loads it from the store"
 
 
 def test_duplicate_outbox_messages_are_dropped() -> None:

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--advertised-host", help="host other nodes use to reach this node (DURO_ADVERTISED_HOST, default --bind)")
     serve.add_argument("--log-level", help="logging level (DURO_LOG_LEVEL, default info)")
     serve.add_argument("--max-protocol-version", type=int, choices=[5, 6, 7], help="highest service protocol version offered (default 6)")
+    serve.add_argument(
+        "--truncate-corrupt-tail",
+        action="store_true",
+        default=None,
+        help="cut the embedded log at a damaged frame instead of refusing to start, losing every entry after it (logged)",
+    )
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -51,6 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "kafka_bootstrap",
         "kafka_topic",
         "advertised_host",
+        "truncate_corrupt_tail",
     ]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "max_protocol_version", None) is not None:

@@ -26,7 +26,7 @@ from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
 from partition_worker.invoker import Invoker, InvokerSettings
-from partition_worker.processor import ProcessorSettings
+from partition_worker.processor import ProcessorSettings, StateAheadOfLogError, applied_offset_of, check_state_within_log
 from partition_worker.state_machine import RetryPolicy, StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
@@ -87,6 +87,8 @@ class Node:
             wal, metadata = await self._open_log(stack)
             database = RocksDatabase(str(settings.data_dir / "state"))
             stack.callback(database.close)
+            if metadata is None:
+                await _check_state_within_log(wal, database, settings)
             registry = Registry(SharedRegistryStore(metadata) if metadata else FileRegistryStore(settings.data_dir))
             await registry.load()
             if metadata is not None:
@@ -127,7 +129,9 @@ class Node:
         settings = self.settings
         try:
             if settings.log == "embedded":
-                embedded = await EmbeddedLog.open(settings.data_dir / "log", settings.partitions)
+                embedded = await EmbeddedLog.open(
+                    settings.data_dir / "log", settings.partitions, truncate_corrupt_tail=settings.truncate_corrupt_tail
+                )
                 stack.push_async_callback(embedded.close)
                 return embedded, None
             if not settings.kafka_bootstrap:
@@ -207,6 +211,15 @@ def _local_tables(worker: PartitionWorker) -> PartitionTables:
         return await asyncio.to_thread(partition_tables, stores, names, deadline)
 
     return tables
+
+
+async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: DuroSettings) -> None:
+    """Refuse to start when the state store has applied entries the log no longer holds (every partition is this node's)."""
+    for partition in range(settings.partitions):
+        try:
+            check_state_within_log(partition, applied_offset_of(database.partition(partition)), await wal.end_offset(partition))
+        except StateAheadOfLogError as error:
+            raise NodeStartError(f"{error} ({settings.data_dir / 'state'}; with it gone, start-up replays the whole log)") from None
 
 
 class _ServerWithoutSignals(uvicorn.Server):

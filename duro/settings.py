@@ -66,6 +66,11 @@ class DuroSettings(BaseSettings):
     )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
+    truncate_corrupt_tail: bool = Field(
+        default=False,
+        description="At start-up, cut the embedded log at a damaged frame instead of refusing to start; every entry from"
+        " there on is lost (logged). For one start by an operator who accepts the loss; leave it off otherwise.",
+    )
     max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     completion_retention_ms: int = Field(default=3_600_000, ge=0, description="Retention of outcomes of calls made by handlers.")

@@ -41,6 +41,34 @@ from wal.replies import Reply
 log = logging.getLogger("duro.partition")
 
 
+class StateAheadOfLogError(Exception):
+    """The partition store has applied offsets the log does not hold: the log lost entries the state reflects."""
+
+    def __init__(self, partition: int, applied_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"partition {partition}: the state store has applied the log up to offset {applied_offset}, but the log ends "
+            f"{'empty' if log_end_offset == 0 else f'at offset {log_end_offset - 1}'}. The log lost entries whose effects the "
+            "state already holds (a log cut with --truncate-corrupt-tail, restored from an older copy, or not this node's "
+            "log); applying new entries over that state would corrupt it. Restore the log that belongs to this state, or "
+            "remove the state store so that it is rebuilt from the log"
+        )
+        self.partition = partition
+        self.applied_offset = applied_offset
+        self.log_end_offset = log_end_offset
+
+
+def applied_offset_of(store: PartitionStore) -> int:
+    """The last log offset the store has applied, -1 if none."""
+    raw = store.get(keys.APPLIED_OFFSET)
+    return keys.decode_u64(raw) if raw is not None else -1
+
+
+def check_state_within_log(partition: int, applied_offset: int, log_end_offset: int) -> None:
+    """Raise StateAheadOfLogError if the store has applied an offset at or beyond `log_end_offset`."""
+    if applied_offset >= log_end_offset:
+        raise StateAheadOfLogError(partition, applied_offset, log_end_offset)
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
     max_apply_batch_records: int = 512
@@ -71,8 +99,7 @@ class PartitionProcessor:
         self._deliver_reply = deliver_reply
         self.settings = settings or ProcessorSettings()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        raw = store.get(keys.APPLIED_OFFSET)
-        self.applied_offset = keys.decode_u64(raw) if raw is not None else -1
+        self.applied_offset = applied_offset_of(store)
         raw_epoch = store.get(keys.LEADER_EPOCH)
         self._known_epoch = keys.decode_u64(raw_epoch) if raw_epoch is not None else 0
         self._leader_epoch = 0  # nonzero while this node leads
@@ -108,9 +135,13 @@ class PartitionProcessor:
     # ------------------------------------------------------------ the loop
 
     async def run(self) -> None:
-        """Apply the partition's log forever. Cancelling stops leading and applying."""
+        """Apply the partition's log forever. Cancelling stops leading and applying.
+
+        Raises StateAheadOfLogError at once if the store has applied more than the log holds.
+        """
         try:
             catch_up_to = await self._log.end_offset(self._partition)
+            check_state_within_log(self._partition, self.applied_offset, catch_up_to)
             if self.applied_offset + 1 >= catch_up_to:
                 await self._announce()
             async for batch in self._log.tail(self._partition, self.applied_offset + 1, self.settings.max_apply_batch_records):

@@ -148,6 +148,7 @@ class EmbeddedLog:
         self._limits = limits
         self._lock_fd = lock_fd
         self.dropped_tail_bytes = recovered.dropped_tail_bytes
+        self.truncated_corrupt_bytes = recovered.truncated_corrupt_bytes
         self._index = recovered.index
         self._durable_end = [len(positions) for positions in recovered.index]
         self._next_offset = list(self._durable_end)
@@ -169,17 +170,24 @@ class EmbeddedLog:
         self._writer_task.add_done_callback(self._on_writer_done)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], partition_count: int, limits: EmbeddedLogLimits | None = None) -> EmbeddedLog:
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        partition_count: int,
+        limits: EmbeddedLogLimits | None = None,
+        truncate_corrupt_tail: bool = False,
+    ) -> EmbeddedLog:
         """Open the log in directory `path`, creating it if needed, and recover it after a crash.
 
         Raises LogError if another process has the directory open or it was created
         with another partition count, and LogCorruptError if its files are damaged
-        beyond a torn tail.
+        beyond a torn tail. With `truncate_corrupt_tail` the log is instead cut
+        at the first damaged frame (everything after it is lost, and logged).
         """
         check_partition_count(partition_count)
         limits = limits or EmbeddedLogLimits()
         directory = Path(path)
-        lock_fd, recovered = await asyncio.to_thread(_prepare_directory, directory, partition_count, limits)
+        lock_fd, recovered = await asyncio.to_thread(_prepare_directory, directory, partition_count, limits, truncate_corrupt_tail)
         try:
             return cls(directory, partition_count, limits, lock_fd, recovered)
         except BaseException:
@@ -404,13 +412,15 @@ class EmbeddedLog:
         os.close(self._lock_fd)
 
 
-def _prepare_directory(directory: Path, partition_count: int, limits: EmbeddedLogLimits) -> tuple[int, RecoveredLog]:
+def _prepare_directory(
+    directory: Path, partition_count: int, limits: EmbeddedLogLimits, truncate_corrupt_tail: bool
+) -> tuple[int, RecoveredLog]:
     """Create and lock the directory, check its metadata and recover its segments (blocking)."""
     directory.mkdir(parents=True, exist_ok=True)
     lock_fd = lock_directory(directory)
     try:
         load_or_create_metadata(directory, partition_count)
-        recovered = recover(directory, partition_count, limits.max_torn_tail_bytes)
+        recovered = recover(directory, partition_count, limits.max_torn_tail_bytes, truncate_corrupt_tail)
     except BaseException:
         os.close(lock_fd)
         raise

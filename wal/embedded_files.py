@@ -13,11 +13,22 @@ Each entry is one frame: an 18-byte big-endian header `[length u32][crc u32]
 `zlib.crc32` over the length, partition, offset and payload (everything but the
 crc field itself), so a torn or flipped header is caught as surely as a torn payload.
 
+Every write that is followed by a sync (a commit group, or the part of one that
+fits before a segment rolls over) ends with a commit marker (since format
+version 2): a frame of the reserved partition `MARKER_PARTITION` whose offset
+field is the byte where the group starts and whose payload is `MARKER_MAGIC`.
+
 Only the last commit group written before a crash can be torn: the writer syncs
 each group before it writes the next one and syncs a segment before it starts the
-next. So on open a bad frame in the last segment within `max_torn_tail_bytes` of
-its end is a torn tail and is cut off; any other bad frame is corruption and
-opening fails. Functions here are blocking; the embedded log runs them in threads.
+next. So on open a bad frame is a torn tail, and is cut off, only if it lies in
+the last segment, within `max_torn_tail_bytes` of its end, and no intact marker
+of a later group follows it (a later group was written only after the bad
+frame's group was synced, so that group was acknowledged and is not torn). Any
+other bad frame is corruption: opening fails with a message naming the segment,
+the byte and the ways out, unless the caller asked to truncate a corrupt tail
+(`truncate_corrupt_tail`, the operator's `--truncate-corrupt-tail`), which cuts
+the log at the bad frame and logs what was dropped. Functions here are
+blocking; the embedded log runs them in threads.
 """
 
 from __future__ import annotations
@@ -44,7 +55,8 @@ logger = logging.getLogger(__name__)
 METADATA_FILE_NAME = "duro-log.json"
 LOCK_FILE_NAME = "LOCK"
 FORMAT_NAME = "duro-embedded-log"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: commit markers after every synced write (a version 1 log is read as it is, and upgraded on open)
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 FRAME_HEADER = struct.Struct(">IIHQ")  # length, crc, partition, offset
 FRAME_HEADER_BYTES = FRAME_HEADER.size
@@ -54,6 +66,11 @@ SEGMENT_POSITION_BITS = 40  # an index position is (segment number << 40) | byte
 MAX_SEGMENT_BYTES = (1 << SEGMENT_POSITION_BITS) - 1
 MAX_SEGMENT_NUMBER = (1 << (64 - SEGMENT_POSITION_BITS)) - 1
 _SEGMENT_NAME = re.compile(r"^segment-(\d{10})\.wal$")
+
+MARKER_PARTITION = 0xFFFF  # the partition field of a commit marker; the embedded log has at most 0xFFFF partitions
+MAX_EMBEDDED_PARTITION_COUNT = MARKER_PARTITION
+MARKER_MAGIC = b"duroCMT\x01"  # a commit marker's payload, searched for when telling a torn tail from corruption
+MARKER_BYTES = FRAME_HEADER_BYTES + len(MARKER_MAGIC)
 
 
 class LogCorruptError(LogError):
@@ -78,6 +95,7 @@ class RecoveredLog:
     last_segment_number: int
     last_segment_bytes: int
     dropped_tail_bytes: int
+    truncated_corrupt_bytes: int = 0  # bytes cut off as corrupt because the caller asked to truncate a corrupt tail
 
 
 def framed_bytes_of(entries: Sequence[bytes]) -> int:
@@ -99,6 +117,10 @@ def segment_path(directory: Path, segment_number: int) -> Path:
 
 def frame_crc(length: int, partition: int, offset: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(_CRC_FIELDS.pack(length, partition, offset)))
+
+
+def _marker_crc(group_start: int) -> int:
+    return frame_crc(len(MARKER_MAGIC), MARKER_PARTITION, group_start, MARKER_MAGIC)
 
 
 # ---------------------------------------------------------------- lock and metadata
@@ -138,18 +160,22 @@ def load_or_create_metadata(directory: Path, partition_count: int) -> None:
     Raises LogError if the log was created with another partition count or is not
     a duro log, and LogCorruptError if the directory has segments but no metadata.
     """
+    if partition_count > MAX_EMBEDDED_PARTITION_COUNT:
+        raise ValueError(f"the embedded log holds at most {MAX_EMBEDDED_PARTITION_COUNT} partitions, got {partition_count}")
     metadata_path = directory / METADATA_FILE_NAME
     if not metadata_path.exists():
         _refuse_if_segments_exist(directory)
         _write_metadata(directory, partition_count)
         return
-    stored = _read_metadata(metadata_path)
+    stored, version = _read_metadata(metadata_path)
     if stored != partition_count:
         raise LogError(
             f"log at {directory} was created with {stored} partitions but was opened with "
             f"partition_count={partition_count}; the partition count of a log cannot change, "
             f"configure {stored} partitions or use a new directory"
         )
+    if version != FORMAT_VERSION:
+        _write_metadata(directory, partition_count)  # from here on the log gets commit markers, which version 1 readers refuse
 
 
 def _refuse_if_segments_exist(directory: Path) -> None:
@@ -159,20 +185,21 @@ def _refuse_if_segments_exist(directory: Path) -> None:
         )
 
 
-def _read_metadata(metadata_path: Path) -> int:
+def _read_metadata(metadata_path: Path) -> tuple[int, int]:
+    """(partition count, format version) of a log's metadata file."""
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         format_name, version, stored = metadata["format"], metadata["format_version"], metadata["partition_count"]
     except (ValueError, KeyError, TypeError) as error:
         raise LogCorruptError(f"{metadata_path} is not a duro log metadata file: {error}") from None
-    if format_name != FORMAT_NAME or version != FORMAT_VERSION:
+    if format_name != FORMAT_NAME or version not in READABLE_FORMAT_VERSIONS:
         raise LogError(
             f"{metadata_path} describes format {format_name!r} version {version!r}; "
-            f"this duro reads {FORMAT_NAME!r} version {FORMAT_VERSION}"
+            f"this duro reads {FORMAT_NAME!r} versions {', '.join(map(str, READABLE_FORMAT_VERSIONS))}"
         )
-    if not isinstance(stored, int) or stored < 1:
+    if not isinstance(stored, int) or not 1 <= stored <= MAX_EMBEDDED_PARTITION_COUNT:
         raise LogCorruptError(f"{metadata_path} has an invalid partition_count {stored!r}")
-    return stored
+    return stored, version
 
 
 def _write_metadata(directory: Path, partition_count: int) -> None:
@@ -209,36 +236,93 @@ def list_segment_numbers(directory: Path) -> list[int]:
     return numbers
 
 
-def recover(directory: Path, partition_count: int, max_torn_tail_bytes: int) -> RecoveredLog:
+def recover(directory: Path, partition_count: int, max_torn_tail_bytes: int, truncate_corrupt_tail: bool = False) -> RecoveredLog:
     """Scan every segment, verify every frame, cut a torn tail off the last segment and index every entry.
 
-    Raises LogCorruptError on a bad frame that cannot be a torn tail.
+    Raises LogCorruptError on a bad frame that cannot be a torn tail, unless
+    `truncate_corrupt_tail`: then the log is cut at that frame (later segments
+    are deleted) and the loss is logged.
     """
     recovered = RecoveredLog(
         index=[array("Q") for _ in range(partition_count)], last_segment_number=0, last_segment_bytes=0, dropped_tail_bytes=0
     )
     numbers = list_segment_numbers(directory)
     for number in numbers:
-        is_last = number == numbers[-1]
         scan = _SegmentScan(segment_path(directory, number), number, recovered.index)
-        valid_bytes, file_bytes = scan.run(is_last, max_torn_tail_bytes)
-        recovered.last_segment_number, recovered.last_segment_bytes = number, valid_bytes
-        if valid_bytes < file_bytes:
-            _cut_torn_tail(scan.path, valid_bytes, file_bytes, scan.problem)
-            recovered.dropped_tail_bytes = file_bytes - valid_bytes
+        is_last = number == numbers[-1]
+        damage = scan.run(is_last, max_torn_tail_bytes)
+        recovered.last_segment_number, recovered.last_segment_bytes = number, damage.valid_bytes
+        if damage.valid_bytes == damage.file_bytes:
+            continue
+        if damage.torn:
+            _cut_torn_tail(scan.path, damage)
+            recovered.dropped_tail_bytes = damage.file_bytes - damage.valid_bytes
+            continue
+        later = numbers[numbers.index(number) + 1 :]
+        if not truncate_corrupt_tail:
+            raise LogCorruptError(_corruption_message(directory, scan.path, damage, later))
+        recovered.truncated_corrupt_bytes = _truncate_corrupt_tail(directory, scan.path, damage, later)
+        break
     return recovered
 
 
-def _cut_torn_tail(path: Path, valid_bytes: int, file_bytes: int, problem: str) -> None:
+@dataclass(frozen=True, slots=True)
+class _SegmentDamage:
+    """Where the scan of one segment stopped, and whether what follows may be a torn write."""
+
+    valid_bytes: int
+    file_bytes: int
+    problem: str = ""
+    torn: bool = False
+    later_group_at: int | None = None  # where an intact marker of a later commit group starts, if one follows the bad frame
+
+
+def _corruption_message(directory: Path, path: Path, damage: _SegmentDamage, later_segments: list[int]) -> str:
+    if later_segments:
+        why = f"it is not the last segment ({len(later_segments)} segments follow it)"
+    elif damage.later_group_at is not None:
+        why = f"a later commit group, synced after this one, follows at byte {damage.later_group_at}"
+    else:
+        why = f"{damage.file_bytes - damage.valid_bytes} bytes follow it, more than the last commit group can hold"
+    return (
+        f"log segment {path} is corrupt at byte {damage.valid_bytes}: {damage.problem}. This is not a torn write, because "
+        f"{why}: data that was synced (and acknowledged) was damaged afterwards. duro will not start on it. Ways out: "
+        f"restore the data dir {directory.parent} from a snapshot or a backup, or rebuild this node from a replica; or, "
+        f"accepting the loss of every entry from this point on, start once with --truncate-corrupt-tail (it cuts the log "
+        f"at byte {damage.valid_bytes} of {path.name}, deletes any later segment and logs what was dropped)"
+    )
+
+
+def _truncate_corrupt_tail(directory: Path, path: Path, damage: _SegmentDamage, later_segments: list[int]) -> int:
+    """Cut `path` at the bad frame and delete every later segment; return the bytes dropped."""
+    later_bytes = sum(segment_path(directory, number).stat().st_size for number in later_segments)
+    dropped = damage.file_bytes - damage.valid_bytes + later_bytes
+    logger.error(
+        "embedded log: --truncate-corrupt-tail: cutting %s at byte %d (%s) and deleting %d later segments: "
+        "%d bytes of entries are dropped, acknowledged ones among them",
+        path, damage.valid_bytes, damage.problem, len(later_segments), dropped,
+    )  # fmt: skip
+    for number in reversed(later_segments):
+        segment_path(directory, number).unlink()
+    _truncate(path, damage.valid_bytes)
+    sync_directory(directory)
+    return dropped
+
+
+def _cut_torn_tail(path: Path, damage: _SegmentDamage) -> None:
     logger.warning(
         "embedded log: dropped a torn tail of %d bytes from %s at byte %d (%s); those entries were never acknowledged",
-        file_bytes - valid_bytes,
+        damage.file_bytes - damage.valid_bytes,
         path,
-        valid_bytes,
-        problem,
+        damage.valid_bytes,
+        damage.problem,
     )
+    _truncate(path, damage.valid_bytes)
+
+
+def _truncate(path: Path, size: int) -> None:
     with open(path, "r+b") as file:
-        file.truncate(valid_bytes)
+        file.truncate(size)
         file.flush()
         os.fsync(file.fileno())
 
@@ -251,24 +335,21 @@ class _SegmentScan:
         self.segment_number = segment_number
         self.index = index
         self.problem = ""
+        self.structural = False  # the bad frame's checksum matched: no torn write leaves it
 
-    def run(self, is_last: bool, max_torn_tail_bytes: int) -> tuple[int, int]:
-        """Return (bytes of valid frames, bytes in the file)."""
+    def run(self, is_last: bool, max_torn_tail_bytes: int) -> _SegmentDamage:
+        """Index the segment's frames up to the first bad one and say whether the rest may be a torn write."""
         with open(self.path, "rb") as file:
             file_bytes = os.fstat(file.fileno()).st_size
             if file_bytes == 0:
-                return 0, 0
+                return _SegmentDamage(0, 0)
             with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 valid_bytes = self._walk(memoryview(mapped), file_bytes)
-        if valid_bytes < file_bytes and not (is_last and file_bytes - valid_bytes <= max_torn_tail_bytes):
-            raise LogCorruptError(
-                f"log segment {self.path} is corrupt at byte {valid_bytes}: {self.problem}; "
-                f"{file_bytes - valid_bytes} bytes follow it"
-                + ("" if is_last else " and it is not the last segment")
-                + f", which a torn write cannot leave (at most the last {max_torn_tail_bytes} bytes of the last segment). "
-                "The log was damaged after it was written; restore it from a backup or repair it by hand"
-            )
-        return valid_bytes, file_bytes
+                if valid_bytes == file_bytes:
+                    return _SegmentDamage(valid_bytes, file_bytes)
+                later_group_at = _later_group_marker(mapped, valid_bytes)
+        torn = is_last and not self.structural and later_group_at is None and file_bytes - valid_bytes <= max_torn_tail_bytes + MARKER_BYTES
+        return _SegmentDamage(valid_bytes, file_bytes, self.problem, torn, later_group_at)
 
     def _walk(self, view: memoryview, file_bytes: int) -> int:
         """Index frames from the start until the end or the first bad frame; return where that stopped."""
@@ -300,23 +381,42 @@ class _SegmentScan:
         if frame_crc(length, partition, offset, view[position + FRAME_HEADER_BYTES : end]) != crc:
             self.problem = "a frame whose checksum does not match"
             return 0
-        self._index_entry(position, partition, offset)
+        if partition == MARKER_PARTITION:
+            return end - position  # a commit marker: nothing to index
+        if not self._index_entry(position, partition, offset):
+            self.structural = True
+            return 0
         return end - position
 
-    def _index_entry(self, position: int, partition: int, offset: int) -> None:
-        """Add a checksummed frame to the index; its partition and offset must follow the ones before."""
+    def _index_entry(self, position: int, partition: int, offset: int) -> bool:
+        """Add a checksummed frame to the index; False (with `problem` set) unless its partition and offset follow the ones before."""
         if partition >= len(self.index):
-            raise LogCorruptError(
-                f"log segment {self.path} has an entry of partition {partition} at byte {position}, "
-                f"but the log has {len(self.index)} partitions"
-            )
+            self.problem = f"an entry of partition {partition}, but the log has {len(self.index)} partitions"
+            return False
         offsets = self.index[partition]
         if offset != len(offsets):
-            raise LogCorruptError(
-                f"log segment {self.path} has partition {partition} offset {offset} at byte {position}, "
-                f"expected offset {len(offsets)}: entries are missing or duplicated"
+            self.problem = (
+                f"partition {partition} offset {offset} where offset {len(offsets)} was expected: entries are missing or duplicated"
             )
+            return False
         offsets.append(encode_position(self.segment_number, position))
+        return True
+
+
+def _later_group_marker(mapped: mmap.mmap, bad_position: int) -> int | None:
+    """Where the first intact commit marker of a group that starts after `bad_position` begins, if the segment has one."""
+    search_from = bad_position
+    while (found := mapped.find(MARKER_MAGIC, search_from)) != -1:
+        search_from = found + 1
+        start = found - FRAME_HEADER_BYTES
+        if start < bad_position:
+            continue
+        length, crc, partition, group_start = FRAME_HEADER.unpack_from(mapped, start)
+        if length != len(MARKER_MAGIC) or partition != MARKER_PARTITION or group_start <= bad_position:
+            continue
+        if _marker_crc(group_start) == crc:
+            return start
+    return None
 
 
 # ---------------------------------------------------------------- writing
@@ -355,14 +455,25 @@ class SegmentWriter:
         buffer = bytearray()
         positions: list[array[int]] = []
         for batch in batches:
-            if self._segment_bytes + len(buffer) > 0 and self._segment_bytes + len(buffer) + batch.framed_bytes > self._max_segment_bytes:
-                self._write(buffer)
+            if (
+                self._segment_bytes + len(buffer) > 0
+                and self._segment_bytes + len(buffer) + batch.framed_bytes + MARKER_BYTES > self._max_segment_bytes
+            ):
+                self._write_group(buffer)
                 buffer = bytearray()
                 self._roll()
             positions.append(self._frame(batch, buffer, self._segment_bytes + len(buffer)))
-        self._write(buffer)
+        self._write_group(buffer)
         self._sync()
         return positions
+
+    def _write_group(self, buffer: bytearray) -> None:
+        """Write the frames of one group, and the commit marker that says where it starts, in one write."""
+        if buffer:
+            group_start = self._segment_bytes
+            buffer += FRAME_HEADER.pack(len(MARKER_MAGIC), _marker_crc(group_start), MARKER_PARTITION, group_start)
+            buffer += MARKER_MAGIC
+        self._write(buffer)
 
     def _frame(self, batch: AppendBatch, buffer: bytearray, start: int) -> array[int]:
         positions = array("Q")

@@ -18,11 +18,20 @@ from pathlib import Path
 import pytest
 
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits
-from wal.embedded_files import FRAME_HEADER_BYTES, LogCorruptError, list_segment_numbers, segment_path
+from wal.embedded_files import (
+    FRAME_HEADER,
+    FRAME_HEADER_BYTES,
+    MARKER_BYTES,
+    LogCorruptError,
+    frame_crc,
+    list_segment_numbers,
+    segment_path,
+)
 from wal.log import LogClosedError, LogError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 WAIT_TIMEOUT_S = 10.0
+ONE_ENTRY_GROUP_BYTES = FRAME_HEADER_BYTES + 100 + MARKER_BYTES  # what `fill` writes per append: one entry and its commit marker
 
 
 def tail_of(
@@ -65,6 +74,12 @@ async def fill(path: Path, count: int, limits: EmbeddedLogLimits | None = None, 
     return entries
 
 
+def overwrite(path: Path, position: int, data: bytes) -> None:
+    with open(path, "r+b") as file:
+        file.seek(position)
+        file.write(data)
+
+
 def flip_byte(path: Path, position: int) -> None:
     with open(path, "r+b") as file:
         file.seek(position)
@@ -92,7 +107,7 @@ async def test_reopen_after_clean_close_keeps_everything(tmp_path: Path) -> None
 async def test_truncated_tail_is_dropped_and_appends_continue(tmp_path: Path) -> None:
     entries = await fill(tmp_path, 20)
     segment = segment_path(tmp_path, 0)
-    os.truncate(segment, segment.stat().st_size - 7)
+    os.truncate(segment, segment.stat().st_size - MARKER_BYTES - 7)
     log = await EmbeddedLog.open(tmp_path, 1)
     assert log.dropped_tail_bytes == FRAME_HEADER_BYTES + 100 - 7
     assert await read_all(log, 0) == entries[:19]
@@ -107,19 +122,29 @@ async def test_truncated_tail_is_dropped_and_appends_continue(tmp_path: Path) ->
 async def test_truncated_header_is_dropped(tmp_path: Path) -> None:
     entries = await fill(tmp_path, 5)
     segment = segment_path(tmp_path, 0)
-    os.truncate(segment, 4 * (FRAME_HEADER_BYTES + 100) + 5)
+    os.truncate(segment, 4 * ONE_ENTRY_GROUP_BYTES + 5)
     log = await EmbeddedLog.open(tmp_path, 1)
     assert log.dropped_tail_bytes == 5
     assert await read_all(log, 0) == entries[:4]
     await log.close()
 
 
+async def test_a_group_whose_marker_is_torn_keeps_its_intact_entries(tmp_path: Path) -> None:
+    entries = await fill(tmp_path, 5)
+    segment = segment_path(tmp_path, 0)
+    os.truncate(segment, segment.stat().st_size - 3)
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert log.dropped_tail_bytes == MARKER_BYTES - 3
+    assert await read_all(log, 0) == entries
+    await log.close()
+
+
 async def test_flipped_byte_in_last_entry_is_dropped(tmp_path: Path) -> None:
     entries = await fill(tmp_path, 20)
     segment = segment_path(tmp_path, 0)
-    flip_byte(segment, segment.stat().st_size - 1)
+    flip_byte(segment, segment.stat().st_size - MARKER_BYTES - 1)
     log = await EmbeddedLog.open(tmp_path, 1)
-    assert log.dropped_tail_bytes == FRAME_HEADER_BYTES + 100
+    assert log.dropped_tail_bytes == ONE_ENTRY_GROUP_BYTES
     assert await read_all(log, 0) == entries[:19]
     assert await log.append(0, [b"after"]) == 19
     await log.close()
@@ -128,31 +153,82 @@ async def test_flipped_byte_in_last_entry_is_dropped(tmp_path: Path) -> None:
 async def test_flipped_length_in_last_entry_is_dropped(tmp_path: Path) -> None:
     entries = await fill(tmp_path, 20)
     segment = segment_path(tmp_path, 0)
-    flip_byte(segment, segment.stat().st_size - FRAME_HEADER_BYTES - 100 + 3)  # low byte of the length field
+    flip_byte(segment, segment.stat().st_size - ONE_ENTRY_GROUP_BYTES + 3)  # low byte of the length field
     log = await EmbeddedLog.open(tmp_path, 1)
     assert await read_all(log, 0) == entries[:19]
     await log.close()
 
 
+async def test_a_torn_last_group_is_dropped_even_if_later_pages_of_it_reached_the_disk(tmp_path: Path) -> None:
+    """A crash before the sync can persist the pages of the last group out of order: its marker, but not its first entry."""
+    log = await EmbeddedLog.open(tmp_path, 1)
+    await log.append(0, [entry(0)])
+    await log.append(0, [entry(index) for index in range(1, 40)])
+    await log.close()
+    overwrite(segment_path(tmp_path, 0), ONE_ENTRY_GROUP_BYTES + FRAME_HEADER_BYTES, bytes(100))  # that page never made it
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [entry(0)]
+    assert log.dropped_tail_bytes == 39 * (FRAME_HEADER_BYTES + 100) + MARKER_BYTES
+    await log.close()
+
+
 async def test_corruption_in_the_middle_of_the_last_segment_fails_loudly(tmp_path: Path) -> None:
-    limits = EmbeddedLogLimits(max_commit_group_bytes=1024, max_append_bytes=1024)  # a torn tail is at most 1 KiB
-    await fill(tmp_path, 100, limits)
-    frame_bytes = FRAME_HEADER_BYTES + 100
-    flip_byte(segment_path(tmp_path, 0), 10 * frame_bytes + FRAME_HEADER_BYTES + 50)
-    with pytest.raises(LogCorruptError, match=f"corrupt at byte {10 * frame_bytes}: a frame whose checksum does not match"):
-        await EmbeddedLog.open(tmp_path, 1, limits)
+    """Default limits: a torn tail may be as large as one 32 MiB append, yet a later commit group proves this one was synced."""
+    entries = await fill(tmp_path, 100)
+    segment = segment_path(tmp_path, 0)
+    flip_byte(segment, 90 * ONE_ENTRY_GROUP_BYTES + FRAME_HEADER_BYTES + 50)
+    message = (
+        f"log segment {segment} is corrupt at byte {90 * ONE_ENTRY_GROUP_BYTES}: a frame whose checksum does not match. "
+        f"This is not a torn write, because a later commit group, synced after this one, follows at byte {91 * ONE_ENTRY_GROUP_BYTES - MARKER_BYTES + ONE_ENTRY_GROUP_BYTES}"
+    )
+    with pytest.raises(LogCorruptError) as raised:
+        await EmbeddedLog.open(tmp_path, 1)
+    assert str(raised.value).startswith(message), str(raised.value)
+    assert "--truncate-corrupt-tail" in str(raised.value) and "restore the data dir" in str(raised.value)
     with pytest.raises(LogCorruptError):  # the failed open released the lock: the error repeats, not "in use"
-        await EmbeddedLog.open(tmp_path, 1, limits)
+        await EmbeddedLog.open(tmp_path, 1)
+    assert segment.stat().st_size == 100 * ONE_ENTRY_GROUP_BYTES, "nothing was cut"
+    log = await EmbeddedLog.open(tmp_path, 1, truncate_corrupt_tail=True)
+    assert log.truncated_corrupt_bytes == 10 * ONE_ENTRY_GROUP_BYTES
+    assert await read_all(log, 0) == entries[:90]
+    assert await log.append(0, [b"after"]) == 90
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [*entries[:90], b"after"]
+    await log.close()
 
 
 async def test_corruption_at_the_end_of_an_earlier_segment_fails_loudly(tmp_path: Path) -> None:
     limits = EmbeddedLogLimits(max_segment_bytes=1000)
-    await fill(tmp_path, 30, limits)
-    assert len(list_segment_numbers(tmp_path)) >= 3
+    entries = await fill(tmp_path, 30, limits)
+    segments = list_segment_numbers(tmp_path)
+    assert len(segments) >= 3
     first_segment = segment_path(tmp_path, 0)
-    flip_byte(first_segment, first_segment.stat().st_size - 1)
-    with pytest.raises(LogCorruptError, match="not the last segment"):
+    flip_byte(first_segment, first_segment.stat().st_size - MARKER_BYTES - 1)
+    with pytest.raises(LogCorruptError, match=f"not the last segment \\({len(segments) - 1} segments follow it\\)"):
         await EmbeddedLog.open(tmp_path, 1, limits)
+    log = await EmbeddedLog.open(tmp_path, 1, limits, truncate_corrupt_tail=True)
+    kept = first_segment.stat().st_size // ONE_ENTRY_GROUP_BYTES
+    assert list_segment_numbers(tmp_path) == [0]
+    assert await read_all(log, 0) == entries[:kept]
+    await log.close()
+
+
+async def test_a_log_of_format_version_1_without_markers_is_read_and_upgraded(tmp_path: Path) -> None:
+    (tmp_path / "duro-log.json").write_text('{"format": "duro-embedded-log", "format_version": 1, "partition_count": 1}')
+    frames = bytearray()
+    for offset in range(3):
+        payload = entry(offset)
+        frames += FRAME_HEADER.pack(len(payload), frame_crc(len(payload), 0, offset, payload), 0, offset) + payload
+    segment_path(tmp_path, 0).write_bytes(bytes(frames[:-5]))  # and a torn tail, judged by the size rule alone
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [entry(0), entry(1)]
+    assert await log.append(0, [b"new"]) == 2
+    await log.close()
+    assert '"format_version": 2' in (tmp_path / "duro-log.json").read_text()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [entry(0), entry(1), b"new"]
+    await log.close()
 
 
 async def test_missing_segment_fails_loudly(tmp_path: Path) -> None:

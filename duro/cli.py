@@ -82,11 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValidationError, SettingsFileError) as exc:
         print(f"duro: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    from duro.node import NodeStartError, run_node
+    from duro.node import NodeFailure, NodeStartError, run_node
 
     try:
         run_node(settings)
-    except NodeStartError as exc:
+    except (NodeStartError, NodeFailure) as exc:
         print(f"duro: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,8 +1,12 @@
 """One duro node in one process: the embedded log, RocksDB, the partition processors, the ingress and the admin API.
 
 `run_node` owns the process lifetime: it refuses a data dir in use or created
-with another partition count, serves until SIGINT/SIGTERM, then stops the
-servers, the processors and the invoker, and closes the log and the store.
+with another partition count, serves until SIGINT/SIGTERM, drains (`duro/drain.py`:
+new requests refused, attempts ended or suspended, partitions handed over,
+waiting requests answered, all within `shutdown.timeout_ms`), then stops the
+servers, the processors and the invoker, and closes the log and the store. A
+component that dies stops the node at once, without draining, and the process
+exits non-zero (`NodeFailure`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 
 import pyarrow as pa
 import uvicorn
@@ -20,6 +25,7 @@ from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
 from duro.directory import RegistryDirectory
+from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import partition_tables
 from duro.settings import DuroSettings
 from ingress.admin import PartitionTables, build_admin_app
@@ -45,6 +51,10 @@ NODE_FILE = "duro.json"
 
 class NodeStartError(Exception):
     """The node cannot start; the message says why and what to change."""
+
+
+class NodeFailure(Exception):
+    """A component of the running node died; the node stopped without draining."""
 
 
 def run_node(settings: DuroSettings) -> None:
@@ -79,6 +89,9 @@ class Node:
     def __init__(self, settings: DuroSettings) -> None:
         self.settings = settings
         self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._failure: BaseException | None = None
+        self._leave_cluster: Callable[[], Awaitable[None]] | None = None
 
     async def serve(self) -> None:
         settings = self.settings
@@ -106,12 +119,12 @@ class Node:
                 router.deliver,
                 self._state_machine_config,
                 ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
-                lambda _: self._stop.set(),
+                self._fail,
             )
             stack.push_async_callback(worker.close)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
             admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker))
-            await self._serve_http(stack, ingress_app, admin_app)
+            servers = await self._serve_http(stack, ingress_app, admin_app)
             if metadata is None:
                 worker.assign(set(range(settings.partitions)))
                 await worker.wait_leading()
@@ -123,7 +136,43 @@ class Node:
                 settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
             )  # fmt: skip
             await self._stop.wait()
-            log.info("duro node %d stopping", settings.node_id)
+            if self._failure is not None:
+                raise NodeFailure(f"node {settings.node_id} stopped because a component failed: {self._failure!r}") from self._failure
+            log.info("duro node %d stopping: draining for at most %d ms", settings.node_id, settings.shutdown.timeout_ms)
+            deadline = await self._drain(DrainParts(settings.node_id, ingress_app.ingress, invoker, worker, reply_bus, self._leave_cluster))
+            for server in servers:  # what is still open gets what is left of the graceful phase, at least a second
+                server.config.timeout_graceful_shutdown = max(1, round(deadline - time.monotonic()))
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+        self._stop.set()
+        self._force.set()
+
+    def _signal(self) -> None:
+        """The first SIGINT/SIGTERM starts the graceful stop; a second one cuts it short."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    async def _drain(self, parts: DrainParts) -> float:
+        """Run the graceful phase, bounded by `shutdown.timeout_ms` and a second signal; returns its deadline."""
+        shutdown = self.settings.shutdown
+        started = time.monotonic()
+        deadline = started + shutdown.timeout_ms / 1000
+        report = DrainReport()
+        draining = asyncio.create_task(drain(parts, deadline, shutdown.attempt_drain_timeout_ms / 1000, report), name="drain")
+        forced = asyncio.create_task(self._force.wait())
+        await asyncio.wait([draining, forced], timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        completed = draining.done() and not draining.cancelled() and draining.exception() is None
+        if not draining.done():
+            draining.cancel()
+        results = await asyncio.gather(draining, return_exceptions=True)
+        if isinstance(results[0], Exception):
+            log.error("draining failed: %r", results[0])
+        log.info("duro node %d %s", self.settings.node_id, describe(report, time.monotonic() - started, completed))
+        return deadline
 
     async def _open_log(self, stack: contextlib.AsyncExitStack) -> tuple[Log, KafkaMetadata | None]:
         settings = self.settings
@@ -148,7 +197,7 @@ class Node:
         except LogError as exc:
             raise NodeStartError(str(exc)) from exc
 
-    async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> None:
+    async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> list[uvicorn.Server]:
         settings = self.settings
         servers = [
             _ServerWithoutSignals(uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False))
@@ -156,7 +205,7 @@ class Node:
         ]
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._stop.set)
+            loop.add_signal_handler(signum, self._signal)
         tasks = [asyncio.create_task(server.serve()) for server in servers]
 
         async def stop_servers() -> None:
@@ -165,6 +214,7 @@ class Node:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         stack.push_async_callback(stop_servers)
+        return list(servers)
 
     async def _join_cluster(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker) -> None:
         """Join the consumer group that assigns partitions; processors start and stop with the assignment."""
@@ -183,12 +233,20 @@ class Node:
             MembershipSettings(session_timeout_ms=settings.kafka_session_timeout_ms),
         )
         task = asyncio.create_task(membership.run(), name="membership")
-        task.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None else self._stop.set())
+
+        def ended(t: asyncio.Task[None]) -> None:
+            error = None if t.cancelled() else t.exception()
+            if error is not None:
+                self._fail(error)
+
+        task.add_done_callback(ended)
 
         async def leave() -> None:
+            """Leave the group (the partitions move at the next rebalance); idempotent."""
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+        self._leave_cluster = leave
         stack.push_async_callback(leave)
 
     def _state_machine_config(self, partition: int) -> StateMachineConfig:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from ingress.settings import IngressSettings
@@ -38,6 +38,34 @@ class InvokerLimits(BaseModel):
     max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
     connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
     max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+
+
+class ShutdownSettings(BaseModel):
+    """The graceful phase after SIGTERM or SIGINT (a second signal skips what is left of it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timeout_ms: int = Field(
+        default=20_000,
+        gt=0,
+        description="Longest graceful phase: refuse new requests, drain attempts, hand partitions over, answer waiting requests;"
+        " then the node closes whatever is left. Keep Kubernetes' terminationGracePeriodSeconds above it (the Helm chart does).",
+    )
+    attempt_drain_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="How long running attempts get to end or suspend (their request streams are closed at once) before they are"
+        " aborted; the partition's next leader runs an aborted attempt again.",
+    )
+
+    @model_validator(mode="after")
+    def _drain_fits(self) -> ShutdownSettings:
+        if self.attempt_drain_timeout_ms > self.timeout_ms:
+            raise ValueError(
+                f"shutdown.attempt_drain_timeout_ms ({self.attempt_drain_timeout_ms}) must not exceed shutdown.timeout_ms"
+                f" ({self.timeout_ms}): the attempt drain is part of the graceful phase"
+            )
+        return self
 
 
 class DuroSettings(BaseSettings):
@@ -77,6 +105,7 @@ class DuroSettings(BaseSettings):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     invoker: InvokerLimits = Field(default_factory=InvokerLimits)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 
     @property
     def admin_url(self) -> str:

@@ -90,11 +90,12 @@ _BAD_AWAKEABLE_PATH = "bad path, expected either /restate/awakeables/:id/resolve
 class IngressError(Exception):
     """A request the ingress answers itself (not an invocation outcome); `status` and `message` go to the client."""
 
-    def __init__(self, status: int, message: str, invocation_id: str | None = None) -> None:
+    def __init__(self, status: int, message: str, invocation_id: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.invocation_id = invocation_id
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +148,27 @@ class Ingress:
         self.reply_bus = reply_bus
         self.settings = settings
         self.waiter = ReplyWaiter(log, reply_bus)
+        self.refusal: str | None = None
+
+    def stop_accepting(self, reason: str) -> None:
+        """From now on answer every request, health included, 503 with `Retry-After` naming `reason` (the node drains).
+
+        Nothing is recorded for a refused request, so a client can retry it on
+        another node; requests already waiting for replies still get them.
+        """
+        self.refusal = reason
 
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
+            if self.refusal is not None:
+                raise IngressError(503, f"{self.refusal}; nothing was recorded, retry the request on another node", retry_after_s=1)
             kind, response = await self._route(request)
         except IngressError as error:
             kind = request.scope.get(_KIND_SCOPE_KEY, "other")
             response = error_response(error.status, error.message, error.invocation_id)
+            if error.retry_after_s is not None:
+                response.headers["retry-after"] = str(error.retry_after_s)
         metrics.observe_ingress(kind, response.status_code, time.perf_counter() - started)
         return response
 

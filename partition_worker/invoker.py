@@ -97,6 +97,7 @@ class _Attempt:
     protocol_version: int = 0
     last_activity: float = field(default_factory=time.monotonic)
     request_closed: bool = False
+    exchange: Exchange | None = None
 
     async def close_request(self, exchange: Exchange) -> None:
         """End the request body once (after a terminal message, or when the attempt idles)."""
@@ -119,6 +120,7 @@ class Invoker:
         self._http1: aiohttp.ClientSession | None = None
         self._attempts: dict[str, _Attempt] = {}
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_attempts)
+        self._draining = False
 
     @property
     def running_count(self) -> int:
@@ -127,7 +129,13 @@ class Invoker:
     # ------------------------------------------------------------ leader-facing API
 
     def start(self, leader: PartitionLeader, invocation_id: str, attempt: int) -> None:
-        """Begin an attempt (superseding any older one of the same invocation). Does not block."""
+        """Begin an attempt (superseding any older one of the same invocation). Does not block.
+
+        While the node drains, no attempt starts: the invocation stays invoked
+        and the partition's next leader starts it.
+        """
+        if self._draining:
+            return
         previous = self._attempts.get(invocation_id)
         if previous is not None and previous.task is not None:
             previous.task.cancel()
@@ -161,6 +169,30 @@ class Invoker:
         for handle in list(self._attempts.values()):
             if handle.leader.partition == partition and handle.task is not None:
                 handle.task.cancel()
+
+    async def drain(self, timeout_s: float) -> tuple[int, int]:
+        """Start no new attempt; let the running ones end or suspend, then abort what is left after `timeout_s`.
+
+        Each running attempt's request stream is closed at once, so an SDK that
+        waits for a notification suspends instead of waiting; an aborted attempt
+        is run again by the partition's next leader. Returns (ended, aborted).
+        """
+        self._draining = True
+        handles = list(self._attempts.values())
+        for handle in handles:
+            if handle.exchange is not None and not handle.request_closed:
+                try:
+                    await handle.close_request(handle.exchange)
+                except ExchangeError:
+                    pass  # the stream is already gone: the attempt ends on its own
+        tasks = [h.task for h in handles if h.task is not None]
+        if not tasks:
+            return 0, 0
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(tasks) - len(pending), len(pending)
 
     async def close(self) -> None:
         for handle in list(self._attempts.values()):
@@ -219,12 +251,13 @@ class Invoker:
         payload = bytearray(encode_message(start))
         for message_type, entry in journal:
             payload += encode_frame(message_type, entry)
-        bidirectional = deployment.bidirectional and not deployment.use_http_11
         exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version)
         try:
             await exchange.send(bytes(payload))
+            bidirectional = deployment.bidirectional and not deployment.use_http_11 and not self._draining
             if not bidirectional:
                 await exchange.end()
+            handle.exchange = exchange  # from here on drain() may close the request
             await self._exchange(handle, exchange, bidirectional, info)
         finally:
             await exchange.close()

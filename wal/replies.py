@@ -55,6 +55,7 @@ class ReplyBus:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         # Sequential from a random start: unique in this process, and replies meant for a previous process find nobody.
         self._request_ids = itertools.count(secrets.randbits(62))
+        self._emptied: asyncio.Event | None = None  # set when the last waiting request releases, while someone waits for that
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
         """Reserve a request id; the future completes with its reply. Call `release` when done."""
@@ -68,6 +69,14 @@ class ReplyBus:
 
     def release(self, sink: IngressSink) -> None:
         self._waiting.pop(sink.request_id, None)
+        if self._emptied is not None and not self._waiting:
+            self._emptied.set()
+
+    async def wait_until_none_waiting(self) -> None:
+        """Return once no request waits (each waiting request releases its sink when it answers or gives up)."""
+        while self._waiting:
+            self._emptied = asyncio.Event()
+            await self._emptied.wait()
 
     def deliver(self, sink: IngressSink, reply: Reply) -> bool:
         """Complete the request `sink` names; False if nobody waits for it (gone, or another node's)."""

@@ -31,6 +31,7 @@ from duro.settings import DuroSettings
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
+from partition_worker.gauges import GaugeSampler, GaugeSettings, SampledPartition
 from partition_worker.invoker import Invoker, InvokerSettings
 from partition_worker.processor import ProcessorSettings, StateAheadOfLogError, applied_offset_of, check_state_within_log
 from partition_worker.state_machine import RetryPolicy, StateMachineConfig
@@ -122,6 +123,15 @@ class Node:
                 self._fail,
             )
             stack.push_async_callback(worker.close)
+            sampler = GaugeSampler(
+                wal,
+                lambda: [SampledPartition(p, processor.applied_offset, processor.store) for p, processor in worker.processors.items()],
+                settings.data_dir / "state",
+                GaugeSettings(settings.metrics_sample_interval_ms, settings.metrics_max_scan_rows),
+            )
+            sampling = asyncio.create_task(sampler.run(), name="gauge sampler")
+            sampling.add_done_callback(self._fail_unless_cancelled)
+            stack.callback(sampling.cancel)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
             admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker))
             servers = await self._serve_http(stack, ingress_app, admin_app)
@@ -148,6 +158,13 @@ class Node:
             self._failure = error
         self._stop.set()
         self._force.set()
+
+    def _fail_unless_cancelled(self, task: asyncio.Task[None]) -> None:
+        """A done-callback for the node's background tasks: their death stops the node."""
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.critical("%s died: %r", task.get_name(), error, exc_info=error)
+            self._fail(error)
 
     def _signal(self) -> None:
         """The first SIGINT/SIGTERM starts the graceful stop; a second one cuts it short."""
@@ -233,13 +250,7 @@ class Node:
             MembershipSettings(session_timeout_ms=settings.kafka_session_timeout_ms),
         )
         task = asyncio.create_task(membership.run(), name="membership")
-
-        def ended(t: asyncio.Task[None]) -> None:
-            error = None if t.cancelled() else t.exception()
-            if error is not None:
-                self._fail(error)
-
-        task.add_done_callback(ended)
+        task.add_done_callback(self._fail_unless_cancelled)
 
         async def leave() -> None:
             """Leave the group (the partitions move at the next rebalance); idempotent."""

@@ -102,6 +102,12 @@ class DuroSettings(BaseSettings):
     max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     completion_retention_ms: int = Field(default=3_600_000, ge=0, description="Retention of outcomes of calls made by handlers.")
+    metrics_sample_interval_ms: int = Field(
+        default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."
+    )
+    metrics_max_scan_rows: int = Field(
+        default=100_000, gt=0, description="Most timer or inbox rows one sample counts per partition; a capped count is a lower bound."
+    )
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     invoker: InvokerLimits = Field(default_factory=InvokerLimits)
     retry: RetrySettings = Field(default_factory=RetrySettings)

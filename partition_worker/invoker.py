@@ -25,7 +25,7 @@ from typing import Protocol
 import aiohttp
 import msgpack
 
-from partition_worker import keys
+from partition_worker import keys, metrics
 from partition_worker.actions import Notify
 from partition_worker.deployments import DeploymentDirectory, DeploymentEndpoint, HandlerInfo
 from partition_worker.exchange import Exchange, ExchangeError, H2Exchange, Http1Exchange
@@ -98,6 +98,10 @@ class _Attempt:
     last_activity: float = field(default_factory=time.monotonic)
     request_closed: bool = False
     exchange: Exchange | None = None
+    target: Target | None = None  # known once the attempt has read the invocation's status
+    opened_at: float = 0.0
+    outcome: str = metrics.ABORTED  # what `duro_invoker_attempts_total` counts when the attempt ends
+    output_failed: bool | None = None  # set when the SDK sent its output: whether it was a failure
 
     async def close_request(self, exchange: Exchange) -> None:
         """End the request body once (after a terminal message, or when the attempt idles)."""
@@ -206,21 +210,27 @@ class Invoker:
     # ------------------------------------------------------------ one attempt
 
     async def _run(self, handle: _Attempt) -> None:
+        metrics.inflight_attempts.inc()
         try:
             async with self._slots:
                 await self._attempt(handle)
         except asyncio.CancelledError:
-            pass
+            pass  # counted as aborted unless End, Suspension or Error was seen before (the leader may cancel an ended attempt)
         except AttemptError as exc:
+            handle.outcome = metrics.FAILED
             await self._report_failure(handle, exc.failure, exc.retry_after_ms)
         except (ExchangeError, ProtocolError) as exc:
+            handle.outcome = metrics.FAILED
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
             code = 571 if isinstance(exc, ProtocolError) else 503
             await self._report_failure(handle, Failure(code, str(exc)), None)
         except Exception as exc:  # an invoker bug must not take the node down; the state machine retries
+            handle.outcome = metrics.FAILED
             log.exception("attempt %s#%d crashed", handle.invocation_id, handle.attempt)
             await self._report_failure(handle, Failure(500, f"invoker error: {exc!r}"), None)
         finally:
+            metrics.inflight_attempts.dec()
+            _observe_end(handle)
             if self._attempts.get(handle.invocation_id) is handle:
                 del self._attempts[handle.invocation_id]
 
@@ -240,6 +250,10 @@ class Invoker:
         status = InvocationStatus.decode(raw)
         if status.phase is not Phase.INVOKED or status.attempt != handle.attempt:
             return
+        handle.target = status.target
+        handle.opened_at = time.perf_counter()
+        if status.retry_count > 0:
+            metrics.retries.labels(status.target.service, status.target.handler).inc()
         deployment = self._pick_deployment(status)
         handle.deployment = deployment
         handle.pinned = status.deployment_id is not None
@@ -386,7 +400,7 @@ class Invoker:
                 terminal_at = next((i for i, f in enumerate(frames) if f.type in TERMINAL_TYPES), None)
                 if terminal_at is not None:
                     frames = frames[: terminal_at + 1]
-                appender.push(self._attempt_frames(frames))
+                appender.push(self._attempt_frames(handle, frames))
                 if terminal_at is not None:
                     await appender.drain()
                     return True
@@ -396,9 +410,14 @@ class Invoker:
         finally:
             appender.close()
 
-    def _attempt_frames(self, frames: list[Frame]) -> list[AttemptFrame]:
+    def _attempt_frames(self, handle: _Attempt, frames: list[Frame]) -> list[AttemptFrame]:
         """Validate messages and annotate calls; a message that does not decode fails the attempt before anything is appended."""
         messages = [decode_message(f) for f in frames]  # raises ProtocolError
+        for frame, message in zip(frames, messages, strict=True):
+            if frame.type in _OUTCOME_OF_TERMINAL:
+                handle.outcome = _OUTCOME_OF_TERMINAL[frame.type]
+            elif frame.type == MessageType.OUTPUT_COMMAND:
+                handle.output_failed = message.HasField("failure")
         return [AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages, strict=False)]
 
     async def _append_frames(self, handle: _Attempt, frames: list[AttemptFrame]) -> None:
@@ -442,6 +461,24 @@ class Invoker:
         await asyncio.sleep(abort_s)
         assert handle.task is not None, "a watched attempt has a task"
         handle.task.cancel()
+
+
+_OUTCOME_OF_TERMINAL: dict[int, str] = {
+    MessageType.END: metrics.COMPLETED,
+    MessageType.SUSPENSION: metrics.SUSPENDED,
+    MessageType.ERROR: metrics.ERROR,
+}
+
+
+def _observe_end(handle: _Attempt) -> None:
+    """Count an attempt that got as far as reading its invocation (one that found nothing to do is not an attempt)."""
+    if handle.target is None:
+        return
+    service, handler = handle.target.service, handle.target.handler
+    metrics.attempts.labels(service, handler, handle.outcome).inc()
+    metrics.attempt_duration.labels(service, handler, handle.outcome).observe(time.perf_counter() - handle.opened_at)
+    if handle.outcome == metrics.COMPLETED and handle.output_failed is not None:
+        metrics.invocations.labels(service, handler, "failed" if handle.output_failed else "succeeded").inc()
 
 
 class _AttemptAppender:

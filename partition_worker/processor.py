@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from partition_worker import keys
+from partition_worker import keys, metrics
 from partition_worker.actions import (
     AbortAttempt,
     Action,
@@ -109,6 +109,9 @@ class PartitionProcessor:
         self._timers: TimerService | None = None
         self._outbox: OutboxShuffle | None = None
         self.leading = asyncio.Event()
+        label = str(partition)
+        self._applied_offset_gauge = metrics.applied_offset.labels(label)
+        self._is_leader_gauge = metrics.is_leader.labels(label)
 
     # ------------------------------------------------------------ PartitionLeader
 
@@ -168,12 +171,15 @@ class PartitionProcessor:
             self.applied_offset = offset
         txn.put(keys.APPLIED_OFFSET, keys.encode_u64(self.applied_offset))
         txn.commit()
+        self._applied_offset_gauge.set(self.applied_offset)
         for action in actions:
             self._dispatch(action)
 
     def _dispatch(self, action: Action) -> None:
         if isinstance(action, BecomeLeader):
             self._known_epoch = max(self._known_epoch, action.leader_epoch)
+            metrics.leader_changes.labels(str(self._partition)).inc()
+            metrics.leader_epoch.labels(str(self._partition)).set(action.leader_epoch)
             if action.node_id == self.node_id:
                 self._become_leader(action.leader_epoch)
             else:
@@ -230,6 +236,7 @@ class PartitionProcessor:
             _supervised(self._outbox.run(), f"outbox of partition {self._partition}"),
         ]
         self.leading.set()
+        self._is_leader_gauge.set(1)
         log.debug("node %d leads partition %d at epoch %d", self.node_id, self._partition, epoch)
 
     def _step_down(self) -> None:
@@ -237,6 +244,7 @@ class PartitionProcessor:
             self._invoker.abort_partition(self._partition)
         self._leader_epoch = 0
         self.leading.clear()
+        self._is_leader_gauge.set(0)
         for task in self._leader_tasks:
             task.cancel()
         self._leader_tasks = []

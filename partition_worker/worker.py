@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from partition_worker import metrics
 from partition_worker.invoker import Invoker
 from partition_worker.processor import PartitionProcessor, ProcessorSettings
 from partition_worker.state_machine import StateMachine, StateMachineConfig
@@ -74,6 +75,7 @@ class PartitionWorker:
         stopping = [self._tasks.pop(p) for p in partitions if p in self._tasks]
         for partition in partitions:
             self.processors.pop(partition, None)
+            metrics.forget_partition(partition)
         for task in stopping:
             task.cancel()
         await asyncio.gather(*stopping, return_exceptions=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from array import array
 from collections import deque
 from collections.abc import AsyncGenerator, Sequence
@@ -39,6 +40,7 @@ from wal.embedded_files import (
 )
 from wal.log import LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
+from wal.metrics import AppendMeter
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,7 @@ class EmbeddedLog:
         self._partition_count = partition_count
         self._limits = limits
         self._lock_fd = lock_fd
+        self._meter = AppendMeter("embedded")
         self.dropped_tail_bytes = recovered.dropped_tail_bytes
         self.truncated_corrupt_bytes = recovered.truncated_corrupt_bytes
         self._index = recovered.index
@@ -231,10 +234,13 @@ class EmbeddedLog:
         if self._closed or self._failure is not None:
             self._append_budget.release(framed_bytes)
             self._raise_if_unusable()
+        started = time.perf_counter()
         result: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append(_PendingAppend(partition, payloads, framed_bytes, result))
         self._queue_has_work.set()
-        return await result
+        last_offset = await result
+        self._meter.observe(len(payloads), time.perf_counter() - started)
+        return last_offset
 
     def _raise_if_unusable(self) -> None:
         if self._failure is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
 from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
 from wal.log import LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
+from wal.metrics import AppendMeter
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class KafkaLog:
         self._tails: set[AIOKafkaConsumer] = set()
         self._waits: set[asyncio.Future[Any]] = set()  # one per pending wait on Kafka, of any result type
         self._closed = False
+        self._meter = AppendMeter("kafka")
 
     @classmethod
     async def open(
@@ -151,10 +154,13 @@ class KafkaLog:
         if self._closed:
             self._budget.release(framed_bytes)
             self._raise_if_closed()
+        started = time.perf_counter()
         pending = _PendingAppend(payloads, framed_bytes, asyncio.get_running_loop().create_future())
         self._queues.setdefault(partition, deque()).append(pending)
         self._start_writer(partition)
-        return await pending.result
+        last_offset = await pending.result
+        self._meter.observe(len(payloads), time.perf_counter() - started)
+        return last_offset
 
     def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes.

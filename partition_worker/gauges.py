@@ -1,0 +1,121 @@
+"""Samples the gauges that need reading state or asking the log: apply lag, timers pending, inbox lengths, RocksDB size.
+
+Every `sample_interval_ms`, for each partition this node runs, it asks the log
+for the partition's end offset and scans the timer and inbox rows (at most
+`max_scan_rows` per table and partition, yielding to the event loop every
+`SCAN_CHUNK_ROWS` rows; a capped count is a lower bound). The RocksDB size is
+the size of the files in its directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from partition_worker import keys, metrics
+from partition_worker.store import PartitionStore
+from wal.log import Log, LogError
+
+log = logging.getLogger("duro.gauges")
+
+SCAN_CHUNK_ROWS = 1_000
+_U16 = struct.Struct(">H")
+_INBOX_PREFIX = bytes([keys.Table.INBOX])
+
+
+@dataclass(frozen=True, slots=True)
+class SampledPartition:
+    """What the sampler reads of one partition this node runs."""
+
+    partition: int
+    applied_offset: int
+    store: PartitionStore
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeSettings:
+    sample_interval_ms: int = 10_000
+    max_scan_rows: int = 100_000
+
+
+class GaugeSampler:
+    def __init__(
+        self, log_: Log, partitions: Callable[[], list[SampledPartition]], rocksdb_dir: Path, settings: GaugeSettings | None = None
+    ) -> None:
+        self._log = log_
+        self._partitions = partitions
+        self._rocksdb_dir = rocksdb_dir
+        self.settings = settings or GaugeSettings()
+
+    async def run(self) -> None:
+        """Sample forever; cancelling stops it between two reads."""
+        while True:
+            await self.sample_once()
+            await asyncio.sleep(self.settings.sample_interval_ms / 1000)
+
+    async def sample_once(self) -> None:
+        metrics.rocksdb_size.set(directory_size_bytes(self._rocksdb_dir))
+        for part in self._partitions():
+            label = str(part.partition)
+            try:
+                end_offset = await self._log.end_offset(part.partition)
+            except LogError as error:
+                log.info("apply lag of partition %d not sampled: %s", part.partition, error)
+            else:
+                metrics.apply_lag.labels(label).set(max(0, end_offset - 1 - part.applied_offset))
+            timers = 0
+            async for _ in self._capped(part.store.scan(keys.TIMER_PREFIX)):
+                timers += 1
+            metrics.timers_pending.labels(label).set(timers)
+            inboxes: Counter[str] = Counter()
+            async for row in self._capped(part.store.scan(_INBOX_PREFIX)):
+                inboxes[inbox_service_of(row)] += 1
+            for service, length in inboxes.items():
+                metrics.inbox_length.labels(label, service).set(length)
+            for labels in _stale_inbox_series(label, inboxes):
+                metrics.inbox_length.labels(*labels).set(0)
+
+    async def _capped(self, rows: Iterator[tuple[bytes, bytes]]) -> AsyncIterator[bytes]:
+        for count, (row, _) in enumerate(rows):
+            if count >= self.settings.max_scan_rows:
+                return
+            if count and count % SCAN_CHUNK_ROWS == 0:
+                await asyncio.sleep(0)
+            yield row
+
+
+def inbox_service_of(row: bytes) -> str:
+    """The service name in an inbox row key (table byte, then the length-prefixed service name)."""
+    (length,) = _U16.unpack_from(row, 1)
+    return row[3 : 3 + length].decode(errors="replace")
+
+
+def directory_size_bytes(directory: Path) -> int:
+    total = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    pass  # a file compaction removed meanwhile
+    except OSError:
+        return 0
+    return total
+
+
+def _stale_inbox_series(partition_label: str, current: Counter[str]) -> list[tuple[str, str]]:
+    """Inbox series of this partition whose service has no waiting invocation any more (they drop to 0)."""
+    stale = []
+    for metric in metrics.inbox_length.collect():
+        for sample in metric.samples:
+            if sample.labels.get("partition") == partition_label and sample.labels.get("service") not in current:
+                stale.append((partition_label, sample.labels["service"]))
+    return stale

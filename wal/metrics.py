@@ -1,0 +1,31 @@
+"""Prometheus metrics of the log: append latency and records per append, by backend (embedded, kafka)."""
+
+from __future__ import annotations
+
+from prometheus_client import Histogram
+
+LOG_APPEND_DURATION_SECONDS = "duro_log_append_duration_seconds"
+LOG_APPEND_BATCH_RECORDS = "duro_log_append_batch_records"
+
+_DURATION_BUCKETS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+_BATCH_BUCKETS_RECORDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+append_duration = Histogram(
+    LOG_APPEND_DURATION_SECONDS,
+    "Time from an append call to its entries being durable (fsync on the embedded log, acks=all on Kafka), by backend.",
+    ["backend"],
+    buckets=_DURATION_BUCKETS_SECONDS,
+)
+append_batch = Histogram(LOG_APPEND_BATCH_RECORDS, "Records in one append call, by backend.", ["backend"], buckets=_BATCH_BUCKETS_RECORDS)
+
+
+class AppendMeter:
+    """The two append series of one backend, with their label bound once (appends are on the hot path)."""
+
+    def __init__(self, backend: str) -> None:
+        self._duration = append_duration.labels(backend)
+        self._batch = append_batch.labels(backend)
+
+    def observe(self, records: int, seconds: float) -> None:
+        self._duration.observe(seconds)
+        self._batch.observe(records)

@@ -183,8 +183,8 @@ def test_a_lone_node_on_the_embedded_log_exits_0_on_sigterm_and_refuses_requests
 
 
 def _journal_length(node: DuroServer, invocation_id: str) -> int:
-    query = {"query": f"SELECT journal_length FROM sys_invocation WHERE id = '{invocation_id}'"}
+    query = {"query": f"SELECT journal_size FROM sys_invocation WHERE id = '{invocation_id}'"}
     status, _, body = http("POST", f"{node.admin}/query", query, headers={"accept": "application/json"})
     assert status == 200, body
     rows = json.loads(body)["rows"]
-    return int(rows[0]["journal_length"]) if rows else 0
+    return int(rows[0]["journal_size"]) if rows else 0

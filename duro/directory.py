@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from ingress.registry import Deployment, Registry
-from partition_worker.deployments import DeploymentEndpoint, HandlerInfo
+from ingress.settings import IngressSettings
+from partition_worker.deployments import CallPolicy, DeploymentEndpoint, HandlerInfo
+from wal.records import RetryPolicy
 
 
 class RegistryDirectory:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, ingress_settings: IngressSettings, default_retry_policy: RetryPolicy) -> None:
         self._registry = registry
+        self._ingress_settings = ingress_settings
+        self._default_retry_policy = default_retry_policy
+
+    def call_policy(self, service: str, handler: str, has_idempotency_key: bool) -> CallPolicy | None:
+        resolved = self._registry.resolve(service, handler)
+        if resolved is None:
+            return None
+        return CallPolicy(
+            resolved.retry_policy(self._default_retry_policy),
+            resolved.completion_retention_ms(self._ingress_settings, has_idempotency_key),
+        )
 
     def deployment(self, deployment_id: str) -> DeploymentEndpoint | None:
         deployment = self._registry.deployment(deployment_id)

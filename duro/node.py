@@ -31,10 +31,11 @@ from duro.settings import DuroSettings
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
+from ingress.settings import ServiceDefaults
 from partition_worker.gauges import GaugeSampler, GaugeSettings, SampledPartition
-from partition_worker.invoker import Invoker, InvokerSettings
-from partition_worker.processor import ProcessorSettings, StateAheadOfLogError, applied_offset_of, check_state_within_log
-from partition_worker.state_machine import RetryPolicy, StateMachineConfig
+from partition_worker.invoker import Invoker
+from partition_worker.processor import StateAheadOfLogError, applied_offset_of, check_state_within_log
+from partition_worker.state_machine import StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
 from wal.embedded import EmbeddedLog
@@ -110,7 +111,8 @@ class Node:
             reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
             router = ReplyRouter(reply_bus, metadata)
             stack.push_async_callback(router.close)
-            invoker = Invoker(RegistryDirectory(registry), InvokerSettings(**settings.invoker.model_dump()))
+            retry_policy = settings.retry.policy()
+            invoker = Invoker(RegistryDirectory(registry, settings.ingress, retry_policy), settings.invoker)
             stack.push_async_callback(invoker.close)
             worker = PartitionWorker(
                 settings.node_id,
@@ -119,7 +121,7 @@ class Node:
                 invoker,
                 router.deliver,
                 self._state_machine_config,
-                ProcessorSettings(max_apply_batch_records=settings.max_apply_batch_records),
+                settings.processor,
                 self._fail,
             )
             stack.push_async_callback(worker.close)
@@ -132,8 +134,11 @@ class Node:
             sampling = asyncio.create_task(sampler.run(), name="gauge sampler")
             sampling.add_done_callback(self._fail_unless_cancelled)
             stack.callback(sampling.cancel)
-            ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress)
-            admin_app = build_admin_app(wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker))
+            ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy)
+            service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
+            admin_app = build_admin_app(
+                wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker), service_defaults=service_defaults
+            )
             servers = await self._serve_http(stack, ingress_app, admin_app)
             if metadata is None:
                 worker.assign(set(range(settings.partitions)))
@@ -260,16 +265,9 @@ class Node:
         self._leave_cluster = leave
         stack.push_async_callback(leave)
 
-    def _state_machine_config(self, partition: int) -> StateMachineConfig:
-        settings = self.settings
-        retry = settings.retry
-        return StateMachineConfig(
-            partition=partition,
-            retry_policy=RetryPolicy(retry.initial_interval_ms, retry.factor, retry.max_interval_ms, retry.max_attempts),
-            completion_retention_ms=settings.completion_retention_ms,
-            idempotency_retention_ms=settings.ingress.default_idempotency_retention_ms,
-            workflow_retention_ms=settings.ingress.default_workflow_completion_retention_ms,
-        )
+    @staticmethod
+    def _state_machine_config(partition: int) -> StateMachineConfig:
+        return StateMachineConfig(partition=partition)
 
 
 def _local_tables(worker: PartitionWorker) -> PartitionTables:

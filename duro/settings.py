@@ -13,31 +13,31 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from ingress.settings import IngressSettings
+from partition_worker.settings import InvokerSettings, ProcessorSettings
+from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
+
+_POLICY = DEFAULT_RETRY_POLICY
 
 
 class RetrySettings(BaseModel):
+    """The node's default retry policy, written into every invocation's Invoke record (defaults: `wal.records.RetryPolicy`)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    initial_interval_ms: int = Field(default=50, gt=0, description="Delay before the first retry of a failed attempt.")
-    factor: float = Field(default=2.0, ge=1.0, description="Each retry waits this many times longer than the previous one.")
-    max_interval_ms: int = Field(default=10_000, gt=0, description="Longest delay between retries.")
-    max_attempts: int = Field(default=70, gt=0, description="Failed attempts before an invocation is paused.")
-
-
-class InvokerLimits(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_concurrent_attempts: int = Field(default=10_000, gt=0, description="Attempts running at once on this node.")
-    max_protocol_version: int = Field(
-        default=6, ge=5, le=7, description="Highest service protocol version offered (Restate's default is 6)."
+    initial_interval_ms: int = Field(
+        default=_POLICY.initial_interval_ms, gt=0, description="Delay before the first retry of a failed attempt."
     )
-    inactivity_timeout_ms: int = Field(default=60_000, gt=0, description="Idle bidirectional stream: close it so the SDK suspends.")
-    abort_timeout_ms: int = Field(default=600_000, gt=0, description="After the inactivity close, abandon the attempt after this long.")
-    max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
-    max_frame_bytes: int = Field(default=32 << 20, gt=0, description="Largest protocol message accepted from a deployment.")
-    max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
-    connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
-    max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+    factor: float = Field(default=_POLICY.factor, ge=1.0, description="Each retry waits this many times longer than the previous one.")
+    max_interval_ms: int = Field(default=_POLICY.max_interval_ms, gt=0, description="Longest delay between retries.")
+    max_attempts: int | None = Field(
+        default=_POLICY.max_attempts, gt=0, description="Failed attempts before on_max_attempts applies; unset: retry for ever."
+    )
+    on_max_attempts: OnMaxAttempts = Field(
+        default=_POLICY.on_max_attempts, description="pause (resume through the admin API) or kill (fail with the last error)."
+    )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.initial_interval_ms, self.factor, self.max_interval_ms, self.max_attempts, self.on_max_attempts)
 
 
 class ShutdownSettings(BaseModel):
@@ -99,9 +99,7 @@ class DuroSettings(BaseSettings):
         description="At start-up, cut the embedded log at a damaged frame instead of refusing to start; every entry from"
         " there on is lost (logged). For one start by an operator who accepts the loss; leave it off otherwise.",
     )
-    max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
-    completion_retention_ms: int = Field(default=3_600_000, ge=0, description="Retention of outcomes of calls made by handlers.")
     metrics_sample_interval_ms: int = Field(
         default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."
     )
@@ -109,7 +107,8 @@ class DuroSettings(BaseSettings):
         default=100_000, gt=0, description="Most timer or inbox rows one sample counts per partition; a capped count is a lower bound."
     )
     ingress: IngressSettings = Field(default_factory=IngressSettings)
-    invoker: InvokerLimits = Field(default_factory=InvokerLimits)
+    invoker: InvokerSettings = Field(default_factory=InvokerSettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 

@@ -47,12 +47,13 @@ from ingress.schema import (
     describe_input,
     describe_output,
 )
-from ingress.settings import IngressSettings
+from ingress.settings import IngressSettings, ServiceDefaults
 from ingress.sql_tables import PARTITION_TABLES, REGISTRY_TABLES, tables_read_by
 from protocol.ids import InvocationId
 from wal.log import Log
 from wal.partitioner import partition_of
 from wal.records import (
+    DEFAULT_RETRY_POLICY,
     Cancel,
     HandlerKind,
     IngressSink,
@@ -62,6 +63,7 @@ from wal.records import (
     Resume,
     ServiceType,
 )
+from wal.records import RetryPolicy as AppliedRetryPolicy
 from wal.replies import ReplyBus, ReplyKind, decode_reply
 
 DURO_VERSION: Final = "1.7.0"
@@ -72,11 +74,6 @@ UNVERSIONED: Final = 0
 
 _QUERY_GRACE_S: Final = 1.0
 """How long past its deadline a query's thread may take to notice it before the answer is 504 anyway."""
-
-DEFAULT_RETRY_INITIAL_INTERVAL_MS: Final = 500
-DEFAULT_RETRY_MAX_INTERVAL_MS: Final = 60_000
-DEFAULT_RETRY_MAX_ATTEMPTS: Final = 70
-DEFAULT_RETRY_FACTOR: Final = 2.0
 
 _SERVICE_TYPE_NAMES = {
     ServiceType.SERVICE: "Service",
@@ -129,15 +126,20 @@ def build_admin_app(
     settings: IngressSettings | None = None,
     discoverer: Discoverer | None = None,
     partition_tables: PartitionTables | None = None,
+    service_defaults: ServiceDefaults | None = None,
 ) -> Starlette:
     """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
 
     `partition_tables` builds the partition tables `POST /query` reads.
+    `service_defaults` are the node's retry policy and timeouts, shown for
+    services that declare none (without them, only declared values and the
+    built-in retry policy are shown).
     """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
-    api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables)
+    defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
+    api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
     return Starlette(routes=api.routes(), exception_handlers={404: _route_error, 405: _route_error})
 
 
@@ -159,7 +161,9 @@ class AdminApi:
         settings: IngressSettings,
         discoverer: Discoverer,
         partition_tables: PartitionTables,
+        service_defaults: ServiceDefaults,
     ) -> None:
+        self.service_defaults = service_defaults
         self.log = log
         self.registry = registry
         self.partition_tables = partition_tables
@@ -457,10 +461,15 @@ class AdminApi:
             )
         if declared.journal_retention_ms is not None:
             payload["journal_retention"] = format_friendly_ms(declared.journal_retention_ms)
-        payload["inactivity_timeout"] = format_friendly_ms(_or(declared.inactivity_timeout_ms, options.default_inactivity_timeout_ms))
-        payload["abort_timeout"] = format_friendly_ms(_or(declared.abort_timeout_ms, options.default_abort_timeout_ms))
+        defaults = self.service_defaults
+        for key, value in (
+            ("inactivity_timeout", _or(declared.inactivity_timeout_ms, defaults.inactivity_timeout_ms)),
+            ("abort_timeout", _or(declared.abort_timeout_ms, defaults.abort_timeout_ms)),
+        ):
+            if value:
+                payload[key] = format_friendly_ms(value)
         payload["enable_lazy_state"] = bool(declared.enable_lazy_state)
-        payload["retry_policy"] = _service_retry_json(declared.retry_policy)
+        payload["retry_policy"] = _service_retry_json(declared.retry_policy, defaults.retry_policy)
         return payload
 
     def _deployment_json(self, deployment: Deployment, detailed: bool) -> dict[str, Any]:
@@ -611,14 +620,15 @@ def _handler_json(service: ServiceInfo, handler: HandlerInfo) -> dict[str, Any]:
     return payload
 
 
-def _service_retry_json(policy: RetryPolicy) -> dict[str, Any]:
-    max_interval = _or(policy.max_interval_ms, DEFAULT_RETRY_MAX_INTERVAL_MS)
+def _service_retry_json(policy: RetryPolicy, node_policy: AppliedRetryPolicy) -> dict[str, Any]:
+    """A service's declared retry policy, each field it leaves unset filled from the node's policy."""
+    on_max_attempts = policy.on_max_attempts or node_policy.on_max_attempts.value.upper()
     return {
-        "initial_interval": format_friendly_ms(_or(policy.initial_interval_ms, DEFAULT_RETRY_INITIAL_INTERVAL_MS)),
-        "exponentiation_factor": policy.exponentiation_factor if policy.exponentiation_factor is not None else DEFAULT_RETRY_FACTOR,
-        "max_attempts": policy.max_attempts if policy.max_attempts else DEFAULT_RETRY_MAX_ATTEMPTS,
-        "max_interval": format_friendly_ms(max_interval),
-        "on_max_attempts": _ON_MAX_ATTEMPTS.get(policy.on_max_attempts or "PAUSE", "Pause"),
+        "initial_interval": format_friendly_ms(_or(policy.initial_interval_ms, node_policy.initial_interval_ms)),
+        "exponentiation_factor": policy.exponentiation_factor if policy.exponentiation_factor is not None else node_policy.factor,
+        "max_attempts": policy.max_attempts if policy.max_attempts else node_policy.max_attempts,
+        "max_interval": format_friendly_ms(_or(policy.max_interval_ms, node_policy.max_interval_ms)),
+        "on_max_attempts": _ON_MAX_ATTEMPTS.get(on_max_attempts, "Pause"),
     }
 
 

@@ -44,6 +44,7 @@ from protocol.routing import (
 from wal.log import Log, LogError
 from wal.partitioner import partition_of
 from wal.records import (
+    DEFAULT_RETRY_POLICY,
     Attach,
     Envelope,
     Failure,
@@ -53,6 +54,7 @@ from wal.records import (
     Outcome,
     Record,
     RecordBody,
+    RetryPolicy,
     ServiceType,
     Signal,
     Target,
@@ -110,9 +112,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def build_ingress_app(log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings | None = None) -> IngressApp:
-    """The ingress ASGI app; serve it on port 8080."""
-    ingress = Ingress(log, registry, reply_bus, settings or IngressSettings())
+def build_ingress_app(
+    log: Log,
+    registry: Registry,
+    reply_bus: ReplyBus,
+    settings: IngressSettings | None = None,
+    default_retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+) -> IngressApp:
+    """The ingress ASGI app; serve it on port 8080. `default_retry_policy` is the node's, written into each Invoke."""
+    ingress = Ingress(log, registry, reply_bus, settings or IngressSettings(), default_retry_policy)
     return IngressApp(ingress)
 
 
@@ -142,11 +150,14 @@ class IngressApp:
 class Ingress:
     """Request handling of the ingress; one instance per app."""
 
-    def __init__(self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings) -> None:
+    def __init__(
+        self, log: Log, registry: Registry, reply_bus: ReplyBus, settings: IngressSettings, default_retry_policy: RetryPolicy
+    ) -> None:
         self.log = log
         self.registry = registry
         self.reply_bus = reply_bus
         self.settings = settings
+        self.default_retry_policy = default_retry_policy
         self.waiter = ReplyWaiter(log, reply_bus)
         self.refusal: str | None = None
 
@@ -240,7 +251,8 @@ class Ingress:
             body=body,
             headers=_forwarded_headers(request),
             idempotency_key=idempotency_key,
-            completion_retention_ms=self._retention_ms(resolved, idempotency_key is not None, is_run),
+            completion_retention_ms=resolved.completion_retention_ms(self.settings, idempotency_key is not None),
+            retry_policy=resolved.retry_policy(self.default_retry_policy),
         )
         if is_send:
             return "send", await self._send(invoke, delay_ms)
@@ -264,16 +276,6 @@ class Ingress:
         if not resolved.public:
             raise IngressError(400, "the invoked service is not public")
         return resolved, key, is_send
-
-    def _retention_ms(self, resolved: ResolvedHandler, has_idempotency_key: bool, is_run: bool) -> int:
-        if is_run:
-            declared = resolved.workflow_completion_retention_ms
-            return declared if declared is not None else self.settings.default_workflow_completion_retention_ms
-        if has_idempotency_key:
-            declared = resolved.idempotency_retention_ms
-            return declared if declared is not None else self.settings.default_idempotency_retention_ms
-        journal = resolved.journal_retention_ms
-        return journal if journal is not None else self.settings.default_completion_retention_ms
 
     async def _call(self, invoke: Invoke, output: OutputRules, include_expiry: bool) -> Response:
         reply = await self.waiter.append_and_wait(

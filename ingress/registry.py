@@ -31,7 +31,8 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 
 from ingress.schema import DiscoveredEndpoint, HandlerInfo, ServiceInfo
-from wal.records import HandlerKind, ServiceType
+from ingress.settings import IngressSettings
+from wal.records import HandlerKind, RetryPolicy, ServiceType
 
 REGISTRY_FORMAT_VERSION = 1
 DEPLOYMENT_ID_PREFIX = "dp_1"
@@ -136,6 +137,36 @@ class ResolvedHandler:
     @property
     def journal_retention_ms(self) -> int | None:
         return _first(self.handler.options.journal_retention_ms, self.service.options.journal_retention_ms)
+
+    @property
+    def is_workflow_run(self) -> bool:
+        return self.service.service_type is ServiceType.WORKFLOW and self.handler.kind is HandlerKind.WORKFLOW
+
+    def completion_retention_ms(self, settings: IngressSettings, has_idempotency_key: bool) -> int:
+        """How long an invocation of this handler keeps its outcome once completed.
+
+        The one rule for invocations from the ingress and from handlers'
+        calls (the invoker writes its result into the Call's record): a
+        workflow run keeps it for the workflow retention, an idempotent
+        invocation for the idempotency retention, any other for the journal
+        retention; each as declared, else the node's default.
+        """
+        if self.is_workflow_run:
+            declared = self.workflow_completion_retention_ms
+            return declared if declared is not None else settings.default_workflow_completion_retention_ms
+        if has_idempotency_key:
+            declared = self.idempotency_retention_ms
+            return declared if declared is not None else settings.default_idempotency_retention_ms
+        journal = self.journal_retention_ms
+        return journal if journal is not None else settings.default_completion_retention_ms
+
+    def retry_policy(self, node_default: RetryPolicy) -> RetryPolicy:
+        """The retry policy an invocation of this handler gets, written into its Invoke record.
+
+        For now the node's default; the policies services and handlers declare
+        in their manifest are merged here (issue 11).
+        """
+        return node_default
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,12 @@
-"""`IngressSettings`: every limit, timeout and default retention of the ingress and the admin API, with its default."""
+"""`IngressSettings`: every limit, timeout and default retention of the ingress and the admin API, with its default; `ServiceDefaults` the admin API shows."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from wal.records import RetryPolicy
 
 MIB = 1024 * 1024
 HOUR_MS = 3_600_000
@@ -41,12 +45,6 @@ class IngressSettings(BaseModel):
     default_completion_retention_ms: int = Field(
         default=HOUR_MS, ge=0, description="Retention of any other completed invocation (for attach by id)."
     )
-    default_inactivity_timeout_ms: int = Field(
-        default=60_000, ge=0, description="Shown by the admin API for services that set none (the invoker's default)."
-    )
-    default_abort_timeout_ms: int = Field(
-        default=600_000, ge=0, description="Shown by the admin API for services that set none (the invoker's default)."
-    )
     advertised_ingress_url: str = Field(default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports.")
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
     discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
@@ -62,3 +60,12 @@ class IngressSettings(BaseModel):
     max_concurrent_queries: int = Field(
         default=2, gt=0, description="POST /query runs at most this many queries at once, each in a worker thread; others wait."
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDefaults:
+    """The node's defaults for what a service may declare, as the admin API shows them (the invoker's and the retry settings)."""
+
+    retry_policy: RetryPolicy
+    inactivity_timeout_ms: int
+    abort_timeout_ms: int

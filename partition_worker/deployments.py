@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from wal.records import HandlerKind, ServiceType
+from wal.records import HandlerKind, RetryPolicy, ServiceType
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +36,21 @@ class HandlerInfo:
     abort_timeout_ms: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What the callee of a call made by a handler gets, written into the call's record: its retry policy and retention."""
+
+    retry_policy: RetryPolicy
+    completion_retention_ms: int
+
+
 class DeploymentDirectory(Protocol):
     def deployment(self, deployment_id: str) -> DeploymentEndpoint | None: ...
 
     def latest_deployment_for(self, service: str) -> DeploymentEndpoint | None: ...
 
     def handler_info(self, service: str, handler: str) -> HandlerInfo | None: ...
+
+    def call_policy(self, service: str, handler: str, has_idempotency_key: bool) -> CallPolicy | None:
+        """The policy of a call to this handler (None if it is not registered): the ingress's rule, applied at write time."""
+        ...

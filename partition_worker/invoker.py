@@ -29,6 +29,7 @@ from partition_worker import keys, metrics
 from partition_worker.actions import Notify
 from partition_worker.deployments import DeploymentDirectory, DeploymentEndpoint, HandlerInfo
 from partition_worker.exchange import Exchange, ExchangeError, H2Exchange, Http1Exchange
+from partition_worker.settings import InvokerSettings
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore
 from protocol import service_protocol_pb2 as pb
@@ -42,20 +43,6 @@ from wal.records import AttemptEvents, AttemptFailed, AttemptFrame, Failure, Rec
 log = logging.getLogger("duro.invoker")
 
 TERMINAL_TYPES = frozenset({MessageType.END, MessageType.SUSPENSION, MessageType.ERROR})
-CALL_TYPES = frozenset({MessageType.CALL_COMMAND, MessageType.ONE_WAY_CALL_COMMAND})
-
-
-@dataclass(frozen=True, slots=True)
-class InvokerSettings:
-    max_concurrent_attempts: int = 10_000
-    max_protocol_version: int = 6  # like Restate's default; 7 is opt-in
-    inactivity_timeout_ms: int = 60_000  # no message either way: close the request so the SDK suspends
-    abort_timeout_ms: int = 600_000  # then give it this long to finish before the attempt is abandoned
-    max_eager_state_bytes: int = 1 << 20
-    max_frame_bytes: int = 32 << 20
-    max_pending_notifications: int = 10_000
-    connect_timeout_ms: int = 5_000
-    max_connections_per_origin: int = 8
 
 
 class PartitionLeader(Protocol):
@@ -418,7 +405,7 @@ class Invoker:
                 handle.outcome = _OUTCOME_OF_TERMINAL[frame.type]
             elif frame.type == MessageType.OUTPUT_COMMAND:
                 handle.output_failed = message.HasField("failure")
-        return [AttemptFrame(f.type, f.flags, f.payload, self._call_target(f, m)) for f, m in zip(frames, messages, strict=False)]
+        return [self._attempt_frame(f, m) for f, m in zip(frames, messages, strict=True)]
 
     async def _append_frames(self, handle: _Attempt, frames: list[AttemptFrame]) -> None:
         deployment = handle.deployment
@@ -428,13 +415,16 @@ class Invoker:
         await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version))
         handle.pinned = True
 
-    def _call_target(self, frame: Frame, message: object) -> Target | None:
-        if frame.type not in CALL_TYPES:
-            return None
-        info = self.directory.handler_info(message.service_name, message.handler_name)  # type: ignore[attr-defined]
-        if info is None:
-            return None
-        return Target(message.service_name, message.handler_name, None, info.service_type, info.handler_kind)  # type: ignore[attr-defined]
+    def _attempt_frame(self, frame: Frame, message: object) -> AttemptFrame:
+        """The frame as a record part; a Call or OneWayCall is annotated with its callee's kind, retry policy and retention."""
+        if not isinstance(message, pb.CallCommandMessage | pb.OneWayCallCommandMessage):
+            return AttemptFrame(frame.type, frame.flags, frame.payload)
+        info = self.directory.handler_info(message.service_name, message.handler_name)
+        policy = self.directory.call_policy(message.service_name, message.handler_name, message.HasField("idempotency_key"))
+        if info is None or policy is None:
+            return AttemptFrame(frame.type, frame.flags, frame.payload)  # an unknown callee: apply fails the call with 404
+        target = Target(message.service_name, message.handler_name, None, info.service_type, info.handler_kind)
+        return AttemptFrame(frame.type, frame.flags, frame.payload, target, policy.retry_policy, policy.completion_retention_ms)
 
     async def _write_notifications(self, handle: _Attempt, exchange: Exchange) -> None:
         while True:

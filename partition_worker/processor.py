@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from partition_worker import keys, metrics
@@ -31,6 +30,7 @@ from partition_worker.actions import (
 )
 from partition_worker.invoker import Invoker
 from partition_worker.outbox import OutboxShuffle
+from partition_worker.settings import ProcessorSettings
 from partition_worker.state_machine import StateMachine
 from partition_worker.store import PartitionStore, Transaction
 from partition_worker.timers import TimerService
@@ -67,14 +67,6 @@ def check_state_within_log(partition: int, applied_offset: int, log_end_offset: 
     """Raise StateAheadOfLogError if the store has applied an offset at or beyond `log_end_offset`."""
     if applied_offset >= log_end_offset:
         raise StateAheadOfLogError(partition, applied_offset, log_end_offset)
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorSettings:
-    max_apply_batch_records: int = 512
-    reannounce_delay_ms: int = 3_000  # another node took the epoch while this one still owns the partition: claim it again after this
-    timer_window_ms: int = 60_000
-    max_outbox_batch_messages: int = 1024
 
 
 class PartitionProcessor:

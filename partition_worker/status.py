@@ -6,7 +6,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
-from wal.records import Failure, Outcome, Sink, Target, pack_struct, unpack_struct
+from wal.records import Failure, Outcome, RetryPolicy, Sink, Target, pack_struct, unpack_struct
 
 
 class Phase(enum.IntEnum):
@@ -53,6 +53,8 @@ class InvocationStatus:
     inboxed_at_ms: int | None = None
     running_at_ms: int | None = None
     last_start_at_ms: int | None = None
+    retry_policy: RetryPolicy | None = None  # since 0.2: from the Invoke record; None means DEFAULT_RETRY_POLICY
+    pending_sleeps: tuple[tuple[int, int], ...] = ()  # since 0.2: (fire_at_ms, completion_id) of sleep timers not yet fired
 
     @property
     def is_completed(self) -> bool:

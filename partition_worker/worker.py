@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from partition_worker import metrics
 from partition_worker.invoker import Invoker
-from partition_worker.processor import PartitionProcessor, ProcessorSettings
+from partition_worker.processor import PartitionProcessor
+from partition_worker.settings import ProcessorSettings
 from partition_worker.state_machine import StateMachine, StateMachineConfig
 from partition_worker.store import RocksDatabase
 from wal.log import Log

@@ -86,6 +86,46 @@ class Failure:
     message: str
 
 
+class OnMaxAttempts(str, enum.Enum):
+    """What apply does once an invocation's retries are used up."""
+
+    PAUSE = "pause"  # keep it, paused: an operator resumes or kills it
+    KILL = "kill"  # complete it with the last failure
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How apply retries the failed attempts of one invocation: exponential backoff, then pause or kill.
+
+    The policy is chosen where the invocation's `Invoke` is written (the
+    node's default, or what the service or handler declared) and travels in
+    that record and then in the invocation's status, so apply never reads a
+    node setting: replaying the log on a node with other settings gives the
+    same delays. These defaults are the node's default policy (declared here
+    once; `duro.settings.RetrySettings` takes its defaults from them).
+    """
+
+    initial_interval_ms: int = 50
+    factor: float = 2.0
+    max_interval_ms: int = 10_000
+    max_attempts: int | None = 70  # failed attempts before `on_max_attempts`; None: retry for ever
+    on_max_attempts: OnMaxAttempts = OnMaxAttempts.PAUSE
+
+    def delay_ms(self, retry_count: int) -> int:
+        """Delay before retry number `retry_count` (1 for the first retry)."""
+        assert retry_count >= 1, "retry counts start at 1"
+        delay = self.initial_interval_ms * (self.factor ** (retry_count - 1))
+        return int(min(delay, self.max_interval_ms))
+
+    def exhausted(self, failed_attempts: int) -> bool:
+        """True once `failed_attempts` failures used the policy up."""
+        return self.max_attempts is not None and failed_attempts >= self.max_attempts
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+"""The policy of invocations whose records carry none (written before records carried policies)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The result of an invocation or a completion: a value or a failure, never both."""
@@ -163,6 +203,7 @@ class Invoke:
     invoked_by_id: str | None = None
     invoked_by_target: str | None = None
     restarted_from: str | None = None
+    retry_policy: RetryPolicy | None = None  # since 0.2; None (older records) means DEFAULT_RETRY_POLICY
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +212,18 @@ class AttemptFrame:
 
     `call_target` annotates Call / OneWayCall commands with the kind of the
     target handler, resolved by the invoker against the registry (None if the
-    target is unknown; the call then fails with 404).
+    target is unknown; the call then fails with 404). `call_retry_policy` and
+    `call_retention_ms` are the callee's retry policy and completion retention,
+    resolved by the invoker at the same time, so that apply builds the
+    callee's `Invoke` from the log alone.
     """
 
     message_type: int
     flags: int
     payload: bytes
     call_target: Target | None = None
+    call_retry_policy: RetryPolicy | None = None  # since 0.2; None (older records) means DEFAULT_RETRY_POLICY
+    call_retention_ms: int | None = None  # since 0.2; None (older records) means the built-in LEGACY_CALL_RETENTION_MS rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +243,12 @@ class AttemptEvents:
 
 @dataclass(frozen=True, slots=True)
 class AttemptFailed:
-    """An attempt ended without End or Suspension (transport error, Error message, bad status)."""
+    """An attempt ended without End or Suspension (transport error, Error message, bad status, timeout, cancellation).
+
+    Apply retries it by the invocation's retry policy, unless `terminal`: then
+    the invocation completes with `failure` (a message over a size limit,
+    which a retry would only send again).
+    """
 
     invocation_id: str
     attempt: int
@@ -205,6 +256,7 @@ class AttemptFailed:
     retry_after_ms: int | None = None  # the deployment's hint (next_retry_delay, Retry-After)
     deployment_id: str | None = None
     protocol_version: int | None = None
+    terminal: bool = False  # since 0.2
 
 
 class TimerKind(enum.IntEnum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from partition_worker import keys
 from partition_worker.actions import Action, BecomeLeader, SendOutbox
 from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed
-from partition_worker.state_machine.config import RetryPolicy, StateMachineConfig
+from partition_worker.state_machine.config import StateMachineConfig
 from partition_worker.state_machine.context import ApplyContext, decode_outbox_row
 from partition_worker.state_machine.lifecycle import (
     apply_attach,
@@ -44,7 +44,7 @@ from wal.records import (
     TimerFired,
 )
 
-__all__ = ["RetryPolicy", "StateMachine", "StateMachineConfig"]
+__all__ = ["StateMachine", "StateMachineConfig"]
 
 
 class StateMachine:

@@ -21,6 +21,7 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.records import (
+    DEFAULT_RETRY_POLICY,
     Attach,
     AttemptEvents,
     AttemptFailed,
@@ -28,6 +29,7 @@ from wal.records import (
     Failure,
     Invoke,
     JournalSink,
+    OnMaxAttempts,
     Outcome,
     Signal,
     TimerKind,
@@ -64,15 +66,22 @@ def apply_attempt_failed(ctx: ApplyContext, record: AttemptFailed) -> None:
     if status is None or status.phase is not Phase.INVOKED or status.attempt != record.attempt:
         return
     status = _pin(status, record.deployment_id, record.protocol_version)
+    if record.terminal:
+        ctx.complete(record.invocation_id, status.evolve(last_failure=record.failure), Outcome(failure=record.failure))
+        return
     fail_attempt(ctx, record.invocation_id, status, record.failure, record.retry_after_ms)
 
 
 def fail_attempt(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, failure: Failure, retry_after_ms: int | None) -> None:
-    """Back off and retry, or pause once the retry policy is exhausted."""
-    policy = ctx.config.retry_policy
+    """Back off and retry by the invocation's own retry policy; once it is used up, pause or kill as the policy says."""
+    policy = status.retry_policy or DEFAULT_RETRY_POLICY
     retry_count = status.retry_count + 1
-    if retry_count >= policy.max_attempts:
-        ctx.save(invocation_id, status.evolve(phase=Phase.PAUSED, retry_count=retry_count, last_failure=failure))
+    if policy.exhausted(retry_count):
+        status = status.evolve(retry_count=retry_count, last_failure=failure)
+        if policy.on_max_attempts is OnMaxAttempts.KILL:
+            ctx.complete(invocation_id, status, Outcome(failure=failure))
+        else:
+            ctx.save(invocation_id, status.evolve(phase=Phase.PAUSED))
         return
     delay_ms = retry_after_ms if retry_after_ms is not None else policy.delay_ms(retry_count)
     fire_at_ms = ctx.now_ms + delay_ms
@@ -267,7 +276,7 @@ def _sleep(
     ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.SleepCommandMessage, frame: AttemptFrame
 ) -> InvocationStatus:
     ctx.set_timer(message.wake_up_time, invocation_id, TimerKind.SLEEP, message.result_completion_id)
-    return status
+    return status.evolve(pending_sleeps=(*status.pending_sleeps, (message.wake_up_time, message.result_completion_id)))
 
 
 def _call(
@@ -318,7 +327,9 @@ def _invoke_other(
             failure = Failure(404, f"service {message.service_name!r} or its handler {message.handler_name!r} is not registered")
             ctx.fail_sink(sink, callee_id, failure)
         return status
-    retention = _retention_for(ctx, target.is_workflow_run, idempotency_key)
+    retention = frame.call_retention_ms
+    if retention is None:
+        retention = _legacy_retention_ms(target.is_workflow_run, idempotency_key)
     invoke = Invoke(
         invocation_id=callee_id,
         target=dataclasses.replace(target, key=key if target.is_keyed else None),
@@ -330,17 +341,21 @@ def _invoke_other(
         completion_retention_ms=retention,
         invoked_by_id=invocation_id,
         invoked_by_target=status.target.path,
+        retry_policy=frame.call_retry_policy,
     )
     ctx.send(partition_key_of(callee_id), invoke)
     return status
 
 
-def _retention_for(ctx: ApplyContext, is_workflow_run: bool, idempotency_key: str | None) -> int:
-    if is_workflow_run:
-        return ctx.config.workflow_retention_ms
-    if idempotency_key is not None:
-        return ctx.config.idempotency_retention_ms
-    return ctx.config.completion_retention_ms
+_LEGACY_RUN_RETENTION_MS = 24 * 60 * 60 * 1000
+_LEGACY_CALL_RETENTION_MS = 60 * 60 * 1000
+
+
+def _legacy_retention_ms(is_workflow_run: bool, idempotency_key: str | None) -> int:
+    """Retention of a callee whose Call frame carries none (written before #14): the node defaults of that time, fixed here."""
+    if is_workflow_run or idempotency_key is not None:
+        return _LEGACY_RUN_RETENTION_MS
+    return _LEGACY_CALL_RETENTION_MS
 
 
 def _send_signal(

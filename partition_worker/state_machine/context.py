@@ -142,6 +142,7 @@ class ApplyContext:
         for sink in status.response_sinks:
             self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms, status.target)
         self.drop_journal(invocation_id, status)
+        self._drop_timers(invocation_id, status)
         if status.phase is Phase.INBOXED and status.inbox_seq is not None:
             assert status.target.key is not None, "an inboxed invocation has a key"
             self.txn.delete(keys.inbox_key(status.target.service, status.target.key, status.inbox_seq))
@@ -157,6 +158,8 @@ class ApplyContext:
             waiting_named_signals=(),
             journal_length=0,
             inbox_seq=None,
+            next_retry_at_ms=None,
+            pending_sleeps=(),
         )
         if status.completion_retention_ms > 0:
             self.save(invocation_id, completed)
@@ -171,10 +174,22 @@ class ApplyContext:
         if status.journal_length > status.command_count:
             self.txn.delete_prefix(keys.notified_prefix(invocation_id))
 
+    def _drop_timers(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Delete the timers a completing invocation still has: its delayed start, its retry, its sleeps."""
+        if status.phase is Phase.SCHEDULED and status.execute_at_ms is not None:
+            self.txn.delete(keys.timer_key(status.execute_at_ms, invocation_id, int(TimerKind.DELAYED_INVOKE), 0))
+        if status.phase is Phase.BACKING_OFF and status.next_retry_at_ms is not None:
+            self.txn.delete(keys.timer_key(status.next_retry_at_ms, invocation_id, int(TimerKind.RETRY), status.attempt))
+        for fire_at_ms, completion_id in status.pending_sleeps:
+            self.txn.delete(keys.timer_key(fire_at_ms, invocation_id, int(TimerKind.SLEEP), completion_id))
+
     def forget(self, invocation_id: str, status: InvocationStatus) -> None:
-        """Drop every row of a completed invocation (and, for a workflow run, the workflow's state)."""
+        """Drop every row of a completed invocation: its status, its cleanup timer, and for a workflow run the workflow's state and promises."""
         assert status.is_completed, f"only a completed invocation is forgotten, {invocation_id} is {status.phase.name}"
         self.txn.delete(keys.invocation_key(invocation_id))
+        expires_at_ms = status.expires_at_ms
+        if expires_at_ms is not None and status.completion_retention_ms > 0:
+            self.txn.delete(keys.timer_key(expires_at_ms, invocation_id, int(TimerKind.CLEANUP), 0))
         if status.target.is_workflow_run and status.target.key is not None:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))
             self.txn.delete_prefix(keys.promise_prefix(status.target.service, status.target.key))

@@ -52,6 +52,7 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
         invoked_by_id=record.invoked_by_id,
         invoked_by_target=record.invoked_by_target,
         restarted_from=record.restarted_from,
+        retry_policy=record.retry_policy,
     )
     input_message = pb.InputCommandMessage(headers=[pb.Header(key=k, value=v) for k, v in record.headers])
     input_message.value.SetInParent()
@@ -184,7 +185,6 @@ def apply_kill(ctx: ApplyContext, record: Kill) -> None:
     if status.is_completed:
         _already_completed(ctx, record.invocation_id, record.reply_to)
         return
-    _clear_retry_timer(ctx, record.invocation_id, status)
     ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "killed")))
     _ack(ctx, record.reply_to, record.invocation_id)
 
@@ -241,8 +241,10 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
     kind = record.timer_kind
     if kind is TimerKind.SLEEP:
         if not status.is_completed:
+            pending = tuple(sleep for sleep in status.pending_sleeps if sleep != (record.fire_at_ms, record.ref))
             message = pb.SleepCompletionNotificationMessage(completion_id=record.ref)
             message.void.SetInParent()
+            status = status.evolve(pending_sleeps=pending)
             ctx.add_notification(record.invocation_id, status, MessageType.SLEEP_COMPLETION, message, completion_id=record.ref)
     elif kind is TimerKind.DELAYED_INVOKE:
         if status.phase is Phase.SCHEDULED:
@@ -250,5 +252,5 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
     elif kind is TimerKind.RETRY:
         if status.phase is Phase.BACKING_OFF and status.attempt == record.ref:
             ctx.start_attempt(record.invocation_id, status)
-    elif kind is TimerKind.CLEANUP and status.is_completed:
-        ctx.forget(record.invocation_id, status)
+    elif kind is TimerKind.CLEANUP and status.is_completed and status.expires_at_ms == record.fire_at_ms:
+        ctx.forget(record.invocation_id, status)  # the expiry check: a timer left by a purge before #14 must not expire a new incarnation

@@ -24,10 +24,11 @@ from ingress.durations import parse_duration_ms
 from ingress.http import build_ingress_app
 from ingress.registry import Registry
 from ingress.schema import DiscoveredEndpoint
-from ingress.settings import IngressSettings
+from ingress.settings import IngressSettings, ServiceDefaults
+from partition_worker.settings import InvokerSettings
 from protocol.ids import InvocationId
 from wal.memory import MemoryLog
-from wal.records import Cancel, Kill, Purge, Resume
+from wal.records import DEFAULT_RETRY_POLICY, Cancel, Kill, Purge, Resume
 from wal.replies import ReplyBus
 
 CHANGED = copy.deepcopy(TEST_MANIFEST)
@@ -65,7 +66,9 @@ async def env() -> AsyncIterator[Env]:
     registry = Registry()
     discoverer = FakeDiscoverer()
     settings = IngressSettings(admin_command_timeout_ms=2_000, submit_timeout_ms=2_000)
-    admin_app = build_admin_app(log, registry, bus, settings, discoverer=discoverer)
+    invoker = InvokerSettings()
+    defaults = ServiceDefaults(DEFAULT_RETRY_POLICY, invoker.inactivity_timeout_ms, invoker.abort_timeout_ms)
+    admin_app = build_admin_app(log, registry, bus, settings, discoverer=discoverer, service_defaults=defaults)
     ingress_app = build_ingress_app(log, registry, bus, settings)
     async with (
         FakePartitions(log, bus, default_responder) as fake,
@@ -235,6 +238,12 @@ async def test_service_and_handler_routes(env: Env) -> None:
     add = (await env.admin.get("/services/Counter/handlers/add")).json()
     assert add["input_description"] == "JSON integer" and add["input_json_schema"] == {"type": "integer"}
     greeter = (await env.admin.get("/services/Greeter")).json()
+    # What a service that declares nothing shows is what the node applies: the invoker's timeouts, the node's retry policy.
+    assert parse_duration_ms(greeter["inactivity_timeout"]) == InvokerSettings().inactivity_timeout_ms
+    assert parse_duration_ms(greeter["abort_timeout"]) == InvokerSettings().abort_timeout_ms
+    assert parse_duration_ms(greeter["retry_policy"]["initial_interval"]) == DEFAULT_RETRY_POLICY.initial_interval_ms
+    assert parse_duration_ms(greeter["retry_policy"]["max_interval"]) == DEFAULT_RETRY_POLICY.max_interval_ms
+    assert greeter["retry_policy"]["max_attempts"] == DEFAULT_RETRY_POLICY.max_attempts
     hidden = next(h for h in greeter["handlers"] if h["name"] == "hidden")
     assert hidden["public"] is False and "ty" not in hidden
     assert (await env.admin.get("/services/Nope")).status_code == 404

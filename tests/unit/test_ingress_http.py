@@ -24,7 +24,7 @@ from protocol.routing import (
 )
 from wal.memory import MemoryLog
 from wal.partitioner import partition_of
-from wal.records import Failure, HandlerKind, Invoke, Outcome, ServiceType, Signal
+from wal.records import DEFAULT_RETRY_POLICY, Failure, HandlerKind, Invoke, Outcome, ServiceType, Signal
 from wal.replies import ReplyBus
 
 PARTITIONS = 4
@@ -77,6 +77,7 @@ async def test_call_returns_output_with_manifest_content_type_and_id(env: Env) -
     assert invoke.target.service_type is ServiceType.SERVICE and invoke.target.handler_kind is None
     assert invoke.response_sink is not None and invoke.submit_sink is None
     assert invoke.completion_retention_ms == IngressSettings().default_completion_retention_ms
+    assert invoke.retry_policy == DEFAULT_RETRY_POLICY  # the node's policy travels in the record
     assert "idempotency-expires" not in response.headers
     assert env.bus.waiting_count == 0
 

@@ -1,0 +1,52 @@
+"""Settings of the partition worker's effect side: the invoker and the partition processor, each bound with its default.
+
+These models are the one place their defaults are declared; the node's
+settings (`duro.settings.DuroSettings`) embed them as `invoker` and
+`processor`, so each has a `DURO_INVOKER__...` / `DURO_PROCESSOR__...`
+variable and a TOML key.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class InvokerSettings(BaseModel):
+    """How the invoker runs attempts against deployments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_concurrent_attempts: int = Field(default=10_000, gt=0, description="Attempts running at once on this node.")
+    max_protocol_version: int = Field(
+        default=6, ge=5, le=7, description="Highest service protocol version offered (Restate's default is 6)."
+    )
+    inactivity_timeout_ms: int = Field(
+        default=60_000,
+        gt=0,
+        description="No message either way for this long: close the request so the SDK suspends (default of services that set none).",
+    )
+    abort_timeout_ms: int = Field(
+        default=600_000,
+        gt=0,
+        description="After the inactivity close, abandon the attempt after this long; it is retried (default of services that set none).",
+    )
+    max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
+    max_frame_bytes: int = Field(default=32 << 20, gt=0, description="Largest protocol message accepted from a deployment.")
+    max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
+    connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
+    max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+
+
+class ProcessorSettings(BaseModel):
+    """How a partition processor applies its log and leads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_apply_batch_records: int = Field(default=512, gt=0, description="Records applied per RocksDB write batch.")
+    reannounce_delay_ms: int = Field(
+        default=3_000,
+        gt=0,
+        description="Another node took the epoch while this one still owns the partition: claim it again after this long.",
+    )
+    timer_window_ms: int = Field(default=60_000, gt=0, description="Timers due within this window are kept in memory.")
+    max_outbox_batch_messages: int = Field(default=1024, gt=0, description="Outbox messages delivered per batch.")

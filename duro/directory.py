@@ -20,7 +20,7 @@ class RegistryDirectory:
             return None
         return CallPolicy(
             resolved.retry_policy(self._default_retry_policy),
-            resolved.completion_retention_ms(self._ingress_settings, has_idempotency_key),
+            resolved.retention(self._ingress_settings.retention_defaults, has_idempotency_key),
         )
 
     def deployment(self, deployment_id: str) -> DeploymentEndpoint | None:

@@ -113,7 +113,7 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
         "running_at": status.running_at_ms,
         "completed_at": status.completed_at_ms,
         "completion_retention": status.completion_retention_ms,
-        "journal_retention": 0,  # duro drops a journal when its invocation completes
+        "journal_retention": status.journal_retention_ms,
     }
     if outcome is not None:
         row["completion_result"] = "success" if outcome.failure is None else "failure"

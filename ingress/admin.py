@@ -459,8 +459,9 @@ class AdminApi:
             payload["workflow_completion_retention"] = format_friendly_ms(
                 _or(_run_completion_retention(service), options.default_workflow_completion_retention_ms)
             )
-        if declared.journal_retention_ms is not None:
-            payload["journal_retention"] = format_friendly_ms(declared.journal_retention_ms)
+        journal_retention_ms = _or(declared.journal_retention_ms, options.default_journal_retention_ms)
+        if journal_retention_ms:
+            payload["journal_retention"] = format_friendly_ms(journal_retention_ms)
         defaults = self.service_defaults
         for key, value in (
             ("inactivity_timeout", _or(declared.inactivity_timeout_ms, defaults.inactivity_timeout_ms)),

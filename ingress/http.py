@@ -245,14 +245,16 @@ class Ingress:
         if delay_ms is not None and not is_send:
             raise IngressError(400, "cannot use the delay query parameter with calls. The delay is supported only with sends")
         service, handler = resolved.service.name, resolved.handler.name
+        retention = resolved.retention(self.settings.retention_defaults, idempotency_key is not None)
         invoke = Invoke(
             invocation_id=_invocation_id(service, key, handler, idempotency_key, is_run),
             target=Target(service, handler, key, resolved.service_type, resolved.kind),
             body=body,
             headers=_forwarded_headers(request),
             idempotency_key=idempotency_key,
-            completion_retention_ms=resolved.completion_retention_ms(self.settings, idempotency_key is not None),
+            completion_retention_ms=retention.completion_ms,
             retry_policy=resolved.retry_policy(self.default_retry_policy),
+            journal_retention_ms=retention.journal_ms,
         )
         if is_send:
             return "send", await self._send(invoke, delay_ms)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 
 from ingress.schema import DiscoveredEndpoint, HandlerInfo, ServiceInfo
-from ingress.settings import IngressSettings
+from protocol.retention import InvocationRetention, RetentionPolicy
 from wal.records import HandlerKind, RetryPolicy, ServiceType
 
 REGISTRY_FORMAT_VERSION = 1
@@ -142,23 +142,16 @@ class ResolvedHandler:
     def is_workflow_run(self) -> bool:
         return self.service.service_type is ServiceType.WORKFLOW and self.handler.kind is HandlerKind.WORKFLOW
 
-    def completion_retention_ms(self, settings: IngressSettings, has_idempotency_key: bool) -> int:
-        """How long an invocation of this handler keeps its outcome once completed.
+    def retention(self, defaults: RetentionPolicy, has_idempotency_key: bool) -> InvocationRetention:
+        """How long an invocation of this handler keeps its outcome and its journal once completed.
 
-        The one rule for invocations from the ingress and from handlers'
-        calls (the invoker writes its result into the Call's record): a
-        workflow run keeps it for the workflow retention, an idempotent
-        invocation for the idempotency retention, any other for the journal
-        retention; each as declared, else the node's default.
+        The one rule for invocations from the ingress and from handlers' calls
+        (the invoker writes its result into the Call's record): Restate's, in
+        `protocol.retention`, over what the handler (else its service)
+        declares, else the node's `defaults`.
         """
-        if self.is_workflow_run:
-            declared = self.workflow_completion_retention_ms
-            return declared if declared is not None else settings.default_workflow_completion_retention_ms
-        if has_idempotency_key:
-            declared = self.idempotency_retention_ms
-            return declared if declared is not None else settings.default_idempotency_retention_ms
-        journal = self.journal_retention_ms
-        return journal if journal is not None else settings.default_completion_retention_ms
+        policy = defaults.resolve(self.journal_retention_ms, self.idempotency_retention_ms, self.workflow_completion_retention_ms)
+        return policy.for_invocation(is_workflow_run=self.is_workflow_run, has_idempotency_key=has_idempotency_key)
 
     def retry_policy(self, node_default: RetryPolicy) -> RetryPolicy:
         """The retry policy an invocation of this handler gets, written into its Invoke record.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.retention import RetentionPolicy
 from wal.records import RetryPolicy
 
 MIB = 1024 * 1024
@@ -36,14 +37,23 @@ class IngressSettings(BaseModel):
     admin_command_timeout_ms: int = Field(
         default=30_000, gt=0, description="How long cancel/kill/purge/resume wait for the partition's answer."
     )
+    default_journal_retention_ms: int = Field(
+        default=24 * HOUR_MS,
+        ge=0,
+        description="Keep a completed invocation's journal (and its status and outcome) this long, unless its service declares"
+        " journal_retention; 0 keeps neither (Restate's default-journal-retention).",
+    )
     default_idempotency_retention_ms: int = Field(
-        default=24 * HOUR_MS, ge=0, description="Retention of a completed invocation that had an idempotency key."
+        default=24 * HOUR_MS,
+        ge=0,
+        description="Keep the outcome of a completed invocation that had an idempotency key this long, unless its service declares"
+        " idempotency_retention.",
     )
     default_workflow_completion_retention_ms: int = Field(
-        default=24 * HOUR_MS, ge=0, description="Retention of a completed workflow run (for attach/output)."
-    )
-    default_completion_retention_ms: int = Field(
-        default=HOUR_MS, ge=0, description="Retention of any other completed invocation (for attach by id)."
+        default=24 * HOUR_MS,
+        ge=0,
+        description="Keep a completed workflow run (outcome, state, promises) this long, unless the workflow declares"
+        " workflow_completion_retention.",
     )
     advertised_ingress_url: str = Field(default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports.")
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
@@ -60,6 +70,13 @@ class IngressSettings(BaseModel):
     max_concurrent_queries: int = Field(
         default=2, gt=0, description="POST /query runs at most this many queries at once, each in a worker thread; others wait."
     )
+
+    @property
+    def retention_defaults(self) -> RetentionPolicy:
+        """The node's retention defaults, which a service's or handler's declared retention overrides."""
+        return RetentionPolicy(
+            self.default_journal_retention_ms, self.default_idempotency_retention_ms, self.default_workflow_completion_retention_ms
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from protocol.retention import InvocationRetention
 from wal.records import HandlerKind, RetryPolicy, ServiceType
 
 
@@ -41,7 +42,7 @@ class CallPolicy:
     """What the callee of a call made by a handler gets, written into the call's record: its retry policy and retention."""
 
     retry_policy: RetryPolicy
-    completion_retention_ms: int
+    retention: InvocationRetention
 
 
 class DeploymentDirectory(Protocol):

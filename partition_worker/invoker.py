@@ -424,7 +424,10 @@ class Invoker:
         if info is None or policy is None:
             return AttemptFrame(frame.type, frame.flags, frame.payload)  # an unknown callee: apply fails the call with 404
         target = Target(message.service_name, message.handler_name, None, info.service_type, info.handler_kind)
-        return AttemptFrame(frame.type, frame.flags, frame.payload, target, policy.retry_policy, policy.completion_retention_ms)
+        retention = policy.retention
+        return AttemptFrame(
+            frame.type, frame.flags, frame.payload, target, policy.retry_policy, retention.completion_ms, retention.journal_ms
+        )
 
     async def _write_notifications(self, handle: _Attempt, exchange: Exchange) -> None:
         while True:

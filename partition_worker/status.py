@@ -55,6 +55,7 @@ class InvocationStatus:
     last_start_at_ms: int | None = None
     retry_policy: RetryPolicy | None = None  # since 0.2: from the Invoke record; None means DEFAULT_RETRY_POLICY
     pending_sleeps: tuple[tuple[int, int], ...] = ()  # since 0.2: (fire_at_ms, completion_id) of sleep timers not yet fired
+    journal_retention_ms: int = 0  # since 0.2: keep the journal this long after completion (0: dropped at completion)
 
     @property
     def is_completed(self) -> bool:
@@ -62,9 +63,17 @@ class InvocationStatus:
 
     @property
     def expires_at_ms(self) -> int | None:
+        """When a completed invocation's status and outcome are removed."""
         if self.completed_at_ms is None:
             return None
         return self.completed_at_ms + self.completion_retention_ms
+
+    @property
+    def journal_expires_at_ms(self) -> int | None:
+        """When a completed invocation's journal is removed (at most `expires_at_ms`)."""
+        if self.completed_at_ms is None:
+            return None
+        return self.completed_at_ms + min(self.journal_retention_ms, self.completion_retention_ms)
 
     def evolve(self, **changes: object) -> InvocationStatus:
         """A copy with `changes` applied; like dataclasses.replace, at about half the cost (it is on the hot path)."""

@@ -204,6 +204,7 @@ class Invoke:
     invoked_by_target: str | None = None
     restarted_from: str | None = None
     retry_policy: RetryPolicy | None = None  # since 0.2; None (older records) means DEFAULT_RETRY_POLICY
+    journal_retention_ms: int = 0  # since 0.2: keep the journal this long after completion (at most completion_retention_ms; 0: drop it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,8 @@ class AttemptFrame:
     `call_target` annotates Call / OneWayCall commands with the kind of the
     target handler, resolved by the invoker against the registry (None if the
     target is unknown; the call then fails with 404). `call_retry_policy` and
-    `call_retention_ms` are the callee's retry policy and completion retention,
+    `call_retention_ms` are the callee's retry policy and completion retention
+    (`call_journal_retention_ms` its journal retention),
     resolved by the invoker at the same time, so that apply builds the
     callee's `Invoke` from the log alone.
     """
@@ -224,6 +226,7 @@ class AttemptFrame:
     call_target: Target | None = None
     call_retry_policy: RetryPolicy | None = None  # since 0.2; None (older records) means DEFAULT_RETRY_POLICY
     call_retention_ms: int | None = None  # since 0.2; None (older records) means the built-in LEGACY_CALL_RETENTION_MS rule
+    call_journal_retention_ms: int | None = None  # since 0.2: the callee's journal retention; None (older records): 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,7 @@ class TimerKind(enum.IntEnum):
     DELAYED_INVOKE = 2  # start a scheduled invocation
     RETRY = 3  # start the next attempt: ref = attempt number it supersedes
     CLEANUP = 4  # drop a completed invocation after its retention
+    JOURNAL_CLEANUP = 5  # since 0.2: drop a completed invocation's journal after the journal retention
 
 
 @dataclass(frozen=True, slots=True)

@@ -342,6 +342,7 @@ def _invoke_other(
         invoked_by_id=invocation_id,
         invoked_by_target=status.target.path,
         retry_policy=frame.call_retry_policy,
+        journal_retention_ms=min(frame.call_journal_retention_ms or 0, retention),
     )
     ctx.send(partition_key_of(callee_id), invoke)
     return status

@@ -134,14 +134,19 @@ class ApplyContext:
     # ------------------------------------------------------------ completion
 
     def complete(self, invocation_id: str, status: InvocationStatus, outcome: Outcome) -> None:
-        """End an invocation: answer its waiters, release its key, keep or drop it by retention."""
+        """End an invocation: answer its waiters, release its key, keep or drop it by its retention."""
         assert not status.is_completed, f"invocation {invocation_id} completed twice"
         if status.phase is Phase.INVOKED:
             self.actions.append(AbortAttempt(invocation_id, status.attempt))
             self.mark_running(invocation_id, False)
+        retained = status.completion_retention_ms > 0
+        expires_at_ms = self.now_ms + status.completion_retention_ms if retained else None
         for sink in status.response_sinks:
-            self.deliver_outcome(sink, invocation_id, outcome, status.completion_retention_ms, status.target)
-        self.drop_journal(invocation_id, status)
+            self.deliver_outcome(sink, invocation_id, outcome, expires_at_ms, status.target)
+        keep_journal = retained and status.journal_retention_ms > 0
+        self.drop_notified(invocation_id, status)
+        if not keep_journal:
+            self.drop_journal(invocation_id, status)
         self._drop_timers(invocation_id, status)
         if status.phase is Phase.INBOXED and status.inbox_seq is not None:
             assert status.target.key is not None, "an inboxed invocation has a key"
@@ -156,21 +161,32 @@ class ApplyContext:
             waiting_completions=(),
             waiting_signals=(),
             waiting_named_signals=(),
-            journal_length=0,
+            journal_length=status.journal_length if keep_journal else 0,
             inbox_seq=None,
             next_retry_at_ms=None,
             pending_sleeps=(),
         )
-        if status.completion_retention_ms > 0:
-            self.save(invocation_id, completed)
-            self.set_timer(self.now_ms + status.completion_retention_ms, invocation_id, TimerKind.CLEANUP, 0)
+        if retained:
+            completed = self.save(invocation_id, completed)
+            self._set_retention_timers(invocation_id, completed)
         else:
             self.forget(invocation_id, completed)
 
+    def _set_retention_timers(self, invocation_id: str, completed: InvocationStatus) -> None:
+        """Durable timers that remove the journal, then the whole invocation, when their retentions end."""
+        expires_at_ms, journal_expires_at_ms = completed.expires_at_ms, completed.journal_expires_at_ms
+        assert expires_at_ms is not None and journal_expires_at_ms is not None, "a completed invocation has a completion time"
+        self.set_timer(expires_at_ms, invocation_id, TimerKind.CLEANUP, 0)
+        if completed.journal_length and journal_expires_at_ms < expires_at_ms:
+            self.set_timer(journal_expires_at_ms, invocation_id, TimerKind.JOURNAL_CLEANUP, 0)
+
     def drop_journal(self, invocation_id: str, status: InvocationStatus) -> None:
-        """Delete the journal rows (known by index: no scan) and, if any notification was stored, the notified markers."""
+        """Delete the journal rows, known by index: no scan."""
         for index in range(status.journal_length):
             self.txn.delete(keys.journal_key(invocation_id, index))
+
+    def drop_notified(self, invocation_id: str, status: InvocationStatus) -> None:
+        """Delete the markers of stored notifications (needed only while the invocation runs), if any notification was stored."""
         if status.journal_length > status.command_count:
             self.txn.delete_prefix(keys.notified_prefix(invocation_id))
 
@@ -184,24 +200,38 @@ class ApplyContext:
             self.txn.delete(keys.timer_key(fire_at_ms, invocation_id, int(TimerKind.SLEEP), completion_id))
 
     def forget(self, invocation_id: str, status: InvocationStatus) -> None:
-        """Drop every row of a completed invocation: its status, its cleanup timer, and for a workflow run the workflow's state and promises."""
+        """Drop every row a completed invocation owns: status, journal, retention timers, and a workflow run's state and promises.
+
+        The retention timers' keys derive from the status (completion time plus
+        each retention), so they are deleted by key, without a scan.
+        """
         assert status.is_completed, f"only a completed invocation is forgotten, {invocation_id} is {status.phase.name}"
         self.txn.delete(keys.invocation_key(invocation_id))
-        expires_at_ms = status.expires_at_ms
-        if expires_at_ms is not None and status.completion_retention_ms > 0:
+        self.drop_journal(invocation_id, status)
+        expires_at_ms, journal_expires_at_ms = status.expires_at_ms, status.journal_expires_at_ms
+        if expires_at_ms is not None and journal_expires_at_ms is not None and status.completion_retention_ms > 0:
             self.txn.delete(keys.timer_key(expires_at_ms, invocation_id, int(TimerKind.CLEANUP), 0))
+            if status.journal_length and journal_expires_at_ms < expires_at_ms:
+                self.txn.delete(keys.timer_key(journal_expires_at_ms, invocation_id, int(TimerKind.JOURNAL_CLEANUP), 0))
         if status.target.is_workflow_run and status.target.key is not None:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))
             self.txn.delete_prefix(keys.promise_prefix(status.target.service, status.target.key))
 
-    def deliver_outcome(self, sink: Sink, invocation_id: str, outcome: Outcome, retention_ms: int, target: Target | None = None) -> None:
+    def deliver_outcome(
+        self, sink: Sink, invocation_id: str, outcome: Outcome, expires_at_ms: int | None, target: Target | None = None
+    ) -> None:
+        """Answer one waiter; an ingress waiter also learns until when the outcome is kept (`idempotency-expires`)."""
         if isinstance(sink, IngressSink):
-            expires = self.now_ms + retention_ms if retention_ms else None
             service, handler = (target.service, target.handler) if target is not None else (None, None)
             self.reply(
                 sink,
                 Reply(
-                    ReplyKind.OUTCOME, invocation_id, outcome=outcome, completion_expires_at_ms=expires, service=service, handler=handler
+                    ReplyKind.OUTCOME,
+                    invocation_id,
+                    outcome=outcome,
+                    completion_expires_at_ms=expires_at_ms,
+                    service=service,
+                    handler=handler,
                 ),
             )
         else:
@@ -259,7 +289,7 @@ class ApplyContext:
         self.actions.append(ScheduleTimer(fire_at_ms, invocation_id, int(timer_kind), ref))
 
     def fail_sink(self, sink: Sink, invocation_id: str, failure: Failure) -> None:
-        self.deliver_outcome(sink, invocation_id, Outcome(failure=failure), 0)
+        self.deliver_outcome(sink, invocation_id, Outcome(failure=failure), None)
 
 
 def _awaits(status: InvocationStatus, completion_id: int | None, signal: int | str | None) -> bool:

@@ -48,6 +48,7 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
         response_sinks=(record.response_sink,) if record.response_sink is not None else (),
         idempotency_key=record.idempotency_key,
         completion_retention_ms=record.completion_retention_ms,
+        journal_retention_ms=min(record.journal_retention_ms, record.completion_retention_ms),
         execute_at_ms=record.execute_at_ms,
         invoked_by_id=record.invoked_by_id,
         invoked_by_target=record.invoked_by_target,
@@ -84,7 +85,7 @@ def _invoke_existing(ctx: ApplyContext, record: Invoke, status: InvocationStatus
 def _attach_sink(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, sink: Sink) -> None:
     if status.is_completed:
         assert status.outcome is not None, "a completed invocation has an outcome"
-        ctx.deliver_outcome(sink, invocation_id, status.outcome, status.completion_retention_ms, status.target)
+        ctx.deliver_outcome(sink, invocation_id, status.outcome, status.expires_at_ms, status.target)
         return
     if sink in status.response_sinks:
         return  # the same waiter asking again (a nudge after a lost reply)
@@ -254,3 +255,6 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
             ctx.start_attempt(record.invocation_id, status)
     elif kind is TimerKind.CLEANUP and status.is_completed and status.expires_at_ms == record.fire_at_ms:
         ctx.forget(record.invocation_id, status)  # the expiry check: a timer left by a purge before #14 must not expire a new incarnation
+    elif kind is TimerKind.JOURNAL_CLEANUP and status.is_completed and status.journal_expires_at_ms == record.fire_at_ms:
+        ctx.drop_journal(record.invocation_id, status)
+        ctx.save(record.invocation_id, status.evolve(journal_length=0))

@@ -215,6 +215,7 @@ TEST_MANIFEST: dict[str, Any] = {
         {
             "name": "Counter",
             "ty": "VIRTUAL_OBJECT",
+            "journalRetention": 60000,
             "handlers": [
                 {"name": "add", "ty": "EXCLUSIVE", "input": {"contentType": "application/json", "jsonSchema": {"type": "integer"}}},
                 {"name": "get", "ty": "SHARED", "input": {}},

@@ -221,7 +221,7 @@ def test_one_log_replayed_on_two_nodes_with_different_settings_gives_the_same_ro
             data_dir=tmp_path / "b",
             retry={"initial_interval_ms": 999, "factor": 1.5, "max_interval_ms": 5_000, "max_attempts": 2, "on_max_attempts": "kill"},
             ingress={
-                "default_completion_retention_ms": 1,
+                "default_journal_retention_ms": 1,
                 "default_idempotency_retention_ms": 2,
                 "default_workflow_completion_retention_ms": 3,
             },

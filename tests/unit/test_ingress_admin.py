@@ -233,6 +233,10 @@ async def test_service_and_handler_routes(env: Env) -> None:
     check_service_shape(signup)
     assert signup["ty"] == "Workflow" and signup["deployment_id"] == deployment_id and signup["revision"] == 1
     assert parse_duration_ms(signup["workflow_completion_retention"]) == 5000
+    counter = (await env.admin.get("/services/Counter")).json()
+    greeter = (await env.admin.get("/services/Greeter")).json()
+    assert parse_duration_ms(counter["journal_retention"]) == 60_000, "declared by the service"
+    assert parse_duration_ms(greeter["journal_retention"]) == 24 * 3_600_000, "the node's default, Restate's 24 hours"
     handlers = (await env.admin.get("/services/Counter/handlers")).json()["handlers"]
     assert {h["name"]: h["ty"] for h in handlers} == {"add": "Exclusive", "get": "Shared"}
     add = (await env.admin.get("/services/Counter/handlers/add")).json()

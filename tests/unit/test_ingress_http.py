@@ -76,7 +76,9 @@ async def test_call_returns_output_with_manifest_content_type_and_id(env: Env) -
     assert invoke.target.service == "Greeter" and invoke.target.key is None
     assert invoke.target.service_type is ServiceType.SERVICE and invoke.target.handler_kind is None
     assert invoke.response_sink is not None and invoke.submit_sink is None
-    assert invoke.completion_retention_ms == IngressSettings().default_completion_retention_ms
+    journal_ms = IngressSettings().default_journal_retention_ms
+    assert journal_ms == 24 * 3_600_000, "Restate's default journal retention"
+    assert (invoke.completion_retention_ms, invoke.journal_retention_ms) == (journal_ms, journal_ms)
     assert invoke.retry_policy == DEFAULT_RETRY_POLICY  # the node's policy travels in the record
     assert "idempotency-expires" not in response.headers
     assert env.bus.waiting_count == 0
@@ -251,6 +253,18 @@ async def test_idempotent_send_twice_is_previously_accepted_with_the_same_id(env
     assert invoke.completion_retention_ms == IngressSettings().default_idempotency_retention_ms
 
 
+async def test_retention_follows_the_service_declaration_and_restates_rule(env: Env) -> None:
+    """Counter declares journalRetention 60 s: a plain call keeps outcome and journal 60 s; with an idempotency key the
+    outcome stays for the idempotency retention and the journal still 60 s."""
+    await env.client.post("/Counter/r/add", content=b"1", headers={"content-type": "application/json"})
+    await env.client.post("/Counter/r/add", content=b"1", headers={"content-type": "application/json", "idempotency-key": "k"})
+    await env.fake.settled()
+    plain, keyed = env.fake.bodies(Invoke)
+    assert (plain.completion_retention_ms, plain.journal_retention_ms) == (60_000, 60_000)
+    idempotency_ms = IngressSettings().default_idempotency_retention_ms
+    assert (keyed.completion_retention_ms, keyed.journal_retention_ms) == (idempotency_ms, 60_000)
+
+
 async def test_idempotent_call_duplicate_attaches_and_gets_expiry(env: Env) -> None:
     headers = {"idempotency-key": "k", "content-type": "application/json"}
     first = await env.client.post("/Counter/x/add", content=b"5", headers=headers)
@@ -274,6 +288,7 @@ async def test_workflow_run_gets_a_deterministic_id_and_a_second_call_conflicts(
     [invoke, *_] = env.fake.bodies(Invoke)
     assert invoke.target.service_type is ServiceType.WORKFLOW and invoke.target.handler_kind is HandlerKind.WORKFLOW
     assert invoke.completion_retention_ms == 5000  # the handler's workflowCompletionRetention
+    assert invoke.journal_retention_ms == 5000, "the journal is kept at most as long as the outcome"
 
 
 async def test_idempotency_key_on_workflow_run_is_400(env: Env) -> None:

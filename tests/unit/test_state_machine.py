@@ -441,9 +441,14 @@ def test_every_record_kind_round_trips_through_the_codec() -> None:
         AnnounceLeader(3, 9),
         invoke(COUNTER_ADD, sink=IngressSink(1, 2), submit=IngressSink(1, 3), retention_ms=5),
         Invoke("inv_1x", GREETER, b"", response_sink=JournalSink("inv_1y", 4, 0x800D), execute_at_ms=77),
+        Invoke("inv_1x", GREETER, b"", completion_retention_ms=9, journal_retention_ms=8),
         AttemptEvents("inv_1x", 2, (AttemptFrame(0x40D, 0, b"c", COUNTER_ADD), AttemptFrame(3, 0, b"")), "dp_1", 7),
+        AttemptEvents(
+            "inv_1x", 2, (AttemptFrame(0x40D, 0, b"c", COUNTER_ADD, call_retention_ms=60_000, call_journal_retention_ms=0),), "dp_1", 7
+        ),
         AttemptFailed("inv_1x", 2, Failure(503, "gone"), 100, "dp_1", 6),
         TimerFired(5, "inv_1x", TimerKind.SLEEP, 3),
+        TimerFired(6, "inv_1x", TimerKind.JOURNAL_CLEANUP),
         Cancel("inv_1x", IngressSink(2, 2)),
         Kill("inv_1x"),
         Purge("inv_1x", IngressSink(2, 3)),

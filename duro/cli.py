@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--kafka-topic", help="Kafka log topic (DURO_KAFKA_TOPIC, default duro.log)")
     serve.add_argument("--advertised-host", help="host other nodes use to reach this node (DURO_ADVERTISED_HOST, default --bind)")
     serve.add_argument("--log-level", help="logging level (DURO_LOG_LEVEL, default info)")
+    serve.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON (DURO_LOG_FORMAT, default text)")
     serve.add_argument("--max-protocol-version", type=int, choices=[5, 6, 7], help="highest service protocol version offered (default 6)")
     serve.add_argument(
         "--truncate-corrupt-tail",
@@ -54,6 +55,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "node_id",
         "log",
         "log_level",
+        "log_format",
         "kafka_bootstrap",
         "kafka_topic",
         "advertised_host",

@@ -27,6 +27,7 @@ from duro.cluster import ReplyRouter, announce_node
 from duro.directory import RegistryDirectory
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import partition_tables
+from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
@@ -60,7 +61,7 @@ class NodeFailure(Exception):
 
 
 def run_node(settings: DuroSettings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format, settings.node_id)
     try:
         import uvloop
 
@@ -222,7 +223,9 @@ class Node:
     async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> list[uvicorn.Server]:
         settings = self.settings
         servers = [
-            _ServerWithoutSignals(uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False))
+            _ServerWithoutSignals(
+                uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False, log_config=None)
+            )
             for app, port in ((ingress_app, settings.ingress_port), (admin_app, settings.admin_port))
         ]
         loop = asyncio.get_running_loop()

@@ -5,6 +5,8 @@ Nested groups use `__` in environment names, e.g. `DURO_INGRESS__MAX_BODY_BYTES`
 
 from __future__ import annotations
 
+import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +79,11 @@ class DuroSettings(BaseSettings):
     admin_port: int = Field(default=9070, ge=0, le=65535)
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
     node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
+    node_id_from_hostname: bool = Field(
+        default=False,
+        description="Take the node id from the host name's trailing ordinal plus one ($HOSTNAME, else the system's host name):"
+        " StatefulSet pod duro-0 is node 1, duro-2 is node 3. For Kubernetes; --node-id must then stay unset.",
+    )
     log: Literal["embedded", "kafka"] = Field(
         default="embedded", description="The log backend: embedded (one node) or kafka (one or more nodes)."
     )
@@ -94,6 +101,9 @@ class DuroSettings(BaseSettings):
     )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or JSON lines naming node, partition and invocation id (for log collectors)."
+    )
     truncate_corrupt_tail: bool = Field(
         default=False,
         description="At start-up, cut the embedded log at a damaged frame instead of refusing to start; every entry from"
@@ -112,6 +122,15 @@ class DuroSettings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 
+    @model_validator(mode="after")
+    def _node_id_from_hostname(self) -> DuroSettings:
+        if not self.node_id_from_hostname:
+            return self
+        if "node_id" in self.model_fields_set:
+            raise ValueError(f"node_id ({self.node_id}) and node_id_from_hostname are both set; set one of them")
+        object.__setattr__(self, "node_id", node_id_of_hostname(os.environ.get("HOSTNAME") or socket.gethostname()))
+        return self
+
     @property
     def admin_url(self) -> str:
         return f"http://{self.advertised_host or self.bind}:{self.admin_port}"
@@ -119,6 +138,14 @@ class DuroSettings(BaseSettings):
     @property
     def ingress_url(self) -> str:
         return f"http://{self.advertised_host or self.bind}:{self.ingress_port}"
+
+
+def node_id_of_hostname(hostname: str) -> int:
+    """The node id of a StatefulSet pod: its ordinal (after the last '-') plus one; ValueError naming the host name otherwise."""
+    ordinal = hostname.split(".", 1)[0].rsplit("-", 1)[-1]
+    if "-" not in hostname or not ordinal.isdigit():
+        raise ValueError(f"node_id_from_hostname: host name {hostname!r} does not end in -ORDINAL (like a StatefulSet pod's, duro-0)")
+    return int(ordinal) + 1
 
 
 class SettingsFileError(Exception):

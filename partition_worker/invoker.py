@@ -25,7 +25,7 @@ from typing import Protocol
 import aiohttp
 import msgpack
 
-from partition_worker import keys, metrics
+from partition_worker import keys, log_context, metrics
 from partition_worker.actions import Notify
 from partition_worker.deployments import DeploymentDirectory, DeploymentEndpoint, HandlerInfo
 from partition_worker.exchange import Exchange, ExchangeError, H2Exchange, Http1Exchange
@@ -197,6 +197,8 @@ class Invoker:
     # ------------------------------------------------------------ one attempt
 
     async def _run(self, handle: _Attempt) -> None:
+        log_context.partition.set(handle.leader.partition)
+        log_context.invocation_id.set(handle.invocation_id)
         metrics.inflight_attempts.inc()
         try:
             async with self._slots:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from partition_worker import keys, metrics
+from partition_worker import keys, log_context, metrics
 from partition_worker.actions import (
     AbortAttempt,
     Action,
@@ -134,6 +134,7 @@ class PartitionProcessor:
 
         Raises StateAheadOfLogError at once if the store has applied more than the log holds.
         """
+        log_context.partition.set(self._partition)  # for the lines this task and the tasks it starts log
         try:
             catch_up_to = await self._log.end_offset(self._partition)
             check_state_within_log(self._partition, self.applied_offset, catch_up_to)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,31 @@ def test_the_dockerfile_copies_every_package() -> None:
     for package in ("wal", "protocol", "partition_worker", "ingress", "sdk", "duro", "examples"):
         assert f"COPY {package} {package}" in dockerfile
     assert Path(REPO_ROOT / "pyproject.toml").exists()
+
+
+def test_the_image_is_multi_stage_non_root_with_a_health_check_on_a_path_duro_serves() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?", dockerfile, re.M)
+    assert len(stages) == 2 and stages[0][1] == "build" and "COPY --from=build" in dockerfile
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1].split(":")[0] not in ("0", "root"), "the final stage runs as an unprivileged user"
+    uid = user[-1].split(":")[0]
+    chart_values = yaml.safe_load((REPO_ROOT / "helm" / "duro" / "values.yaml").read_text())
+    assert int(uid) == chart_values["podSecurityContext"]["runAsUser"], "the Helm chart runs the image's user"
+    healthcheck = dockerfile[dockerfile.index("HEALTHCHECK") :]
+    assert "/health" in healthcheck and "DURO_ADMIN_PORT" in healthcheck and "'9070'" in healthcheck
+    assert DuroSettings().admin_port == 9070, "the health check's default port is duro's admin port"
+    assert 'ENTRYPOINT ["duro"]' in dockerfile and 'CMD ["serve"]' in dockerfile
+
+
+def test_compose_runs_the_kafka_version_the_tests_verify() -> None:
+    kafka_script = (REPO_ROOT / "scripts" / "kafka").read_text()
+    verified = re.search(r'KAFKA_VERSION="\$\{DURO_KAFKA_VERSION:-([0-9.]+)\}"', kafka_script)
+    assert verified is not None
+    assert COMPOSE["services"]["kafka"]["image"] == f"apache/kafka:{verified.group(1)}"
+
+
+def test_compose_gives_each_node_time_to_drain() -> None:
+    for service in DURO_NODES.values():
+        grace_s = int(service["stop_grace_period"].removesuffix("s"))
+        assert grace_s * 1000 > DuroSettings().shutdown.timeout_ms

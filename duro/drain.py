@@ -4,6 +4,10 @@ Every step is bounded by one deadline (`shutdown.timeout_ms` from the signal);
 whatever is left when it passes is closed by the node's ordinary shutdown. A
 second signal cancels the drain the same way. The order matters:
 
+0. The consumers of Kafka subscriptions stop: what they appended is durable
+   and their positions are committed batch by batch; they leave their consumer
+   groups, so other nodes take their topic partitions at once, and they release
+   the reply-bus sinks of their pending invocations (step 4 waits on the bus).
 1. The ingress answers every new request (health included, so a readiness
    probe fails) 503 with `Retry-After`: nothing is recorded, a client retries
    on another node.
@@ -54,6 +58,8 @@ class DrainParts:
     reply_bus: ReplyBus
     leave_cluster: Callable[[], Awaitable[None]] | None
     """Leaves the consumer group (Kafka); None on the embedded log, where nobody takes the partitions over."""
+    stop_subscriptions: Callable[[], Awaitable[None]] | None = None
+    """Stops this node's subscription consumers (they leave their groups)."""
 
 
 async def drain(parts: DrainParts, deadline: float, attempt_drain_timeout_s: float, report: DrainReport) -> None:
@@ -62,6 +68,8 @@ async def drain(parts: DrainParts, deadline: float, attempt_drain_timeout_s: flo
     Cancelling it leaves the node in whatever step it reached; the node's
     ordinary shutdown closes the rest.
     """
+    if parts.stop_subscriptions is not None:
+        await parts.stop_subscriptions()
     parts.ingress.stop_accepting(f"node {parts.node_id} is shutting down")
     started = time.monotonic()
     ended, aborted = await parts.invoker.drain(max(0.0, min(attempt_drain_timeout_s, deadline - started)))

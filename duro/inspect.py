@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from ingress.admin import DURO_VERSION
 from ingress.query import QueryTimeout, rows_table
+from ingress.subscriptions import SUBSCRIPTION_ID_PREFIX
 from partition_worker import keys
 from partition_worker.state_machine.promises import Promise
 from partition_worker.status import InvocationStatus, Phase
@@ -81,9 +82,12 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
     target = status.target
     outcome = status.outcome
     invoked_by = "ingress"
+    invoked_by_id, subscription_id = status.invoked_by_id, None
     if status.restarted_from is not None:
         invoked_by = "restart_as_new"
-    elif status.invoked_by_id is not None:
+    elif invoked_by_id is not None and invoked_by_id.startswith(SUBSCRIPTION_ID_PREFIX):
+        invoked_by, invoked_by_id, subscription_id = "subscription", None, invoked_by_id
+    elif invoked_by_id is not None:
         invoked_by = "service"
     row: Row = {
         "partition_key": InvocationId.parse(invocation_id).partition_key,
@@ -96,7 +100,8 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
         "target_service_ty": SERVICE_TYPE_WORDS[target.service_type],
         "idempotency_key": status.idempotency_key,
         "invoked_by": invoked_by,
-        "invoked_by_id": status.invoked_by_id,
+        "invoked_by_id": invoked_by_id,
+        "invoked_by_subscription_id": subscription_id,
         "invoked_by_service_name": status.invoked_by_target.split("/", 1)[0] if status.invoked_by_target else None,
         "invoked_by_target": status.invoked_by_target,
         "restarted_from": status.restarted_from,

@@ -31,8 +31,13 @@ from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
-from ingress.registry import FileRegistryStore, Registry, SharedRegistryStore
+from ingress.kafka_inspect import KafkaInspector
+from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
 from ingress.settings import ServiceDefaults
+from ingress.subscription_admin import SubscriptionAdmin
+from ingress.subscription_consumer import SubscriptionConsumer
+from ingress.subscription_controller import SubscriptionController
+from ingress.subscriptions import FileKeyValues, KafkaCluster, KeyValueStore, Subscription, SubscriptionRegistry, static_clusters
 from partition_worker.gauges import GaugeSampler, GaugeSettings, SampledPartition
 from partition_worker.invoker import Invoker
 from partition_worker.processor import StateAheadOfLogError, applied_offset_of, check_state_within_log
@@ -137,8 +142,16 @@ class Node:
             stack.callback(sampling.cancel)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy)
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
+            subscriptions = await self._subscriptions(metadata, registry)
+            subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))
             admin_app = build_admin_app(
-                wal, registry, reply_bus, settings.ingress, partition_tables=_local_tables(worker), service_defaults=service_defaults
+                wal,
+                registry,
+                reply_bus,
+                settings.ingress,
+                partition_tables=_local_tables(worker),
+                service_defaults=service_defaults,
+                extra_routes=subscription_admin.routes(),
             )
             servers = await self._serve_http(stack, ingress_app, admin_app)
             if metadata is None:
@@ -147,6 +160,7 @@ class Node:
             else:
                 await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
                 await self._join_cluster(stack, worker)
+            controller = self._consume_subscriptions(stack, subscriptions, registry, wal, reply_bus)
             log.info(
                 "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
                 settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
@@ -155,7 +169,8 @@ class Node:
             if self._failure is not None:
                 raise NodeFailure(f"node {settings.node_id} stopped because a component failed: {self._failure!r}") from self._failure
             log.info("duro node %d stopping: draining for at most %d ms", settings.node_id, settings.shutdown.timeout_ms)
-            deadline = await self._drain(DrainParts(settings.node_id, ingress_app.ingress, invoker, worker, reply_bus, self._leave_cluster))
+            parts = DrainParts(settings.node_id, ingress_app.ingress, invoker, worker, reply_bus, self._leave_cluster, controller.close)
+            deadline = await self._drain(parts)
             for server in servers:  # what is still open gets what is left of the graceful phase, at least a second
                 server.config.timeout_graceful_shutdown = max(1, round(deadline - time.monotonic()))
 
@@ -196,6 +211,40 @@ class Node:
             log.error("draining failed: %r", results[0])
         log.info("duro node %d %s", self.settings.node_id, describe(report, time.monotonic() - started, completed))
         return deadline
+
+    async def _subscriptions(self, metadata: KafkaMetadata | None, registry: Registry) -> SubscriptionRegistry:
+        """The subscriptions and Kafka clusters: in the metadata topic on Kafka (shared by every node), else in the data dir."""
+        settings = self.settings
+        store: KeyValueStore
+        if metadata is not None:
+            store = metadata
+        else:
+            local = FileKeyValues(settings.data_dir)
+            await local.load()
+            store = local
+        try:
+            configured = static_clusters([(c.name, c.brokers, c.properties) for c in settings.ingress.kafka_clusters])
+        except RegistryError as error:
+            raise NodeStartError(f"ingress.kafka_clusters: {error.message}") from None
+        inspector = KafkaInspector(settings.subscriptions.kafka_timeout_ms)
+        return SubscriptionRegistry(store, registry, configured, inspector.check_topic)
+
+    def _consume_subscriptions(
+        self, stack: contextlib.AsyncExitStack, subscriptions: SubscriptionRegistry, registry: Registry, wal: Log, reply_bus: ReplyBus
+    ) -> SubscriptionController:
+        """Run this node's consumer of every subscription (the subscription's consumer group shares the topic between nodes)."""
+        settings = self.settings
+        retry_policy = settings.retry.policy()
+
+        def consumer(subscription: Subscription, cluster: KafkaCluster) -> SubscriptionConsumer:
+            return SubscriptionConsumer(
+                subscription, cluster, registry, wal, reply_bus, settings.subscriptions, settings.ingress, retry_policy, settings.node_id
+            )
+
+        controller = SubscriptionController(subscriptions, consumer, settings.subscriptions)
+        controller.start()
+        stack.push_async_callback(controller.close)
+        return controller
 
     async def _open_log(self, stack: contextlib.AsyncExitStack) -> tuple[Log, KafkaMetadata | None]:
         settings = self.settings

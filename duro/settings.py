@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
-from ingress.settings import IngressSettings
+from ingress.settings import IngressSettings, SubscriptionSettings
 from partition_worker.settings import InvokerSettings, ProcessorSettings
 from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
 
@@ -119,6 +119,7 @@ class DuroSettings(BaseSettings):
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     invoker: InvokerSettings = Field(default_factory=InvokerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import pyarrow as pa
@@ -127,6 +127,7 @@ def build_admin_app(
     discoverer: Discoverer | None = None,
     partition_tables: PartitionTables | None = None,
     service_defaults: ServiceDefaults | None = None,
+    extra_routes: Sequence[tuple[str, str, str, Handler]] = (),
 ) -> Starlette:
     """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
 
@@ -134,13 +135,15 @@ def build_admin_app(
     `service_defaults` are the node's retry policy and timeouts, shown for
     services that declare none (without them, only declared values and the
     built-in retry policy are shown).
+    `extra_routes` (path, method, kind, handler) are served like the built-in
+    ones, e.g. the subscription routes of `ingress.subscription_admin`.
     """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
     defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
     api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
-    return Starlette(routes=api.routes(), exception_handlers={404: _route_error, 405: _route_error})
+    return Starlette(routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error})
 
 
 async def _route_error(request: Request, error: Exception) -> Response:
@@ -173,8 +176,9 @@ class AdminApi:
         self.waiter = ReplyWaiter(log, reply_bus)
         self.reply_bus = reply_bus
 
-    def routes(self) -> list[Route]:
+    def routes(self, extra_routes: Sequence[tuple[str, str, str, Handler]] = ()) -> list[Route]:
         table: list[tuple[str, str, str, Handler]] = [
+            *extra_routes,
             ("/version", "GET", "version", self.version),
             ("/health", "GET", "health", self.health),
             ("/deployments", "GET", "list_deployments", self.list_deployments),

@@ -259,12 +259,30 @@ def decode_registry(document: bytes) -> list[Deployment]:
 
 def new_deployment_id() -> str:
     """A fresh id in Restate's form: `dp_1` + 22 base62 characters of a random 128-bit number."""
-    value = secrets.randbits(128)
+    return resource_id(DEPLOYMENT_ID_PREFIX, secrets.randbits(128))
+
+
+def resource_id(prefix: str, value: int) -> str:
+    """Restate's form of a 128-bit resource id (deployments, subscriptions): `prefix` + 22 base62 characters of `value`."""
+    assert 0 <= value < 1 << 128, "resource ids are 128-bit numbers"
     digits = []
     for _ in range(_ULID_BASE62_CHARS):
         value, remainder = divmod(value, 62)
         digits.append(_BASE62[remainder])
-    return DEPLOYMENT_ID_PREFIX + "".join(reversed(digits))
+    return prefix + "".join(reversed(digits))
+
+
+def parse_resource_id(prefix: str, text: str) -> int:
+    """The 128-bit number of a resource id written by `resource_id`; ValueError naming the expected form."""
+    body = text[len(prefix) :] if text.startswith(prefix) else None
+    if body is None or len(body) != _ULID_BASE62_CHARS or any(char not in _BASE62 for char in body):
+        raise ValueError(f"expected '{prefix}' followed by {_ULID_BASE62_CHARS} base62 characters [0-9a-zA-Z], got {text!r}")
+    value = 0
+    for char in body:
+        value = value * 62 + _BASE62.index(char)
+    if value >= 1 << 128:
+        raise ValueError(f"{text!r} is out of range for a 128-bit id")
+    return value
 
 
 def normalize_uri(uri: str) -> str:

@@ -1,4 +1,4 @@
-"""`IngressSettings`: every limit, timeout and default retention of the ingress and the admin API, with its default; `ServiceDefaults` the admin API shows."""
+"""`IngressSettings` and `SubscriptionSettings`: every limit, timeout and default of the ingress, the admin API and Kafka subscriptions; `ServiceDefaults` the admin API shows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ from wal.records import RetryPolicy
 
 MIB = 1024 * 1024
 HOUR_MS = 3_600_000
+
+
+class KafkaClusterConfig(BaseModel):
+    """A Kafka cluster subscriptions can name, as Restate's `ingress.kafka-clusters` entries: a name, brokers, and more client properties.
+
+    Any key besides `name` and `brokers` is a client property in librdkafka's
+    name (quote it in TOML: `"security.protocol" = "SASL_SSL"`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str = Field(description="The name subscriptions use: kafka://<name>/<topic>.")
+    brokers: list[str] = Field(min_length=1, description="Bootstrap servers, HOST:PORT each.")
+
+    @property
+    def properties(self) -> dict[str, str]:
+        return {key: str(value) for key, value in (self.model_extra or {}).items()}
 
 
 class IngressSettings(BaseModel):
@@ -70,6 +87,53 @@ class IngressSettings(BaseModel):
     max_concurrent_queries: int = Field(
         default=2, gt=0, description="POST /query runs at most this many queries at once, each in a worker thread; others wait."
     )
+    kafka_clusters: tuple[KafkaClusterConfig, ...] = Field(
+        default=(), description="Kafka clusters subscriptions can consume from (more can be added with POST /kafka-clusters)."
+    )
+
+
+class SubscriptionSettings(BaseModel):
+    """How this node consumes the Kafka topics of subscriptions (`DURO_SUBSCRIPTIONS__...`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_pending_invocations: int = Field(
+        default=1_000,
+        gt=0,
+        description="Invocations one subscription has started from this node and that have not completed; at this many its"
+        " consumer pauses, and it resumes below it.",
+    )
+    max_batch_records: int = Field(default=500, gt=0, description="Records fetched, appended and committed together.")
+    max_record_bytes: int = Field(
+        default=10 * MIB,
+        gt=0,
+        description="Largest record value that becomes an invocation; larger records are skipped, counted and logged.",
+    )
+    session_timeout_ms: int = Field(
+        default=6_000,
+        gt=0,
+        description="A node silent this long loses its topic partitions to the others (unless the subscription sets session.timeout.ms).",
+    )
+    heartbeat_interval_ms: int = Field(default=1_000, gt=0, description="How often a consumer tells its group it is alive.")
+    max_poll_interval_ms: int = Field(
+        default=60_000, gt=0, description="The group drops a consumer that has not polled this long (a paused consumer keeps polling)."
+    )
+    poll_timeout_ms: int = Field(
+        default=500, gt=0, description="How long one poll waits for records before the consumer looks at its state again."
+    )
+    pending_nudge_interval_ms: int = Field(
+        default=5_000,
+        gt=0,
+        description="A pending invocation with no outcome this long is asked for again (a leader change or a duplicate can lose the answer).",
+    )
+    lag_refresh_interval_ms: int = Field(
+        default=1_000, gt=0, description="How often the consumer-lag metric is refreshed from the brokers."
+    )
+    kafka_timeout_ms: int = Field(
+        default=10_000, gt=0, description="How long the admin API waits on a Kafka cluster (checking a topic, reading a group's lag)."
+    )
+    restart_initial_backoff_ms: int = Field(default=200, gt=0, description="Pause before restarting a consumer that failed.")
+    restart_max_backoff_ms: int = Field(default=10_000, gt=0, description="Longest pause between restarts (the pause doubles up to it).")
 
     @property
     def retention_defaults(self) -> RetentionPolicy:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_topics import create_topic, produce
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 CLI = Path(__file__).resolve().parent / "typescript" / "node_modules" / ".bin" / "restate"
@@ -292,3 +293,39 @@ def test_deployments_list_extra_counts_active_invocations(setup: Setup, register
     assert run.returncode == 0, run.output
     (row,) = [line.split() for line in run.output.splitlines() if deployment["id"] in line]
     assert "Active" in row and "ACTIVE-INVOCATIONS" in run.output
+
+
+def test_kafka_clusters_and_subscriptions_are_created_listed_described_and_deleted(
+    setup: Setup, registered: tuple[CliRun, dict], kafka_bootstrap: str
+) -> None:
+    topic = f"cli-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_bootstrap, topic, 2)
+    run = setup.restate("--yes", "kafka-clusters", "create", "clikafka", f"bootstrap.servers={kafka_bootstrap}")
+    assert run.returncode == 0, run.output
+    run = setup.restate("kafka-clusters", "list")
+    assert run.returncode == 0 and "clikafka" in run.output and kafka_bootstrap in run.output, run.output
+
+    source, sink = f"kafka://clikafka/{topic}", "service://Counter/add"
+    run = setup.restate("--yes", "subscriptions", "create", source, sink, "auto.offset.reset=earliest")
+    assert run.returncode == 0, run.output
+    (subscription,) = [s for s in json.loads(http("GET", f"{setup.duro.admin}/subscriptions")[2])["subscriptions"] if s["source"] == source]
+    assert f"Subscription {subscription['id']} created" in run.output
+
+    run = setup.restate("subscriptions", "list")
+    assert run.returncode == 0, run.output
+    assert [subscription["id"], source, sink, "3"] in [line.split() for line in run.output.splitlines()]
+    run = setup.restate("subscriptions", "describe", subscription["id"])
+    assert run.returncode == 0, run.output
+    for expected in (subscription["id"], source, sink, kafka_bootstrap, "auto.offset.reset", "earliest", "group.id"):
+        assert expected in run.output, (expected, run.output)
+
+    produce(kafka_bootstrap, topic, [("cli-carol", 4), ("cli-carol", 3)])
+    wait_until(lambda: json.loads(http("POST", f"{setup.duro.ingress}/Counter/cli-carol/get")[2]) == 7, 60, "the events to be counted")
+
+    run = setup.restate("--yes", "subscriptions", "delete", subscription["id"])
+    assert run.returncode == 0, run.output
+    assert f"Subscription {subscription['id']} deleted" in run.output
+    assert http("GET", f"{setup.duro.admin}/subscriptions/{subscription['id']}")[0] == 404
+    run = setup.restate("--yes", "kafka-clusters", "delete", "clikafka")
+    assert run.returncode == 0, run.output
+    assert http("GET", f"{setup.duro.admin}/kafka-clusters/clikafka")[0] == 404

@@ -1,0 +1,331 @@
+"""One subscription's consumer on one node: Kafka records in, durable Invoke records out, positions committed only after.
+
+The node is one member of the subscription's consumer group (`group.id`),
+which spreads the topic's partitions over the nodes and moves a silent node's
+share to the others after the session timeout. Each poll returns a batch; its
+records become Invokes (`subscription_events`), each duro partition's share is
+appended in offset order, and only once every append is durable are the
+positions committed. A crash in between delivers the batch again, to this node
+or another; the Invokes it appends again carry the same (producer, offset)
+dedup tags and the partitions drop them. Batches are strictly sequential, so
+per Kafka partition and duro partition the appends only grow in offset.
+
+Backpressure: every Invoke names this node's reply bus as its response sink,
+so the consumer knows how many of its invocations are still pending. At
+`max_pending_invocations` it pauses its partitions (still polling, so it stays
+in the group) and resumes below. An answer can be lost (a leader change, a
+duplicate that was dropped); a pending invocation silent for
+`pending_nudge_interval_ms` is asked for again with an Attach, which the
+partition answers once the invocation is done.
+
+A rebalance waits for the batch in flight (appended and committed) before the
+partitions go. `run` returns only by cancellation or an exception; the caller
+(the controller) restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ingress import kafka_options, metrics
+from ingress.registry import Registry
+from ingress.settings import IngressSettings, SubscriptionSettings
+from ingress.subscription_events import EventRecord, EventTarget, RecordProblem, build_event
+from ingress.subscriptions import KafkaCluster, Subscription
+from wal.log import Log
+from wal.partitioner import partition_of
+from wal.records import Attach, Envelope, IngressSink, Record, RetryPolicy, encode_record
+from wal.replies import Reply, ReplyBus, TooManyWaitingRequests
+
+log = logging.getLogger("duro.subscriptions")
+
+
+class SinkUnavailable(Exception):
+    """The subscription's handler is no longer registered; the consumer stops until it is (the controller retries)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    invocation_id: str
+    sink: IngressSink
+    partition: int
+    asked_at: float  # monotonic seconds: when the outcome was last asked for
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SubscriptionConsumer:
+    """Consumes `subscription`'s topic from `cluster` into `log` until cancelled (see the module docstring)."""
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        cluster: KafkaCluster,
+        deployments: Registry,
+        log_: Log,
+        reply_bus: ReplyBus,
+        settings: SubscriptionSettings,
+        ingress_settings: IngressSettings,
+        retry_policy: RetryPolicy,
+        node_id: int,
+    ) -> None:
+        self.subscription = subscription
+        self.cluster = cluster
+        self._deployments = deployments
+        self._log = log_
+        self._bus = reply_bus
+        self._settings = settings
+        self._ingress_settings = ingress_settings
+        self._retry_policy = retry_policy
+        self._node_id = node_id
+        self._pending: dict[int, _Pending] = {}
+        self._room = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._paused = False
+        self._lag_refreshed_at = 0.0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._labels = {"subscription": subscription.id}
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def consumer_properties(self) -> dict[str, str]:
+        """The cluster's properties overridden by the subscription's options."""
+        return {**self.cluster.properties, **self.subscription.options}
+
+    async def run(self) -> None:
+        properties = self.consumer_properties()
+        kwargs = {
+            "session_timeout_ms": self._settings.session_timeout_ms,
+            "heartbeat_interval_ms": self._settings.heartbeat_interval_ms,
+            "max_poll_interval_ms": self._settings.max_poll_interval_ms,
+            "auto_offset_reset": "latest",
+            **kafka_options.consumer_kwargs(properties),
+            "enable_auto_commit": False,
+        }
+        consumer = AIOKafkaConsumer(**kwargs)
+        self._consumer = consumer
+        await consumer.start()
+        nudger = asyncio.create_task(self._nudge_forever(), name=f"nudge {self.subscription.id}")
+        try:
+            consumer.subscribe([self.subscription.topic], listener=_Rebalance(self))
+            while True:
+                if nudger.done():
+                    nudger.result()  # its failure is ours
+                    raise RuntimeError("the pending-invocation nudger stopped")
+                await self._step(consumer)
+        finally:
+            nudger.cancel()
+            await asyncio.gather(nudger, return_exceptions=True)
+            for pending in self._pending.values():
+                self._bus.release(pending.sink)
+            self._pending.clear()
+            self._forget_metrics()
+            await asyncio.shield(consumer.stop())
+
+    # ------------------------------------------------------------ the loop
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        room = self._settings.max_pending_invocations - len(self._pending)
+        if room <= 0:
+            self._pause(consumer)
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), self._settings.poll_timeout_ms / 1000)
+            except TimeoutError:
+                pass
+            # Keeps this member alive in the group; a partition assigned since the pause above may still return records.
+            batch = await consumer.getmany(timeout_ms=0)
+        else:
+            self._resume(consumer)
+            batch = await consumer.getmany(
+                timeout_ms=self._settings.poll_timeout_ms, max_records=min(room, self._settings.max_batch_records)
+            )
+        if batch:
+            async with self._batch_lock:
+                await self._deliver(consumer, batch)
+        await self._refresh_lag(consumer)
+
+    def _pause(self, consumer: AIOKafkaConsumer) -> None:
+        consumer.pause(*consumer.assignment())  # every poll: partitions assigned meanwhile start paused too
+        if not self._paused:
+            self._paused = True
+            metrics.subscription_paused.labels(**self._labels).set(1)
+            log.info("subscription %s paused: %d invocations pending (max_pending_invocations)", self.subscription.id, len(self._pending))
+
+    def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        if self._paused:
+            self._paused = False
+            consumer.resume(*consumer.paused())
+            metrics.subscription_paused.labels(**self._labels).set(0)
+            log.info("subscription %s resumed: %d invocations pending", self.subscription.id, len(self._pending))
+
+    async def _deliver(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Append the batch's Invokes (each partition's share in offset order), then commit the positions."""
+        target = self._target()
+        now_ms = _now_ms()
+        entries: dict[int, list[bytes]] = {}
+        registered: list[int] = []
+        positions: dict[TopicPartition, int] = {}
+        counts: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            for record in records:
+                sink, outcome = self._register()
+                event = build_event(target, _event_record(record), sink, now_ms)
+                if event.problem is not None:
+                    self._report(record, event.problem)
+                if event.entry is None:
+                    if sink is not None:
+                        self._bus.release(sink)
+                    continue
+                partition = partition_of(event.partition_key, self._log.partition_count)
+                entries.setdefault(partition, []).append(event.entry)
+                counts[tp] = counts.get(tp, 0) + 1
+                if sink is not None and outcome is not None:
+                    self._pending[sink.request_id] = _Pending(event.invocation_id, sink, partition, time.monotonic())
+                    registered.append(sink.request_id)
+                    outcome.add_done_callback(functools.partial(self._settled, sink.request_id))
+            positions[tp] = records[-1].offset + 1
+        metrics.subscription_pending.labels(**self._labels).set(len(self._pending))
+        try:
+            await asyncio.gather(*(self._log.append(partition, share) for partition, share in entries.items()))
+        except BaseException:
+            for request_id in registered:
+                pending = self._pending.pop(request_id, None)
+                if pending is not None:
+                    self._bus.release(pending.sink)
+            raise
+        for tp, count in counts.items():
+            metrics.subscription_records.labels(self.subscription.id, tp.topic, str(tp.partition)).inc(count)
+        try:
+            await consumer.commit(positions)
+        except KafkaError as error:
+            log.warning(
+                "subscription %s: committing positions %s failed (%r); those records will be delivered again and dropped as duplicates",
+                self.subscription.id, {f"{tp.topic}/{tp.partition}": offset for tp, offset in positions.items()}, error,
+            )  # fmt: skip
+
+    def _target(self) -> EventTarget:
+        subscription = self.subscription
+        resolved = self._deployments.resolve(subscription.service, subscription.handler)
+        if resolved is None:
+            raise SinkUnavailable(f"subscription {subscription.id}: handler {subscription.sink} is not registered (any more)")
+        return EventTarget(
+            subscription_id=subscription.id,
+            group_id=subscription.group_id,
+            service=subscription.service,
+            handler=subscription.handler,
+            service_type=resolved.service_type,
+            handler_kind=resolved.kind,
+            expects_json=resolved.handler.input.expects_json,
+            completion_retention_ms=resolved.completion_retention_ms(self._ingress_settings, False),
+            retry_policy=resolved.retry_policy(self._retry_policy),
+            max_record_bytes=self._settings.max_record_bytes,
+        )
+
+    def _register(self) -> tuple[IngressSink | None, asyncio.Future[Reply] | None]:
+        try:
+            return self._bus.register()
+        except TooManyWaitingRequests:
+            return None, None  # the node's reply bus is full: this invocation is not counted as pending
+
+    def _settled(self, request_id: int, _: object = None) -> None:
+        if self._pending.pop(request_id, None) is not None:
+            metrics.subscription_pending.labels(**self._labels).set(len(self._pending))
+            self._room.set()
+
+    def _report(self, record: ConsumerRecord[bytes, bytes], problem: RecordProblem) -> None:
+        metrics.subscription_problem_records.labels(self.subscription.id, record.topic, str(record.partition), problem.value).inc()
+        action = "delivered anyway (the handler's SDK will fail it)" if problem is RecordProblem.INVALID_JSON else "skipped"
+        log.warning(
+            "subscription %s: record at %s/%d offset %d: %s, %s",
+            self.subscription.id, record.topic, record.partition, record.offset, problem.value, action,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ lost answers
+
+    async def _nudge_forever(self) -> None:
+        interval_s = self._settings.pending_nudge_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            await self._nudge(time.monotonic() - interval_s)
+
+    async def _nudge(self, silent_since: float) -> None:
+        """Ask again for the outcome of every pending invocation not asked about since `silent_since`."""
+        entries: dict[int, list[bytes]] = {}
+        now = time.monotonic()
+        for pending in list(self._pending.values()):
+            if pending.asked_at <= silent_since:
+                pending.asked_at = now
+                attach = Attach(pending.invocation_id, pending.sink, block=True)
+                entries.setdefault(pending.partition, []).append(encode_record(Record(Envelope(_now_ms()), attach)))
+        await asyncio.gather(*(self._log.append(partition, share) for partition, share in entries.items()))
+
+    # ------------------------------------------------------------ lag
+
+    async def _refresh_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now - self._lag_refreshed_at < self._settings.lag_refresh_interval_ms / 1000:
+            return
+        self._lag_refreshed_at = now
+        assigned = sorted(consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = await consumer.end_offsets(assigned)
+            for tp in assigned:
+                lag = max(0, ends[tp] - await consumer.position(tp))
+                metrics.subscription_lag.labels(self.subscription.id, tp.topic, str(tp.partition)).set(lag)
+        except KafkaError as error:
+            log.info("subscription %s: could not read the end offsets for the lag metric: %r", self.subscription.id, error)
+
+    def _forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            labels = (self.subscription.id, tp.topic, str(tp.partition))
+            try:
+                metrics.subscription_lag.remove(*labels)
+            except KeyError:
+                pass
+
+    def _forget_metrics(self) -> None:
+        if self._consumer is not None:
+            self._forget_partitions(self._consumer.assignment())
+        for gauge in (metrics.subscription_pending, metrics.subscription_paused):
+            try:
+                gauge.remove(self.subscription.id)
+            except KeyError:
+                pass
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, consumer: SubscriptionConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Wait for the batch in flight: its Invokes are durable and its positions committed before the partitions move."""
+        async with self._consumer._batch_lock:
+            self._consumer._forget_partitions(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self._consumer
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info(
+            "subscription %s: node %d consumes %s partitions %s (group %s)",
+            consumer.subscription.id, consumer._node_id, consumer.subscription.topic, partitions, consumer.subscription.group_id,
+        )  # fmt: skip
+
+
+def _event_record(record: ConsumerRecord[bytes, bytes]) -> EventRecord:
+    timestamp = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
+    return EventRecord(record.topic, record.partition, record.offset, timestamp, record.key, record.value, tuple(record.headers or ()))

@@ -136,9 +136,7 @@ def test_ten_thousand_events_over_a_kill9_run_in_topic_order_exactly_once(setup:
     assert not wrong, f"{len(wrong)} keys saw their events out of order, twice or not at all, e.g. {next(iter(wrong.items()))}"
     wait_until(lambda: lag(setup.duro, subscription_id)["lag"] == 0, 60, "the consumer group's lag to return to 0")
     assert sum(p["end_offset"] for p in lag(setup.duro, subscription_id)["partitions"]) == 10_000
-    wait_until(
-        lambda: metric(setup.duro, "duro_subscription_lag_records", subscription_id) == 0, 30, "the lag metric to return to 0"
-    )
+    wait_until(lambda: metric(setup.duro, "duro_subscription_lag_records", subscription_id) == 0, 30, "the lag metric to return to 0")
     status, _, body = setup.duro.call(f"/EventLog/{keys[0]}/headers")
     assert status == 200, body
     headers = json.loads(body)

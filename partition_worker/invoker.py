@@ -7,8 +7,15 @@ partition's log as `AttemptEvents` records. In bidirectional mode (HTTP/2) it
 keeps the request open and writes each notification the leader hands it
 (`Notify`, only after the notification was applied); in request/response mode
 it closes the request after the journal and the SDK suspends when it must wait.
-Transport failures become `AttemptFailed` records: the state machine decides
-when to retry. Cancelling an attempt's task resets its stream.
+Every way an attempt ends is a record the state machine applies: End,
+Suspension and Error are `AttemptEvents`; a transport failure, a protocol
+violation, a bad status, the abort timeout, a node that stops, and a
+cancellation nobody asked for are `AttemptFailed` (the state machine decides
+when to retry). Only an attempt that no longer needs a record ends without
+one: superseded by a newer attempt, ended by apply (its invocation completed)
+or left behind by a leader that stepped down (the next leader restarts it).
+`accounts_for` lets the partition check that no invocation is running without
+a live attempt or a recorded end.
 """
 
 from __future__ import annotations
@@ -57,8 +64,8 @@ class PartitionLeader(Protocol):
     @property
     def store(self) -> PartitionStore: ...
 
-    async def append(self, body: RecordBody) -> None:
-        """Append a record on behalf of this leader (its epoch); returns once durable."""
+    async def append(self, body: RecordBody) -> int:
+        """Append a record on behalf of this leader (its epoch); returns its log offset once durable."""
         ...
 
 
@@ -69,6 +76,17 @@ class AttemptError(Exception):
         super().__init__(failure.message)
         self.failure = failure
         self.retry_after_ms = retry_after_ms
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Why the invoker stopped an attempt itself: `failure` is recorded as AttemptFailed; None records nothing."""
+
+    failure: Failure | None
+
+
+_NO_RECORD = _Stop(None)
+STOPPED = 503  # failure code of an attempt the invoker stopped (timeout, node stopping, overflow): retried by policy
 
 
 @dataclass(eq=False)
@@ -89,6 +107,8 @@ class _Attempt:
     opened_at: float = 0.0
     outcome: str = metrics.ABORTED  # what `duro_invoker_attempts_total` counts when the attempt ends
     output_failed: bool | None = None  # set when the SDK sent its output: whether it was a failure
+    stop: _Stop | None = None  # set when the invoker cancels the attempt, saying what to record
+    last_offset: int | None = None  # log offset of the last record this attempt appended
 
     async def close_request(self, exchange: Exchange) -> None:
         """End the request body once (after a terminal message, or when the attempt idles)."""
@@ -110,12 +130,38 @@ class Invoker:
         )
         self._http1: aiohttp.ClientSession | None = None
         self._attempts: dict[str, _Attempt] = {}
+        self._ended: dict[str, tuple[int, int, int]] = {}  # invocation id -> (partition, attempt, offset of its last record)
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_attempts)
         self._draining = False
 
     @property
     def running_count(self) -> int:
         return len(self._attempts)
+
+    @property
+    def draining(self) -> bool:
+        """True once `drain` began: no attempt starts any more, so running invocations may lack one."""
+        return self._draining
+
+    def accounts_for(self, partition: int, invocation_id: str, attempt: int, applied_offset: int) -> bool:
+        """True if attempt `attempt` runs here, or ended with a record the partition has not applied yet (at or before `applied_offset`)."""
+        handle = self._attempts.get(invocation_id)
+        if handle is not None and handle.attempt == attempt:
+            return True
+        ended = self._ended.get(invocation_id)
+        return ended is not None and ended[0] == partition and ended[1] == attempt and ended[2] > applied_offset
+
+    def forget_ended(self, partition: int, applied_offset: int) -> None:
+        """Drop the recorded ends of `partition` that it has applied (at or before `applied_offset`)."""
+        for invocation_id, (ended_partition, _, offset) in list(self._ended.items()):
+            if ended_partition == partition and offset <= applied_offset:
+                del self._ended[invocation_id]
+
+    def _stop(self, handle: _Attempt, stop: _Stop) -> None:
+        if handle.task is not None and not handle.task.done():
+            if handle.stop is None:
+                handle.stop = stop
+            handle.task.cancel()
 
     # ------------------------------------------------------------ leader-facing API
 
@@ -128,8 +174,8 @@ class Invoker:
         if self._draining:
             return
         previous = self._attempts.get(invocation_id)
-        if previous is not None and previous.task is not None:
-            previous.task.cancel()
+        if previous is not None:
+            self._stop(previous, _NO_RECORD)  # the newer attempt is in the log already
         handle = _Attempt(invocation_id, attempt, leader, asyncio.Queue(self.settings.max_pending_notifications))
         self._attempts[invocation_id] = handle
         handle.task = asyncio.create_task(self._run(handle), name=f"attempt {invocation_id}#{attempt}")
@@ -141,25 +187,27 @@ class Invoker:
         try:
             handle.notifications.put_nowait(action)
         except asyncio.QueueFull:
-            log.warning(
-                "attempt %s#%d has %d undelivered notifications; abandoning it",
-                action.invocation_id,
-                action.attempt,
-                handle.notifications.qsize(),
+            message = (
+                f"the attempt stopped reading notifications: {handle.notifications.qsize()} undelivered"
+                f" (max_pending_notifications={self.settings.max_pending_notifications})"
             )
-            if handle.task is not None:
-                handle.task.cancel()
+            log.warning("attempt %s#%d: %s; abandoning it", action.invocation_id, action.attempt, message)
+            self._stop(handle, _Stop(Failure(STOPPED, message)))
 
     def abort(self, invocation_id: str, attempt: int) -> None:
+        """Apply ended the attempt (its invocation completed, was killed or moved on): stop it without a record."""
         handle = self._attempts.get(invocation_id)
-        if handle is not None and handle.attempt == attempt and handle.task is not None:
-            handle.task.cancel()
+        if handle is not None and handle.attempt == attempt:
+            self._stop(handle, _NO_RECORD)
 
     def abort_partition(self, partition: int) -> None:
-        """Stop every attempt of a partition this node no longer leads."""
+        """Stop every attempt of a partition this node no longer leads; the next leader restarts them (a record would be fenced)."""
         for handle in list(self._attempts.values()):
-            if handle.leader.partition == partition and handle.task is not None:
-                handle.task.cancel()
+            if handle.leader.partition == partition:
+                self._stop(handle, _NO_RECORD)
+        for invocation_id, ended in list(self._ended.items()):
+            if ended[0] == partition:
+                del self._ended[invocation_id]
 
     async def drain(self, timeout_s: float) -> tuple[int, int]:
         """Start no new attempt; let the running ones end or suspend, then abort what is left after `timeout_s`.
@@ -180,15 +228,18 @@ class Invoker:
         if not tasks:
             return 0, 0
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
+        stopping = _Stop(Failure(STOPPED, "the node stopped before the attempt ended (shutdown.attempt_drain_timeout_ms)"))
+        for handle in handles:
+            if handle.task in pending:
+                self._stop(handle, stopping)
         await asyncio.gather(*pending, return_exceptions=True)
         return len(tasks) - len(pending), len(pending)
 
     async def close(self) -> None:
+        """Stop every attempt, recording that the node stopped (the log may refuse: then the next leader restarts them)."""
+        stopping = _Stop(Failure(STOPPED, "the node stopped before the attempt ended"))
         for handle in list(self._attempts.values()):
-            if handle.task is not None:
-                handle.task.cancel()
+            self._stop(handle, stopping)
         await asyncio.gather(*(h.task for h in list(self._attempts.values()) if h.task), return_exceptions=True)
         await self._h2.aclose()
         if self._http1 is not None:
@@ -204,7 +255,13 @@ class Invoker:
             async with self._slots:
                 await self._attempt(handle)
         except asyncio.CancelledError:
-            pass  # counted as aborted unless End, Suspension or Error was seen before (the leader may cancel an ended attempt)
+            # counted as aborted unless End, Suspension or Error was seen before (the leader may cancel an ended attempt)
+            stop = handle.stop
+            if stop is None:
+                log.error("attempt %s#%d was cancelled without a reason; recording it as failed", handle.invocation_id, handle.attempt)
+                stop = _Stop(Failure(500, "the attempt's task was cancelled without a reason"))
+            if stop.failure is not None:
+                await self._report_failure(handle, stop.failure, None)
         except AttemptError as exc:
             handle.outcome = metrics.FAILED
             await self._report_failure(handle, exc.failure, exc.retry_after_ms)
@@ -222,14 +279,16 @@ class Invoker:
             _observe_end(handle)
             if self._attempts.get(handle.invocation_id) is handle:
                 del self._attempts[handle.invocation_id]
+                if handle.last_offset is not None:
+                    self._ended[handle.invocation_id] = (handle.leader.partition, handle.attempt, handle.last_offset)
 
     async def _report_failure(self, handle: _Attempt, failure: Failure, retry_after_ms: int | None) -> None:
         deployment_id = handle.deployment.deployment_id if handle.deployment and not handle.pinned else None
         body = AttemptFailed(handle.invocation_id, handle.attempt, failure, retry_after_ms, deployment_id, handle.protocol_version or None)
         try:
-            await handle.leader.append(body)
-        except Exception:  # the log is gone (shutdown, lost leadership): the next leader restarts the attempt
-            log.warning("could not record the failure of attempt %s#%d", handle.invocation_id, handle.attempt)
+            handle.last_offset = await handle.leader.append(body)
+        except Exception as exc:  # the log is gone (shutdown, lost leadership): the next leader restarts the attempt
+            log.warning("could not record the failure of attempt %s#%d: %r", handle.invocation_id, handle.attempt, exc)
 
     async def _attempt(self, handle: _Attempt) -> None:
         store = handle.leader.store
@@ -255,14 +314,17 @@ class Invoker:
         for message_type, entry in journal:
             payload += encode_frame(message_type, entry)
         exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version)
+        handle.last_activity = time.monotonic()
+        watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info), name=f"watchdog {handle.invocation_id}")
         try:
             await exchange.send(bytes(payload))
             bidirectional = deployment.bidirectional and not deployment.use_http_11 and not self._draining
             if not bidirectional:
-                await exchange.end()
+                await handle.close_request(exchange)  # HTTP/1.1: sends the request and waits for the response's head
             handle.exchange = exchange  # from here on drain() may close the request
-            await self._exchange(handle, exchange, bidirectional, info)
+            await self._exchange(handle, exchange, bidirectional)
         finally:
+            watchdog.cancel()
             await exchange.close()
 
     def _pick_deployment(self, status: InvocationStatus) -> DeploymentEndpoint:
@@ -346,13 +408,10 @@ class Invoker:
         await exchange.open()
         return exchange
 
-    async def _exchange(self, handle: _Attempt, exchange: Exchange, bidirectional: bool, info: HandlerInfo | None) -> None:
+    async def _exchange(self, handle: _Attempt, exchange: Exchange, bidirectional: bool) -> None:
         writer: asyncio.Task[None] | None = None
-        watchdog: asyncio.Task[None] | None = None
-        handle.request_closed = not bidirectional
         if bidirectional:
             writer = asyncio.create_task(self._write_notifications(handle, exchange))
-            watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info))
         try:
             status_code, headers = await exchange.status()
             if status_code != 200:
@@ -365,9 +424,8 @@ class Invoker:
             if not terminal:
                 raise AttemptError(Failure(503, "the deployment closed the response without End, Suspension or Error"))
         finally:
-            for task in (writer, watchdog):
-                if task is not None:
-                    task.cancel()
+            if writer is not None:
+                writer.cancel()
 
     async def _read_messages(self, handle: _Attempt, exchange: Exchange) -> bool:
         """Append what the SDK sends, in order; True once End, Suspension or Error was seen.
@@ -414,7 +472,9 @@ class Invoker:
         assert deployment is not None, "an attempt picks its deployment before it talks to it"
         pin_id = None if handle.pinned else deployment.deployment_id
         pin_version = None if handle.pinned else handle.protocol_version
-        await handle.leader.append(AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version))
+        handle.last_offset = await handle.leader.append(
+            AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version)
+        )
         handle.pinned = True
 
     def _attempt_frame(self, frame: Frame, message: object) -> AttemptFrame:
@@ -440,22 +500,36 @@ class Invoker:
             handle.last_activity = time.monotonic()
 
     async def _watch_inactivity(self, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
-        inactivity_s = (
-            (info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms
-        ) / 1000
-        abort_s = ((info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms) / 1000
+        """Inactivity, then abort: the same for both modes.
+
+        After `inactivity_timeout_ms` without a message either way, the request
+        is closed so that a bidirectional SDK suspends (a request/response one
+        has its request closed already); if the attempt still has not ended
+        `abort_timeout_ms` later, it is stopped and recorded as failed, so
+        the state machine retries it by its policy.
+        """
+        inactivity_ms = (info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms
+        abort_ms = (info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms
         while True:
-            idle = time.monotonic() - handle.last_activity
-            if idle >= inactivity_s:
+            idle_s = time.monotonic() - handle.last_activity
+            if idle_s >= inactivity_ms / 1000:
                 break
-            await asyncio.sleep(inactivity_s - idle)
-        log.info(
-            "attempt %s#%d inactive for %.0f s: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_s
+            await asyncio.sleep(inactivity_ms / 1000 - idle_s)
+        if not handle.request_closed:
+            log.info(
+                "attempt %s#%d inactive for %d ms: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_ms
+            )
+            try:
+                await handle.close_request(exchange)
+            except ExchangeError:
+                pass  # the stream is gone: the reader sees that too
+        await asyncio.sleep(abort_ms / 1000)
+        message = (
+            f"no end of the attempt {abort_ms} ms after {inactivity_ms} ms without a message"
+            f" (inactivity_timeout_ms={inactivity_ms}, abort_timeout_ms={abort_ms})"
         )
-        await handle.close_request(exchange)
-        await asyncio.sleep(abort_s)
-        assert handle.task is not None, "a watched attempt has a task"
-        handle.task.cancel()
+        log.warning("attempt %s#%d stopped: %s", handle.invocation_id, handle.attempt, message)
+        self._stop(handle, _Stop(Failure(STOPPED, message)))
 
 
 _OUTCOME_OF_TERMINAL: dict[int, str] = {

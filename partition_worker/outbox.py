@@ -22,7 +22,7 @@ class OutboxShuffle:
         self,
         log: Log,
         producer_id: str,
-        append_own: Callable[[list[RecordBody]], Awaitable[None]],
+        append_own: Callable[[list[RecordBody]], Awaitable[object]],
         clock_ms: Callable[[], int],
         max_batch_messages: int = 1024,
     ) -> None:

@@ -32,10 +32,11 @@ from partition_worker.invoker import Invoker
 from partition_worker.outbox import OutboxShuffle
 from partition_worker.settings import ProcessorSettings
 from partition_worker.state_machine import StateMachine
+from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore, Transaction
 from partition_worker.timers import TimerService
 from wal.log import Log
-from wal.records import AnnounceLeader, Envelope, IngressSink, Record, RecordBody, decode_record, encode_record
+from wal.records import AnnounceLeader, AttemptFailed, Envelope, Failure, IngressSink, Record, RecordBody, decode_record, encode_record
 from wal.replies import Reply
 
 log = logging.getLogger("duro.partition")
@@ -119,13 +120,14 @@ class PartitionProcessor:
     def store(self) -> PartitionStore:
         return self._store
 
-    async def append(self, body: RecordBody) -> None:
-        await self.append_many([body])
+    async def append(self, body: RecordBody) -> int:
+        return await self.append_many([body])
 
-    async def append_many(self, bodies: list[RecordBody]) -> None:
+    async def append_many(self, bodies: list[RecordBody]) -> int:
+        """Append records on behalf of this leader (its epoch); returns the offset of the last once durable."""
         now_ms = self._clock_ms()
         entries = [encode_record(Record(Envelope(now_ms, self._leader_epoch), body)) for body in bodies]
-        await self._log.append(self._partition, entries)
+        return await self._log.append(self._partition, entries)
 
     # ------------------------------------------------------------ the loop
 
@@ -227,10 +229,52 @@ class PartitionProcessor:
         self._leader_tasks = [
             _supervised(self._timers.run(), f"timers of partition {self._partition}"),
             _supervised(self._outbox.run(), f"outbox of partition {self._partition}"),
+            _supervised(self._check_running_forever(), f"running check of partition {self._partition}"),
         ]
         self.leading.set()
         self._is_leader_gauge.set(1)
         log.debug("node %d leads partition %d at epoch %d", self.node_id, self._partition, epoch)
+
+    async def _check_running_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.running_check_interval_ms / 1000)
+            await self.check_running()
+
+    async def check_running(self) -> list[str]:
+        """Check the effect side's invariant: every running invocation has a live attempt, or its end is recorded and not yet applied.
+
+        An invocation that has neither would stay running for ever (its key
+        blocked, resume and cancel doing nothing): each one found is counted
+        in `duro_partition_running_without_attempt_total`, logged, and failed
+        with an `AttemptFailed` so that it retries by its policy. Returns the
+        ids found. Does nothing unless this node leads and its invoker runs
+        attempts (not while draining).
+        """
+        if not self._leader_epoch or self._invoker.draining:
+            return []
+        applied_offset = self.applied_offset
+        self._invoker.forget_ended(self._partition, applied_offset)
+        orphans: list[tuple[str, int]] = []
+        for row, _ in self._store.scan(keys.RUNNING_PREFIX):
+            invocation_id = keys.running_id_of(row)
+            raw = self._store.get(keys.invocation_key(invocation_id))
+            status = InvocationStatus.decode(raw) if raw is not None else None
+            if status is None or status.phase is not Phase.INVOKED:
+                continue
+            if not self._invoker.accounts_for(self._partition, invocation_id, status.attempt, applied_offset):
+                orphans.append((invocation_id, status.attempt))
+        if not orphans:
+            return []
+        metrics.running_without_attempt.labels(str(self._partition)).inc(len(orphans))
+        log.error(
+            "partition %d: %d invocations running without a live attempt or a recorded end (%s); failing them so they retry",
+            self._partition,
+            len(orphans),
+            ", ".join(f"{i}#{a}" for i, a in orphans[:10]),
+        )
+        failure = Failure(500, "the attempt ended without a record of how it ended (found by the leader's running check)")
+        await self.append_many([AttemptFailed(invocation_id, attempt, failure) for invocation_id, attempt in orphans])
+        return [invocation_id for invocation_id, _ in orphans]
 
     def _step_down(self) -> None:
         if self._leader_epoch:

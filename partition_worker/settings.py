@@ -50,3 +50,8 @@ class ProcessorSettings(BaseModel):
     )
     timer_window_ms: int = Field(default=60_000, gt=0, description="Timers due within this window are kept in memory.")
     max_outbox_batch_messages: int = Field(default=1024, gt=0, description="Outbox messages delivered per batch.")
+    running_check_interval_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="How often the leader checks that every running invocation has a live attempt or a recorded end (and fails those that have neither).",
+    )

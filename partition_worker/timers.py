@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from partition_worker import keys
 from partition_worker.store import PartitionStore
@@ -23,7 +23,7 @@ class TimerService:
     def __init__(
         self,
         store: PartitionStore,
-        append: Callable[[list[RecordBody]], object],
+        append: Callable[[list[RecordBody]], Awaitable[object]],
         clock_ms: Callable[[], int],
         window_ms: int = 60_000,
         max_fired_per_batch: int = 512,
@@ -69,7 +69,7 @@ class TimerService:
                 self._queued.discard(entry)
                 due.append(TimerFired(entry[0], entry[1], TimerKind(entry[2]), entry[3]))
             if due:
-                await self._append(due)  # type: ignore[misc]
+                await self._append(due)
                 continue
             next_due_ms = self._heap[0][0] if self._heap else self._horizon_ms - self.window_ms // 2
             sleep_ms = max(1, min(next_due_ms, self._horizon_ms - self.window_ms // 2) - now_ms)

@@ -11,6 +11,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 
@@ -48,5 +50,32 @@ def test_purge_then_reuse_of_the_idempotency_key_keeps_the_new_invocation_for_it
         assert gone_at_s >= second_expires_s, (
             f"the second invocation vanished {second_expires_s - gone_at_s:.2f} s before its own retention ended"
         )
+    finally:
+        server.stop()
+
+
+FAST_TIMEOUTS = {"DURO_INVOKER__INACTIVITY_TIMEOUT_MS": "300", "DURO_INVOKER__ABORT_TIMEOUT_MS": "300"}
+
+
+@pytest.mark.parametrize("use_http_11", [False, True], ids=["h2", "http1.1"])
+def test_an_attempt_that_never_answers_is_recorded_as_failed_after_the_abort_timeout_and_retried(
+    tmp_path: Path, official_python_service: ServiceEndpoint, side_effects: Path, use_http_11: bool
+) -> None:
+    """The abort timeout used to cancel the attempt and record nothing: the object's key stayed blocked for ever."""
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", env=FAST_TIMEOUTS)
+    server.start()
+    try:
+        server.wait_ready()
+        server.register(official_python_service.uri, use_http_11=use_http_11)
+        status, _, body = server.call("/Stalling/k1/hang_first/send", "a")
+        assert status == 202, body
+        stuck_id = json.loads(body)["invocationId"]
+        # A second exclusive call on the same key waits in the key's inbox behind the stuck one.
+        status, _, body = server.call("/Stalling/k1/hang_first", "b", timeout_s=60)
+        assert status == 200 and json.loads(body) == "b answered on attempt 2", body
+        status, _, body = http("GET", f"{server.ingress}/restate/invocation/{stuck_id}/output")
+        assert status == 200 and json.loads(body) == "a answered on attempt 2", body
+        lines = side_effects.read_text().splitlines()
+        assert lines.count("hang_first a") == 2 and lines.count("hang_first b") == 2
     finally:
         server.stop()

@@ -6,6 +6,7 @@ tests can count how often each one really ran.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 
@@ -194,6 +195,26 @@ async def stage(ctx: WorkflowSharedContext) -> str:
     return await ctx.get("stage", type_hint=str) or "new"
 
 
+stalling = restate.VirtualObject("Stalling")
+
+
+@stalling.handler()
+async def hang_first(ctx: ObjectContext, tag: str) -> str:
+    """Never answers on its first attempt for `tag` (a handler stuck outside the SDK's control); answers on the next ones."""
+    record_side_effect(f"hang_first {tag}")
+    attempts = count_side_effects(f"hang_first {tag}")
+    if attempts == 1:
+        await asyncio.sleep(3600)
+    return f"{tag} answered on attempt {attempts}"
+
+
+@stalling.handler(kind="shared")
+async def big_output(ctx: ObjectSharedContext, size: int) -> str:
+    """Answers a string of `size` characters (a JSON string of size + 2 bytes)."""
+    record_side_effect(f"big_output {size}")
+    return "x" * size
+
+
 from tests.services.official_python_seeds import SEED_SERVICES  # noqa: E402
 
-app = restate.app([greeter, counter, steps, recorder, durable, signup, *SEED_SERVICES])
+app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, *SEED_SERVICES])

@@ -91,6 +91,13 @@ class IngressSettings(BaseModel):
         default=(), description="Kafka clusters subscriptions can consume from (more can be added with POST /kafka-clusters)."
     )
 
+    @property
+    def retention_defaults(self) -> RetentionPolicy:
+        """The node's retention defaults, which a service's or handler's declared retention overrides."""
+        return RetentionPolicy(
+            self.default_journal_retention_ms, self.default_idempotency_retention_ms, self.default_workflow_completion_retention_ms
+        )
+
 
 class SubscriptionSettings(BaseModel):
     """How this node consumes the Kafka topics of subscriptions (`DURO_SUBSCRIPTIONS__...`)."""
@@ -134,13 +141,6 @@ class SubscriptionSettings(BaseModel):
     )
     restart_initial_backoff_ms: int = Field(default=200, gt=0, description="Pause before restarting a consumer that failed.")
     restart_max_backoff_ms: int = Field(default=10_000, gt=0, description="Longest pause between restarts (the pause doubles up to it).")
-
-    @property
-    def retention_defaults(self) -> RetentionPolicy:
-        """The node's retention defaults, which a service's or handler's declared retention overrides."""
-        return RetentionPolicy(
-            self.default_journal_retention_ms, self.default_idempotency_retention_ms, self.default_workflow_completion_retention_ms
-        )
 
 
 @dataclass(frozen=True, slots=True)

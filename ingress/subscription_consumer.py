@@ -229,7 +229,7 @@ class SubscriptionConsumer:
             service_type=resolved.service_type,
             handler_kind=resolved.kind,
             expects_json=resolved.handler.input.expects_json,
-            completion_retention_ms=resolved.completion_retention_ms(self._ingress_settings, False),
+            retention=resolved.retention(self._ingress_settings.retention_defaults, has_idempotency_key=False),
             retry_policy=resolved.retry_policy(self._retry_policy),
             max_record_bytes=self._settings.max_record_bytes,
         )

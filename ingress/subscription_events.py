@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from protocol.ids import InvocationId, derive_uuid
+from protocol.retention import InvocationRetention
 from protocol.routing import partition_key_for_key, workflow_invocation_id
 from wal.records import Envelope, HandlerKind, IngressSink, Invoke, Record, RetryPolicy, ServiceType, Target, encode_record
 
@@ -76,7 +77,7 @@ class EventTarget:
     service_type: ServiceType
     handler_kind: HandlerKind | None
     expects_json: bool
-    completion_retention_ms: int
+    retention: InvocationRetention
     max_record_bytes: int
     retry_policy: RetryPolicy | None = None
 
@@ -129,9 +130,10 @@ def build_event(target: EventTarget, record: EventRecord, sink: IngressSink | No
         body=record.value or b"",
         headers=event_headers(target.subscription_id, record),
         response_sink=sink,
-        completion_retention_ms=target.completion_retention_ms,
+        completion_retention_ms=target.retention.completion_ms,
         invoked_by_id=target.subscription_id,
         retry_policy=target.retry_policy,
+        journal_retention_ms=target.retention.journal_ms,
     )
     entry = encode_record(Record(Envelope(now_ms, dedup=(producer, record.offset)), invoke))
     return Event(invocation_id, partition_key, entry, problem)

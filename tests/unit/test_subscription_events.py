@@ -17,6 +17,7 @@ from partition_worker.state_machine import StateMachine, StateMachineConfig
 from partition_worker.status import InvocationStatus
 from partition_worker.store import MemoryPartitionStore, Transaction
 from protocol.ids import InvocationId
+from protocol.retention import InvocationRetention
 from protocol.routing import partition_key_for_key, workflow_invocation_id
 from wal.records import HandlerKind, IngressSink, Invoke, ServiceType, decode_record
 
@@ -28,11 +29,13 @@ CART = EventTarget(
     service_type=ServiceType.VIRTUAL_OBJECT,
     handler_kind=HandlerKind.EXCLUSIVE,
     expects_json=True,
-    completion_retention_ms=60_000,
+    retention=InvocationRetention(60_000, 60_000),
     max_record_bytes=100,
 )
-PLAIN = EventTarget("sub_1abc", "group-1", "Mailer", "send", ServiceType.SERVICE, None, False, 0, 100)
-SIGNUP = EventTarget("sub_1abc", "group-1", "Signup", "run", ServiceType.WORKFLOW, HandlerKind.WORKFLOW, True, 0, 100)
+PLAIN = EventTarget("sub_1abc", "group-1", "Mailer", "send", ServiceType.SERVICE, None, False, InvocationRetention(0, 0), 100)
+SIGNUP = EventTarget(
+    "sub_1abc", "group-1", "Signup", "run", ServiceType.WORKFLOW, HandlerKind.WORKFLOW, True, InvocationRetention(0, 0), 100
+)
 
 
 def record(offset: int = 7, key: bytes | None = b"ada", value: bytes | None = b'{"price": 3}', **extra: object) -> EventRecord:
@@ -54,7 +57,7 @@ def test_an_object_event_targets_the_record_key_with_the_value_as_body_and_resta
     invoke, dedup = invoke_of(event.entry)
     assert (invoke.target.service, invoke.target.handler, invoke.target.key) == ("ShoppingCart", "add_item", "ada")
     assert invoke.body == b'{"price": 3}'
-    assert invoke.response_sink == sink and invoke.completion_retention_ms == 60_000
+    assert invoke.response_sink == sink and invoke.completion_retention_ms == 60_000 and invoke.journal_retention_ms == 60_000
     assert invoke.invoked_by_id == "sub_1abc"
     assert dict(invoke.headers) == {
         "kafka.offset": "7",

@@ -29,6 +29,7 @@ from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import partition_tables
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
+from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.kafka_inspect import KafkaInspector
@@ -118,7 +119,11 @@ class Node:
             router = ReplyRouter(reply_bus, metadata)
             stack.push_async_callback(router.close)
             retry_policy = settings.retry.policy()
-            invoker = Invoker(RegistryDirectory(registry, settings.ingress, retry_policy), settings.invoker)
+            telemetry = Telemetry(settings.tracing, settings.node_id)
+            stack.push_async_callback(asyncio.to_thread, telemetry.close)  # flushes queued spans: blocking, bounded by its timeout
+            invoker = Invoker(
+                RegistryDirectory(registry, settings.ingress, retry_policy), settings.invoker, tracer=telemetry.tracer("duro.invoker")
+            )
             stack.push_async_callback(invoker.close)
             worker = PartitionWorker(
                 settings.node_id,
@@ -140,7 +145,7 @@ class Node:
             sampling = asyncio.create_task(sampler.run(), name="gauge sampler")
             sampling.add_done_callback(self._fail_unless_cancelled)
             stack.callback(sampling.cancel)
-            ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy)
+            ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy, telemetry.tracer("duro.ingress"))
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
             subscriptions = await self._subscriptions(metadata, registry)
             subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))

@@ -70,6 +70,30 @@ class ShutdownSettings(BaseModel):
         return self
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry traces: spans of ingress requests, invocations and attempts, exported over OTLP/HTTP."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces URL, e.g. http://jaeger:4318/v1/traces; unset: no tracing (and no cost).",
+    )
+    service_name: str = Field(default="duro", description="The service.name resource attribute of duro's spans.")
+    export_delay_ms: int = Field(default=5_000, gt=0, description="Spans are exported in batches at least this often.")
+    max_queue_spans: int = Field(default=2_048, gt=0, description="Spans waiting for export; more are dropped.")
+    max_export_batch_spans: int = Field(default=512, gt=0, description="Spans per export request.")
+    export_timeout_ms: int = Field(default=10_000, gt=0, description="Timeout of one export request, and of the flush at shutdown.")
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> TracingSettings:
+        if self.max_export_batch_spans > self.max_queue_spans:
+            raise ValueError(
+                f"tracing.max_export_batch_spans ({self.max_export_batch_spans}) must not exceed tracing.max_queue_spans ({self.max_queue_spans})"
+            )
+        return self
+
+
 class DuroSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DURO_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -122,6 +146,7 @@ class DuroSettings(BaseSettings):
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _node_id_from_hostname(self) -> DuroSettings:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
+from opentelemetry.trace import Tracer
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -33,6 +34,7 @@ from ingress.durations import format_rfc3339_ms, parse_duration_ms
 from ingress.registry import Registry, ResolvedHandler
 from ingress.schema import InputError, OutputRules, validate_input
 from ingress.settings import IngressSettings
+from ingress.tracing import TRACE_HEADERS, IngressTracing, trace_headers_of
 from protocol.ids import InvocationId, is_legacy_awakeable_id, parse_awakeable_id
 from protocol.routing import (
     idempotent_invocation_id,
@@ -118,9 +120,15 @@ def build_ingress_app(
     reply_bus: ReplyBus,
     settings: IngressSettings | None = None,
     default_retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    tracer: Tracer | None = None,
 ) -> IngressApp:
-    """The ingress ASGI app; serve it on port 8080. `default_retry_policy` is the node's, written into each Invoke."""
+    """The ingress ASGI app; serve it on port 8080. `default_retry_policy` is the node's, written into each Invoke.
+
+    With a `tracer`, each request gets a span that continues the client's W3C trace context (`ingress/tracing.py`).
+    """
     ingress = Ingress(log, registry, reply_bus, settings or IngressSettings(), default_retry_policy)
+    if tracer is not None:
+        ingress.tracing = IngressTracing(tracer)
     return IngressApp(ingress)
 
 
@@ -160,6 +168,7 @@ class Ingress:
         self.default_retry_policy = default_retry_policy
         self.waiter = ReplyWaiter(log, reply_bus)
         self.refusal: str | None = None
+        self.tracing: IngressTracing | None = None
 
     def stop_accepting(self, reason: str) -> None:
         """From now on answer every request, health included, 503 with `Retry-After` naming `reason` (the node drains).
@@ -170,6 +179,11 @@ class Ingress:
         self.refusal = reason
 
     async def handle(self, request: Request) -> Response:
+        if self.tracing is not None:
+            return await self.tracing.traced(request, self._handle, lambda: request.scope.get(_KIND_SCOPE_KEY, "other"))
+        return await self._handle(request)
+
+    async def _handle(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
             if self.refusal is not None:
@@ -657,7 +671,9 @@ def _forwarded_headers(request: Request) -> tuple[tuple[str, str], ...]:
     query: bytes = request.scope.get("query_string", b"")
     ingress_path = _raw_path(request) + ("?" + query.decode("latin-1") if query else "")
     headers = [(X_RESTATE_INGRESS_PATH, ingress_path)]
+    ingress_span = trace_headers_of(request)
     for name, value in request.scope["headers"]:
-        if name not in _NOT_FORWARDED:
+        if name not in _NOT_FORWARDED and (ingress_span is None or name not in TRACE_HEADERS):
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    headers.extend(ingress_span or ())
     return tuple(headers)

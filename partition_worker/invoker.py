@@ -25,14 +25,15 @@ import hashlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import msgpack
+from opentelemetry.trace import Span, SpanContext, Tracer
 
-from partition_worker import keys, log_context, metrics
+from partition_worker import keys, log_context, metrics, tracing
 from partition_worker.actions import Notify
 from partition_worker.deployments import DeploymentDirectory, DeploymentEndpoint, HandlerInfo
 from partition_worker.exchange import Exchange, ExchangeError, H2Exchange, Http1Exchange
@@ -109,6 +110,9 @@ class _Attempt:
     output_failed: bool | None = None  # set when the SDK sent its output: whether it was a failure
     stop: _Stop | None = None  # set when the invoker cancels the attempt, saying what to record
     last_offset: int | None = None  # log offset of the last record this attempt appended
+    span: Span | None = None  # with tracing: the attempt's span
+    trace_parent: SpanContext | None = None  # with tracing: the invocation's parent (the ingress span, or a derived root)
+    created_at_ms: int = 0
 
     async def close_request(self, exchange: Exchange) -> None:
         """End the request body once (after a terminal message, or when the attempt idles)."""
@@ -119,9 +123,15 @@ class _Attempt:
 
 class Invoker:
     def __init__(
-        self, directory: DeploymentDirectory, settings: InvokerSettings | None = None, clock_ms: Callable[[], int] | None = None
+        self,
+        directory: DeploymentDirectory,
+        settings: InvokerSettings | None = None,
+        clock_ms: Callable[[], int] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer` (None: no tracing) emits invocation and attempt spans; its provider must generate ids with `tracing.ChosenSpanIds`."""
         self.directory = directory
+        self._tracer = tracer
         self.settings = settings or InvokerSettings()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._h2 = H2cClient(
@@ -277,6 +287,8 @@ class Invoker:
         finally:
             metrics.inflight_attempts.dec()
             _observe_end(handle)
+            if self._tracer is not None:
+                self._end_spans(self._tracer, handle)
             if self._attempts.get(handle.invocation_id) is handle:
                 del self._attempts[handle.invocation_id]
                 if handle.last_offset is not None:
@@ -309,11 +321,14 @@ class Invoker:
         info = self.directory.handler_info(status.target.service, status.target.handler)
         journal = [msgpack.unpackb(v) for _, v in store.scan(keys.journal_prefix(handle.invocation_id))]
         handle.known_entries = len(journal)
+        trace_headers_: Iterable[tuple[str, str]] = ()
+        if self._tracer is not None:
+            trace_headers_ = self._start_span(self._tracer, handle, status, journal)
         start = self._start_message(handle.invocation_id, status, info, len(journal), handle.protocol_version, store)
         payload = bytearray(encode_message(start))
         for message_type, entry in journal:
             payload += encode_frame(message_type, entry)
-        exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version)
+        exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version, trace_headers_)
         handle.last_activity = time.monotonic()
         watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info), name=f"watchdog {handle.invocation_id}")
         try:
@@ -387,7 +402,34 @@ class Invoker:
             start.state_map.add(key=name, value=value)
         start.partial_state = False
 
-    async def _open(self, deployment: DeploymentEndpoint, target: Target, invocation_id: str, version: int) -> Exchange:
+    def _start_span(self, tracer: Tracer, handle: _Attempt, status: InvocationStatus, journal: list[Any]) -> Iterable[tuple[str, str]]:
+        """Open the attempt's span under the invocation's; returns the headers that hand it to the deployment."""
+        input_entry = journal[0][1] if journal and journal[0][0] == MessageType.INPUT_COMMAND else None
+        handle.trace_parent = tracing.parent_of(handle.invocation_id, input_entry)
+        handle.created_at_ms = status.created_at_ms
+        target = f"{status.target.service}/{status.target.handler}"
+        handle.span = tracing.start_attempt_span(tracer, handle.invocation_id, handle.trace_parent, target, handle.attempt)
+        return tracing.trace_headers(handle.span)
+
+    def _end_spans(self, tracer: Tracer, handle: _Attempt) -> None:
+        """End the attempt's span; when the invocation ended with it, emit the invocation's span too."""
+        if handle.span is None or handle.target is None or handle.trace_parent is None:
+            return
+        handle.span.set_attribute(tracing.OUTCOME_ATTRIBUTE, handle.outcome)
+        handle.span.end()
+        if handle.outcome == metrics.COMPLETED and handle.output_failed is not None:
+            target = f"{handle.target.service}/{handle.target.handler}"
+            status = "failed" if handle.output_failed else "succeeded"
+            tracing.emit_invocation_span(tracer, handle.invocation_id, handle.trace_parent, target, handle.created_at_ms, status)
+
+    async def _open(
+        self,
+        deployment: DeploymentEndpoint,
+        target: Target,
+        invocation_id: str,
+        version: int,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> Exchange:
         parsed = urllib.parse.urlsplit(deployment.uri)
         base_path = parsed.path.rstrip("/")
         path = f"{base_path}/invoke/{urllib.parse.quote(target.service, safe='')}/{urllib.parse.quote(target.handler, safe='')}"
@@ -396,6 +438,7 @@ class Invoker:
         if target.key is not None:
             headers.append(("x-restate-service-key", urllib.parse.quote(target.key, safe="")))
         headers.extend((name.lower(), value) for name, value in deployment.additional_headers.items())
+        headers.extend(extra_headers)
         exchange: H2Exchange | Http1Exchange
         if deployment.use_http_11:
             if self._http1 is None:

@@ -43,6 +43,13 @@ async def greet(ctx: Context, name: str) -> str:
     return f"Hello {name}!"
 
 
+@greeter.handler()
+async def trace_context(ctx: Context) -> dict[str, str | None]:
+    """The W3C trace context the runtime handed to this attempt (request headers) and stored with the invocation."""
+    request = ctx.request()
+    return {"attempt": request.attempt_headers.get("traceparent"), "invocation": request.headers.get("traceparent")}
+
+
 counter = restate.VirtualObject("Counter")
 
 

@@ -58,13 +58,16 @@ from wal.records import (
     HandlerKind,
     IngressSink,
     Kill,
+    Pause,
     Purge,
+    PurgeJournal,
     RecordBody,
+    RestartAsNew,
     Resume,
     ServiceType,
 )
 from wal.records import RetryPolicy as AppliedRetryPolicy
-from wal.replies import ReplyBus, ReplyKind, decode_reply
+from wal.replies import Reply, ReplyBus, ReplyKind, decode_reply
 
 DURO_VERSION: Final = "1.7.0"
 """The Restate server version duro reports on /version (the API level it implements)."""
@@ -407,18 +410,48 @@ class AdminApi:
     # ------------------------------------------------------------ invocations
 
     async def invocation_command(self, request: Request, api_version: int) -> Response:
+        """`PATCH /invocations/{id}/{cancel|kill|purge|purge-journal|pause|resume|restart-as-new}`, with Restate 1.7's status codes."""
         command = request.path_params["command"]
-        make = _COMMANDS.get(command)
-        if make is None:
-            raise AdminError(404, f"unknown invocation command '{command}'; expected one of {', '.join(_COMMANDS)}")
+        if command not in _COMMANDS and command not in ("resume", "restart-as-new"):
+            expected = ", ".join((*_COMMANDS, "resume", "restart-as-new"))
+            raise AdminError(404, f"unknown invocation command '{command}'; expected one of {expected}")
         invocation_id = _checked_invocation_id(request.path_params["invocation_id"])
+        if command == "resume":
+            make = await self._resume_command(request, invocation_id)
+        elif command == "restart-as-new":
+            make = _restart_as_new_command(request, invocation_id)
+        else:
+            make = _COMMANDS[command]
         try:
             reply = await self.waiter.append_and_wait(
                 invocation_id, lambda sink: make(invocation_id, sink), self.settings.admin_command_timeout_ms, command
             )
         except IngressError as error:
             raise AdminError(error.status, error.message) from None
-        return _command_response(command, invocation_id, reply.kind, reply.message)
+        return _command_response(command, invocation_id, reply)
+
+    async def _resume_command(self, request: Request, invocation_id: str) -> Callable[[str, IngressSink | None], RecordBody]:
+        """`resume`, optionally `?deployment=latest|keep|dp_...` (the new deployment's protocol range goes in the record)."""
+        choice = request.query_params.get("deployment")
+        if choice is None or choice == "keep":
+            return lambda invocation_id, sink: Resume(invocation_id, sink)
+        if choice == "latest":
+            service = await self._service_of(invocation_id)
+            deployment = self.registry.latest_deployment_for(service) if service is not None else None
+            if deployment is None:
+                raise AdminError(400, f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
+        else:
+            deployment = self.registry.deployment(choice)
+            if deployment is None:
+                raise AdminError(400, f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
+        chosen = deployment
+        return lambda invocation_id, sink: Resume(invocation_id, sink, chosen.id, chosen.min_protocol_version, chosen.max_protocol_version)
+
+    async def _service_of(self, invocation_id: str) -> str | None:
+        """The service an invocation targets, read through the invocation tables (any node's partition)."""
+        result = await self._run_query(f"SELECT target_service_name FROM sys_invocation_status WHERE id = '{invocation_id}'")
+        names = result.table.column(0).to_pylist() if result.table.num_rows else []
+        return str(names[0]) if names else None
 
     async def delete_invocation(self, request: Request, api_version: int) -> Response:
         invocation_id = _checked_invocation_id(request.path_params["invocation_id"])
@@ -512,28 +545,49 @@ _COMMANDS: dict[str, Callable[[str, IngressSink | None], RecordBody]] = {
     "cancel": lambda invocation_id, sink: Cancel(invocation_id, sink),
     "kill": lambda invocation_id, sink: Kill(invocation_id, sink),
     "purge": lambda invocation_id, sink: Purge(invocation_id, sink),
-    "resume": lambda invocation_id, sink: Resume(invocation_id, sink),
+    "purge-journal": lambda invocation_id, sink: PurgeJournal(invocation_id, sink),
+    "pause": lambda invocation_id, sink: Pause(invocation_id, sink),
 }
 
+_STATUS_OF_REPLY: Final = {
+    ReplyKind.ACK: 200,
+    ReplyKind.DONE: 200,
+    ReplyKind.CONFLICT: 409,
+    ReplyKind.NOT_READY: 425,
+    ReplyKind.GONE: 410,
+    ReplyKind.UNSUPPORTED: 422,
+    ReplyKind.INVALID: 400,
+}
+"""Restate 1.7's status for each outcome of an invocation command (cancel and pause answer 202 when they act later)."""
 
-def _command_response(command: str, invocation_id: str, kind: ReplyKind, message: str) -> Response:
-    if kind is ReplyKind.ACK:
-        return Response(status_code=202 if command == "cancel" else 200)
+
+def _restart_as_new_command(request: Request, invocation_id: str) -> Callable[[str, IngressSink | None], RecordBody]:
+    start_from = request.query_params.get("from", "0")
+    if start_from != "0":
+        raise AdminError(
+            400,
+            f"The query parameter 'from' is invalid. Reason: duro restarts an invocation from its input only (from=0), got {start_from!r}",
+        )
+    if request.query_params.get("deployment") not in (None, "latest"):
+        raise AdminError(400, "The query parameter 'deployment' is invalid. Reason: only usable together with 'from'")
+    new_invocation_id = str(InvocationId.random(InvocationId.parse(invocation_id).partition_key))
+    return lambda invocation_id, sink: RestartAsNew(invocation_id, new_invocation_id, sink)
+
+
+def _command_response(command: str, invocation_id: str, reply: Reply) -> Response:
+    kind = reply.kind
     if kind is ReplyKind.NOT_FOUND:
         raise AdminError(404, f"The requested invocation '{invocation_id}' does not exist")
-    if kind is ReplyKind.NOT_READY and command == "resume":
-        raise AdminError(425, message or f"The invocation '{invocation_id}' is either inboxed or scheduled, cannot be resumed.")
-    if kind in (ReplyKind.CONFLICT, ReplyKind.NOT_READY):
-        raise AdminError(409, message or _conflict_message(command, invocation_id))
-    raise AdminError(500, f"unexpected reply {kind.name} to {command} of invocation '{invocation_id}'")
-
-
-def _conflict_message(command: str, invocation_id: str) -> str:
-    if command == "purge":
-        return f"The invocation '{invocation_id}' is not yet completed."
-    if command == "resume":
-        return f"The invocation '{invocation_id}' is completed, cannot be resumed."
-    return f"The invocation '{invocation_id}' was already completed."
+    status = _STATUS_OF_REPLY.get(kind)
+    if status is None:
+        raise AdminError(500, f"unexpected reply {kind.name} to {command} of invocation '{invocation_id}'")
+    if status >= 400:
+        raise AdminError(status, reply.message or f"The invocation '{invocation_id}' cannot be the target of {command} now.")
+    if kind is ReplyKind.ACK and command in ("cancel", "pause"):
+        status = 202  # accepted: the handler or the invoker acts on it next
+    if command == "restart-as-new":
+        return json_response(status, {"new_invocation_id": reply.new_invocation_id})
+    return Response(status_code=status)
 
 
 # ---------------------------------------------------------------- helpers

@@ -35,6 +35,9 @@ class RecordKind(enum.IntEnum):
     INVOCATION_RESPONSE = 11
     OUTBOX_TRUNCATE = 12
     RESUME = 13
+    PAUSE = 14
+    PURGE_JOURNAL = 15
+    RESTART_AS_NEW = 16
 
 
 class ServiceType(str, enum.Enum):
@@ -300,6 +303,35 @@ class Purge:
 class Resume:
     invocation_id: str
     reply_to: IngressSink | None = None
+    # since 0.2: resume on another deployment (paused or suspended invocations only); its protocol range is checked in apply
+    deployment_id: str | None = None
+    deployment_min_protocol_version: int = 0
+    deployment_max_protocol_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Pause a running, backing-off or suspended invocation until it is resumed (since 0.2)."""
+
+    invocation_id: str
+    reply_to: IngressSink | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeJournal:
+    """Drop the journal of a completed invocation, keeping its status and outcome (since 0.2)."""
+
+    invocation_id: str
+    reply_to: IngressSink | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartAsNew:
+    """Start a completed invocation again from its input, as `new_invocation_id` (same partition key; since 0.2)."""
+
+    invocation_id: str
+    new_invocation_id: str
+    reply_to: IngressSink | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +384,9 @@ RecordBody = Union[
     Signal,
     InvocationResponse,
     OutboxTruncate,
+    Pause,
+    PurgeJournal,
+    RestartAsNew,
 ]
 
 
@@ -377,6 +412,9 @@ _BODY_KINDS: dict[type, RecordKind] = {
     InvocationResponse: RecordKind.INVOCATION_RESPONSE,
     OutboxTruncate: RecordKind.OUTBOX_TRUNCATE,
     Resume: RecordKind.RESUME,
+    Pause: RecordKind.PAUSE,
+    PurgeJournal: RecordKind.PURGE_JOURNAL,
+    RestartAsNew: RecordKind.RESTART_AS_NEW,
 }
 _KIND_BODIES: dict[int, type] = {int(kind): cls for cls, kind in _BODY_KINDS.items()}
 

@@ -28,6 +28,10 @@ class ReplyKind(enum.IntEnum):
     NOT_FOUND = 4  # no such invocation (or no longer retained)
     ACK = 5  # an admin command or signal was applied
     CONFLICT = 6  # the request conflicts with existing state (e.g. workflow already started); `message` says why
+    DONE = 7  # an admin command took its whole effect at once, or there was nothing to do (already paused)
+    GONE = 8  # what the command needs is no longer stored (a purged journal); `message` says what
+    UNSUPPORTED = 9  # the command does not apply to this kind of invocation (restarting a workflow); `message` says why
+    INVALID = 10  # the command's arguments do not fit the invocation (a deployment of another protocol range); `message` says why
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class Reply:
     completion_expires_at_ms: int | None = None
     service: str | None = None  # with OUTCOME: the invocation's service and handler, so an attach by bare id
     handler: str | None = None  # can answer with the handler's output content type
+    new_invocation_id: str | None = None  # with ACK to a restart-as-new: the new invocation (since 0.2)
 
 
 class ReplyBus:

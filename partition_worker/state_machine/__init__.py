@@ -20,7 +20,10 @@ from partition_worker.state_machine.lifecycle import (
     apply_invocation_response,
     apply_invoke,
     apply_kill,
+    apply_pause,
     apply_purge,
+    apply_purge_journal,
+    apply_restart_as_new,
     apply_resume,
     apply_signal,
     apply_timer,
@@ -37,8 +40,11 @@ from wal.records import (
     Invoke,
     Kill,
     OutboxTruncate,
+    Pause,
     Purge,
+    PurgeJournal,
     Record,
+    RestartAsNew,
     Resume,
     Signal,
     TimerFired,
@@ -83,6 +89,12 @@ class StateMachine:
             apply_purge(ctx, body)
         elif isinstance(body, Resume):
             apply_resume(ctx, body)
+        elif isinstance(body, Pause):
+            apply_pause(ctx, body)
+        elif isinstance(body, PurgeJournal):
+            apply_purge_journal(ctx, body)
+        elif isinstance(body, RestartAsNew):
+            apply_restart_as_new(ctx, body)
         elif isinstance(body, Attach):
             apply_attach(ctx, body)
         elif isinstance(body, Signal):

@@ -1,8 +1,13 @@
-"""Applying lifecycle records: invoke, timers, cancel/kill/purge/resume, attach, signals and responses."""
+"""Applying lifecycle records: invoke, timers, cancel/kill/pause/resume/purge/restart-as-new, attach, signals and responses.
+
+The admin commands answer with Restate's outcomes (`wal.replies.ReplyKind`),
+which the admin API turns into Restate 1.7's status codes.
+"""
 
 from __future__ import annotations
 
 from partition_worker import keys
+from partition_worker.actions import AbortAttempt
 from partition_worker.state_machine.context import (
     CANCEL_SIGNAL_INDEX,
     ApplyContext,
@@ -23,7 +28,10 @@ from wal.records import (
     JournalSink,
     Kill,
     Outcome,
+    Pause,
     Purge,
+    PurgeJournal,
+    RestartAsNew,
     Resume,
     Signal,
     Sink,
@@ -106,6 +114,14 @@ def apply_attach(ctx: ApplyContext, record: Attach) -> None:
         _not_ready_to_journal(ctx, record.sink, record.invocation_id)
 
 
+def _existing(ctx: ApplyContext, invocation_id: str, sink: Sink | None) -> InvocationStatus | None:
+    """The invocation's status; if there is none, `sink` hears NOT_FOUND and the result is None."""
+    status = ctx.status(invocation_id)
+    if status is None:
+        _not_found(ctx, invocation_id, sink)
+    return status
+
+
 def _not_found(ctx: ApplyContext, invocation_id: str, sink: Sink | None) -> None:
     if isinstance(sink, IngressSink):
         ctx.reply(sink, Reply(ReplyKind.NOT_FOUND, invocation_id, message=f"invocation {invocation_id} not found"))
@@ -161,69 +177,205 @@ def deliver_signal(
 
 
 def apply_cancel(ctx: ApplyContext, record: Cancel) -> None:
-    status = ctx.status(record.invocation_id)
+    status = _existing(ctx, record.invocation_id, record.reply_to)
     if status is None:
-        _not_found(ctx, record.invocation_id, record.reply_to)
         return
     if status.is_completed:
         _already_completed(ctx, record.invocation_id, record.reply_to)
         return
     if status.phase in (Phase.SCHEDULED, Phase.INBOXED):
         ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "canceled")))
-    else:
-        status = deliver_signal(ctx, record.invocation_id, status, CANCEL_SIGNAL_INDEX, None, None)
-        if status.phase in (Phase.PAUSED, Phase.BACKING_OFF):
-            _clear_retry_timer(ctx, record.invocation_id, status)
-            ctx.start_attempt(record.invocation_id, status)
-    _ack(ctx, record.reply_to, record.invocation_id)
+        _reply(ctx, record.reply_to, record.invocation_id, ReplyKind.DONE)  # it never ran: cancelled at once
+        return
+    status = deliver_signal(ctx, record.invocation_id, status, CANCEL_SIGNAL_INDEX, None, None)
+    if status.phase in (Phase.PAUSED, Phase.BACKING_OFF):
+        _clear_retry_timer(ctx, record.invocation_id, status)
+        ctx.start_attempt(record.invocation_id, status)
+    _ack(ctx, record.reply_to, record.invocation_id)  # the handler sees the cancel signal and ends itself
 
 
 def apply_kill(ctx: ApplyContext, record: Kill) -> None:
-    status = ctx.status(record.invocation_id)
+    status = _existing(ctx, record.invocation_id, record.reply_to)
     if status is None:
-        _not_found(ctx, record.invocation_id, record.reply_to)
         return
     if status.is_completed:
         _already_completed(ctx, record.invocation_id, record.reply_to)
         return
-    ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "killed")))
+    kill(ctx, record.invocation_id, status)
     _ack(ctx, record.reply_to, record.invocation_id)
 
 
+def kill(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> None:
+    """End an invocation with 409 "killed", its children first (as Restate's kill does).
+
+    The children are the invocations it called or sent to: their ids are in the
+    journal's CallInvocationId notifications. A child on this partition is
+    killed in this same apply, before the parent releases its key, so a
+    self-call queued behind its caller never takes the key; a child elsewhere
+    (or not yet arrived) gets a Kill through the outbox, after its Invoke.
+    """
+    for message_type, payload in ctx.journal_entries(invocation_id):
+        if message_type != MessageType.CALL_INVOCATION_ID_COMPLETION:
+            continue
+        child = pb.CallInvocationIdCompletionNotificationMessage.FromString(payload).invocation_id
+        child_status = ctx.status(child)
+        if child_status is None:
+            ctx.send(partition_key_of(child), Kill(child))
+        elif not child_status.is_completed:
+            kill(ctx, child, child_status)
+    ctx.complete(invocation_id, status, Outcome(failure=Failure(409, "killed")))
+
+
 def apply_purge(ctx: ApplyContext, record: Purge) -> None:
-    status = ctx.status(record.invocation_id)
+    status = _existing(ctx, record.invocation_id, record.reply_to)
     if status is None:
-        _not_found(ctx, record.invocation_id, record.reply_to)
         return
     if not status.is_completed:
-        if record.reply_to is not None:
-            message = f"invocation {record.invocation_id} is not completed; cancel or kill it first"
-            ctx.reply(record.reply_to, Reply(ReplyKind.CONFLICT, record.invocation_id, message=message))
+        _reply(
+            ctx, record.reply_to, record.invocation_id, ReplyKind.CONFLICT, f"The invocation '{record.invocation_id}' is not yet completed."
+        )
         return
     ctx.forget(record.invocation_id, status)
     _ack(ctx, record.reply_to, record.invocation_id)
 
 
-def apply_resume(ctx: ApplyContext, record: Resume) -> None:
-    status = ctx.status(record.invocation_id)
+def apply_purge_journal(ctx: ApplyContext, record: PurgeJournal) -> None:
+    status = _existing(ctx, record.invocation_id, record.reply_to)
     if status is None:
-        _not_found(ctx, record.invocation_id, record.reply_to)
         return
-    if status.phase in (Phase.PAUSED, Phase.BACKING_OFF, Phase.SUSPENDED):
-        _clear_retry_timer(ctx, record.invocation_id, status)
-        ctx.start_attempt(record.invocation_id, status.evolve(retry_count=0))
+    if not status.is_completed:
+        _reply(
+            ctx, record.reply_to, record.invocation_id, ReplyKind.CONFLICT, f"The invocation '{record.invocation_id}' is not yet completed."
+        )
+        return
+    journal_expires_at_ms = status.journal_expires_at_ms
+    if journal_expires_at_ms is not None:
+        ctx.txn.delete(keys.timer_key(journal_expires_at_ms, record.invocation_id, int(TimerKind.JOURNAL_CLEANUP), 0))
+    ctx.drop_journal(record.invocation_id, status)
+    ctx.save(record.invocation_id, status.evolve(journal_length=0, command_count=0))
     _ack(ctx, record.reply_to, record.invocation_id)
 
 
+def apply_pause(ctx: ApplyContext, record: Pause) -> None:
+    """Stop a running, backing-off or suspended invocation where it is; it stays paused until resumed (or cancelled, or killed)."""
+    status = _existing(ctx, record.invocation_id, record.reply_to)
+    if status is None:
+        return
+    if status.phase is Phase.PAUSED:
+        _reply(ctx, record.reply_to, record.invocation_id, ReplyKind.DONE)
+        return
+    if status.phase not in (Phase.INVOKED, Phase.BACKING_OFF, Phase.SUSPENDED):
+        _reply(
+            ctx,
+            record.reply_to,
+            record.invocation_id,
+            ReplyKind.CONFLICT,
+            f"The invocation '{record.invocation_id}' is not running, cannot be paused.",
+        )
+        return
+    if status.phase is Phase.INVOKED:
+        ctx.actions.append(AbortAttempt(record.invocation_id, status.attempt))
+    _clear_retry_timer(ctx, record.invocation_id, status)
+    ctx.save(record.invocation_id, status.evolve(phase=Phase.PAUSED, next_retry_at_ms=None))
+    _ack(ctx, record.reply_to, record.invocation_id)
+
+
+def apply_resume(ctx: ApplyContext, record: Resume) -> None:
+    """Start the next attempt of a paused, suspended or backing-off invocation now (optionally on another deployment)."""
+    invocation_id = record.invocation_id
+    status = _existing(ctx, invocation_id, record.reply_to)
+    if status is None:
+        return
+    if status.is_completed:
+        _reply(
+            ctx, record.reply_to, invocation_id, ReplyKind.CONFLICT, f"The invocation '{invocation_id}' is completed, cannot be resumed."
+        )
+        return
+    if status.phase in (Phase.SCHEDULED, Phase.INBOXED):
+        message = f"The invocation '{invocation_id}' is either inboxed or scheduled, cannot be resumed."
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.NOT_READY, message)
+        return
+    if record.deployment_id is not None:
+        refusal = _deployment_change_refusal(invocation_id, status, record)
+        if refusal is not None:
+            _reply(ctx, record.reply_to, invocation_id, *refusal)
+            return
+        status = status.evolve(deployment_id=record.deployment_id)
+    if status.phase in (Phase.PAUSED, Phase.BACKING_OFF, Phase.SUSPENDED):
+        _clear_retry_timer(ctx, invocation_id, status)
+        ctx.start_attempt(invocation_id, status.evolve(retry_count=0))
+    _ack(ctx, record.reply_to, invocation_id)
+
+
+def _deployment_change_refusal(invocation_id: str, status: InvocationStatus, record: Resume) -> tuple[ReplyKind, str] | None:
+    if status.phase not in (Phase.PAUSED, Phase.SUSPENDED) or status.deployment_id is None:
+        message = (
+            f"The invocation '{invocation_id}' is still running or the deployment id is not pinned yet, deployment id cannot be changed."
+        )
+        return ReplyKind.CONFLICT, message
+    version = status.protocol_version or 0
+    if not record.deployment_min_protocol_version <= version <= record.deployment_max_protocol_version:
+        message = (
+            f"The invocation '{invocation_id}' is running on protocol version '{version}', while the chosen deployment"
+            f" '{record.deployment_id}' supports the range {record.deployment_min_protocol_version}..={record.deployment_max_protocol_version}."
+        )
+        return ReplyKind.INVALID, message
+    return None
+
+
+def apply_restart_as_new(ctx: ApplyContext, record: RestartAsNew) -> None:
+    """Start a completed invocation again, from its input, as a new invocation on the same partition."""
+    invocation_id = record.invocation_id
+    status = _existing(ctx, invocation_id, record.reply_to)
+    if status is None:
+        return
+    if status.phase in (Phase.SCHEDULED, Phase.INBOXED):
+        message = f"The invocation '{invocation_id}' cannot be restarted because it's not running yet."
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.NOT_READY, message)
+        return
+    if not status.is_completed:
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.CONFLICT, f"The invocation '{invocation_id}' is still running.")
+        return
+    if status.target.is_workflow_run:
+        message = f"Restarting the invocation '{invocation_id}' is not supported. Restarting workflows is not supported."
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.UNSUPPORTED, message)
+        return
+    raw_input = ctx.txn.get(keys.journal_key(invocation_id, 0)) if status.journal_length > 0 else None
+    if raw_input is None:
+        message = (
+            f"The invocation '{invocation_id}' cannot be restarted because the input is not available. This indicates that"
+            " the journal was already purged, or not retained at all."
+        )
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.GONE, message)
+        return
+    if ctx.status(record.new_invocation_id) is not None:
+        _reply(ctx, record.reply_to, invocation_id, ReplyKind.CONFLICT, f"The invocation '{record.new_invocation_id}' already exists.")
+        return
+    restarted = InvocationStatus(
+        phase=Phase.SCHEDULED,
+        target=status.target,
+        created_at_ms=ctx.now_ms,
+        modified_at_ms=ctx.now_ms,
+        completion_retention_ms=status.completion_retention_ms,
+        restarted_from=invocation_id,
+    )
+    ctx.txn.put(keys.journal_key(record.new_invocation_id, 0), raw_input)
+    ctx.acquire_or_enqueue(record.new_invocation_id, restarted.evolve(journal_length=1, command_count=1))
+    if record.reply_to is not None:
+        ctx.reply(record.reply_to, Reply(ReplyKind.ACK, invocation_id, new_invocation_id=record.new_invocation_id))
+
+
 def _already_completed(ctx: ApplyContext, invocation_id: str, sink: IngressSink | None) -> None:
-    if sink is not None:
-        message = f"The invocation '{invocation_id}' was already completed."
-        ctx.reply(sink, Reply(ReplyKind.CONFLICT, invocation_id, message=message))
+    _reply(ctx, sink, invocation_id, ReplyKind.CONFLICT, f"The invocation '{invocation_id}' was already completed.")
 
 
 def _ack(ctx: ApplyContext, sink: IngressSink | None, invocation_id: str) -> None:
+    _reply(ctx, sink, invocation_id, ReplyKind.ACK)
+
+
+def _reply(ctx: ApplyContext, sink: IngressSink | None, invocation_id: str, kind: ReplyKind, message: str = "") -> None:
     if sink is not None:
-        ctx.reply(sink, Reply(ReplyKind.ACK, invocation_id))
+        ctx.reply(sink, Reply(kind, invocation_id, message=message))
 
 
 def _clear_retry_timer(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> None:

@@ -34,6 +34,7 @@ SERVICES = (
     "Recorder",
     "Durable",
     "Signup",
+    "Deadlock",
     "SubscriptionService",
     "ShoppingCart",
     "UserSignup",
@@ -329,3 +330,83 @@ def test_kafka_clusters_and_subscriptions_are_created_listed_described_and_delet
     run = setup.restate("--yes", "kafka-clusters", "delete", "clikafka")
     assert run.returncode == 0, run.output
     assert http("GET", f"{setup.duro.admin}/kafka-clusters/clikafka")[0] == 404
+
+
+# ---------------------------------------------------------------- the invocation lifecycle
+
+
+def _attach(setup: Setup, invocation_id: str, timeout_s: float = 30.0) -> tuple[int, bytes]:
+    status, _, body = http("GET", f"{setup.duro.ingress}/restate/invocation/{invocation_id}/attach", timeout_s=timeout_s)
+    return status, body
+
+
+def test_killing_a_deadlocked_object_kills_its_self_call_and_lets_queued_work_through(
+    setup: Setup, registered: tuple[CliRun, dict]
+) -> None:
+    key = f"dl-{uuid.uuid4().hex[:6]}"
+    status, _, body = http("POST", f"{setup.duro.ingress}/Deadlock/{key}/call_self/send", "root")
+    assert status == 202, body
+    root = json.loads(body)["invocationId"]
+    wait_until(lambda: setup.side_effect_lines(f"deadlock {key} root"), 20, "the root call to run")
+    status, _, body = http("POST", f"{setup.duro.ingress}/Deadlock/{key}/echo/send", "after")
+    assert status == 202, body
+    queued = json.loads(body)["invocationId"]
+    run = setup.restate("invocations", "kill", root, "--yes")
+    assert run.returncode == 0, run.output
+    assert _attach(setup, queued) == (200, b'"after"'), "the queued echo ran once the deadlock was killed"
+    assert setup.side_effect_lines(f"deadlock {key} root-child") == [], "the self-call was killed before it ran"
+    status, body = _attach(setup, root)
+    assert status == 409 and json.loads(body)["message"] == "killed"
+
+
+def test_pause_then_resume_with_the_cli(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    invocation_id = _blocked_invocation(setup)
+    run = setup.restate("invocations", "pause", invocation_id, "--yes")
+    assert run.returncode == 0, run.output
+    assert "Paused 1 invocations" in run.output
+    run = setup.restate("sql", f"SELECT status FROM sys_invocation WHERE id = '{invocation_id}'")
+    assert "paused" in run.output.split(), run.output
+    status, _, body = http("PATCH", f"{setup.duro.admin}/invocations/{invocation_id}/pause")
+    assert status == 200, body  # already paused
+    run = setup.restate("invocations", "resume", invocation_id, "--yes")
+    assert run.returncode == 0, run.output
+    assert "Resumed 1 invocations" in run.output
+    wait_until(
+        lambda: "running" in setup.restate("sql", f"SELECT status FROM sys_invocation WHERE id = '{invocation_id}'").output.split(),
+        20,
+        "the resumed invocation to run again",
+    )
+    setup.restate("invocations", "kill", invocation_id, "--yes")
+
+
+def test_restart_as_new_reruns_a_completed_invocation(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    key = f"ran-{uuid.uuid4().hex[:6]}"
+    invocation_id = _counter_add(setup, key, 4)
+    run = setup.restate("invocations", "restart-as-new", invocation_id, "--yes")
+    assert run.returncode == 0, run.output
+    assert "Restarted 1 invocations" in run.output
+    (new_id,) = [word for word in run.output.split() if word.startswith("inv_") and word != invocation_id]
+    assert _attach(setup, new_id) == (200, b"8"), "the same input added once more"
+    rows = setup.restate("sql", "--json", f"SELECT invoked_by, restarted_from FROM sys_invocation WHERE id = '{new_id}'").output
+    assert json.loads(rows[rows.index("[") : rows.rindex("]") + 1]) == [{"invoked_by": "restart_as_new", "restarted_from": invocation_id}]
+
+
+def test_admin_lifecycle_paths_answer_restates_status_codes(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    admin = setup.duro.admin
+    done = _counter_add(setup, f"codes-{uuid.uuid4().hex[:6]}", 1)
+    assert http("PATCH", f"{admin}/invocations/{done}/pause")[0] == 409
+    assert http("PATCH", f"{admin}/invocations/{done}/resume")[0] == 409
+    assert http("PATCH", f"{admin}/invocations/{done}/purge-journal")[0] == 200
+    status, _, body = http("PATCH", f"{admin}/invocations/{done}/restart-as-new")
+    assert status == 410 and b"input is not available" in body
+    running = _blocked_invocation(setup)
+    assert http("PATCH", f"{admin}/invocations/{running}/purge-journal")[0] == 409
+    assert http("PATCH", f"{admin}/invocations/{running}/restart-as-new")[0] == 409
+    assert http("PATCH", f"{admin}/invocations/{running}/resume?deployment=nope")[0] == 400
+    assert http("PATCH", f"{admin}/invocations/{running}/resume?deployment=latest")[0] == 409  # running: cannot move
+    assert http("PATCH", f"{admin}/invocations/{running}/pause")[0] == 202
+    assert http("PATCH", f"{admin}/invocations/{running}/resume?deployment=latest")[0] == 200
+    assert http("PATCH", f"{admin}/invocations/{running}/cancel")[0] == 202
+    assert _attach(setup, running)[0] == 409
+    assert http("PATCH", f"{admin}/invocations/{done}/purge")[0] == 200
+    assert http("PATCH", f"{admin}/invocations/{done}/pause")[0] == 404

@@ -222,6 +222,21 @@ async def big_output(ctx: ObjectSharedContext, size: int) -> str:
     return "x" * size
 
 
+deadlock = restate.VirtualObject("Deadlock")
+
+
+@deadlock.handler()
+async def call_self(ctx: ObjectContext, name: str) -> str:
+    """Calls itself on its own key: the call waits in the key's inbox behind its caller for ever (a deadlock)."""
+    record_side_effect(f"deadlock {ctx.key()} {name}")
+    return await ctx.object_call(call_self, key=ctx.key(), arg=f"{name}-child")
+
+
+@deadlock.handler()
+async def echo(ctx: ObjectContext, text: str) -> str:
+    return text
+
+
 from tests.services.official_python_seeds import SEED_SERVICES  # noqa: E402
 
-app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, *SEED_SERVICES])
+app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, deadlock, *SEED_SERVICES])

@@ -142,8 +142,11 @@ def test_set_state_output_end_delivers_outcome_and_keeps_state() -> None:
     assert h.state("Counter", "alice", b"count") == b"5"
     status = h.status(record.invocation_id)
     assert status is not None and status.phase is Phase.COMPLETED and status.outcome.value == b"5"  # type: ignore[union-attr]
-    assert h.journal(record.invocation_id) == [], "the journal of a completed invocation is dropped"
-    assert of_type(actions, ScheduleTimer)[0].timer_kind == TimerKind.CLEANUP
+    assert len(h.journal(record.invocation_id)) == 3, "a retained invocation keeps its journal (restart-as-new reads its input)"
+    (cleanup,) = of_type(actions, ScheduleTimer)
+    assert cleanup.timer_kind == TimerKind.CLEANUP
+    h.apply(TimerFired(cleanup.fire_at_ms, record.invocation_id, TimerKind.CLEANUP))
+    assert h.status(record.invocation_id) is None and h.journal(record.invocation_id) == []
 
 
 def test_shared_handler_cannot_write_state() -> None:

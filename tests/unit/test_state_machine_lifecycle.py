@@ -1,0 +1,176 @@
+"""Unit tests of the admin lifecycle commands in the state machine: kill (with children), pause, resume, purge-journal, restart-as-new."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from partition_worker.actions import AbortAttempt, InvokeAttempt, ReplyToIngress, SendOutbox
+from partition_worker.status import Phase
+from protocol import service_protocol_pb2 as pb
+from protocol.ids import InvocationId
+from tests.unit.test_state_machine import COUNTER_ADD, GREETER, SIGNUP_RUN, Harness, invoke, of_type, output
+from wal.records import (
+    AttemptFailed,
+    Cancel,
+    Failure,
+    IngressSink,
+    Invoke,
+    Kill,
+    Pause,
+    PurgeJournal,
+    RestartAsNew,
+    Resume,
+)
+from wal.replies import Reply, ReplyKind
+
+ADMIN = IngressSink(1, 99)
+
+
+def reply_of(actions: list[object]) -> Reply:
+    (reply,) = [a.reply for a in of_type(actions, ReplyToIngress) if a.sink == ADMIN]
+    return reply
+
+
+def call(h: Harness, caller: str, attempt: int, target_key: str, completion: int) -> str:
+    """The caller's SDK calls Counter/<target_key>/add; returns the callee id the runtime assigned."""
+    message = pb.CallCommandMessage(
+        service_name="Counter", handler_name="add", key=target_key, parameter=b"1",
+        invocation_id_notification_idx=completion, result_completion_id=completion + 1,
+    )  # fmt: skip
+    actions = h.send(caller, attempt, message, call_target=dataclasses.replace(COUNTER_ADD, key=None))
+    (outbox,) = of_type(actions, SendOutbox)
+    assert isinstance(outbox.body, Invoke)
+    h.apply(outbox.body)  # the callee's partition is this one in the harness
+    return outbox.body.invocation_id
+
+
+def test_kill_propagates_to_the_children_and_frees_a_deadlocked_key() -> None:
+    h = Harness()
+    holder = invoke(COUNTER_ADD)
+    h.apply(holder)
+    child = call(h, holder.invocation_id, 1, "alice", 1)  # an object calling itself on its own key: deadlock
+    assert h.status(child).phase is Phase.INBOXED  # type: ignore[union-attr]
+    queued = invoke(COUNTER_ADD)
+    h.apply(queued)
+    actions = h.apply(Kill(holder.invocation_id, ADMIN))
+    assert reply_of(actions).kind is ReplyKind.ACK
+    assert h.status(child).outcome.failure == Failure(409, "killed")  # type: ignore[union-attr]
+    assert of_type(actions, InvokeAttempt) == [InvokeAttempt(queued.invocation_id, 1)], "the queued work gets the key, not the self-call"
+
+
+def test_kill_reaches_a_child_on_another_partition_through_the_outbox() -> None:
+    h = Harness()
+    holder = invoke(COUNTER_ADD)
+    h.apply(holder)
+    message = pb.CallCommandMessage(
+        service_name="Counter", handler_name="add", key="bob", parameter=b"1", invocation_id_notification_idx=1, result_completion_id=2
+    )
+    (outbox,) = of_type(h.send(holder.invocation_id, 1, message, call_target=dataclasses.replace(COUNTER_ADD, key=None)), SendOutbox)
+    child = outbox.body.invocation_id  # type: ignore[union-attr]
+    actions = h.apply(Kill(holder.invocation_id, ADMIN))
+    assert [a.body for a in of_type(actions, SendOutbox) if isinstance(a.body, Kill)] == [Kill(child)]
+
+
+def test_pause_stops_an_attempt_and_resume_restarts_it() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    actions = h.apply(Pause(record.invocation_id, ADMIN))
+    assert reply_of(actions).kind is ReplyKind.ACK
+    assert of_type(actions, AbortAttempt) == [AbortAttempt(record.invocation_id, 1)]
+    assert h.status(record.invocation_id).phase is Phase.PAUSED  # type: ignore[union-attr]
+    assert reply_of(h.apply(Pause(record.invocation_id, ADMIN))).kind is ReplyKind.DONE
+    assert h.send(record.invocation_id, 1, output(b"late"), pb.EndMessage()) == []  # the aborted attempt's late messages
+    actions = h.apply(Resume(record.invocation_id, ADMIN))
+    assert reply_of(actions).kind is ReplyKind.ACK
+    assert of_type(actions, InvokeAttempt) == [InvokeAttempt(record.invocation_id, 2)]
+
+
+def test_pause_of_a_backing_off_invocation_drops_its_retry() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    h.apply(AttemptFailed(record.invocation_id, 1, Failure(500, "boom")))
+    assert reply_of(h.apply(Pause(record.invocation_id, ADMIN))).kind is ReplyKind.ACK
+    assert not [k for k in h.store.rows if k[0] == 0x08], "no retry timer is left"
+
+
+def test_pause_and_resume_refusals() -> None:
+    h = Harness()
+    holder, queued = invoke(COUNTER_ADD), invoke(COUNTER_ADD)
+    h.apply(holder)
+    h.apply(queued)
+    refused = reply_of(h.apply(Pause(queued.invocation_id, ADMIN)))
+    assert refused.kind is ReplyKind.CONFLICT and "is not running, cannot be paused" in refused.message
+    assert reply_of(h.apply(Resume(queued.invocation_id, ADMIN))).kind is ReplyKind.NOT_READY
+    h.send(holder.invocation_id, 1, output(b"1"), pb.EndMessage())
+    done = invoke(GREETER, retention_ms=60_000)
+    h.apply(done)
+    h.send(done.invocation_id, 1, output(b"1"), pb.EndMessage())
+    assert reply_of(h.apply(Resume(done.invocation_id, ADMIN))).kind is ReplyKind.CONFLICT
+    missing = str(InvocationId.random(5))
+    assert reply_of(h.apply(Pause(missing, ADMIN))).kind is ReplyKind.NOT_FOUND
+
+
+def test_resume_on_another_deployment_checks_state_and_protocol() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    h.send(record.invocation_id, 1, pb.SleepCommandMessage(wake_up_time=10**13, result_completion_id=1))
+    running = reply_of(h.apply(Resume(record.invocation_id, ADMIN, "dp_2", 5, 7)))
+    assert running.kind is ReplyKind.CONFLICT and "deployment id cannot be changed" in running.message
+    h.send(record.invocation_id, 1, pb.SuspensionMessage(waiting_completions=[1]))
+    assert reply_of(h.apply(Resume(record.invocation_id, ADMIN, "dp_2", 7, 7))).kind is ReplyKind.INVALID  # pinned on v6
+    actions = h.apply(Resume(record.invocation_id, ADMIN, "dp_2", 5, 7))
+    assert reply_of(actions).kind is ReplyKind.ACK and of_type(actions, InvokeAttempt)
+    assert h.status(record.invocation_id).deployment_id == "dp_2"  # type: ignore[union-attr]
+
+
+def test_cancel_answers_done_for_queued_work_and_ack_for_running() -> None:
+    h = Harness()
+    holder, queued = invoke(COUNTER_ADD), invoke(COUNTER_ADD)
+    h.apply(holder)
+    h.apply(queued)
+    assert reply_of(h.apply(Cancel(queued.invocation_id, ADMIN))).kind is ReplyKind.DONE
+    assert reply_of(h.apply(Cancel(holder.invocation_id, ADMIN))).kind is ReplyKind.ACK
+
+
+def test_purge_journal_keeps_the_outcome_and_restart_as_new_then_has_no_input() -> None:
+    h = Harness()
+    done = invoke(GREETER, retention_ms=60_000)
+    h.apply(done)
+    h.send(done.invocation_id, 1, output(b'"hi"'), pb.EndMessage())
+    assert reply_of(h.apply(PurgeJournal(done.invocation_id, ADMIN))).kind is ReplyKind.ACK
+    status = h.status(done.invocation_id)
+    assert status is not None and status.outcome.value == b'"hi"' and h.journal(done.invocation_id) == []  # type: ignore[union-attr]
+    new_id = str(InvocationId.random(InvocationId.parse(done.invocation_id).partition_key))
+    assert reply_of(h.apply(RestartAsNew(done.invocation_id, new_id, ADMIN))).kind is ReplyKind.GONE
+
+
+def test_restart_as_new_runs_the_same_input_under_a_new_id() -> None:
+    h = Harness()
+    done = invoke(COUNTER_ADD, retention_ms=60_000)
+    h.apply(done)
+    h.send(done.invocation_id, 1, output(b"1"), pb.EndMessage())
+    new_id = str(InvocationId.random(InvocationId.parse(done.invocation_id).partition_key))
+    actions = h.apply(RestartAsNew(done.invocation_id, new_id, ADMIN))
+    reply = reply_of(actions)
+    assert reply.kind is ReplyKind.ACK and reply.new_invocation_id == new_id
+    assert of_type(actions, InvokeAttempt) == [InvokeAttempt(new_id, 1)]
+    restarted = h.status(new_id)
+    assert restarted is not None and restarted.restarted_from == done.invocation_id and restarted.target == COUNTER_ADD
+    assert h.journal(new_id) == h.journal(done.invocation_id)[:1], "the new journal is the old input"
+
+
+def test_restart_as_new_refuses_running_queued_and_workflows() -> None:
+    h = Harness()
+    holder, queued = invoke(COUNTER_ADD), invoke(COUNTER_ADD)
+    h.apply(holder)
+    h.apply(queued)
+    fresh = str(InvocationId.random(1))
+    assert reply_of(h.apply(RestartAsNew(holder.invocation_id, fresh, ADMIN))).kind is ReplyKind.CONFLICT
+    assert reply_of(h.apply(RestartAsNew(queued.invocation_id, fresh, ADMIN))).kind is ReplyKind.NOT_READY
+    run = invoke(SIGNUP_RUN, retention_ms=60_000)
+    h.apply(run)
+    h.send(run.invocation_id, 1, output(b"1"), pb.EndMessage())
+    assert reply_of(h.apply(RestartAsNew(run.invocation_id, fresh, ADMIN))).kind is ReplyKind.UNSUPPORTED

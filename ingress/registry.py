@@ -26,13 +26,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
 from ingress.schema import DiscoveredEndpoint, HandlerInfo, ServiceInfo
 from protocol.retention import InvocationRetention, RetentionPolicy
-from wal.records import HandlerKind, RetryPolicy, ServiceType
+from wal.records import HandlerKind, OnMaxAttempts, RetryPolicy, ServiceType
+
+T = TypeVar("T")
 
 REGISTRY_FORMAT_VERSION = 1
 DEPLOYMENT_ID_PREFIX = "dp_1"
@@ -156,10 +158,19 @@ class ResolvedHandler:
     def retry_policy(self, node_default: RetryPolicy) -> RetryPolicy:
         """The retry policy an invocation of this handler gets, written into its Invoke record.
 
-        For now the node's default; the policies services and handlers declare
-        in their manifest are merged here (issue 11).
+        Field by field, as Restate merges them: what the handler declares, else
+        what its service declares, else the node's default.
         """
-        return node_default
+        handler = self.handler.options.retry_policy
+        service = self.service.options.retry_policy
+        on_max = _first(handler.on_max_attempts, service.on_max_attempts)
+        return RetryPolicy(
+            initial_interval_ms=_declared_or(node_default.initial_interval_ms, handler.initial_interval_ms, service.initial_interval_ms),
+            factor=_declared_or(node_default.factor, handler.exponentiation_factor, service.exponentiation_factor),
+            max_interval_ms=_declared_or(node_default.max_interval_ms, handler.max_interval_ms, service.max_interval_ms),
+            max_attempts=_first(handler.max_attempts, service.max_attempts, node_default.max_attempts),
+            on_max_attempts=OnMaxAttempts(on_max.lower()) if on_max is not None else node_default.on_max_attempts,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +535,14 @@ def _outcome(existing: Deployment | None, force: bool) -> RegisterOutcome:
     return RegisterOutcome.OVERWRITTEN if force else RegisterOutcome.UPDATED
 
 
-def _first(*values: int | None) -> int | None:
+def _declared_or(default: T, *declared: T | None) -> T:
+    """The first declared value, else `default`."""
+    chosen = _first(*declared)
+    return default if chosen is None else chosen
+
+
+def _first(*values: T | None) -> T | None:
+    """The first value that is set."""
     for value in values:
         if value is not None:
             return value

@@ -108,10 +108,12 @@ class RetryPolicy:
     once; `duro.settings.RetrySettings` takes its defaults from them).
     """
 
-    initial_interval_ms: int = 50
+    # Restate's default invocation retry policy (`crates/types/src/config/invocation.rs`): 500 ms doubling to 60 s,
+    # 70 attempts in all (the first included), then pause.
+    initial_interval_ms: int = 500
     factor: float = 2.0
-    max_interval_ms: int = 10_000
-    max_attempts: int | None = 70  # failed attempts before `on_max_attempts`; None: retry for ever
+    max_interval_ms: int = 60_000
+    max_attempts: int | None = 70  # attempts in all before `on_max_attempts` (failed attempts, the first included); None: for ever
     on_max_attempts: OnMaxAttempts = OnMaxAttempts.PAUSE
 
     def delay_ms(self, retry_count: int) -> int:

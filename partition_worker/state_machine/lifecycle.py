@@ -358,6 +358,7 @@ def apply_restart_as_new(ctx: ApplyContext, record: RestartAsNew) -> None:
         modified_at_ms=ctx.now_ms,
         completion_retention_ms=status.completion_retention_ms,
         restarted_from=invocation_id,
+        retry_policy=status.retry_policy,
     )
     ctx.txn.put(keys.journal_key(record.new_invocation_id, 0), raw_input)
     ctx.acquire_or_enqueue(record.new_invocation_id, restarted.evolve(journal_length=1, command_count=1))

@@ -237,6 +237,37 @@ async def echo(ctx: ObjectContext, text: str) -> str:
     return text
 
 
+retries = restate.Service("Retries")
+
+
+def _failing_attempt(ctx: Context, name: str) -> None:
+    """Records `attempt <name> <wall-clock ms>` (not journaled: one line per attempt), then fails retryably."""
+    import time
+
+    record_side_effect(f"attempt {name} {time.time_ns() // 1_000_000}")
+    raise RuntimeError(f"attempt of {name} fails")
+
+
+@retries.handler(
+    invocation_retry_policy=restate.InvocationRetryPolicy(
+        initial_interval=timedelta(milliseconds=200),
+        exponentiation_factor=2.0,
+        max_interval=timedelta(seconds=10),
+        max_attempts=3,
+        on_max_attempts="kill",
+    )
+)
+async def three_then_kill(ctx: Context, name: str) -> str:
+    _failing_attempt(ctx, name)
+    return "never"
+
+
+@retries.handler()
+async def default_policy(ctx: Context, name: str) -> str:
+    _failing_attempt(ctx, name)
+    return "never"
+
+
 from tests.services.official_python_seeds import SEED_SERVICES  # noqa: E402
 
-app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, deadlock, *SEED_SERVICES])
+app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, deadlock, retries, *SEED_SERVICES])

@@ -237,3 +237,26 @@ def test_default_input_rules_accept_empty_or_any_content_type() -> None:
     validate_input(InputRules(content_type="text/*"), "text/csv; charset=utf-8", b"a,b")
     with pytest.raises(InputError, match="does not match"):
         validate_input(InputRules(content_type="text/*"), "application/json", b"1")
+
+
+def test_retry_policy_merges_handler_then_service_then_node_default() -> None:
+    from ingress.registry import ResolvedHandler
+    from ingress.schema import HandlerInfo, InvocationOptions, ServiceInfo
+    from ingress.schema import RetryPolicy as Declared
+    from wal.records import OnMaxAttempts, RetryPolicy, ServiceType
+
+    service = ServiceInfo(
+        "S", ServiceType.SERVICE, {}, options=InvocationOptions(retry_policy=Declared(initial_interval_ms=100, max_attempts=9))
+    )
+    handler = HandlerInfo("h", None, options=InvocationOptions(retry_policy=Declared(max_attempts=3, on_max_attempts="KILL")))
+    node_default = RetryPolicy()
+    merged = ResolvedHandler(service, handler, "dp_1", True).retry_policy(node_default)
+    assert merged == RetryPolicy(
+        initial_interval_ms=100,
+        factor=2.0,
+        max_interval_ms=node_default.max_interval_ms,
+        max_attempts=3,
+        on_max_attempts=OnMaxAttempts.KILL,
+    )
+    bare = ResolvedHandler(ServiceInfo("S", ServiceType.SERVICE, {}), HandlerInfo("h", None), "dp_1", True)
+    assert bare.retry_policy(node_default) == node_default

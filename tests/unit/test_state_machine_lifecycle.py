@@ -20,10 +20,16 @@ from wal.records import (
     PurgeJournal,
     RestartAsNew,
     Resume,
+    Target,
 )
 from wal.replies import Reply, ReplyKind
 
 ADMIN = IngressSink(1, 99)
+
+
+def retained(target: Target) -> Invoke:
+    """An invocation that keeps its outcome and its journal for a minute once completed."""
+    return dataclasses.replace(invoke(target, retention_ms=60_000), journal_retention_ms=60_000)
 
 
 def reply_of(actions: list[object]) -> Reply:
@@ -137,7 +143,7 @@ def test_cancel_answers_done_for_queued_work_and_ack_for_running() -> None:
 
 def test_purge_journal_keeps_the_outcome_and_restart_as_new_then_has_no_input() -> None:
     h = Harness()
-    done = invoke(GREETER, retention_ms=60_000)
+    done = retained(GREETER)
     h.apply(done)
     h.send(done.invocation_id, 1, output(b'"hi"'), pb.EndMessage())
     assert reply_of(h.apply(PurgeJournal(done.invocation_id, ADMIN))).kind is ReplyKind.ACK
@@ -149,7 +155,7 @@ def test_purge_journal_keeps_the_outcome_and_restart_as_new_then_has_no_input() 
 
 def test_restart_as_new_runs_the_same_input_under_a_new_id() -> None:
     h = Harness()
-    done = invoke(COUNTER_ADD, retention_ms=60_000)
+    done = retained(COUNTER_ADD)
     h.apply(done)
     h.send(done.invocation_id, 1, output(b"1"), pb.EndMessage())
     new_id = str(InvocationId.random(InvocationId.parse(done.invocation_id).partition_key))

@@ -87,11 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from duro.node import NodeFailure, NodeStartError, run_node
 
     try:
-        run_node(settings)
+        return run_node(settings)
     except (NodeStartError, NodeFailure) as exc:
         print(f"duro: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,32 +1,35 @@
 """One duro node in one process: the embedded log, RocksDB, the partition processors, the ingress and the admin API.
 
 `run_node` owns the process lifetime: it refuses a data dir in use or created
-with another partition count, serves until SIGINT/SIGTERM, drains (`duro/drain.py`:
-new requests refused, attempts ended or suspended, partitions handed over,
-waiting requests answered, all within `shutdown.timeout_ms`), then stops the
-servers, the processors and the invoker, and closes the log and the store. A
-component that dies stops the node at once, without draining, and the process
-exits non-zero (`NodeFailure`).
+with another partition count, serves until SIGINT/SIGTERM or a fatal error (a
+part of the node died), and stops through `duro.lifecycle.Lifecycle`: after a
+signal the graceful phase drains (`duro/drain.py`: new requests refused,
+attempts ended or suspended, partitions handed over, waiting requests
+answered), capped by `shutdown.timeout_ms`; a fatal error skips it. Then every
+request still waiting is answered 503, and the servers, the processors, the
+invoker, the log and the store are closed within `shutdown.close_timeout_ms`
+(a watchdog ends the process if not). A fatal error exits 1 (`NodeFailure`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pyarrow as pa
-import uvicorn
 from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
 from duro.directory import RegistryDirectory
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import partition_tables
+from duro.lifecycle import Lifecycle
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from duro.telemetry import Telemetry
@@ -34,6 +37,7 @@ from ingress.admin import PartitionTables, build_admin_app
 from ingress.http import build_ingress_app
 from ingress.kafka_inspect import KafkaInspector
 from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
+from ingress.serving import NodeHttpServer
 from ingress.settings import ServiceDefaults
 from ingress.subscription_admin import SubscriptionAdmin
 from ingress.subscription_consumer import SubscriptionConsumer
@@ -66,7 +70,8 @@ class NodeFailure(Exception):
     """A component of the running node died; the node stopped without draining."""
 
 
-def run_node(settings: DuroSettings) -> None:
+def run_node(settings: DuroSettings) -> int:
+    """Run a node until it stops; return the exit status. Raises NodeStartError if it cannot start, NodeFailure after a fatal error."""
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
     try:
         import uvloop
@@ -75,7 +80,7 @@ def run_node(settings: DuroSettings) -> None:
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.Runner()
     with runner:
-        runner.run(Node(settings).serve())
+        return runner.run(Node(settings).serve())
 
 
 def check_data_dir(settings: DuroSettings) -> None:
@@ -97,18 +102,18 @@ def check_data_dir(settings: DuroSettings) -> None:
 class Node:
     def __init__(self, settings: DuroSettings) -> None:
         self.settings = settings
-        self._stop = asyncio.Event()
-        self._force = asyncio.Event()
-        self._failure: BaseException | None = None
+        self.lifecycle = Lifecycle(settings.shutdown.timeout_ms, settings.shutdown.close_timeout_ms)
         self._leave_cluster: Callable[[], Awaitable[None]] | None = None
 
-    async def serve(self) -> None:
+    async def serve(self) -> int:
+        """Start, serve until a stop is requested, stop within the bounds; return the exit status (NodeFailure if fatal)."""
         settings = self.settings
+        lifecycle = self.lifecycle
         check_data_dir(settings)
         async with contextlib.AsyncExitStack() as stack:
             wal, metadata = await self._open_log(stack)
             database = RocksDatabase(str(settings.data_dir / "state"))
-            stack.callback(database.close)
+            stack.push_async_callback(lifecycle.closing("the state store", database.close))
             if metadata is None:
                 await _check_state_within_log(wal, database, settings)
             registry = Registry(SharedRegistryStore(metadata) if metadata else FileRegistryStore(settings.data_dir))
@@ -117,14 +122,16 @@ class Node:
                 metadata.watch(lambda key, value: registry.install_document(value) if key == SharedRegistryStore.KEY and value else None)
             reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
             router = ReplyRouter(reply_bus, metadata)
-            stack.push_async_callback(router.close)
+            stack.push_async_callback(lifecycle.closing("the reply router", router.close))
             retry_policy = settings.retry.policy()
             telemetry = Telemetry(settings.tracing, settings.node_id)
-            stack.push_async_callback(asyncio.to_thread, telemetry.close)  # flushes queued spans: blocking, bounded by its timeout
+            stack.push_async_callback(
+                lifecycle.closing("the tracer", lambda: asyncio.to_thread(telemetry.close))
+            )  # flushes queued spans, bounded by its timeout
             invoker = Invoker(
                 RegistryDirectory(registry, settings.ingress, retry_policy), settings.invoker, tracer=telemetry.tracer("duro.invoker")
             )
-            stack.push_async_callback(invoker.close)
+            stack.push_async_callback(lifecycle.closing("the invoker", invoker.close))
             worker = PartitionWorker(
                 settings.node_id,
                 wal,
@@ -135,7 +142,7 @@ class Node:
                 settings.processor,
                 self._fail,
             )
-            stack.push_async_callback(worker.close)
+            stack.push_async_callback(lifecycle.closing("the partition processors", worker.close))
             sampler = GaugeSampler(
                 wal,
                 lambda: [SampledPartition(p, processor.applied_offset, processor.store) for p, processor in worker.processors.items()],
@@ -158,64 +165,56 @@ class Node:
                 service_defaults=service_defaults,
                 extra_routes=subscription_admin.routes(),
             )
-            servers = await self._serve_http(stack, ingress_app, admin_app)
-            if metadata is None:
-                worker.assign(set(range(settings.partitions)))
-                await worker.wait_leading()
-            else:
-                await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
-                await self._join_cluster(stack, worker)
+            await self._serve_http(stack, ingress_app, admin_app)
+            if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
+                log.info(
+                    "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
+                    settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
+                )  # fmt: skip
             controller = self._consume_subscriptions(stack, subscriptions, registry, wal, reply_bus)
-            log.info(
-                "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
-                settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
-            )  # fmt: skip
-            await self._stop.wait()
-            if self._failure is not None:
-                raise NodeFailure(f"node {settings.node_id} stopped because a component failed: {self._failure!r}") from self._failure
-            log.info("duro node %d stopping: draining for at most %d ms", settings.node_id, settings.shutdown.timeout_ms)
             parts = DrainParts(settings.node_id, ingress_app.ingress, invoker, worker, reply_bus, self._leave_cluster, controller.close)
-            deadline = await self._drain(parts)
-            for server in servers:  # what is still open gets what is left of the graceful phase, at least a second
-                server.config.timeout_graceful_shutdown = max(1, round(deadline - time.monotonic()))
+            lifecycle.on_graceful("drain", lambda: self._drain(parts))
+            await lifecycle.stop_requested.wait()
+            await lifecycle.graceful_phase()
+            reply_bus.close(f"node {settings.node_id} is stopping ({lifecycle.reason})")
+            log.info("duro node %d stopping: closing its parts within %d ms", settings.node_id, settings.shutdown.close_timeout_ms)
+        log.info("duro node %d stopped", settings.node_id)
+        if lifecycle.fatal and lifecycle.reason:
+            raise NodeFailure(f"node {settings.node_id} stopped because a component failed: {lifecycle.reason}")
+        return lifecycle.exit_code
+
+    async def _take_partitions(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker, metadata: KafkaMetadata | None) -> bool:
+        """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves."""
+        settings = self.settings
+        if metadata is None:
+            worker.assign(set(range(settings.partitions)))
+            await worker.wait_leading()
+        else:
+            await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
+            await self._join_cluster(stack, worker)
+        return True
 
     def _fail(self, error: BaseException) -> None:
-        if self._failure is None:
-            self._failure = error
-        self._stop.set()
-        self._force.set()
+        self.lifecycle.fail(f"a partition processor died: {error!r}")
 
     def _fail_unless_cancelled(self, task: asyncio.Task[None]) -> None:
         """A done-callback for the node's background tasks: their death stops the node."""
         error = None if task.cancelled() else task.exception()
         if error is not None:
             log.critical("%s died: %r", task.get_name(), error, exc_info=error)
-            self._fail(error)
+            self.lifecycle.fail(f"{task.get_name()} died: {error!r}")
 
-    def _signal(self) -> None:
-        """The first SIGINT/SIGTERM starts the graceful stop; a second one cuts it short."""
-        if self._stop.is_set():
-            self._force.set()
-        self._stop.set()
-
-    async def _drain(self, parts: DrainParts) -> float:
-        """Run the graceful phase, bounded by `shutdown.timeout_ms` and a second signal; returns its deadline."""
+    async def _drain(self, parts: DrainParts) -> None:
+        """The graceful phase's step (the lifecycle caps it with `shutdown.timeout_ms` and a second signal); logs what it did."""
         shutdown = self.settings.shutdown
         started = time.monotonic()
-        deadline = started + shutdown.timeout_ms / 1000
         report = DrainReport()
-        draining = asyncio.create_task(drain(parts, deadline, shutdown.attempt_drain_timeout_ms / 1000, report), name="drain")
-        forced = asyncio.create_task(self._force.wait())
-        await asyncio.wait([draining, forced], timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED)
-        forced.cancel()
-        completed = draining.done() and not draining.cancelled() and draining.exception() is None
-        if not draining.done():
-            draining.cancel()
-        results = await asyncio.gather(draining, return_exceptions=True)
-        if isinstance(results[0], Exception):
-            log.error("draining failed: %r", results[0])
-        log.info("duro node %d %s", self.settings.node_id, describe(report, time.monotonic() - started, completed))
-        return deadline
+        completed = False
+        try:
+            await drain(parts, started + shutdown.timeout_ms / 1000, shutdown.attempt_drain_timeout_ms / 1000, report)
+            completed = True
+        finally:
+            log.info("duro node %d %s", self.settings.node_id, describe(report, time.monotonic() - started, completed))
 
     async def _subscriptions(self, metadata: KafkaMetadata | None, registry: Registry) -> SubscriptionRegistry:
         """The subscriptions and Kafka clusters: in the metadata topic on Kafka (shared by every node), else in the data dir."""
@@ -248,7 +247,7 @@ class Node:
 
         controller = SubscriptionController(subscriptions, consumer, settings.subscriptions)
         controller.start()
-        stack.push_async_callback(controller.close)
+        stack.push_async_callback(self.lifecycle.closing("the subscription consumers", controller.close))
         return controller
 
     async def _open_log(self, stack: contextlib.AsyncExitStack) -> tuple[Log, KafkaMetadata | None]:
@@ -258,7 +257,7 @@ class Node:
                 embedded = await EmbeddedLog.open(
                     settings.data_dir / "log", settings.partitions, truncate_corrupt_tail=settings.truncate_corrupt_tail
                 )
-                stack.push_async_callback(embedded.close)
+                stack.push_async_callback(self.lifecycle.closing("the embedded log", embedded.close))
                 return embedded, None
             if not settings.kafka_bootstrap:
                 raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
@@ -266,34 +265,38 @@ class Node:
                 replication_factor=settings.kafka_replication_factor, connect_timeout_ms=settings.kafka_connect_timeout_ms
             )
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
-            stack.push_async_callback(kafka.close)
+            stack.push_async_callback(self.lifecycle.closing("the Kafka log", kafka.close))
             metadata = KafkaMetadata(settings.kafka_bootstrap, settings.kafka_metadata_topic, settings.kafka_replication_factor)
             await metadata.open()
-            stack.push_async_callback(metadata.close)
+            stack.push_async_callback(self.lifecycle.closing("the Kafka metadata", metadata.close))
             return kafka, metadata
         except LogError as exc:
             raise NodeStartError(str(exc)) from exc
 
-    async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> list[uvicorn.Server]:
+    async def _serve_http(self, stack: contextlib.AsyncExitStack, ingress_app: ASGIApp, admin_app: ASGIApp) -> None:
+        """Listen on both ports (NodeStartError if one is taken), serve, and close them with the node."""
         settings = self.settings
+        lifecycle = self.lifecycle
         servers = [
-            _ServerWithoutSignals(
-                uvicorn.Config(app, host=settings.bind, port=port, log_level="warning", lifespan="off", access_log=False, log_config=None)
-            )
-            for app, port in ((ingress_app, settings.ingress_port), (admin_app, settings.admin_port))
+            NodeHttpServer("ingress", ingress_app, settings.bind, settings.ingress_port),
+            NodeHttpServer("admin", admin_app, settings.bind, settings.admin_port),
         ]
+        for server in servers:
+            try:
+                server.listen()
+            except OSError as error:
+                raise NodeStartError(f"cannot listen for the {server.name} API on {server.host}:{server.port}: {error.strerror}") from None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._signal)
-        tasks = [asyncio.create_task(server.serve()) for server in servers]
+            loop.add_signal_handler(signum, lifecycle.request_stop, f"{signal.Signals(signum).name} received")
 
-        async def stop_servers() -> None:
-            for server in servers:
-                server.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
+        async def close_servers() -> None:
+            await asyncio.gather(*(server.close(settings.shutdown.close_timeout_ms // 2) for server in servers))
 
-        stack.push_async_callback(stop_servers)
-        return list(servers)
+        stack.push_async_callback(lifecycle.closing("the HTTP servers", close_servers))
+        for server in servers:
+            task = await server.start()
+            task.add_done_callback(functools.partial(_server_stopped, lifecycle, server.name))
 
     async def _join_cluster(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker) -> None:
         """Join the consumer group that assigns partitions; processors start and stop with the assignment."""
@@ -320,7 +323,7 @@ class Node:
             await asyncio.gather(task, return_exceptions=True)
 
         self._leave_cluster = leave
-        stack.push_async_callback(leave)
+        stack.push_async_callback(self.lifecycle.closing("the Kafka group membership", leave))
 
     @staticmethod
     def _state_machine_config(partition: int) -> StateMachineConfig:
@@ -346,14 +349,9 @@ async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: D
             raise NodeStartError(f"{error} ({settings.data_dir / 'state'}; with it gone, start-up replays the whole log)") from None
 
 
-class _ServerWithoutSignals(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT and SIGTERM to the node.
-
-    uvicorn (0.29 and later) installs its own handlers while it serves, which
-    would replace the node's: a SIGTERM would then only close the ports and wait
-    for in-flight requests, and the node's own shutdown would start after them.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _server_stopped(lifecycle: Lifecycle, name: str, task: asyncio.Task[None]) -> None:
+    """An HTTP server's task ended: expected once the node stops, fatal before."""
+    if lifecycle.stop_requested.is_set():
+        return
+    error = None if task.cancelled() else task.exception()
+    lifecycle.fail(f"the {name} HTTP server stopped unexpectedly ({error!r})")

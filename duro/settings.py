@@ -60,6 +60,13 @@ class ShutdownSettings(BaseModel):
         " aborted; the partition's next leader runs an aborted attempt again.",
     )
 
+    close_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="After the graceful phase or a fatal error: the longest closing the servers, the log and the state may"
+        " take; past timeout_ms + close_timeout_ms the process ends itself with exit status 3.",
+    )
+
     @model_validator(mode="after")
     def _drain_fits(self) -> ShutdownSettings:
         if self.attempt_drain_timeout_ms > self.timeout_ms:

@@ -62,7 +62,7 @@ from wal.records import (
     Target,
     encode_record,
 )
-from wal.replies import Reply, ReplyBus, ReplyKind, TooManyWaitingRequests
+from wal.replies import NodeStopping, Reply, ReplyBus, ReplyKind, TooManyWaitingRequests
 
 JSON_TYPE = "application/json"
 X_RESTATE_ID = "x-restate-id"
@@ -489,14 +489,17 @@ class ReplyWaiter:
         answer again.
 
         Raises IngressError 429 when too many requests wait, 503 when the
-        append fails, 504 when no reply comes within `timeout_ms` (the record
-        stays appended and takes effect). The sink is released on every exit,
+        append fails or the node stops before the reply came, 504 when no
+        reply comes within `timeout_ms` (in both last cases the record stays
+        appended and takes effect). The sink is released on every exit,
         cancellation included.
         """
         try:
             sink, future = self.reply_bus.register()
         except TooManyWaitingRequests as error:
             raise IngressError(429, f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
+        except NodeStopping:
+            raise IngressError(503, "the node is shutting down; send the request to another node or retry once it is back") from None
         try:
             partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
             await self.append(partition, make_body(sink), invocation_id)
@@ -513,6 +516,13 @@ class ReplyWaiter:
                 wait_s = remaining if nudge is None else min(remaining, nudge_interval_ms / 1000)
                 try:
                     return await asyncio.wait_for(asyncio.shield(future), wait_s)
+                except NodeStopping:
+                    raise IngressError(
+                        503,
+                        f"the node is shutting down before the {what} of invocation {invocation_id} had an answer; the request"
+                        f" was recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach once a node serves it",
+                        invocation_id,
+                    ) from None
                 except TimeoutError:
                     if nudge is not None and time.monotonic() < deadline:
                         await self.append(partition, nudge(sink), invocation_id)

@@ -58,12 +58,18 @@ class ReplyBus:
         self.node_id = node_id
         self.max_waiting_requests = max_waiting_requests
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._closed_because: str | None = None
         # Sequential from a random start: unique in this process, and replies meant for a previous process find nobody.
         self._request_ids = itertools.count(secrets.randbits(62))
         self._emptied: asyncio.Event | None = None  # set when the last waiting request releases, while someone waits for that
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
-        """Reserve a request id; the future completes with its reply. Call `release` when done."""
+        """Reserve a request id; the future completes with its reply. Call `release` when done.
+
+        Raises NodeStopping once the bus is closed, TooManyWaitingRequests when full.
+        """
+        if self._closed_because is not None:
+            raise NodeStopping(self._closed_because)
         if len(self._waiting) >= self.max_waiting_requests:
             raise TooManyWaitingRequests(f"{len(self._waiting)} requests already wait for replies (max_waiting_requests)")
         request_id = next(self._request_ids)
@@ -93,9 +99,23 @@ class ReplyBus:
         future.set_result(reply)
         return True
 
+    def close(self, reason: str) -> None:
+        """No reply will come any more (the node stops): every waiting request fails with NodeStopping, and so do new ones."""
+        self._closed_because = reason
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(NodeStopping(reason))
+        if self._emptied is not None:
+            self._emptied.set()
+
     @property
     def waiting_count(self) -> int:
         return len(self._waiting)
+
+
+class NodeStopping(Exception):
+    """The node stops before the reply came; the message says why."""
 
 
 class TooManyWaitingRequests(Exception):

@@ -19,6 +19,7 @@ from ingress.admin import DURO_VERSION
 from ingress.query import QueryTimeout, rows_table
 from ingress.subscriptions import SUBSCRIPTION_ID_PREFIX
 from partition_worker import keys
+from partition_worker.state_machine.context import is_queued_state_patch
 from partition_worker.state_machine.promises import Promise
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore
@@ -228,6 +229,8 @@ def state_rows(store: PartitionStore) -> Iterator[Row]:
 
 def inbox_rows(store: PartitionStore) -> Iterator[Row]:
     for row, invocation_id in store.scan(keys.table_prefix(keys.Table.INBOX)):
+        if is_queued_state_patch(invocation_id):
+            continue  # a state patch waiting for the key, not an invocation
         service, key, seq = keys.parse_scoped_key(row)
         yield {
             "partition_key": partition_key_for_key(key),

@@ -29,17 +29,20 @@ from ingress.discovery import (
     InvalidUriError,
     discoverer_with,
 )
-from ingress.durations import format_friendly_ms, format_rfc3339_ms
+from ingress.durations import format_friendly_ms, format_rfc3339_ms, parse_duration_ms
 from ingress.http import IngressError, ReplyWaiter
+from ingress.openapi import service_openapi
 from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
     Deployment,
     RegisterOutcome,
     Registry,
     RegistryError,
+    ServiceChange,
     ServiceRevision,
 )
 from ingress.schema import (
+    DiscoveredEndpoint,
     HandlerInfo,
     RetryPolicy,
     SchemaError,
@@ -50,6 +53,7 @@ from ingress.schema import (
 from ingress.settings import IngressSettings, ServiceDefaults
 from ingress.sql_tables import PARTITION_TABLES, REGISTRY_TABLES, tables_read_by
 from protocol.ids import InvocationId
+from protocol.routing import partition_key_for_key
 from wal.log import Log
 from wal.partitioner import partition_of
 from wal.records import (
@@ -58,6 +62,7 @@ from wal.records import (
     HandlerKind,
     IngressSink,
     Kill,
+    PatchState,
     Pause,
     Purge,
     PurgeJournal,
@@ -106,6 +111,89 @@ class AdminError(Exception):
         self.status = status
         self.message = message
         self.restate_code = restate_code
+
+
+class UpdateDeploymentRequest(BaseModel):
+    """Body of `PATCH /deployments/{id}`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    uri: str | None = None
+    additional_headers: dict[str, str] | None = None
+    use_http_11: bool | None = None
+    overwrite: bool = False
+    dry_run: bool = False
+
+
+class ModifyServiceRequest(BaseModel):
+    """Body of `PATCH /services/{service}`: durations as `5m`, `1 hour`, `PT5M` or milliseconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public: bool | None = None
+    idempotency_retention: str | int | None = None
+    workflow_completion_retention: str | int | None = None
+    journal_retention: str | int | None = None
+    inactivity_timeout: str | int | None = None
+    abort_timeout: str | int | None = None
+    retry_policy: RetryPolicyPatch | None = None
+
+    def change(self) -> ServiceChange:
+        return ServiceChange(
+            public=self.public,
+            idempotency_retention_ms=_duration_field("idempotency_retention", self.idempotency_retention),
+            workflow_completion_retention_ms=_duration_field("workflow_completion_retention", self.workflow_completion_retention),
+            journal_retention_ms=_duration_field("journal_retention", self.journal_retention),
+            inactivity_timeout_ms=_duration_field("inactivity_timeout", self.inactivity_timeout),
+            abort_timeout_ms=_duration_field("abort_timeout", self.abort_timeout),
+            retry_policy=self.retry_policy.declared() if self.retry_policy is not None else None,
+        )
+
+
+class RetryPolicyPatch(BaseModel):
+    """A service's retry policy, as the admin API shows it (`retry_policy` of `GET /services/{service}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial_interval: str | int | None = None
+    exponentiation_factor: float | None = None
+    max_attempts: int | None = None
+    max_interval: str | int | None = None
+    on_max_attempts: str | None = None
+
+    def declared(self) -> RetryPolicy:
+        on_max = self.on_max_attempts.upper() if self.on_max_attempts is not None else None
+        if on_max not in (None, "PAUSE", "KILL"):
+            raise AdminError(
+                400,
+                f"The request field 'retry_policy.on_max_attempts' is invalid. Reason: expected Pause or Kill, got {self.on_max_attempts!r}",
+            )
+        return RetryPolicy(
+            initial_interval_ms=_duration_field("retry_policy.initial_interval", self.initial_interval),
+            max_interval_ms=_duration_field("retry_policy.max_interval", self.max_interval),
+            max_attempts=self.max_attempts,
+            exponentiation_factor=self.exponentiation_factor,
+            on_max_attempts=on_max,
+        )
+
+
+class ModifyServiceStateRequest(BaseModel):
+    """Body of `POST /services/{service}/state`: values are byte arrays (the CLI sends them as lists of numbers)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: str | None = None
+    object_key: str
+    new_state: dict[str, list[int]]
+
+
+def _duration_field(name: str, value: str | int | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return value if isinstance(value, int) else parse_duration_ms(value)
+    except ValueError as error:
+        raise AdminError(400, f"The request field '{name}' is invalid. Reason: {error}") from None
 
 
 class RegisterDeploymentRequest(BaseModel):
@@ -188,8 +276,12 @@ class AdminApi:
             ("/deployments", "POST", "register_deployment", self.register_deployment),
             ("/deployments/{deployment_id}", "GET", "get_deployment", self.get_deployment),
             ("/deployments/{deployment_id}", "DELETE", "delete_deployment", self.delete_deployment),
+            ("/deployments/{deployment_id}", "PATCH", "update_deployment", self.update_deployment),
             ("/services", "GET", "list_services", self.list_services),
             ("/services/{service}", "GET", "get_service", self.get_service),
+            ("/services/{service}", "PATCH", "modify_service", self.modify_service),
+            ("/services/{service}/state", "POST", "modify_service_state", self.modify_service_state),
+            ("/services/{service}/openapi", "GET", "get_service_openapi", self.get_service_openapi),
             ("/services/{service}/handlers", "GET", "list_handlers", self.list_handlers),
             ("/services/{service}/handlers/{handler}", "GET", "get_handler", self.get_handler),
             ("/invocations/{invocation_id}/{command}", "PATCH", "invocation_command", self.invocation_command),
@@ -245,8 +337,8 @@ class AdminApi:
             raise AdminError(400, _describe_validation(error)) from None
         force = parsed.force if parsed.force is not None else api_version == 2
         headers = parsed.additional_headers or {}
+        endpoint = await self._discover(parsed.uri, headers, parsed.use_http_11)
         try:
-            endpoint = await self.discoverer(parsed.uri, headers, parsed.use_http_11)
             result = await self.registry.register(
                 endpoint,
                 additional_headers=headers,
@@ -255,12 +347,6 @@ class AdminApi:
                 breaking=parsed.breaking,
                 dry_run=parsed.dry_run,
             )
-        except InvalidUriError as error:
-            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {error.reason}") from None
-        except DiscoveryError as error:
-            raise AdminError(500, str(error), error.restate_code) from None
-        except SchemaError as error:
-            raise AdminError(400, f"discovered an invalid service definition at {parsed.uri}: {error}") from None
         except RegistryError as error:
             raise AdminError(error.status, error.message, error.restate_code) from None
         deployment = result.deployment
@@ -290,6 +376,41 @@ class AdminApi:
         except RegistryError as error:
             raise AdminError(error.status, error.message, error.restate_code) from None
         return Response(status_code=202)
+
+    async def update_deployment(self, request: Request, api_version: int) -> Response:
+        """`PATCH /deployments/{id}`: a new URI (re-discovered), HTTP version or additional headers; the id and revisions stay."""
+        deployment = self._deployment(request.path_params["deployment_id"])
+        try:
+            change = UpdateDeploymentRequest.model_validate(await _json_body(request))
+        except ValidationError as error:
+            raise AdminError(400, _describe_validation(error)) from None
+        endpoint = None
+        if change.uri is not None or change.use_http_11 is not None:
+            uri = change.uri if change.uri is not None else deployment.uri
+            use_http_11 = change.use_http_11 if change.use_http_11 is not None else deployment.use_http_11
+            headers = change.additional_headers if change.additional_headers is not None else deployment.additional_headers
+            endpoint = await self._discover(uri, headers, use_http_11)
+        try:
+            updated = await self.registry.update_deployment(
+                deployment.id,
+                endpoint=endpoint,
+                additional_headers=change.additional_headers,
+                overwrite=change.overwrite,
+                dry_run=change.dry_run,
+            )
+        except RegistryError as error:
+            raise AdminError(error.status, error.message, error.restate_code) from None
+        return json_response(200, self._deployment_json(updated, detailed=True))
+
+    async def _discover(self, uri: str, headers: dict[str, str], use_http_11: bool) -> DiscoveredEndpoint:
+        try:
+            return await self.discoverer(uri, headers, use_http_11)
+        except InvalidUriError as error:
+            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {error.reason}") from None
+        except DiscoveryError as error:
+            raise AdminError(500, str(error), error.restate_code) from None
+        except SchemaError as error:
+            raise AdminError(400, f"discovered an invalid service definition at {uri}: {error}") from None
 
     def _deployment(self, deployment_id: str) -> Deployment:
         deployment = self.registry.deployment(deployment_id)
@@ -400,6 +521,48 @@ class AdminApi:
         if handler is None:
             raise AdminError(404, f"The requested handler '{name}' on service '{revision.name}' does not exist")
         return json_response(200, _handler_json(revision.info, handler))
+
+    async def modify_service(self, request: Request, api_version: int) -> Response:
+        """`PATCH /services/{service}`: public, retentions, timeouts (and, beyond Restate 1.7, the retry policy) at runtime."""
+        name = request.path_params["service"]
+        self._service(name)
+        try:
+            body = ModifyServiceRequest.model_validate(await _json_body(request))
+        except ValidationError as error:
+            raise AdminError(400, _describe_validation(error)) from None
+        try:
+            revision = await self.registry.modify_service(name, body.change())
+        except RegistryError as error:
+            raise AdminError(error.status, error.message, error.restate_code) from None
+        return json_response(200, self._revision_json(revision))
+
+    async def modify_service_state(self, request: Request, api_version: int) -> Response:
+        """`POST /services/{service}/state`: replace one object's state (202 once the patch is in the log, as Restate answers)."""
+        name = request.path_params["service"]
+        try:
+            body = ModifyServiceStateRequest.model_validate(await _json_body(request))
+        except ValidationError as error:
+            raise AdminError(400, _describe_validation(error)) from None
+        revision = self.registry.service(name)
+        if revision is None and body.new_state:
+            raise AdminError(404, f"The requested service '{name}' does not exist")
+        if revision is not None and revision.service_type is ServiceType.SERVICE:
+            raise AdminError(400, f"Cannot modify state of service '{name}': a plain service has no state")
+        patch = PatchState(
+            name,
+            body.object_key,
+            tuple(sorted((key.encode(), bytes(value)) for key, value in body.new_state.items())),
+            body.version,
+        )
+        partition = partition_of(partition_key_for_key(body.object_key), self.log.partition_count)
+        try:
+            await self.waiter.append(partition, patch)
+        except IngressError as error:
+            raise AdminError(error.status, error.message) from None
+        return Response(status_code=202)
+
+    async def get_service_openapi(self, request: Request, api_version: int) -> Response:
+        return json_response(200, service_openapi(self._service(request.path_params["service"]).info))
 
     def _service(self, name: str) -> ServiceRevision:
         revision = self.registry.service(name)

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import TypeAdapter
 
 from ingress.schema import DiscoveredEndpoint, HandlerInfo, ServiceInfo
+from ingress.schema import RetryPolicy as DeclaredRetryPolicy
 from protocol.retention import InvocationRetention, RetentionPolicy
 from wal.records import HandlerKind, OnMaxAttempts, RetryPolicy, ServiceType
 
@@ -61,6 +62,48 @@ class RegistryConflict(RegistryError):
 
 class DeploymentNotFound(RegistryError):
     status = 404
+
+
+class ServiceNotFound(RegistryError):
+    status = 404
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChange:
+    """What `PATCH /services/{name}` changes; None leaves a setting as it is. Durations in ms."""
+
+    public: bool | None = None
+    idempotency_retention_ms: int | None = None
+    workflow_completion_retention_ms: int | None = None
+    journal_retention_ms: int | None = None
+    inactivity_timeout_ms: int | None = None
+    abort_timeout_ms: int | None = None
+    retry_policy: DeclaredRetryPolicy | None = None  # duro: Restate 1.7's PATCH has no retry policy
+
+    def apply_to(self, service: ServiceInfo) -> ServiceInfo:
+        options = service.options
+        changed: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("idempotency_retention_ms", self.idempotency_retention_ms),
+                ("journal_retention_ms", self.journal_retention_ms),
+                ("inactivity_timeout_ms", self.inactivity_timeout_ms),
+                ("abort_timeout_ms", self.abort_timeout_ms),
+                ("retry_policy", self.retry_policy),
+            )
+            if value is not None
+        }
+        if self.public is not None:
+            changed["ingress_private"] = not self.public
+        handlers = service.handlers
+        if self.workflow_completion_retention_ms is not None:
+            handlers = {
+                name: replace(h, options=replace(h.options, workflow_completion_retention_ms=self.workflow_completion_retention_ms))
+                if h.kind is HandlerKind.WORKFLOW
+                else h
+                for name, h in handlers.items()
+            }
+        return replace(service, options=replace(options, **changed), handlers=handlers)
 
 
 class RegisterOutcome(str, enum.Enum):
@@ -420,6 +463,71 @@ class Registry:
             remaining = {k: v for k, v in self._deployments.items() if k != deployment_id}
             await self._commit(remaining)
             return deployment
+
+    async def modify_service(self, name: str, change: ServiceChange) -> ServiceRevision:
+        """Change a service's options at runtime (`PATCH /services/{name}`), persisted like a registration.
+
+        The change applies to the service's latest revision in place (same
+        revision number, as Restate does); registering the deployment again
+        replaces it with what the endpoint declares.
+        """
+        async with self._lock:
+            latest = self._latest.get(name)
+            if latest is None:
+                raise ServiceNotFound(f"The requested service '{name}' does not exist")
+            if change.workflow_completion_retention_ms is not None and latest.service_type is not ServiceType.WORKFLOW:
+                raise RegistryError(
+                    f"The request field 'workflow_completion_retention' is invalid. Reason: service '{name}' is a"
+                    f" {latest.service_type.value}; it can be modified only for workflow services"
+                )
+            deployment = self._deployments[latest.deployment_id]
+            info = change.apply_to(latest.info)
+            await self._commit({**self._deployments, deployment.id: replace(deployment, services={**deployment.services, name: info})})
+            return ServiceRevision(info, latest.revision, deployment.id)
+
+    async def update_deployment(
+        self,
+        deployment_id: str,
+        *,
+        endpoint: DiscoveredEndpoint | None,
+        additional_headers: dict[str, str] | None,
+        overwrite: bool,
+        dry_run: bool,
+    ) -> Deployment:
+        """Change where a deployment is reached (`PATCH /deployments/{id}`): its URI (re-discovered), HTTP version or headers.
+
+        The deployment keeps its id and its services' revisions. A new address
+        must expose the same services unless `overwrite`, which also adopts the
+        services' new definitions.
+        """
+        async with self._lock:
+            existing = self._deployments.get(deployment_id)
+            if existing is None:
+                raise DeploymentNotFound(f"The requested deployment '{deployment_id}' does not exist")
+            updated = existing
+            if endpoint is not None:
+                discovered = {s.name: s for s in endpoint.services}
+                if not overwrite and set(discovered) != set(existing.services):
+                    raise RegistryConflict(
+                        f"the endpoint at {endpoint.uri} exposes {sorted(discovered)}, deployment '{deployment_id}' exposes"
+                        f" {sorted(existing.services)}; update with overwrite=true to adopt the new services"
+                    )
+                updated = replace(
+                    existing,
+                    uri=normalize_uri(endpoint.uri),
+                    use_http_11=endpoint.use_http_11,
+                    protocol_mode=endpoint.protocol_mode,
+                    min_protocol_version=endpoint.min_protocol_version,
+                    max_protocol_version=endpoint.max_protocol_version,
+                    sdk_version=endpoint.sdk_version,
+                    services=discovered if overwrite else existing.services,
+                    service_revisions={n: existing.service_revisions.get(n, 1) for n in (discovered if overwrite else existing.services)},
+                )
+            if additional_headers is not None:
+                updated = replace(updated, additional_headers=dict(additional_headers))
+            if not dry_run:
+                await self._commit({**self._deployments, deployment_id: updated})
+            return updated
 
     # ------------------------------------------------------------ internals
 

@@ -38,6 +38,7 @@ class RecordKind(enum.IntEnum):
     PAUSE = 14
     PURGE_JOURNAL = 15
     RESTART_AS_NEW = 16
+    PATCH_STATE = 17
 
 
 class ServiceType(str, enum.Enum):
@@ -372,6 +373,21 @@ class OutboxTruncate:
     up_to_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class PatchState:
+    """Replace an object's whole state (`POST /services/{service}/state`; since 0.2).
+
+    Applied when the key is free, else queued in the key's inbox behind the
+    invocations already there. With `version`, applied only if the current
+    state's version (Restate's: `protocol.state_version`) equals it.
+    """
+
+    service: str
+    key: str
+    state: tuple[tuple[bytes, bytes], ...]
+    version: str | None = None
+
+
 RecordBody = Union[
     AnnounceLeader,
     Invoke,
@@ -389,6 +405,7 @@ RecordBody = Union[
     Pause,
     PurgeJournal,
     RestartAsNew,
+    PatchState,
 ]
 
 
@@ -417,6 +434,7 @@ _BODY_KINDS: dict[type, RecordKind] = {
     Pause: RecordKind.PAUSE,
     PurgeJournal: RecordKind.PURGE_JOURNAL,
     RestartAsNew: RecordKind.RESTART_AS_NEW,
+    PatchState: RecordKind.PATCH_STATE,
 }
 _KIND_BODIES: dict[int, type] = {int(kind): cls for cls, kind in _BODY_KINDS.items()}
 

@@ -40,6 +40,7 @@ from wal.records import (
     Invoke,
     Kill,
     OutboxTruncate,
+    PatchState,
     Pause,
     Purge,
     PurgeJournal,
@@ -95,6 +96,8 @@ class StateMachine:
             apply_purge_journal(ctx, body)
         elif isinstance(body, RestartAsNew):
             apply_restart_as_new(ctx, body)
+        elif isinstance(body, PatchState):
+            ctx.patch_state_or_enqueue(body)
         elif isinstance(body, Attach):
             apply_attach(ctx, body)
         elif isinstance(body, Signal):

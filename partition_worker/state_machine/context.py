@@ -26,12 +26,14 @@ from partition_worker.store import Transaction
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType
 from protocol.routing import partition_key_of
+from protocol.state_version import state_version
 from wal.records import (
     Failure,
     IngressSink,
     InvocationResponse,
     JournalSink,
     Outcome,
+    PatchState,
     RecordBody,
     Sink,
     Target,
@@ -248,6 +250,10 @@ class ApplyContext:
             return
         self.txn.delete(lock)
         head = self.txn.first(keys.inbox_prefix(target.service, target.key))
+        while head is not None and is_queued_state_patch(head[1]):
+            self.txn.delete(head[0])
+            self.patch_state(decode_queued_state_patch(head[1]))
+            head = self.txn.first(keys.inbox_prefix(target.service, target.key))
         if head is None:
             return
         inbox_row, next_id_raw = head
@@ -273,6 +279,27 @@ class ApplyContext:
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)
 
+    def patch_state(self, patch: PatchState) -> None:
+        """Replace an object's state with `patch.state`, unless its version no longer matches (then nothing changes, as in Restate)."""
+        prefix = keys.state_prefix(patch.service, patch.key)
+        current = [(keys.state_name_of(row, prefix), value) for row, value in self.txn.scan(prefix)]
+        if patch.version is not None and state_version(current) != patch.version:
+            return
+        wanted = dict(patch.state)
+        for name, _ in current:
+            if name not in wanted:
+                self.txn.delete(keys.state_key(patch.service, patch.key, name))
+        for name, value in wanted.items():
+            self.txn.put(keys.state_key(patch.service, patch.key, name), value)
+
+    def patch_state_or_enqueue(self, patch: PatchState) -> None:
+        """Patch the state now if no exclusive invocation holds the key, else queue the patch in the key's inbox."""
+        if self.txn.get(keys.lock_key(patch.service, patch.key)) is None:
+            self.patch_state(patch)
+            return
+        seq = self.counter(keys.INBOX_NEXT_SEQ)
+        self.txn.put(keys.inbox_key(patch.service, patch.key, seq), _QUEUED_STATE_PATCH + _encode_body(patch))
+
     # ------------------------------------------------------------ effects
 
     def reply(self, sink: IngressSink, reply: Reply) -> None:
@@ -290,6 +317,22 @@ class ApplyContext:
 
     def fail_sink(self, sink: Sink, invocation_id: str, failure: Failure) -> None:
         self.deliver_outcome(sink, invocation_id, Outcome(failure=failure), None)
+
+
+_QUEUED_STATE_PATCH = b"\x00patch:"
+"""Inbox rows hold an invocation id (`inv_...`), or this marker and an encoded PatchState record."""
+
+
+def is_queued_state_patch(inbox_value: bytes) -> bool:
+    return inbox_value.startswith(_QUEUED_STATE_PATCH)
+
+
+def decode_queued_state_patch(inbox_value: bytes) -> PatchState:
+    from wal.records import decode_record
+
+    body = decode_record(inbox_value[len(_QUEUED_STATE_PATCH) :]).body
+    assert isinstance(body, PatchState), f"a queued state patch decodes as {type(body).__name__}"
+    return body
 
 
 def _awaits(status: InvocationStatus, completion_id: int | None, signal: int | str | None) -> bool:

@@ -61,12 +61,13 @@ class Setup:
     side_effects: Path
     config_home: Path
 
-    def restate(self, *args: str) -> CliRun:
+    def restate(self, *args: str, env: dict[str, str] | None = None) -> CliRun:
         env = {
             **os.environ,
             "RESTATE_ADMIN_URL": self.duro.admin,
             "RESTATE_CLI_CONFIG_HOME": str(self.config_home),
             "NO_COLOR": "1",
+            **(env or {}),
         }
         result = subprocess.run(
             [str(CLI), *args],
@@ -412,3 +413,108 @@ def test_admin_lifecycle_paths_answer_restates_status_codes(setup: Setup, regist
     assert _attach(setup, running)[0] == 409
     assert http("PATCH", f"{admin}/invocations/{done}/purge")[0] == 200
     assert http("PATCH", f"{admin}/invocations/{done}/pause")[0] == 404
+
+
+# ---------------------------------------------------------------- configuration and state at runtime
+
+
+def _service(setup: Setup, name: str) -> dict:
+    status, _, body = http("GET", f"{setup.duro.admin}/services/{name}")
+    assert status == 200, body
+    return dict(json.loads(body))
+
+
+def test_services_config_view_and_patch(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    run = setup.restate("services", "config", "view", "Greeter")
+    assert run.returncode == 0, run.output
+    lines = [line.split() for line in run.output.splitlines()]
+    assert ["Initial", "interval:", "500ms"] in lines and ["Max", "interval:", "1m"] in lines, run.output
+    run = setup.restate("--yes", "services", "config", "patch", "Greeter", "--inactivity-timeout", "2m", "--idempotency-retention", "3h")
+    assert run.returncode == 0, run.output
+    service = _service(setup, "Greeter")
+    assert service["inactivity_timeout"] == "2m" and service["idempotency_retention"] == "3h"
+    assert ["Inactivity", "timeout:", "2m"] in [
+        line.split() for line in setup.restate("services", "config", "view", "Greeter").output.splitlines()
+    ]
+    status, _, body = http("POST", f"{setup.duro.ingress}/Greeter/greet", "cfg", {"idempotency-key": "cfg-1"})
+    assert status == 200, body
+    # the new retention reaches new invocations: the outcome is kept 3 h
+    run = setup.restate("sql", "--json", "SELECT completion_retention FROM sys_invocation WHERE idempotency_key = 'cfg-1'")
+    assert '"PT10800S"' in run.output, run.output
+    run = setup.restate("--yes", "services", "config", "patch", "Greeter", "--public", "false")
+    assert run.returncode == 0, run.output
+    assert http("POST", f"{setup.duro.ingress}/Greeter/greet", "private")[0] == 400  # private: not callable from the ingress
+    assert setup.restate("--yes", "services", "config", "patch", "Greeter", "--public", "true").returncode == 0
+    assert http("POST", f"{setup.duro.ingress}/Greeter/greet", "public")[0] == 200
+
+
+def test_services_config_edit_through_the_editor(setup: Setup, registered: tuple[CliRun, dict], tmp_path: Path) -> None:
+    editor = tmp_path / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf \'abort_timeout = "7m"\\n\' > "$1"\n')
+    editor.chmod(0o755)
+    env = {"EDITOR": str(editor), "VISUAL": str(editor)}
+    run = setup.restate("--yes", "services", "config", "edit", "Counter", env=env)
+    assert run.returncode == 0, run.output
+    assert _service(setup, "Counter")["abort_timeout"] == "7m"
+
+
+def test_state_edit_patch_and_clear(setup: Setup, registered: tuple[CliRun, dict], tmp_path: Path) -> None:
+    key = f"st-{uuid.uuid4().hex[:6]}"
+    _counter_add(setup, key, 5)
+    run = setup.restate("--yes", "state", "patch", "Counter", key, "--patch", '[{"op": "replace", "path": "/count", "value": 41}]')
+    assert run.returncode == 0, run.output
+    wait_until(lambda: json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 41, 10, "the patched state")
+    assert _counter_add(setup, key, 1) and json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 42
+    editor = tmp_path / "state-editor.sh"
+    editor.write_text('#!/bin/sh\nprintf \'{"count": 100, "note": "edited"}\' > "$1"\n')
+    editor.chmod(0o755)
+    run = setup.restate("--yes", "state", "edit", "Counter", key, env={"EDITOR": str(editor), "VISUAL": str(editor)})
+    assert run.returncode == 0, run.output
+    wait_until(lambda: json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 100, 10, "the edited state")
+    got = setup.restate("state", "get", "Counter", key)
+    assert ["note", '"edited"'] in [line.split() for line in got.output.splitlines()], got.output
+    run = setup.restate("--yes", "state", "clear", f"Counter/{key}")
+    assert run.returncode == 0, run.output
+    wait_until(lambda: json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 0, 10, "the cleared state")
+
+
+def test_state_patch_with_a_stale_version_changes_nothing_and_waits_for_the_key(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    key = f"sv-{uuid.uuid4().hex[:6]}"
+    _counter_add(setup, key, 3)
+    stale = {"object_key": key, "version": "not-the-version", "new_state": {"count": list(b"99")}}
+    assert http("POST", f"{setup.duro.admin}/services/Counter/state", stale)[0] == 202
+    assert json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 3
+    assert http("POST", f"{setup.duro.admin}/services/Greeter/state", {"object_key": "x", "new_state": {"a": [1]}})[0] == 400
+    assert http("POST", f"{setup.duro.admin}/services/Nope/state", {"object_key": "x", "new_state": {"a": [1]}})[0] == 404
+
+
+def test_openapi_describes_each_public_handler(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    status, _, body = http("GET", f"{setup.duro.admin}/services/Counter/openapi")
+    assert status == 200, body
+    document = json.loads(body)
+    assert document["openapi"].startswith("3.1")
+    assert {"/Counter/{key}/add", "/Counter/{key}/add/send", "/Counter/{key}/get", "/Counter/{key}/reset"} <= set(document["paths"])
+    add = document["paths"]["/Counter/{key}/add"]["post"]
+    assert add["requestBody"]["content"]["application/json"]["schema"] == {"type": "integer"}
+    assert http("GET", f"{setup.duro.admin}/services/Nope/openapi")[0] == 404
+
+
+def test_deployments_describe_update_and_whoami(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    _, deployment = registered
+    run = setup.restate("deployments", "describe", deployment["id"])
+    assert run.returncode == 0, run.output
+    assert deployment["id"] in run.output and "Counter" in run.output
+    status, _, body = http("PATCH", f"{setup.duro.admin}/deployments/{deployment['id']}", {"additional_headers": {"x-duro-test": "1"}})
+    assert status == 200, body
+    assert json.loads(body)["additional_headers"] == {"x-duro-test": "1"}
+    status, _, body = http(
+        "PATCH", f"{setup.duro.admin}/deployments/{deployment['id']}", {"uri": setup.endpoint.uri, "additional_headers": {}}
+    )
+    assert status == 200, body
+    updated = json.loads(body)
+    assert updated["id"] == deployment["id"] and "additional_headers" not in updated
+    assert http("PATCH", f"{setup.duro.admin}/deployments/dp_1nope", {})[0] == 404
+    assert _counter_add(setup, f"after-patch-{uuid.uuid4().hex[:4]}", 1)
+    run = setup.restate("whoami")
+    assert run.returncode == 0, run.output
+    assert setup.duro.admin in run.output

@@ -8,6 +8,7 @@ from partition_worker.actions import AbortAttempt, InvokeAttempt, ReplyToIngress
 from partition_worker.status import Phase
 from protocol import service_protocol_pb2 as pb
 from protocol.ids import InvocationId
+from protocol.state_version import state_version
 from tests.unit.test_state_machine import COUNTER_ADD, GREETER, SIGNUP_RUN, Harness, invoke, of_type, output
 from wal.records import (
     AttemptFailed,
@@ -16,6 +17,7 @@ from wal.records import (
     IngressSink,
     Invoke,
     Kill,
+    PatchState,
     Pause,
     PurgeJournal,
     RestartAsNew,
@@ -180,3 +182,28 @@ def test_restart_as_new_refuses_running_queued_and_workflows() -> None:
     h.apply(run)
     h.send(run.invocation_id, 1, output(b"1"), pb.EndMessage())
     assert reply_of(h.apply(RestartAsNew(run.invocation_id, fresh, ADMIN))).kind is ReplyKind.UNSUPPORTED
+
+
+def test_state_version_is_restates() -> None:
+    assert state_version([(b"name", b"bob")]) == "tDqA04Lj3_qJ-PgNPTecXDGZgpwy6jm2Ni2BYqJIthM"  # Restate's own example
+
+
+def test_state_patch_replaces_the_state_checks_the_version_and_waits_for_the_key() -> None:
+    h = Harness()
+    holder = invoke(COUNTER_ADD)
+    h.apply(holder)
+    set_state = pb.SetStateCommandMessage(key=b"count")
+    set_state.value.content = b"3"
+    h.send(holder.invocation_id, 1, set_state)
+    h.apply(PatchState("Counter", "alice", ((b"count", b"7"), (b"note", b"x")), state_version([(b"count", b"3")])))
+    assert h.state("Counter", "alice", b"count") == b"3", "the key is held: the patch waits in the inbox"
+    queued = invoke(COUNTER_ADD)
+    h.apply(queued)
+    actions = h.send(holder.invocation_id, 1, output(b"3"), pb.EndMessage())
+    assert h.state("Counter", "alice", b"count") == b"7" and h.state("Counter", "alice", b"note") == b"x"
+    assert of_type(actions, InvokeAttempt) == [InvokeAttempt(queued.invocation_id, 1)], "then the next invocation runs"
+    h.send(queued.invocation_id, 1, output(b"1"), pb.EndMessage())
+    h.apply(PatchState("Counter", "alice", ((b"count", b"0"),), "stale"))
+    assert h.state("Counter", "alice", b"count") == b"7", "a stale version changes nothing"
+    h.apply(PatchState("Counter", "alice", ((b"count", b"0"),)))
+    assert h.state("Counter", "alice", b"count") == b"0" and h.state("Counter", "alice", b"note") is None

@@ -26,7 +26,9 @@ class Exchange(Protocol):
         """Close the request body."""
         ...
 
-    async def status(self) -> tuple[int, list[tuple[str, str]]]: ...
+    async def status(self, timeout_ms: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+        """The response's status and headers; ExchangeError if they do not come within `timeout_ms` (None: no limit)."""
+        ...
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 
@@ -65,9 +67,9 @@ class H2Exchange:
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"closing the request to {self._origin}{self._path} failed: {exc}") from exc
 
-    async def status(self) -> tuple[int, list[tuple[str, str]]]:
+    async def status(self, timeout_ms: int | None = None) -> tuple[int, list[tuple[str, str]]]:
         try:
-            return await self._opened().response_headers()
+            return await self._opened().response_headers(timeout_ms)
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"no response from {self._origin}{self._path}: {exc}") from exc
 
@@ -108,7 +110,7 @@ class Http1Exchange:
         except (aiohttp.ClientError, OSError) as exc:
             raise ExchangeError(f"HTTP/1.1 request to {self._url} failed: {exc}") from exc
 
-    async def status(self) -> tuple[int, list[tuple[str, str]]]:
+    async def status(self, timeout_ms: int | None = None) -> tuple[int, list[tuple[str, str]]]:
         assert self._response is not None, "end() sends the request; call it before status()"
         return self._response.status, [(k.lower(), v) for k, v in self._response.headers.items()]
 

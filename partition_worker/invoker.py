@@ -41,7 +41,7 @@ from partition_worker.settings import InvokerSettings
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore
 from protocol import service_protocol_pb2 as pb
-from protocol.errors import ProtocolError
+from protocol.errors import FrameTooLargeError, ProtocolError
 from protocol.frames import Frame, FrameDecoder, MessageType, decode_message, encode_frame, encode_message
 from protocol.h2c import H2cClient
 from protocol.ids import InvocationId
@@ -88,6 +88,7 @@ class _Stop:
 
 _NO_RECORD = _Stop(None)
 STOPPED = 503  # failure code of an attempt the invoker stopped (timeout, node stopping, overflow): retried by policy
+MESSAGE_TOO_LARGE = 500  # failure code of an invocation whose deployment sent a message over max_frame_bytes: not retried
 
 
 @dataclass(eq=False)
@@ -137,6 +138,9 @@ class Invoker:
         self._h2 = H2cClient(
             max_connections_per_origin=self.settings.max_connections_per_origin,
             connect_timeout_ms=self.settings.connect_timeout_ms,
+            ping_interval_ms=self.settings.h2_ping_interval_ms,
+            ping_timeout_ms=self.settings.h2_ping_timeout_ms,
+            max_stream_timeouts_per_connection=self.settings.max_stream_timeouts_per_connection,
         )
         self._http1: aiohttp.ClientSession | None = None
         self._attempts: dict[str, _Attempt] = {}
@@ -275,6 +279,10 @@ class Invoker:
         except AttemptError as exc:
             handle.outcome = metrics.FAILED
             await self._report_failure(handle, exc.failure, exc.retry_after_ms)
+        except FrameTooLargeError as exc:  # sending it again cannot help: the invocation fails, its caller gets this
+            handle.outcome = metrics.FAILED
+            log.warning("attempt %s#%d failed for good: %s", handle.invocation_id, handle.attempt, exc)
+            await self._report_failure(handle, Failure(MESSAGE_TOO_LARGE, f"the deployment sent a {exc}"), None, terminal=True)
         except (ExchangeError, ProtocolError) as exc:
             handle.outcome = metrics.FAILED
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
@@ -294,9 +302,10 @@ class Invoker:
                 if handle.last_offset is not None:
                     self._ended[handle.invocation_id] = (handle.leader.partition, handle.attempt, handle.last_offset)
 
-    async def _report_failure(self, handle: _Attempt, failure: Failure, retry_after_ms: int | None) -> None:
+    async def _report_failure(self, handle: _Attempt, failure: Failure, retry_after_ms: int | None, terminal: bool = False) -> None:
         deployment_id = handle.deployment.deployment_id if handle.deployment and not handle.pinned else None
-        body = AttemptFailed(handle.invocation_id, handle.attempt, failure, retry_after_ms, deployment_id, handle.protocol_version or None)
+        version = handle.protocol_version or None
+        body = AttemptFailed(handle.invocation_id, handle.attempt, failure, retry_after_ms, deployment_id, version, terminal)
         try:
             handle.last_offset = await handle.leader.append(body)
         except Exception as exc:  # the log is gone (shutdown, lost leadership): the next leader restarts the attempt
@@ -456,7 +465,7 @@ class Invoker:
         if bidirectional:
             writer = asyncio.create_task(self._write_notifications(handle, exchange))
         try:
-            status_code, headers = await exchange.status()
+            status_code, headers = await exchange.status(self.settings.response_header_timeout_ms if bidirectional else None)
             if status_code != 200:
                 body = await _read_excerpt(exchange)
                 raise AttemptError(_status_failure(status_code, body, handle), _retry_after_ms(headers))
@@ -624,13 +633,28 @@ class _AttemptAppender:
         if self._error is not None:
             raise self._error
 
+    def _take_record(self) -> list[AttemptFrame]:
+        """The frames of the next record: as many pending ones as fit in max_frame_bytes together (always at least one).
+
+        One frame is at most max_frame_bytes, which start-up checks against the
+        log's append limit; so every record this writes fits in one append.
+        """
+        budget = self._invoker.settings.max_frame_bytes
+        taken = 1
+        size = len(self._pending[0].payload)
+        while taken < len(self._pending) and size + len(self._pending[taken].payload) <= budget:
+            size += len(self._pending[taken].payload)
+            taken += 1
+        frames, self._pending = self._pending[:taken], self._pending[taken:]
+        return frames
+
     async def _run(self) -> None:
         try:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._pending:
-                    frames, self._pending = self._pending, []
+                    frames = self._take_record()
                     await self._invoker._append_frames(self._handle, frames)
                 self._idle.set()
         except Exception as exc:  # handed to the reader through drain()/push()

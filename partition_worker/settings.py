@@ -35,6 +35,24 @@ class InvokerSettings(BaseModel):
     max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
     connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
     max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+    h2_ping_interval_ms: int = Field(
+        default=10_000, ge=0, description="Each HTTP/2 connection to a deployment sends a PING this often (0: never)."
+    )
+    h2_ping_timeout_ms: int = Field(
+        default=10_000,
+        gt=0,
+        description="A PING unanswered this long declares the connection dead: its attempts fail (and are retried on a fresh one).",
+    )
+    response_header_timeout_ms: int = Field(
+        default=30_000,
+        gt=0,
+        description="A bidirectional attempt whose deployment sends no response headers this long fails (and is retried).",
+    )
+    max_stream_timeouts_per_connection: int = Field(
+        default=2,
+        gt=0,
+        description="After this many attempts in a row got no response headers on one HTTP/2 connection, it takes no new attempts.",
+    )
 
 
 class ProcessorSettings(BaseModel):

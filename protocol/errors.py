@@ -13,6 +13,22 @@ class ProtocolError(Exception):
     """Bytes or a message that violate the Restate service protocol."""
 
 
+class FrameTooLargeError(ProtocolError):
+    """A well-formed message of a known type whose payload exceeds the receiver's limit.
+
+    Unlike other protocol errors, sending it again cannot help: the runtime
+    fails the invocation instead of retrying it.
+    """
+
+    def __init__(self, message_type: int, length: int, max_frame_bytes: int) -> None:
+        super().__init__(
+            f"message of type {message_type:#06x} has a {length}-byte payload, over the limit max_frame_bytes={max_frame_bytes}"
+        )
+        self.message_type = message_type
+        self.length = length
+        self.max_frame_bytes = max_frame_bytes
+
+
 class VersionError(ProtocolError, ValueError):
     """A service protocol version or content type that duro cannot use."""
 
@@ -42,7 +58,11 @@ class H2cError(Exception):
 
 
 class StreamClosedError(H2cError):
-    """The stream ended abnormally: reset by the peer or beyond a GOAWAY."""
+    """The stream ended abnormally: reset by the peer, beyond a GOAWAY, or timed out."""
+
+
+class StreamTimeoutError(StreamClosedError):
+    """The stream got no response headers within the caller's timeout; it was reset."""
 
 
 class ConnectionLostError(H2cError):

@@ -16,7 +16,7 @@ from typing import Final
 from google.protobuf.message import DecodeError, Message
 
 from protocol import service_protocol_pb2 as pb
-from protocol.errors import ProtocolError
+from protocol.errors import FrameTooLargeError, ProtocolError
 
 HEADER_BYTES: Final = 8
 MAX_PAYLOAD_FIELD_BYTES: Final = 0xFFFF_FFFF
@@ -208,11 +208,16 @@ def _class_of_type(message_type: int) -> type[Message]:
         raise ProtocolError(f"unknown message type {message_type:#06x}; expected one of the V5-V7 codes") from None
 
 
+_KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+
+
 class FrameDecoder:
     """Splits a byte stream, fed in chunks of any size, into frames.
 
-    A frame whose payload exceeds `max_frame_bytes` raises `ProtocolError`
-    as soon as its header arrives, before the payload is buffered.
+    A frame whose payload exceeds `max_frame_bytes` raises as soon as its
+    header arrives, before the payload is buffered: `FrameTooLargeError` for
+    a known message type (a real message over the limit), `ProtocolError`
+    otherwise (bytes that are not frames at all).
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
@@ -250,8 +255,10 @@ class FrameDecoder:
             return None, offset
         message_type, flags, length = _HEADER.unpack_from(self._buffer, offset)
         if length > self.max_frame_bytes:
+            if message_type in _KNOWN_TYPES:
+                raise FrameTooLargeError(message_type, length, self.max_frame_bytes)
             raise ProtocolError(
-                f"frame of type {message_type:#06x} has a {length}-byte payload, over max_frame_bytes={self.max_frame_bytes}"
+                f"frame of unknown type {message_type:#06x} announces a {length}-byte payload, over max_frame_bytes={self.max_frame_bytes}"
             )
         end = offset + HEADER_BYTES + length
         if len(self._buffer) < end:

@@ -9,7 +9,14 @@ full, up to `max_connections_per_origin`.
 
 Failures never hang: a GOAWAY, RST_STREAM, refused or reset connection, or
 EOF makes every pending operation on the affected streams raise
-`StreamClosedError` or `ConnectionLostError` at once. The `h2` library treats
+`StreamClosedError` or `ConnectionLostError` at once. A peer that stops
+answering is noticed too: every connection sends a PING each
+`ping_interval_ms` and is declared dead (its streams fail, its socket is
+aborted) when no ACK comes within `ping_timeout_ms`; a stream whose response
+headers do not come within the caller's timeout fails with
+`StreamTimeoutError`, and a connection on which
+`max_stream_timeouts_per_connection` streams in a row timed out takes no new
+streams (they go to a fresh connection). The `h2` library treats
 a received GOAWAY as the end of the connection, so every stream on it fails;
 those above the GOAWAY's last_stream_id were never processed and carry
 `retry_safe=True`. New streams then go to a fresh connection.
@@ -36,7 +43,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from protocol.errors import ConnectionLostError, H2cError, StreamClosedError
+from protocol.errors import ConnectionLostError, H2cError, StreamClosedError, StreamTimeoutError
 
 __all__ = [
     "ConnectionLostError",
@@ -44,6 +51,7 @@ __all__ = [
     "H2cClient",
     "H2cError",
     "StreamClosedError",
+    "StreamTimeoutError",
 ]
 
 DEFAULT_MAX_CONNECTIONS_PER_ORIGIN: Final = 8
@@ -54,6 +62,9 @@ DEFAULT_STREAM_WAIT_TIMEOUT_MS: Final = 30_000
 DEFAULT_MAX_BODY_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_REQUEST_TIMEOUT_MS: Final = 30_000
 DEFAULT_CLOSE_TIMEOUT_MS: Final = 1_000
+DEFAULT_PING_INTERVAL_MS: Final = 10_000
+DEFAULT_PING_TIMEOUT_MS: Final = 5_000
+DEFAULT_MAX_STREAM_TIMEOUTS_PER_CONNECTION: Final = 2
 
 _SOCKET_READ_BYTES: Final = 64 * 1024
 _FRAME_HEADER_BYTES: Final = 9
@@ -131,13 +142,26 @@ class H2Stream:
         self._release_if_finished()
         await self._connection.flush()
 
-    async def response_headers(self) -> tuple[int, Headers]:
-        """Waits for the response status and headers (pseudo-headers removed)."""
-        while self._status is None:
-            if self._error is not None:
-                raise self._error
-            self._recv_event.clear()
-            await self._recv_event.wait()
+    async def response_headers(self, timeout_ms: int | None = None) -> tuple[int, Headers]:
+        """Waits for the response status and headers (pseudo-headers removed).
+
+        With `timeout_ms`, a response that has not begun by then resets the
+        stream and raises StreamTimeoutError; the connection counts it (see
+        `max_stream_timeouts_per_connection`).
+        """
+        try:
+            async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
+                while self._status is None:
+                    if self._error is not None:
+                        raise self._error
+                    self._recv_event.clear()
+                    await self._recv_event.wait()
+        except TimeoutError:
+            self.reset()
+            self._connection.stream_timed_out()
+            raise StreamTimeoutError(
+                f"stream {self.stream_id}: no response headers from {self._connection.origin} within {timeout_ms} ms"
+            ) from None
         return self._status, list(self._headers)
 
     async def read(self) -> bytes:
@@ -197,6 +221,7 @@ class H2Stream:
             return
         self._status = int(status)
         self._headers = [(name, value) for name, value in headers if not name.startswith(":")]
+        self._connection.stream_answered()
         self._recv_event.set()
 
     def _on_data(self, data: bytes, flow_controlled_bytes: int) -> None:
@@ -228,8 +253,17 @@ class H2Stream:
             self._connection.stream_released(self)
 
 
+@dataclass(frozen=True, slots=True)
+class _ConnectionLimits:
+    max_recv_buffer_bytes: int
+    max_connection_recv_buffer_bytes: int
+    ping_interval_ms: int  # 0: no keepalive
+    ping_timeout_ms: int
+    max_stream_timeouts: int
+
+
 class _Connection:
-    """One TCP connection speaking HTTP/2 to an origin; a reader task dispatches frames."""
+    """One TCP connection speaking HTTP/2 to an origin; a reader task dispatches frames, a keepalive task pings."""
 
     def __init__(
         self,
@@ -237,22 +271,28 @@ class _Connection:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         on_change: collections.abc.Callable[[], None],
-        max_recv_buffer_bytes: int,
-        max_connection_recv_buffer_bytes: int,
+        limits: _ConnectionLimits,
     ) -> None:
         self.origin = origin
         self._reader = reader
         self._writer = writer
         self._on_change = on_change
+        self._limits = limits
         self._h2 = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self._streams: dict[int, H2Stream] = {}
         self._inbound = bytearray()
         self._settings_received = asyncio.Event()
+        self._ping_acked = asyncio.Event()
         self._closed_error: ConnectionLostError | None = None
         self.no_new_streams = False
-        self._start_h2(max_recv_buffer_bytes, max_connection_recv_buffer_bytes)
+        self._stream_timeouts_in_a_row = 0
+        self._start_h2(limits.max_recv_buffer_bytes, limits.max_connection_recv_buffer_bytes)
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"h2c-reader {origin}")
         self._reader_task.add_done_callback(self._reader_done)
+        self._keepalive_task: asyncio.Task[None] | None = None
+        if limits.ping_interval_ms > 0:
+            self._keepalive_task = asyncio.create_task(self._keepalive(), name=f"h2c-keepalive {origin}")
+            self._keepalive_task.add_done_callback(self._reader_done)
 
     @classmethod
     async def connect(
@@ -260,8 +300,7 @@ class _Connection:
         origin: _Origin,
         on_change: collections.abc.Callable[[], None],
         connect_timeout_ms: int,
-        max_recv_buffer_bytes: int,
-        max_connection_recv_buffer_bytes: int,
+        limits: _ConnectionLimits,
     ) -> _Connection:
         """Opens a connection and waits for the server's SETTINGS."""
         timeout_s = connect_timeout_ms / 1000
@@ -270,7 +309,7 @@ class _Connection:
         except (OSError, TimeoutError) as error:
             reason = f"connecting to {origin} failed: {_describe(error)}"
             raise ConnectionLostError(reason, retry_safe=True) from None
-        connection = cls(origin, reader, writer, on_change, max_recv_buffer_bytes, max_connection_recv_buffer_bytes)
+        connection = cls(origin, reader, writer, on_change, limits)
         try:
             await connection._await_settings(timeout_s)
         except BaseException:
@@ -353,6 +392,48 @@ class _Connection:
             self._fail_all(ConnectionLostError(f"writing to {self.origin} failed: {_describe(error)}"))
             raise self._closed_error_or(error) from None
 
+    def stream_timed_out(self) -> None:
+        """A stream got no response headers in time; after `max_stream_timeouts` in a row the connection takes no new streams."""
+        self._stream_timeouts_in_a_row += 1
+        if self._stream_timeouts_in_a_row >= self._limits.max_stream_timeouts and not self.no_new_streams:
+            _log.warning(
+                "retiring the connection to %s: %d streams in a row got no response headers; new streams go to a fresh connection",
+                self.origin,
+                self._stream_timeouts_in_a_row,
+            )
+            self.no_new_streams = True
+            self._on_change()
+
+    def stream_answered(self) -> None:
+        self._stream_timeouts_in_a_row = 0
+
+    async def _keepalive(self) -> None:
+        """PING every `ping_interval_ms`; no ACK within `ping_timeout_ms` declares the connection dead.
+
+        The PING is written without waiting for the socket to drain: a peer
+        that stopped reading is exactly what this must notice.
+        """
+        limits = self._limits
+        sequence = 0
+        while not self.closed:
+            await asyncio.sleep(limits.ping_interval_ms / 1000)
+            if self.closed:
+                return
+            sequence += 1
+            self._ping_acked.clear()
+            try:
+                self._h2.ping(sequence.to_bytes(8, "big"))
+            except h2.exceptions.ProtocolError:
+                return  # the connection is closing
+            self._write_pending()
+            try:
+                await asyncio.wait_for(self._ping_acked.wait(), limits.ping_timeout_ms / 1000)
+            except TimeoutError:
+                reason = f"{self.origin} did not answer a PING within {limits.ping_timeout_ms} ms (ping_timeout_ms): the connection is dead"
+                _log.warning("%s", reason)
+                self._fail_all(ConnectionLostError(reason), abort=True)
+                return
+
     def stream_released(self, stream: H2Stream) -> None:
         if self._streams.get(stream.stream_id) is stream:
             del self._streams[stream.stream_id]
@@ -371,6 +452,8 @@ class _Connection:
         """Sends GOAWAY, fails remaining streams and closes the socket."""
         self.close_now("the client is closing")
         self._reader_task.cancel()
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError, OSError):
             await asyncio.wait_for(self._writer.wait_closed(), timeout_ms / 1000)
         with contextlib.suppress(asyncio.CancelledError):
@@ -420,8 +503,8 @@ class _Connection:
             return
         error = task.exception()
         if error is not None:
-            _log.error("h2c reader for %s failed", self.origin, exc_info=error)
-            self._fail_all(ConnectionLostError(f"h2c reader for {self.origin} failed: {error!r}"))
+            _log.error("h2c task for %s failed", self.origin, exc_info=error)
+            self._fail_all(ConnectionLostError(f"h2c task for {self.origin} failed: {error!r}"))
 
     def _receive(self, data: bytes) -> None:
         self._inbound += data
@@ -465,6 +548,8 @@ class _Connection:
             self._on_change()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._on_goaway(event)
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._ping_acked.set()
 
     def _with_stream(self, stream_id: int | None, action: collections.abc.Callable[[H2Stream], object]) -> None:
         stream = self._streams.get(stream_id or 0)
@@ -508,14 +593,18 @@ class _Connection:
             ConnectionLostError(f"{self.origin} sent GOAWAY ({code}, last_stream_id={last_stream_id}); the stream may have been processed")
         )
 
-    def _fail_all(self, error: ConnectionLostError) -> None:
+    def _fail_all(self, error: ConnectionLostError, abort: bool = False) -> None:
+        """Fail every stream and close the socket; `abort` drops unsent data at once (a peer that does not read never takes it)."""
         if self._closed_error is None:
             self._closed_error = error
         for stream in list(self._streams.values()):
             stream._fail(error)
         self._streams.clear()
         self._settings_received.set()
-        self._writer.close()
+        if abort:
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
         self._on_change()
 
     def _closed_error_or(self, error: BaseException) -> H2cError:
@@ -582,11 +671,7 @@ class _Pool:
     async def _connect(self) -> _Connection:
         try:
             connection = await _Connection.connect(
-                self.origin,
-                self.notify,
-                self._client.connect_timeout_ms,
-                self._client.max_recv_buffer_bytes,
-                self._client.max_connection_recv_buffer_bytes,
+                self.origin, self.notify, self._client.connect_timeout_ms, self._client.connection_limits
             )
             self.connections.append(connection)
             return connection
@@ -629,6 +714,9 @@ class H2cClient:
         max_recv_buffer_bytes: int = DEFAULT_MAX_RECV_BUFFER_BYTES,
         max_connection_recv_buffer_bytes: int = DEFAULT_MAX_CONNECTION_RECV_BUFFER_BYTES,
         stream_wait_timeout_ms: int = DEFAULT_STREAM_WAIT_TIMEOUT_MS,
+        ping_interval_ms: int = DEFAULT_PING_INTERVAL_MS,
+        ping_timeout_ms: int = DEFAULT_PING_TIMEOUT_MS,
+        max_stream_timeouts_per_connection: int = DEFAULT_MAX_STREAM_TIMEOUTS_PER_CONNECTION,
     ) -> None:
         """Limits:
 
@@ -637,12 +725,20 @@ class H2cClient:
         - max_recv_buffer_bytes: per-stream receive window (bytes buffered unread).
         - max_connection_recv_buffer_bytes: receive window of a whole connection.
         - stream_wait_timeout_ms: how long open_stream waits for a free stream slot.
+        - ping_interval_ms: how often each connection sends a PING (0: never).
+        - ping_timeout_ms: a PING unanswered this long declares the connection dead.
+        - max_stream_timeouts_per_connection: streams in a row whose response
+          headers timed out before the connection takes no new streams.
         """
         _require_positive(
             max_connections_per_origin=max_connections_per_origin,
             connect_timeout_ms=connect_timeout_ms,
             stream_wait_timeout_ms=stream_wait_timeout_ms,
+            ping_timeout_ms=ping_timeout_ms,
+            max_stream_timeouts_per_connection=max_stream_timeouts_per_connection,
         )
+        if ping_interval_ms < 0:
+            raise ValueError(f"ping_interval_ms must be >= 0 (0 disables keepalive), got {ping_interval_ms}")
         if not 1 <= max_recv_buffer_bytes <= 2**31 - 1:
             raise ValueError(f"max_recv_buffer_bytes must be 1..2**31-1, got {max_recv_buffer_bytes}")
         if not max_recv_buffer_bytes <= max_connection_recv_buffer_bytes <= 2**31 - 1:
@@ -654,6 +750,9 @@ class H2cClient:
         self.max_recv_buffer_bytes = max_recv_buffer_bytes
         self.max_connection_recv_buffer_bytes = max_connection_recv_buffer_bytes
         self.stream_wait_timeout_ms = stream_wait_timeout_ms
+        self.connection_limits = _ConnectionLimits(
+            max_recv_buffer_bytes, max_connection_recv_buffer_bytes, ping_interval_ms, ping_timeout_ms, max_stream_timeouts_per_connection
+        )
         self._pools: dict[_Origin, _Pool] = {}
         self._closed = False
 

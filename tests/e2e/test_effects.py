@@ -6,14 +6,17 @@ SDK endpoint, and failed before its fix.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
+import socket
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
+from tests.processes import DuroServer, ManagedProcess, ServiceEndpoint, free_port, http, wait_until
 
 
 def _expiry_s(header: str) -> float:
@@ -77,5 +80,53 @@ def test_an_attempt_that_never_answers_is_recorded_as_failed_after_the_abort_tim
         assert status == 200 and json.loads(body) == "a answered on attempt 2", body
         lines = side_effects.read_text().splitlines()
         assert lines.count("hang_first a") == 2 and lines.count("hang_first b") == 2
+    finally:
+        server.stop()
+
+
+def test_a_connection_that_stops_reading_is_declared_dead_and_later_invocations_reach_the_deployment_on_a_fresh_one(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    """Before: a wedged connection kept every later invocation of its deployment waiting for ever, though the endpoint took new connections."""
+    trigger = tmp_path / "wedge-next-connection"
+    proxy = ManagedProcess(
+        "wedging proxy",
+        [sys.executable, "-m", "tests.services.wedging_proxy", "--port", str(port := free_port()), "--upstream", str(official_python_service.port), "--trigger", str(trigger)],
+        tmp_path / "proxy.log",
+    )  # fmt: skip
+    env = {"DURO_INVOKER__H2_PING_INTERVAL_MS": "300", "DURO_INVOKER__H2_PING_TIMEOUT_MS": "500"}
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", env=env)
+    proxy.start()
+    server.start()
+    try:
+        server.wait_ready()
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 10, "the proxy to listen")
+        server.register(f"http://127.0.0.1:{port}")
+        trigger.touch()  # the invoker's first connection to the deployment is the wedged one
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            calls = [pool.submit(server.call, "/Greeter/greet", name, None, 30) for name in ("one", "two")]
+            answers = [call.result() for call in calls]
+        assert [(status, json.loads(body)) for status, _, body in answers] == [(200, "Hello one!"), (200, "Hello two!")]
+        assert not trigger.exists() and "wedged a connection" in proxy.log_path.read_text()
+        assert "did not answer a PING" in server.log_path.read_text()
+    finally:
+        server.stop()
+        proxy.stop()
+
+
+def test_an_output_over_the_frame_limit_fails_the_invocation_once_and_the_caller_gets_the_error(
+    tmp_path: Path, official_python_service: ServiceEndpoint, side_effects: Path
+) -> None:
+    """Before: a 50 MB output was refused and the handler run again 70 times over 11 minutes, the caller left waiting."""
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log")
+    server.start()
+    try:
+        server.wait_ready()
+        server.register(official_python_service.uri)
+        status, _, body = server.call("/Stalling/k/big_output", 50_000_000, timeout_s=60)
+        assert status == 500, body[:300]
+        message = json.loads(body)["message"]
+        assert "max_frame_bytes=33554432" in message and "50000" in message, message
+        assert side_effects.read_text().splitlines().count("big_output 50000000") == 1
     finally:
         server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from protocol import service_protocol_pb2 as pb
-from protocol.errors import ProtocolError
+from protocol.errors import FrameTooLargeError, ProtocolError
 from protocol.frames import (
     MESSAGE_CLASSES,
     REQUESTED_ACK,
@@ -135,8 +135,17 @@ def test_uneven_chunks_and_flags_survive() -> None:
 def test_oversized_frame_fails_at_its_header() -> None:
     decoder = FrameDecoder(max_frame_bytes=16)
     assert decoder.feed(encode_frame(0x0400, b"x" * 16)) != []
-    with pytest.raises(ProtocolError, match="17-byte payload, over max_frame_bytes=16"):
+    with pytest.raises(FrameTooLargeError, match="17-byte payload, over the limit max_frame_bytes=16") as known:
         decoder.feed(encode_frame(0x0400, b"x" * 17)[:8])
+    assert (known.value.message_type, known.value.length, known.value.max_frame_bytes) == (0x0400, 17, 16)
+
+
+def test_an_oversized_header_of_an_unknown_type_is_a_plain_protocol_error() -> None:
+    """Bytes that are not frames (an HTML page, say) must not pass for a message over the limit: that one is not retried."""
+    decoder = FrameDecoder(max_frame_bytes=1024)
+    with pytest.raises(ProtocolError, match="unknown type 0x3c68") as error:
+        decoder.feed(b"<html><body>")
+    assert not isinstance(error.value, FrameTooLargeError)
 
 
 def test_truncated_tail_is_reported_by_finish() -> None:

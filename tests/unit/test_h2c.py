@@ -13,7 +13,7 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from protocol.errors import ConnectionLostError, H2cError, StreamClosedError
+from protocol.errors import ConnectionLostError, H2cError, StreamClosedError, StreamTimeoutError
 from protocol.h2c import H2cClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,7 +23,7 @@ BIG_BYTES = 1024 * 1024 + 17  # well over the 64 KiB initial window
 
 async def app(scope: dict, receive, send) -> None:
     """echo: streams each request chunk back at once; sink: hashes the body;
-    big: sends BIG_BYTES; hold: answers headers, then waits for the body to end."""
+    big: sends BIG_BYTES; hold: answers headers, then waits for the body to end; silent: never answers."""
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -36,6 +36,9 @@ async def app(scope: dict, receive, send) -> None:
     elif path == "/big":
         await _read_all(receive)
         await _respond(send, 200, _pattern(BIG_BYTES))
+    elif path == "/silent":
+        await _read_all(receive)
+        await asyncio.Event().wait()  # never answers: no headers, no body
     elif path == "/hold":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await _read_all(receive)
@@ -233,6 +236,9 @@ class CuttableProxy:
     def __init__(self, upstream_port: int) -> None:
         self._upstream_port = upstream_port
         self._writers: list[asyncio.StreamWriter] = []
+        self._readers: list[asyncio.StreamReader] = []
+        self._frozen: set[asyncio.StreamReader] = set()
+        self._thaw = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
         self.url = ""
 
@@ -248,18 +254,26 @@ class CuttableProxy:
         await self._server.wait_closed()
 
     def cut(self) -> None:
+        self._thaw.set()
         for writer in self._writers:
             writer.transport.abort()
+
+    def freeze(self) -> None:
+        """The open connections stop moving bytes either way while their sockets stay open (a wedged peer); new ones work."""
+        self._frozen.update(self._readers)
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         self._writers += [client_writer, upstream_writer]
+        self._readers += [client_reader, upstream_reader]
         await asyncio.gather(self._pipe(client_reader, upstream_writer), self._pipe(upstream_reader, client_writer))
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
+                if reader in self._frozen:
+                    await self._thaw.wait()
+                    return
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
@@ -322,5 +336,50 @@ async def test_abandoned_unread_responses_do_not_leak_the_connection_window(orig
             await stream.aclose()
         status, _, body = await asyncio.wait_for(h2c.request(origin, "GET", "/big", []), 10)
         assert status == 200 and len(body) == BIG_BYTES
+    finally:
+        await h2c.aclose()
+
+
+async def test_a_wedged_connection_is_declared_dead_by_its_unanswered_ping_and_the_next_request_opens_a_fresh_one(origin: str) -> None:
+    h2c = H2cClient(connect_timeout_ms=2000, ping_interval_ms=100, ping_timeout_ms=300)
+    try:
+        async with CuttableProxy(int(origin.rsplit(":", 1)[1])) as proxy:
+            stream = await h2c.open_stream(proxy.url, "POST", "/hold", [])
+            await asyncio.wait_for(stream.response_headers(), 5)
+            pending = asyncio.create_task(stream.read())
+            proxy.freeze()
+            with pytest.raises(ConnectionLostError, match="did not answer a PING within 300 ms"):
+                await asyncio.wait_for(pending, 5)
+            assert h2c.connection_count(proxy.url) == 0
+            status, _, body = await asyncio.wait_for(h2c.request(proxy.url, "POST", "/sink", [], b"x"), 5)
+            assert status == 200 and body == hashlib.sha256(b"x").hexdigest().encode()
+    finally:
+        await h2c.aclose()
+
+
+async def test_a_live_connection_survives_its_pings(origin: str) -> None:
+    h2c = H2cClient(connect_timeout_ms=2000, ping_interval_ms=20, ping_timeout_ms=1000)
+    try:
+        stream = await h2c.open_stream(origin, "POST", "/hold", [])
+        await asyncio.wait_for(stream.response_headers(), 5)
+        await asyncio.sleep(0.3)  # about 15 PINGs, each answered
+        await stream.end()
+        assert await asyncio.wait_for(stream.read(), 5) == b"done"
+        assert h2c.connection_count(origin) == 1
+    finally:
+        await h2c.aclose()
+
+
+async def test_streams_without_response_headers_time_out_and_retire_their_connection(origin: str) -> None:
+    h2c = H2cClient(connect_timeout_ms=2000, max_stream_timeouts_per_connection=2, ping_interval_ms=0)
+    try:
+        for expected_connections in (1, 0):
+            stream = await h2c.open_stream(origin, "POST", "/silent", [])
+            await stream.end()
+            with pytest.raises(StreamTimeoutError, match="no response headers .* within 100 ms"):
+                await stream.response_headers(timeout_ms=100)
+            assert h2c.connection_count(origin) == expected_connections
+        status, _, _ = await asyncio.wait_for(h2c.request(origin, "POST", "/sink", [], b"fresh"), 5)
+        assert status == 200 and h2c.connection_count(origin) == 1
     finally:
         await h2c.aclose()

@@ -109,7 +109,8 @@ class _Attempt:
     opened_at: float = 0.0
     outcome: str = metrics.ABORTED  # what `duro_invoker_attempts_total` counts when the attempt ends
     output_failed: bool | None = None  # set when the SDK sent its output: whether it was a failure
-    stop: _Stop | None = None  # set when the invoker cancels the attempt, saying what to record
+    stop: _Stop | None = None  # set when the invoker stops the attempt, saying what to record
+    started: bool = False  # its task has begun running (a task cancelled before that would never run its cleanup)
     last_offset: int | None = None  # log offset of the last record this attempt appended
     span: Span | None = None  # with tracing: the attempt's span
     trace_parent: SpanContext | None = None  # with tracing: the invocation's parent (the ingress span, or a derived root)
@@ -160,7 +161,7 @@ class Invoker:
     def accounts_for(self, partition: int, invocation_id: str, attempt: int, applied_offset: int) -> bool:
         """True if attempt `attempt` runs here, or ended with a record the partition has not applied yet (at or before `applied_offset`)."""
         handle = self._attempts.get(invocation_id)
-        if handle is not None and handle.attempt == attempt:
+        if handle is not None and handle.attempt == attempt and handle.task is not None and not handle.task.done():
             return True
         ended = self._ended.get(invocation_id)
         return ended is not None and ended[0] == partition and ended[1] == attempt and ended[2] > applied_offset
@@ -172,9 +173,10 @@ class Invoker:
                 del self._ended[invocation_id]
 
     def _stop(self, handle: _Attempt, stop: _Stop) -> None:
-        if handle.task is not None and not handle.task.done():
-            if handle.stop is None:
-                handle.stop = stop
+        """Stop an attempt, saying what to record; one that has not begun yet sees `stop` when it begins, and ends there."""
+        if handle.stop is None:
+            handle.stop = stop
+        if handle.started and handle.task is not None and not handle.task.done():
             handle.task.cancel()
 
     # ------------------------------------------------------------ leader-facing API
@@ -264,8 +266,11 @@ class Invoker:
     async def _run(self, handle: _Attempt) -> None:
         log_context.partition.set(handle.leader.partition)
         log_context.invocation_id.set(handle.invocation_id)
+        handle.started = True
         metrics.inflight_attempts.inc()
         try:
+            if handle.stop is not None:
+                raise asyncio.CancelledError  # stopped before it began: end as if cancelled now
             async with self._slots:
                 await self._attempt(handle)
         except asyncio.CancelledError:

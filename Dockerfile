@@ -3,8 +3,10 @@
 #   docker run -p 8080:8080 -p 9070:9070 -v duro-data:/var/lib/duro duro:0.1.0
 # Two stages: the first builds wheels of duro and every dependency, the second installs them without a
 # compiler or pip cache, and runs as the unprivileged user duro (uid 10001, as the Helm chart expects).
+# PYTHON_IMAGE is the base of both stages (tests/e2e/test_image.py builds on a stand-in made from Debian packages).
 
-FROM python:3.11-slim AS build
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY wal wal
@@ -16,7 +18,7 @@ COPY duro duro
 COPY benchmarks benchmarks
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 duro \
  && useradd --system --uid 10001 --gid duro --home-dir /var/lib/duro --no-create-home --shell /usr/sbin/nologin duro \
  && mkdir -p /var/lib/duro \

@@ -34,6 +34,7 @@ from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
+from ingress.discovery import discoverer_with
 from ingress.http import build_ingress_app
 from ingress.kafka_inspect import KafkaInspector
 from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
@@ -49,6 +50,7 @@ from partition_worker.processor import StateAheadOfLogError, applied_offset_of, 
 from partition_worker.state_machine import StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
+from protocol.request_identity import IdentityKeyError, RequestSigner
 from wal.embedded import EmbeddedLog
 from wal.kafka import KafkaLog
 from wal.kafka_membership import KafkaMembership, MembershipSettings
@@ -128,8 +130,12 @@ class Node:
             stack.push_async_callback(
                 lifecycle.closing("the tracer", lambda: asyncio.to_thread(telemetry.close))
             )  # flushes queued spans, bounded by its timeout
+            signer = self._request_signer()
             invoker = Invoker(
-                RegistryDirectory(registry, settings.ingress, retry_policy), settings.invoker, tracer=telemetry.tracer("duro.invoker")
+                RegistryDirectory(registry, settings.ingress, retry_policy),
+                settings.invoker,
+                tracer=telemetry.tracer("duro.invoker"),
+                signer=signer,
             )
             stack.push_async_callback(lifecycle.closing("the invoker", invoker.close))
             worker = PartitionWorker(
@@ -162,6 +168,12 @@ class Node:
                 reply_bus,
                 settings.ingress,
                 partition_tables=_local_tables(worker),
+                discoverer=discoverer_with(
+                    settings.ingress.discovery_connect_timeout_ms,
+                    settings.ingress.discovery_timeout_ms,
+                    settings.ingress.max_manifest_bytes,
+                    signer,
+                ),
                 service_defaults=service_defaults,
                 extra_routes=subscription_admin.routes(),
             )
@@ -193,6 +205,18 @@ class Node:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
             await self._join_cluster(stack, worker)
         return True
+
+    def _request_signer(self) -> RequestSigner | None:
+        """The request-identity signer of the configured private key (NodeStartError naming the file if it is unusable)."""
+        path = self.settings.request_identity_private_key_pem_file
+        if path is None:
+            return None
+        try:
+            signer = RequestSigner.from_pem_file(path, self.settings.request_identity_expiration_ms)
+        except IdentityKeyError as error:
+            raise NodeStartError(str(error)) from None
+        log.info("signing requests to deployments with request identity key %s", signer.key_id)
+        return signer
 
     def _fail(self, error: BaseException) -> None:
         self.lifecycle.fail(f"a partition processor died: {error!r}")

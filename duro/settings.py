@@ -147,6 +147,14 @@ class DuroSettings(BaseSettings):
     metrics_max_scan_rows: int = Field(
         default=100_000, gt=0, description="Most timer or inbox rows one sample counts per partition; a capped count is a lower bound."
     )
+    request_identity_private_key_pem_file: Path | None = Field(
+        default=None,
+        description="An Ed25519 private key in PEM (openssl genpkey -algorithm ed25519): every request to a deployment is signed"
+        " with it (Restate's request identity v1), so endpoints configured with identity_keys accept duro. Unset: unsigned.",
+    )
+    request_identity_expiration_ms: int = Field(
+        default=60_000, gt=0, description="Validity window of each request's identity token, on either side of its issuing time."
+    )
     ingress: IngressSettings = Field(default_factory=IngressSettings)
     invoker: InvokerSettings = Field(default_factory=InvokerSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)

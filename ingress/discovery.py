@@ -1,8 +1,8 @@
 """Discovery: asks a deployment what it serves (`GET {uri}/discover`) and validates the answer.
 
 Over `http://` the request goes over HTTP/2 cleartext with prior knowledge
-(`protocol.h2c.H2cClient`), as Restate does, unless `use_http_11` is set; then
-(and for `https://`, which needs `use_http_11`) aiohttp speaks HTTP/1.1. Every
+(`protocol.h2c.H2cClient`), over `https://` HTTP/2 over TLS chosen by ALPN, as
+Restate does, unless `use_http_11` is set; then aiohttp speaks HTTP/1.1. Every
 failure is a `DiscoveryError` whose message names the URI and the reason.
 """
 
@@ -19,6 +19,7 @@ from ingress.schema import DiscoveredEndpoint, services_from_manifest
 from protocol.errors import H2cError, ManifestError
 from protocol.h2c import H2cClient
 from protocol.manifest import parse_manifest
+from protocol.request_identity import RequestSigner
 from protocol.versions import DISCOVERY_ACCEPT, parse_manifest_content_type
 
 DEFAULT_CONNECT_TIMEOUT_MS: Final = 5_000
@@ -57,10 +58,16 @@ async def discover(
     connect_timeout_ms: int = DEFAULT_CONNECT_TIMEOUT_MS,
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
     max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+    signer: RequestSigner | None = None,
 ) -> DiscoveredEndpoint:
-    """Discover the endpoint at `uri`. Raises DiscoveryError, or SchemaError for an invalid service definition."""
+    """Discover the endpoint at `uri`. Raises DiscoveryError, or SchemaError for an invalid service definition.
+
+    `signer` adds Restate's request identity (the endpoint may require it).
+    """
     origin, path = _split_uri(uri, use_http_11)
     headers = [("accept", DISCOVERY_ACCEPT), *((k, v) for k, v in (additional_headers or {}).items())]
+    if signer is not None:
+        headers.extend(signer.headers(path))
     if use_http_11:
         status, response_headers, body = await _get_http11(uri, origin + path, headers, connect_timeout_ms, timeout_ms, max_manifest_bytes)
     else:
@@ -68,8 +75,8 @@ async def discover(
     return _endpoint(uri, use_http_11, status, response_headers, body)
 
 
-def discoverer_with(connect_timeout_ms: int, timeout_ms: int, max_manifest_bytes: int) -> Discoverer:
-    """A `Discoverer` with these limits (what the admin API uses by default)."""
+def discoverer_with(connect_timeout_ms: int, timeout_ms: int, max_manifest_bytes: int, signer: RequestSigner | None = None) -> Discoverer:
+    """A `Discoverer` with these limits (what the admin API uses by default), signing its requests with `signer`."""
 
     async def run(uri: str, additional_headers: dict[str, str], use_http_11: bool) -> DiscoveredEndpoint:
         return await discover(
@@ -79,6 +86,7 @@ def discoverer_with(connect_timeout_ms: int, timeout_ms: int, max_manifest_bytes
             connect_timeout_ms=connect_timeout_ms,
             timeout_ms=timeout_ms,
             max_manifest_bytes=max_manifest_bytes,
+            signer=signer,
         )
 
     return run
@@ -91,8 +99,6 @@ def _split_uri(uri: str, use_http_11: bool) -> tuple[str, str]:
         raise InvalidUriError(uri, "the URI must be absolute, e.g. 'http://host:9080' (schemes http and https)")
     if parts.query or parts.fragment:
         raise InvalidUriError(uri, "the URI must not have a query or a fragment")
-    if parts.scheme == "https" and not use_http_11:
-        raise InvalidUriError(uri, "https endpoints need use_http_11=true: duro's HTTP/2 client speaks cleartext (h2c) only")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as error:

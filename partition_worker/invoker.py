@@ -45,6 +45,7 @@ from protocol.errors import FrameTooLargeError, ProtocolError
 from protocol.frames import Frame, FrameDecoder, MessageType, decode_message, encode_frame, encode_message
 from protocol.h2c import H2cClient
 from protocol.ids import InvocationId
+from protocol.request_identity import RequestSigner
 from protocol.versions import invocation_content_type, negotiate
 from wal.records import AttemptEvents, AttemptFailed, AttemptFrame, Failure, RecordBody, Target
 
@@ -130,9 +131,14 @@ class Invoker:
         settings: InvokerSettings | None = None,
         clock_ms: Callable[[], int] | None = None,
         tracer: Tracer | None = None,
+        signer: RequestSigner | None = None,
     ) -> None:
-        """`tracer` (None: no tracing) emits invocation and attempt spans; its provider must generate ids with `tracing.ChosenSpanIds`."""
+        """`tracer` (None: no tracing) emits invocation and attempt spans; its provider must generate ids with `tracing.ChosenSpanIds`.
+
+        `signer` (None: requests are unsigned) adds Restate's request identity to every request to a deployment.
+        """
         self.directory = directory
+        self._signer = signer
         self._tracer = tracer
         self.settings = settings or InvokerSettings()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -452,6 +458,8 @@ class Invoker:
         if target.key is not None:
             headers.append(("x-restate-service-key", urllib.parse.quote(target.key, safe="")))
         headers.extend((name.lower(), value) for name, value in deployment.additional_headers.items())
+        if self._signer is not None:
+            headers.extend(self._signer.headers(path))
         headers.extend(extra_headers)
         exchange: H2Exchange | Http1Exchange
         if deployment.use_http_11:

@@ -1,4 +1,4 @@
-"""A full-duplex asyncio HTTP/2 cleartext (prior knowledge) client for the invoker's streams.
+"""A full-duplex asyncio HTTP/2 client for the invoker's streams: cleartext (prior knowledge) for http, TLS with ALPN h2 for https.
 
 `H2cClient` keeps a pool of connections per origin. Each request is an
 `H2Stream`: the caller sends request body chunks and reads response body
@@ -32,6 +32,7 @@ import collections
 import collections.abc
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -79,23 +80,36 @@ Headers = list[tuple[str, str]]
 class _Origin:
     host: str
     port: int
+    tls: bool = False  # https: TLS with ALPN "h2"
 
     @property
     def authority(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
     def __str__(self) -> str:
-        return f"http://{self.authority}"
+        return f"{self.scheme}://{self.authority}"
 
 
 def _parse_origin(origin: str) -> _Origin:
     parts = urlsplit(origin)
-    if parts.scheme != "http" or not parts.hostname:
-        raise H2cError(f"origin {origin!r} is not supported; expected 'http://host:port' (h2c only)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise H2cError(f"origin {origin!r} is not supported; expected 'http://host:port' (h2c) or 'https://host:port' (h2 over TLS)")
     if parts.path not in ("", "/") or parts.query:
         raise H2cError(f"origin {origin!r} has a path or query; expected 'http://host:port'")
-    return _Origin(parts.hostname, parts.port or 80)
+    tls = parts.scheme == "https"
+    return _Origin(parts.hostname, parts.port or (443 if tls else 80), tls)
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The system's trust store (or `SSL_CERT_FILE`), offering only HTTP/2 by ALPN."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["h2"])
+    return context
 
 
 class H2Stream:
@@ -305,10 +319,21 @@ class _Connection:
         """Opens a connection and waits for the server's SETTINGS."""
         timeout_s = connect_timeout_ms / 1000
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(origin.host, origin.port), timeout_s)
+            if origin.tls:
+                opening = asyncio.open_connection(origin.host, origin.port, ssl=_tls_context(), server_hostname=origin.host)
+            else:
+                opening = asyncio.open_connection(origin.host, origin.port)
+            reader, writer = await asyncio.wait_for(opening, timeout_s)
         except (OSError, TimeoutError) as error:
             reason = f"connecting to {origin} failed: {_describe(error)}"
             raise ConnectionLostError(reason, retry_safe=True) from None
+        if origin.tls:
+            ssl_object = writer.get_extra_info("ssl_object")
+            negotiated = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if negotiated != "h2":
+                writer.close()
+                reason = f"{origin} did not agree to HTTP/2 over TLS (ALPN chose {negotiated!r}); register it with use_http_11=true"
+                raise ConnectionLostError(reason, retry_safe=False)
         connection = cls(origin, reader, writer, on_change, limits)
         try:
             await connection._await_settings(timeout_s)
@@ -337,7 +362,7 @@ class _Connection:
         stream_id = self._h2.get_next_available_stream_id()
         request_headers = [
             (":method", method),
-            (":scheme", "http"),
+            (":scheme", self.origin.scheme),
             (":authority", self.origin.authority),
             (":path", path),
         ] + [(name.lower(), value) for name, value in headers if name.lower() != "host"]

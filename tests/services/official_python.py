@@ -270,4 +270,10 @@ async def default_policy(ctx: Context, name: str) -> str:
 
 from tests.services.official_python_seeds import SEED_SERVICES  # noqa: E402
 
-app = restate.app([greeter, counter, steps, recorder, durable, signup, stalling, deadlock, retries, *SEED_SERVICES])
+_IDENTITY_KEYS = [key for key in os.environ.get("DURO_TEST_IDENTITY_KEYS", "").split(",") if key]
+"""Request identity public keys (publickeyv1_...): set, the endpoint refuses requests not signed by the runtime."""
+
+app = restate.app(
+    [greeter, counter, steps, recorder, durable, signup, stalling, deadlock, retries, *SEED_SERVICES],
+    identity_keys=_IDENTITY_KEYS or None,
+)

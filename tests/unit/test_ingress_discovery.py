@@ -319,7 +319,6 @@ async def test_silent_endpoint_times_out(use_http_11: bool) -> None:
     [
         ("localhost:9080", False, "absolute"),
         ("ftp://host/x", False, "absolute"),
-        ("https://host:9080", False, "use_http_11"),
         ("http://host:9080/?x=1", False, "query"),
     ],
 )

@@ -26,9 +26,10 @@ import pyarrow as pa
 from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
+from duro.cluster_query import ClusterTables, internal_query_route
 from duro.directory import RegistryDirectory
 from duro.drain import DrainParts, DrainReport, describe, drain
-from duro.inspect import partition_tables
+from duro.inspect import Stores, partition_tables
 from duro.lifecycle import Lifecycle
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
@@ -167,7 +168,7 @@ class Node:
                 registry,
                 reply_bus,
                 settings.ingress,
-                partition_tables=_local_tables(worker),
+                partition_tables=self._partition_tables(worker, metadata),
                 discoverer=discoverer_with(
                     settings.ingress.discovery_connect_timeout_ms,
                     settings.ingress.discovery_timeout_ms,
@@ -175,7 +176,7 @@ class Node:
                     signer,
                 ),
                 service_defaults=service_defaults,
-                extra_routes=subscription_admin.routes(),
+                extra_routes=[*subscription_admin.routes(), internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms)],
             )
             await self._serve_http(stack, ingress_app, admin_app)
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
@@ -205,6 +206,12 @@ class Node:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
             await self._join_cluster(stack, worker)
         return True
+
+    def _partition_tables(self, worker: PartitionWorker, metadata: KafkaMetadata | None) -> PartitionTables:
+        """What `POST /query` reads: this node's partitions, and on Kafka every other node's as well."""
+        if metadata is None:
+            return _local_tables(worker)
+        return ClusterTables(self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata)
 
     def _request_signer(self) -> RequestSigner | None:
         """The request-identity signer of the configured private key (NodeStartError naming the file if it is unusable)."""
@@ -352,6 +359,11 @@ class Node:
     @staticmethod
     def _state_machine_config(partition: int) -> StateMachineConfig:
         return StateMachineConfig(partition=partition)
+
+
+def _stores_of(worker: PartitionWorker) -> Callable[[], Stores]:
+    """The stores of the partitions this node runs now."""
+    return lambda: [(partition, processor.store) for partition, processor in list(worker.processors.items())]
 
 
 def _local_tables(worker: PartitionWorker) -> PartitionTables:

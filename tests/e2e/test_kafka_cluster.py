@@ -266,3 +266,25 @@ def test_a_topic_with_another_partition_count_is_refused_naming_both(tmp_path: P
     result = _serve_once(tmp_path, "--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic, "--partitions", "6")
     assert result.returncode == 1
     assert "4" in result.stderr and "6" in result.stderr and topic in result.stderr, result.stderr
+
+
+def test_query_on_any_node_sees_every_partition_of_the_cluster(cluster: Cluster) -> None:
+    first, second = (cluster.start_node(i) for i in (1, 2))
+    cluster.wait_balanced([first, second])
+    first.register(cluster.service.uri)
+    wait_until(lambda: http("GET", f"{second.admin}/services/Counter")[0] == 200, 20, "the registration to reach node 2")
+    keys = [f"q{i}" for i in range(24)]
+    for key in keys:
+        status, _, body = first.call(f"/Counter/{key}/add", 1)
+        assert status == 200, body
+    assert cluster.owned(first) and cluster.owned(second), "both nodes run partitions"
+    sql = "SELECT service_key FROM state WHERE service_name = 'Counter' AND service_key LIKE 'q%' ORDER BY service_key"
+    for node in (first, second):
+        status, _, body = http("POST", f"{node.admin}/query", {"query": sql}, {"accept": "application/json"})
+        assert status == 200, body
+        assert sorted(row["service_key"] for row in json.loads(body)["rows"]) == sorted(keys), f"node {node.admin_port}"
+    status, _, body = http(
+        "POST", f"{second.admin}/query", {"query": "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = 'Counter'"},
+        {"accept": "application/json"},
+    )  # fmt: skip
+    assert json.loads(body)["rows"] == [{"n": len(keys)}]

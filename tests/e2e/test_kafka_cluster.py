@@ -124,9 +124,20 @@ def test_failover_after_kill9_loses_nothing_acknowledged(cluster: Cluster) -> No
                     workflows.append(json.loads(body)["invocationId"])
             i += 1
 
+    def accepted_count() -> int:
+        with lock:
+            return sum(accepted.values())
+
+    def under_load(count: int, workflow_count: int) -> bool:
+        for future in futures:
+            if future.done():
+                future.result()  # a load thread that failed fails the test now, with its error
+        with lock:
+            return sum(accepted.values()) >= count and len(workflows) >= workflow_count
+
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(load, w) for w in range(4)]
-        time.sleep(3)
+        wait_until(lambda: under_load(40, 8), 60, "40 sends and 8 workflows accepted before the kill")
         moved = cluster.owned(victim)
         victim.kill9()
         killed_at = time.monotonic()
@@ -136,7 +147,8 @@ def test_failover_after_kill9_loses_nothing_acknowledged(cluster: Cluster) -> No
             "the victim's partitions to move",
         )
         moved_after_s = time.monotonic() - killed_at
-        time.sleep(2)
+        after_move = accepted_count()
+        wait_until(lambda: under_load(after_move + 20, 0), 60, "20 more sends accepted after the partitions moved")
         stop.set()
         for future in futures:
             future.result()
@@ -174,7 +186,7 @@ def test_a_paused_zombie_cannot_change_state(cluster: Cluster) -> None:
             assert (status, json.loads(body)) == (200, 2), body
     finally:
         os.killpg(zombie.process.pid, signal.SIGCONT)
-    time.sleep(SESSION_TIMEOUT_MS / 1000 + 2)
+    cluster.wait_balanced(nodes)  # the zombie noticed it lost its partitions and took some back, at a higher epoch
     for key in keys:
         status, _, body = healthy.call(f"/Counter/{key}/add", 1, timeout_s=60)
         assert (status, json.loads(body)) == (200, 3), body
@@ -212,9 +224,11 @@ def test_broker_restart_under_load(tmp_path: Path) -> None:
         accepted = 0
         failed = 0
         outage = threading.Event()
+        warmed_up = threading.Event()
 
         def stop_then_restart() -> None:
-            time.sleep(3)
+            if not warmed_up.wait(60):
+                return  # the load never got going; the assertions below say so
             broker.stop()
             outage.set()
             time.sleep(10)
@@ -227,6 +241,8 @@ def test_broker_restart_under_load(tmp_path: Path) -> None:
             status, _, _ = node.call("/Counter/hot/add/send", 1, timeout_s=120)
             if status == 202:
                 accepted += 1
+                if accepted >= 20:
+                    warmed_up.set()
             else:
                 failed += 1
         restarter.join()

@@ -82,21 +82,38 @@ def test_keys_are_fresh_per_run_tag() -> None:
     assert workflow(1).path != workflow(2).path
 
 
+BUSY_CHILD = """
+import sys, time
+sys.stdin.readline()
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print("burned", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_process_tree_accounts_a_busy_child() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 0.4\nwhile time.time() < end: pass\ntime.sleep(5)"])
+    """The child burns 0.3 s of its own CPU between two lines of the test (events, not wall time, so a busy machine cannot shrink it)."""
+    child = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
     try:
         own_tree = ProcessTree(os.getpid())
         assert child.pid in own_tree.pids()
         window = CpuWindow(ProcessTree(child.pid))
         window.begin()
-        time.sleep(0.6)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "burned\n"
         window.end()
-        assert window.cpu_s is not None and 0.15 < window.cpu_s < 0.9
+        assert window.cpu_s is not None and 0.28 <= window.cpu_s < 0.6, window.cpu_s
         assert ProcessTree(child.pid).rss_bytes() > 1_000_000
         assert ProcessTree(child.pid).peak_rss_bytes() >= ProcessTree(child.pid).rss_bytes()
     finally:
         child.kill()
         child.wait()
+        child.stdin.close()
+        child.stdout.close()
     assert ProcessTree(child.pid).pids() == []
 
 

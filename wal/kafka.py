@@ -11,6 +11,11 @@ consumer group) that reads from the requested offset on; `end_offset` asks the
 brokers through one shared consumer. Offsets are Kafka's offsets, dense as long
 as only duro writes to the topic (no transactions, no compaction).
 
+If the brokers lose the producer's idempotence state (a broker that crashed
+before syncing it answers OutOfOrderSequenceNumber or UnknownProducerId), the
+log starts a new producer and sends the rejected batch once more: an aiokafka
+producer would fail every later batch of that partition the same way.
+
 Every wait on Kafka (a tail's consumer starting, its start bound, its fetches,
 `end_offset`) runs as a task that `close` cancels, so closing wakes every waiter
 at once with LogClosedError instead of leaving it to a Kafka request timeout.
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError, ProducerClosed
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerClosed, UnknownProducerId
 
 from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
@@ -41,6 +46,10 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_TOPIC", "KafkaLog", "KafkaLogSettings"]
 
 Result = TypeVar("Result")
+
+# The brokers lost or refuse the producer's idempotence state (a broker that crashed before it synced it, for
+# example): an idempotent aiokafka producer never recovers from these by itself, every later batch fails the same way.
+_LOST_PRODUCER_STATE = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 
 @dataclass(slots=True)
@@ -68,6 +77,7 @@ class KafkaLog:
         self._partition_count = partition_count
         self._settings = settings
         self._producer = producer
+        self._producer_renewal = asyncio.Lock()
         self._offsets = offsets
         self._budget = AppendBudget(settings.max_pending_appends, settings.max_pending_bytes)
         self._queues: dict[int, deque[_PendingAppend]] = {}
@@ -203,15 +213,16 @@ class KafkaLog:
         for queue in self._queues.values():
             self._fail_all(queue, LogClosedError(f"Kafka log on topic {self._topic} closed before the append was sent"))
         await asyncio.gather(*self._writers.values(), return_exceptions=True)
-        await self._stop_producer()
+        async with self._producer_renewal:
+            await self._stop_producer(self._producer)
         await stop_consumer(self._offsets)
         logger.info("closed Kafka log on topic %s", self._topic)
 
-    async def _stop_producer(self) -> None:
-        """Stop the producer, which first waits for batches of timed-out appends it still retries, for at most `append_timeout_ms`."""
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        """Stop a producer, which first waits for batches of timed-out appends it still retries, for at most `append_timeout_ms`."""
         try:
             async with asyncio.timeout(self._settings.append_timeout_ms / 1000):
-                await self._producer.stop()
+                await producer.stop()
         except TimeoutError:
             logger.error(
                 "closing the Kafka log on topic %s: the producer still held unacknowledged batches after append_timeout_ms=%d; gave up on them",
@@ -237,7 +248,7 @@ class KafkaLog:
             while queue and not self._closed:
                 group = self._take_group(queue)
                 try:
-                    base_offset = await self._send_group(partition, group)
+                    base_offset = await self._send_group_renewing(partition, group)
                 except asyncio.CancelledError:
                     self._settle_failed(
                         group, LogClosedError(f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written")
@@ -259,15 +270,54 @@ class KafkaLog:
             group.append(queue.popleft())
         return group
 
-    async def _send_group(self, partition: int, group: list[_PendingAppend]) -> int:
+    async def _send_group_renewing(self, partition: int, group: list[_PendingAppend]) -> int:
+        """Send a group; if the brokers lost the producer's state, renew the producer and send the group once more.
+
+        The brokers rejected the group in that case, so sending it again cannot write it twice.
+        """
+        producer = self._producer
+        try:
+            return await self._send_group(producer, partition, group)
+        except _LOST_PRODUCER_STATE as error:
+            await self._renew_producer(producer, error)
+        return await self._send_group(self._producer, partition, group)
+
+    async def _renew_producer(self, failed: AIOKafkaProducer, error: Exception) -> None:
+        """Replace the producer after the brokers lost its idempotence state; the first writer to see it does it, once.
+
+        The new producer gets a new producer id, so its sequence numbers start
+        afresh; the old one is stopped after the swap, so batches of other
+        partitions in flight on it still settle (bounded by `append_timeout_ms`).
+        """
+        async with self._producer_renewal:
+            if self._producer is not failed or self._closed:
+                return
+            logger.warning("Kafka log on topic %s: the brokers lost the producer's state (%r); starting a new producer", self._topic, error)
+            try:
+                self._producer = await self._until_closed(
+                    start_with_retry(
+                        lambda: _new_producer(self._bootstrap, self._settings),
+                        AIOKafkaProducer.start,
+                        AIOKafkaProducer.stop,
+                        "producer",
+                        self._bootstrap,
+                        self._settings,
+                        connect_deadline(self._settings),
+                    )
+                )
+            except LogClosedError:
+                return  # close stops the old producer
+        await self._stop_producer(failed)
+
+    async def _send_group(self, producer: AIOKafkaProducer, partition: int, group: list[_PendingAppend]) -> int:
         """Send the appends of a group as one record batch; return its base offset once acknowledged."""
-        batch = self._producer.create_batch()
+        batch = producer.create_batch()
         for pending in group:
             for entry in pending.entries:
                 appended = batch.append(key=None, value=entry, timestamp=None)
                 assert appended is not None, "a group must fit in one batch (max_group_bytes <= max_append_bytes < max_batch_bytes)"
         async with asyncio.timeout(self._settings.append_timeout_ms / 1000):
-            delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
+            delivery = await producer.send_batch(batch, self._topic, partition=partition)
             metadata = await delivery
         return int(metadata.offset)
 
@@ -294,11 +344,13 @@ class KafkaLog:
         self._settle_failed(group, error)
 
     def _append_error(self, partition: int, error: Exception) -> LogError:
-        if isinstance(error, ProducerClosed) or self._closed:
+        if self._closed:
             return LogClosedError(
                 f"Kafka log on topic {self._topic} closed while the append was being sent; it may or may not have been written"
             )
-        if isinstance(error, TimeoutError):
+        if isinstance(error, ProducerClosed):
+            outcome = "failed: the producer was replaced while sending it"
+        elif isinstance(error, TimeoutError):
             outcome = f"was not acknowledged within append_timeout_ms={self._settings.append_timeout_ms}"
         else:
             outcome = f"failed: {error!r}"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -242,3 +243,26 @@ async def test_close_wakes_tails_and_end_offset_waiting_on_a_stopped_broker(
     finally:
         if not closed:
             await log.close()
+
+
+async def test_a_producer_whose_state_the_brokers_lost_is_replaced(kafka_bootstrap: str, caplog: pytest.LogCaptureFixture) -> None:
+    """After OutOfOrderSequenceNumber (as when a broker crashed before syncing the producer's state) the log renews its producer.
+
+    The fault is injected by moving the producer's next sequence number of the
+    partition ahead, which is what the broker sees when it lost batches it had
+    acknowledged. The rejected append is sent again on the new producer (it was
+    not written), and the offsets stay dense.
+    """
+    log = await KafkaLog.open(kafka_bootstrap, new_topic(), 1, SETTINGS)
+    try:
+        assert await log.append(0, [b"before"]) == 0
+        producer = log._producer
+        producer._txn_manager.increment_sequence_number(TopicPartition(log.topic, 0), 5)  # the fault: a gap of five sequence numbers
+        with caplog.at_level(logging.WARNING, logger="wal.kafka"):
+            assert await log.append(0, [b"rejected, then sent again"]) == 1
+        assert any("OutOfOrderSequenceNumber" in record.getMessage() and "new producer" in record.getMessage() for record in caplog.records)
+        assert log._producer is not producer
+        assert await log.append(0, [b"after"]) == 2
+        assert await read(log, 0, 3) == [(0, b"before"), (1, b"rejected, then sent again"), (2, b"after")]
+    finally:
+        await log.close()

@@ -21,7 +21,7 @@ from ingress.subscriptions import SUBSCRIPTION_ID_PREFIX
 from partition_worker import keys
 from partition_worker.state_machine.context import is_queued_state_patch
 from partition_worker.state_machine.promises import Promise
-from partition_worker.status import InvocationStatus, Phase
+from partition_worker.status import BackingOff, InvocationStatus, Invoked, Phase, Suspended
 from partition_worker.store import PartitionStore
 from protocol.frames import Frame, MessageType, decode_message, is_command
 from protocol.ids import InvocationId
@@ -124,18 +124,19 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
     if outcome is not None:
         row["completion_result"] = "success" if outcome.failure is None else "failure"
         row["completion_failure"] = failure_text(outcome.failure) if outcome.failure is not None else None
-    if status.phase is Phase.SUSPENDED:
-        row["suspended_waiting_for_completions"] = list(status.waiting_completions)
-        row["suspended_waiting_for_signals"] = list(status.waiting_signals)
+    if isinstance(state := status.state, Suspended):
+        row["suspended_waiting_for_completions"] = list(state.waiting_completions)
+        row["suspended_waiting_for_signals"] = list(state.waiting_signals)
     return row
 
 
 def invocation_state_rows(store: PartitionStore) -> Iterator[Row]:
     """The attempt side of an invocation (Restate's invoker status): running, or backing off between attempts."""
     for invocation_id, status in _statuses(store):
-        if status.phase not in (Phase.INVOKED, Phase.BACKING_OFF):
+        state = status.state
+        if not isinstance(state, Invoked | BackingOff):
             continue
-        in_flight = status.phase is Phase.INVOKED
+        in_flight = isinstance(state, Invoked)
         failure = status.last_failure
         yield {
             "partition_key": InvocationId.parse(invocation_id).partition_key,

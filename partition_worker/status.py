@@ -1,10 +1,20 @@
-"""The stored status of one invocation: its phase, pinned deployment, attempt and waiters."""
+"""The stored status of one invocation: its phase, pinned deployment, attempt and waiters.
+
+The row is flat (one msgpack list; its layout only grows). Code that acts on
+the phase reads `status.state`: one frozen dataclass per phase holding exactly
+that phase's data (`Scheduled.execute_at_ms`, `Inboxed.inbox_seq`,
+`BackingOff.next_retry_at_ms`, `Completed.outcome`, ...), built and checked
+from the row, and dispatched with `match` and `assert_never`, so a phase
+without its data fails loudly where it is read instead of being skipped by an
+`is not None` test.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 from dataclasses import dataclass
+from typing import TypeAlias, assert_never
 
 from wal.records import Failure, Outcome, RetryPolicy, Sink, Target, pack_struct, unpack_struct
 
@@ -19,6 +29,64 @@ class Phase(enum.IntEnum):
     BACKING_OFF = 5  # the last attempt failed; a retry timer is set
     PAUSED = 6  # retries exhausted; resumes on request
     COMPLETED = 7  # outcome known, kept for its retention
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """Created, not started: a delayed send waits for its timer at `execute_at_ms` (None: it starts in the same apply)."""
+
+    execute_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inboxed:
+    """Waiting in its key's inbox, at `inbox_seq`, for the key's lock."""
+
+    inbox_seq: int
+    inboxed_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoked:
+    """Attempt number `attempt` is (or should be) running."""
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    """No attempt runs; the invocation waits for one of these notifications."""
+
+    waiting_completions: tuple[int, ...]
+    waiting_signals: tuple[int, ...]
+    waiting_named_signals: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BackingOff:
+    """Attempt `attempt` failed with `last_failure`; its retry timer fires at `next_retry_at_ms`."""
+
+    attempt: int
+    next_retry_at_ms: int
+    last_failure: Failure | None
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    """Retries used up (or paused by request); resumes on request."""
+
+    last_failure: Failure | None
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Its outcome is known since `completed_at_ms`, kept for its retention."""
+
+    outcome: Outcome
+    completed_at_ms: int
+
+
+PhaseState: TypeAlias = Scheduled | Inboxed | Invoked | Suspended | BackingOff | Paused | Completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +128,30 @@ class InvocationStatus:
     @property
     def is_completed(self) -> bool:
         return self.phase is Phase.COMPLETED
+
+    @property
+    def state(self) -> PhaseState:
+        """The phase with its own data; an assertion names the phase and the missing field if the row lacks it."""
+        match self.phase:
+            case Phase.SCHEDULED:
+                return Scheduled(self.execute_at_ms)
+            case Phase.INBOXED:
+                assert self.inbox_seq is not None, "an inboxed invocation has its inbox_seq"
+                return Inboxed(self.inbox_seq, self.inboxed_at_ms)
+            case Phase.INVOKED:
+                return Invoked(self.attempt)
+            case Phase.SUSPENDED:
+                return Suspended(self.waiting_completions, self.waiting_signals, self.waiting_named_signals)
+            case Phase.BACKING_OFF:
+                assert self.next_retry_at_ms is not None, "an invocation backing off has its next_retry_at_ms"
+                return BackingOff(self.attempt, self.next_retry_at_ms, self.last_failure)
+            case Phase.PAUSED:
+                return Paused(self.last_failure)
+            case Phase.COMPLETED:
+                assert self.outcome is not None and self.completed_at_ms is not None, "a completed invocation has its outcome and time"
+                return Completed(self.outcome, self.completed_at_ms)
+            case unknown:
+                assert_never(unknown)
 
     @property
     def expires_at_ms(self) -> int | None:

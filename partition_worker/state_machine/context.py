@@ -8,6 +8,8 @@ outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
 
 from __future__ import annotations
 
+from typing import assert_never
+
 import msgpack
 
 from partition_worker import keys
@@ -21,7 +23,7 @@ from partition_worker.actions import (
     SendOutbox,
 )
 from partition_worker.state_machine.config import StateMachineConfig
-from partition_worker.status import InvocationStatus, Phase
+from partition_worker.status import BackingOff, Completed, Inboxed, InvocationStatus, Invoked, Paused, Phase, Scheduled, Suspended
 from partition_worker.store import Transaction
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType
@@ -150,9 +152,9 @@ class ApplyContext:
         if not keep_journal:
             self.drop_journal(invocation_id, status)
         self._drop_timers(invocation_id, status)
-        if status.phase is Phase.INBOXED and status.inbox_seq is not None:
+        if isinstance(state := status.state, Inboxed):
             assert status.target.key is not None, "an inboxed invocation has a key"
-            self.txn.delete(keys.inbox_key(status.target.service, status.target.key, status.inbox_seq))
+            self.txn.delete(keys.inbox_key(status.target.service, status.target.key, state.inbox_seq))
         self.release_lock(invocation_id, status)
         completed = status.evolve(
             phase=Phase.COMPLETED,
@@ -194,10 +196,15 @@ class ApplyContext:
 
     def _drop_timers(self, invocation_id: str, status: InvocationStatus) -> None:
         """Delete the timers a completing invocation still has: its delayed start, its retry, its sleeps."""
-        if status.phase is Phase.SCHEDULED and status.execute_at_ms is not None:
-            self.txn.delete(keys.timer_key(status.execute_at_ms, invocation_id, int(TimerKind.DELAYED_INVOKE), 0))
-        if status.phase is Phase.BACKING_OFF and status.next_retry_at_ms is not None:
-            self.txn.delete(keys.timer_key(status.next_retry_at_ms, invocation_id, int(TimerKind.RETRY), status.attempt))
+        match status.state:
+            case Scheduled(execute_at_ms=int(execute_at_ms)):
+                self.txn.delete(keys.timer_key(execute_at_ms, invocation_id, int(TimerKind.DELAYED_INVOKE), 0))
+            case BackingOff(attempt=attempt, next_retry_at_ms=next_retry_at_ms):
+                self.txn.delete(keys.timer_key(next_retry_at_ms, invocation_id, int(TimerKind.RETRY), attempt))
+            case Scheduled() | Inboxed() | Invoked() | Suspended() | Paused() | Completed():
+                pass  # no timer of its phase
+            case unknown:
+                assert_never(unknown)
         for fire_at_ms, completion_id in status.pending_sleeps:
             self.txn.delete(keys.timer_key(fire_at_ms, invocation_id, int(TimerKind.SLEEP), completion_id))
 

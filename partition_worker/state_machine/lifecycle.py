@@ -14,7 +14,7 @@ from partition_worker.state_machine.context import (
     completion_for_sink,
     set_result,
 )
-from partition_worker.status import InvocationStatus, Phase
+from partition_worker.status import BackingOff, InvocationStatus, Phase, Scheduled
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType
 from protocol.routing import partition_key_of
@@ -380,8 +380,8 @@ def _reply(ctx: ApplyContext, sink: IngressSink | None, invocation_id: str, kind
 
 
 def _clear_retry_timer(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> None:
-    if status.phase is Phase.BACKING_OFF and status.next_retry_at_ms is not None:
-        ctx.txn.delete(keys.timer_key(status.next_retry_at_ms, invocation_id, int(TimerKind.RETRY), status.attempt))
+    if isinstance(state := status.state, BackingOff):
+        ctx.txn.delete(keys.timer_key(state.next_retry_at_ms, invocation_id, int(TimerKind.RETRY), state.attempt))
 
 
 def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
@@ -401,10 +401,11 @@ def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
             status = status.evolve(pending_sleeps=pending)
             ctx.add_notification(record.invocation_id, status, MessageType.SLEEP_COMPLETION, message, completion_id=record.ref)
     elif kind is TimerKind.DELAYED_INVOKE:
-        if status.phase is Phase.SCHEDULED:
+        if isinstance(status.state, Scheduled):
             ctx.acquire_or_enqueue(record.invocation_id, status)
     elif kind is TimerKind.RETRY:
-        if status.phase is Phase.BACKING_OFF and status.attempt == record.ref:
+        state = status.state
+        if isinstance(state, BackingOff) and state.attempt == record.ref:
             ctx.start_attempt(record.invocation_id, status)
     elif kind is TimerKind.CLEANUP and status.is_completed and status.expires_at_ms == record.fire_at_ms:
         ctx.forget(record.invocation_id, status)  # the expiry check: a timer left by a purge before #14 must not expire a new incarnation

@@ -762,6 +762,10 @@ def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Reques
             response = await handler(request, api_version)
         except AdminError as error:
             response = json_response(error.status, {"message": error.message, "restate_code": error.restate_code})
+        except Exception:
+            log.exception("admin request %s %s failed", request.method, request.url.path)
+            message = f"the admin API failed unexpectedly on {request.method} {request.url.path}; the node's log has the traceback"
+            response = json_response(500, {"message": message, "restate_code": None})
         metrics.observe_admin(kind, response.status_code)
         return response
 

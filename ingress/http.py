@@ -35,6 +35,7 @@ from ingress.registry import Registry, ResolvedHandler
 from ingress.schema import InputError, OutputRules, validate_input
 from ingress.settings import IngressSettings
 from ingress.tracing import TRACE_HEADERS, IngressTracing, trace_headers_of
+from protocol.error_codes import InvocationErrorCode as Code
 from protocol.ids import InvocationId, is_legacy_awakeable_id, parse_awakeable_id
 from protocol.routing import (
     idempotent_invocation_id,
@@ -149,9 +150,10 @@ class IngressApp:
         request = Request(scope, receive)
         try:
             response = await self.ingress.handle(request)
-        except Exception as exc:
+        except Exception:
             logger.exception("ingress request %s %s failed", scope.get("method"), scope.get("path"))
-            response = error_response(500, f"internal error: {exc!r}", None)
+            message = f"the ingress failed unexpectedly on {scope.get('method')} {scope.get('path')}; the node's log has the traceback"
+            response = error_response(500, message, None)
         await response(scope, receive, send)
 
 
@@ -443,7 +445,7 @@ class Ingress:
         if segments[1] == "resolve":
             outcome = Outcome(value=body)
         else:
-            outcome = Outcome(failure=Failure(500, body.decode("utf-8", errors="replace")))
+            outcome = Outcome(failure=Failure(Code.INTERNAL, body.decode("utf-8", errors="replace")))
         signal = Signal(str(invocation_id), signal_index, None, outcome)
         await self.waiter.append(partition_of(invocation_id.partition_key, self.log.partition_count), signal)
         return Response(status_code=202)

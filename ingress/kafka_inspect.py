@@ -8,16 +8,20 @@ raises `KafkaUnavailable` naming its brokers and what failed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from ingress import kafka_options
 from ingress.registry import RegistryError
 from ingress.subscriptions import KafkaCluster, KafkaUnavailable
+
+log = logging.getLogger(__name__)
 
 _LISTED_TOPICS = 20
 _T = TypeVar("_T")
@@ -87,6 +91,13 @@ class KafkaInspector:
             return await asyncio.wait_for(work, self.timeout_ms / 1000)
         except RegistryError:
             raise
-        except Exception as error:
+        except (KafkaError, OSError, TimeoutError) as error:
             bootstrap = kafka_options.bootstrap_of(properties)
-            raise KafkaUnavailable(f"could not {what} on Kafka at {bootstrap} within {self.timeout_ms} ms: {error!r}") from None
+            reason = "no answer" if isinstance(error, TimeoutError) else str(error) or type(error).__name__
+            raise KafkaUnavailable(f"could not {what} on Kafka at {bootstrap} within {self.timeout_ms} ms: {reason}") from None
+        except Exception:
+            bootstrap = kafka_options.bootstrap_of(properties)
+            log.exception("could not %s on Kafka at %s", what, bootstrap)
+            raise KafkaUnavailable(
+                f"could not {what} on Kafka at {bootstrap}: an unexpected error; the node's log has the traceback"
+            ) from None

@@ -41,6 +41,7 @@ from partition_worker.settings import InvokerSettings
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore
 from protocol import service_protocol_pb2 as pb
+from protocol.error_codes import InvocationErrorCode as Code
 from protocol.errors import FrameTooLargeError, ProtocolError
 from protocol.frames import Frame, FrameDecoder, MessageType, decode_message, encode_frame, encode_message
 from protocol.h2c import H2cClient
@@ -89,7 +90,7 @@ class _Stop:
 
 _NO_RECORD = _Stop(None)
 STOPPED = 503  # failure code of an attempt the invoker stopped (timeout, node stopping, overflow): retried by policy
-MESSAGE_TOO_LARGE = 500  # failure code of an invocation whose deployment sent a message over max_frame_bytes: not retried
+MESSAGE_TOO_LARGE = Code.INTERNAL  # failure code of an invocation whose deployment sent a message over max_frame_bytes: not retried
 
 
 @dataclass(eq=False)
@@ -284,7 +285,7 @@ class Invoker:
             stop = handle.stop
             if stop is None:
                 log.error("attempt %s#%d was cancelled without a reason; recording it as failed", handle.invocation_id, handle.attempt)
-                stop = _Stop(Failure(500, "the attempt's task was cancelled without a reason"))
+                stop = _Stop(Failure(Code.INTERNAL, "the attempt's task was cancelled without a reason"))
             if stop.failure is not None:
                 await self._report_failure(handle, stop.failure, None)
         except AttemptError as exc:
@@ -297,12 +298,13 @@ class Invoker:
         except (ExchangeError, ProtocolError) as exc:
             handle.outcome = metrics.FAILED
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
-            code = 571 if isinstance(exc, ProtocolError) else 503
+            code = Code.PROTOCOL_VIOLATION if isinstance(exc, ProtocolError) else Code.UNAVAILABLE
             await self._report_failure(handle, Failure(code, str(exc)), None)
-        except Exception as exc:  # an invoker bug must not take the node down; the state machine retries
+        except Exception:  # an invoker bug must not take the node down; the state machine retries
             handle.outcome = metrics.FAILED
             log.exception("attempt %s#%d crashed", handle.invocation_id, handle.attempt)
-            await self._report_failure(handle, Failure(500, f"invoker error: {exc!r}"), None)
+            failure = Failure(Code.INTERNAL, "the invoker failed unexpectedly; the node's log has the traceback")
+            await self._report_failure(handle, failure, None)
         finally:
             metrics.inflight_attempts.dec()
             _observe_end(handle)
@@ -367,19 +369,21 @@ class Invoker:
             deployment = self.directory.deployment(status.deployment_id)
             if deployment is None:
                 raise AttemptError(
-                    Failure(503, f"deployment {status.deployment_id}, which this invocation is pinned to, is no longer registered")
+                    Failure(
+                        Code.UNAVAILABLE, f"deployment {status.deployment_id}, which this invocation is pinned to, is no longer registered"
+                    )
                 )
             return deployment
         deployment = self.directory.latest_deployment_for(status.target.service)
         if deployment is None:
-            raise AttemptError(Failure(503, f"no deployment is registered for service {status.target.service!r}"))
+            raise AttemptError(Failure(Code.UNAVAILABLE, f"no deployment is registered for service {status.target.service!r}"))
         return deployment
 
     def _negotiate(self, deployment: DeploymentEndpoint) -> int:
         try:
             return negotiate(deployment.min_protocol_version, deployment.max_protocol_version, self.settings.max_protocol_version)
         except ValueError as exc:
-            raise AttemptError(Failure(503, f"deployment {deployment.deployment_id}: {exc}")) from exc
+            raise AttemptError(Failure(Code.UNAVAILABLE, f"deployment {deployment.deployment_id}: {exc}")) from exc
 
     def _start_message(
         self,
@@ -487,7 +491,7 @@ class Invoker:
                 writer.cancel()
             await handle.close_request(exchange)  # SDKs wait for the request to close after End/Suspension/Error
             if not terminal:
-                raise AttemptError(Failure(503, "the deployment closed the response without End, Suspension or Error"))
+                raise AttemptError(Failure(Code.UNAVAILABLE, "the deployment closed the response without End, Suspension or Error"))
         finally:
             if writer is not None:
                 writer.cancel()

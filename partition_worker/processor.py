@@ -35,6 +35,7 @@ from partition_worker.state_machine import StateMachine
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore, Transaction
 from partition_worker.timers import TimerService
+from protocol.error_codes import InvocationErrorCode as Code
 from wal.log import Log
 from wal.records import AnnounceLeader, AttemptFailed, Envelope, Failure, IngressSink, Record, RecordBody, decode_record, encode_record
 from wal.replies import Reply
@@ -272,7 +273,7 @@ class PartitionProcessor:
             len(orphans),
             ", ".join(f"{i}#{a}" for i, a in orphans[:10]),
         )
-        failure = Failure(500, "the attempt ended without a record of how it ended (found by the leader's running check)")
+        failure = Failure(Code.INTERNAL, "the attempt ended without a record of how it ended (found by the leader's running check)")
         await self.append_many([AttemptFailed(invocation_id, attempt, failure) for invocation_id, attempt in orphans])
         return [invocation_id for invocation_id, _ in orphans]
 

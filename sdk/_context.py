@@ -24,7 +24,7 @@ from random import Random
 from typing import Any, TypeVar
 
 from sdk._attempt import Attempt
-from sdk._errors import SdkInternalBaseException, TerminalError
+from sdk._errors import INTERNAL_CODE, SdkInternalBaseException, TerminalError
 from sdk._futures import (
     DurablePromise,
     RestateDurableCallFuture,
@@ -351,7 +351,7 @@ class Context:
         content = serde_for_hint(serde, type(value)).serialize(value)
         self._machine.sys_complete_awakeable(name, Value(content))
 
-    def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
+    def reject_awakeable(self, name: str, failure_message: str, failure_code: int = INTERNAL_CODE) -> None:
         """Fails the awakeable `name`; its awaiter gets a TerminalError."""
         self._machine.sys_complete_awakeable(name, Failure(code=failure_code, message=failure_message))
 
@@ -365,7 +365,7 @@ class Context:
         content = serde_for_hint(serde, type(value)).serialize(value)
         self._machine.sys_complete_signal(invocation_id, name, Value(content))
 
-    def reject_signal(self, invocation_id: str, name: str, failure_message: str, failure_code: int = 500) -> None:
+    def reject_signal(self, invocation_id: str, name: str, failure_message: str, failure_code: int = INTERNAL_CODE) -> None:
         """Fails the named signal `name` of another invocation."""
         self._machine.sys_complete_signal(invocation_id, name, Failure(code=failure_code, message=failure_message))
 

@@ -7,11 +7,13 @@ The internal exceptions derive from `BaseException` so that a handler's
 
 from __future__ import annotations
 
-CANCELLED_STATUS_CODE = 409
-JOURNAL_MISMATCH_CODE = 570
-PROTOCOL_VIOLATION_CODE = 571
-UNSUPPORTED_FEATURE_CODE = 573
-INTERNAL_CODE = 500
+from protocol.error_codes import InvocationErrorCode
+
+CANCELLED_STATUS_CODE = InvocationErrorCode.ABORTED
+JOURNAL_MISMATCH_CODE = InvocationErrorCode.JOURNAL_MISMATCH
+PROTOCOL_VIOLATION_CODE = InvocationErrorCode.PROTOCOL_VIOLATION
+UNSUPPORTED_FEATURE_CODE = InvocationErrorCode.UNSUPPORTED_FEATURE
+INTERNAL_CODE = InvocationErrorCode.INTERNAL
 
 
 class TerminalError(Exception):

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sdk._errors import TerminalError
+from sdk._errors import INTERNAL_CODE, TerminalError
 from sdk._results import AwaitHandle, Failure, InvocationIdResult, Result, StateKeys, Value, Void
 from sdk._serde import Serde
 
@@ -135,7 +135,7 @@ class DurablePromise(Generic[T]):
         handle = self._attempt.machine.sys_complete_promise(self.name, Value(self.serde.serialize(value)))
         return RestateDurableFuture(self._attempt, handle, decode_with(None))
 
-    def reject(self, message: str, code: int = 500) -> RestateDurableFuture[None]:
+    def reject(self, message: str, code: int = INTERNAL_CODE) -> RestateDurableFuture[None]:
         """Rejects the promise with a terminal failure; awaiting fails with 409 if already completed."""
         handle = self._attempt.machine.sys_complete_promise(self.name, Failure(code=code, message=message))
         return RestateDurableFuture(self._attempt, handle, decode_with(None))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
+from protocol.error_codes import InvocationErrorCode
 from sdk._errors import TerminalError
 from sdk._options import InvocationRetryPolicy
 from sdk._serde import Serde, json_schema_of, serde_for_hint, unwrap_optional
@@ -23,7 +24,7 @@ ServiceKind = Literal["service", "object", "workflow"]
 ContextManagerFactory = Callable[[], AbstractAsyncContextManager[None]]
 
 _HANDLER_ATTRIBUTE = "__duro_handler__"
-BAD_REQUEST_CODE = 400
+BAD_REQUEST_CODE = InvocationErrorCode.BAD_REQUEST
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from protocol import (
     message_type_of,
     pb,
 )
+from protocol.error_codes import InvocationErrorCode
 from protocol.ids import InvocationId, format_awakeable_id
 from sdk._await_tree import Resolution, flatten_into, resolve, to_future
 from sdk._eager_state import EagerState
@@ -84,7 +85,7 @@ from sdk._results import (
 )
 from sdk._retry import GiveUp, RetryAfter, next_retry
 
-CLOSED_CODE = 598
+CLOSED_CODE = InvocationErrorCode.CLOSED
 CANCEL_HANDLE = 1
 """The handle of the built-in CANCEL signal; handles 1..16 are reserved, user handles start at 17."""
 FIRST_USER_HANDLE = 17

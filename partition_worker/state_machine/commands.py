@@ -11,6 +11,8 @@ from partition_worker.state_machine.context import ApplyContext, outcome_from_pb
 from partition_worker.state_machine.lifecycle import deliver_signal
 from partition_worker.status import InvocationStatus, Phase
 from protocol import service_protocol_pb2 as pb
+from protocol.error_codes import PROMISE_ALREADY_COMPLETED_MESSAGE
+from protocol.error_codes import InvocationErrorCode as Code
 from protocol.errors import ProtocolError
 from protocol.frames import Frame, MessageType, decode_message, is_command
 from protocol.ids import parse_awakeable_id
@@ -34,11 +36,6 @@ from wal.records import (
     Signal,
     TimerKind,
 )
-
-# A state-changing command in a handler that may not change state.
-READ_ONLY_VIOLATION = 571
-# A message that is not valid for the negotiated protocol.
-PROTOCOL_VIOLATION = 571
 
 
 class AttemptEnded(Exception):
@@ -103,7 +100,7 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
     try:
         message = decode_message(Frame(frame.message_type, frame.flags, frame.payload))
     except ProtocolError as exc:
-        fail_attempt(ctx, invocation_id, status, Failure(PROTOCOL_VIOLATION, f"protocol violation: {exc}"), None)
+        fail_attempt(ctx, invocation_id, status, Failure(Code.PROTOCOL_VIOLATION, f"protocol violation: {exc}"), None)
         return None
     if is_command(frame.message_type):
         status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload)
@@ -122,7 +119,7 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         return None
     if isinstance(message, pb.ErrorMessage):
         retry_after = message.next_retry_delay if message.HasField("next_retry_delay") else None
-        fail_attempt(ctx, invocation_id, status, Failure(message.code or 500, message.message), retry_after)
+        fail_attempt(ctx, invocation_id, status, Failure(message.code or Code.INTERNAL, message.message), retry_after)
         return None
     return status  # AwaitingOn and other hints: nothing to store
 
@@ -239,7 +236,7 @@ def _violation(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, 
     ctx.complete(
         invocation_id,
         status,
-        Outcome(failure=Failure(READ_ONLY_VIOLATION, f"{command} is not allowed in a {status.target.handler_kind} handler")),
+        Outcome(failure=Failure(Code.PROTOCOL_VIOLATION, f"{command} is not allowed in a {status.target.handler_kind} handler")),
     )
     raise AttemptEnded
 
@@ -324,7 +321,7 @@ def _invoke_other(
     )
     if target is None:
         if sink is not None:
-            failure = Failure(404, f"service {message.service_name!r} or its handler {message.handler_name!r} is not registered")
+            failure = Failure(Code.NOT_FOUND, f"service {message.service_name!r} or its handler {message.handler_name!r} is not registered")
             ctx.fail_sink(sink, callee_id, failure)
         return status
     retention = frame.call_retention_ms
@@ -479,7 +476,7 @@ def _complete_promise(
     promise = Promise.load(ctx.txn.get(row))
     answer = pb.CompletePromiseCompletionNotificationMessage(completion_id=message.result_completion_id)
     if promise.outcome is not None:
-        set_result(answer, Outcome(failure=Failure(409, "promise was already completed")))
+        set_result(answer, Outcome(failure=Failure(Code.CONFLICT, PROMISE_ALREADY_COMPLETED_MESSAGE)))
     else:
         which = message.WhichOneof("completion")
         if which == "completion_failure":

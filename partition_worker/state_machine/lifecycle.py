@@ -16,6 +16,8 @@ from partition_worker.state_machine.context import (
 )
 from partition_worker.status import BackingOff, InvocationStatus, Phase, Scheduled
 from protocol import service_protocol_pb2 as pb
+from protocol.error_codes import CANCELED_MESSAGE, KILLED_MESSAGE, WORKFLOW_ALREADY_INVOKED_MESSAGE
+from protocol.error_codes import InvocationErrorCode as Code
 from protocol.frames import MessageType
 from protocol.routing import partition_key_of
 from wal.records import (
@@ -40,7 +42,7 @@ from wal.records import (
 )
 from wal.replies import Reply, ReplyKind
 
-WORKFLOW_ALREADY_INVOKED = "the workflow method was already invoked"
+WORKFLOW_ALREADY_INVOKED = WORKFLOW_ALREADY_INVOKED_MESSAGE
 
 
 def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
@@ -85,7 +87,7 @@ def _invoke_existing(ctx: ApplyContext, record: Invoke, status: InvocationStatus
     if sink is None:
         return
     if record.target.is_workflow_run and record.idempotency_key is None:
-        ctx.fail_sink(sink, record.invocation_id, Failure(409, WORKFLOW_ALREADY_INVOKED))
+        ctx.fail_sink(sink, record.invocation_id, Failure(Code.CONFLICT, WORKFLOW_ALREADY_INVOKED))
         return
     _attach_sink(ctx, record.invocation_id, status, sink)
 
@@ -126,7 +128,7 @@ def _not_found(ctx: ApplyContext, invocation_id: str, sink: Sink | None) -> None
     if isinstance(sink, IngressSink):
         ctx.reply(sink, Reply(ReplyKind.NOT_FOUND, invocation_id, message=f"invocation {invocation_id} not found"))
     elif isinstance(sink, JournalSink):
-        ctx.fail_sink(sink, invocation_id, Failure(404, f"invocation {invocation_id} not found"))
+        ctx.fail_sink(sink, invocation_id, Failure(Code.NOT_FOUND, f"invocation {invocation_id} not found"))
 
 
 def _not_ready_to_journal(ctx: ApplyContext, sink: JournalSink, invocation_id: str) -> None:
@@ -184,7 +186,7 @@ def apply_cancel(ctx: ApplyContext, record: Cancel) -> None:
         _already_completed(ctx, record.invocation_id, record.reply_to)
         return
     if status.phase in (Phase.SCHEDULED, Phase.INBOXED):
-        ctx.complete(record.invocation_id, status, Outcome(failure=Failure(409, "canceled")))
+        ctx.complete(record.invocation_id, status, Outcome(failure=Failure(Code.ABORTED, CANCELED_MESSAGE)))
         _reply(ctx, record.reply_to, record.invocation_id, ReplyKind.DONE)  # it never ran: cancelled at once
         return
     status = deliver_signal(ctx, record.invocation_id, status, CANCEL_SIGNAL_INDEX, None, None)
@@ -223,7 +225,7 @@ def kill(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> Non
             ctx.send(partition_key_of(child), Kill(child))
         elif not child_status.is_completed:
             kill(ctx, child, child_status)
-    ctx.complete(invocation_id, status, Outcome(failure=Failure(409, "killed")))
+    ctx.complete(invocation_id, status, Outcome(failure=Failure(Code.KILLED, KILLED_MESSAGE)))
 
 
 def apply_purge(ctx: ApplyContext, record: Purge) -> None:

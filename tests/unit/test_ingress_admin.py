@@ -305,3 +305,21 @@ async def test_unknown_routes_answer_with_the_error_body(env: Env) -> None:
     assert missing.status_code == 404 and "/nothing-here" in missing.json()["message"]
     wrong_method = await env.admin.put("/deployments")
     assert wrong_method.status_code == 405 and "PUT" in wrong_method.json()["message"]
+
+
+async def test_an_unexpected_error_is_a_500_without_its_text_and_logged_with_its_traceback(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("internal detail: token abc123")
+
+    monkeypatch.setattr(env.registry, "services", broken)
+    with caplog.at_level("ERROR", logger="duro.admin"):
+        response = await env.admin.get("/services")
+    assert response.status_code == 500
+    assert "abc123" not in response.text and "RuntimeError" not in response.text
+    assert response.json() == {
+        "message": "the admin API failed unexpectedly on GET /services; the node's log has the traceback",
+        "restate_code": None,
+    }
+    assert any(record.exc_info is not None and "abc123" in str(record.exc_info[1]) for record in caplog.records)

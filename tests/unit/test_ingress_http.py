@@ -441,3 +441,19 @@ async def test_served_by_uvicorn_over_real_sockets() -> None:
     assert add.target.key == "a/b c"
     assert ("x-restate-ingress-path", "/Counter/a%2Fb%20c/add") in add.headers
     assert run.invocation_id == workflow_invocation_id("Signup", "x/y") and run.execute_at_ms is not None
+
+
+async def test_an_unexpected_error_is_a_500_without_its_text_and_logged_with_its_traceback(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(service_name: str) -> None:
+        raise RuntimeError("internal detail: connection string postgres://secret")
+
+    monkeypatch.setattr(env.registry, "service", broken)
+    with caplog.at_level("ERROR", logger="ingress.http"):
+        response = await env.client.post("/Greeter/greet", json="Ada")
+    assert response.status_code == 500
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+    assert response.json()["message"] == "the ingress failed unexpectedly on POST /Greeter/greet; the node's log has the traceback"
+    [record] = [record for record in caplog.records if record.exc_info is not None]
+    assert "postgres://secret" in str(record.exc_info[1]), "the log keeps what the client is not told"

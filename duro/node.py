@@ -160,6 +160,7 @@ class Node:
             sampling.add_done_callback(self._fail_unless_cancelled)
             stack.callback(sampling.cancel)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy, telemetry.tracer("duro.ingress"))
+            ingress_app.ingress.partitions_without_leader = worker.partitions_without_leader
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
             subscriptions = await self._subscriptions(metadata, registry)
             subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))
@@ -293,7 +294,9 @@ class Node:
             if not settings.kafka_bootstrap:
                 raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
             kafka_settings = KafkaLogSettings(
-                replication_factor=settings.kafka_replication_factor, connect_timeout_ms=settings.kafka_connect_timeout_ms
+                replication_factor=settings.kafka_replication_factor,
+                connect_timeout_ms=settings.kafka_connect_timeout_ms,
+                append_timeout_ms=settings.kafka_append_timeout_ms,
             )
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
             stack.push_async_callback(self.lifecycle.closing("the Kafka log", kafka.close))

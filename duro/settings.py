@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from ingress.settings import IngressSettings, SubscriptionSettings
 from partition_worker.settings import InvokerSettings, ProcessorSettings
+from wal.kafka_settings import KafkaLogSettings
 from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
 
 _POLICY = DEFAULT_RETRY_POLICY
@@ -129,6 +130,11 @@ class DuroSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=6_000, gt=0, description="A node silent this long loses its partitions to the others.")
     kafka_connect_timeout_ms: int = Field(
         default=30_000, gt=0, description="At start-up, keep retrying an unreachable bootstrap server this long."
+    )
+    kafka_append_timeout_ms: int = Field(
+        default=KafkaLogSettings().append_timeout_ms,
+        gt=0,
+        description="How long one append to Kafka may wait for its acknowledgement (the producer retries meanwhile) before it fails.",
     )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")

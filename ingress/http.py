@@ -171,6 +171,8 @@ class Ingress:
         self.waiter = ReplyWaiter(log, reply_bus)
         self.refusal: str | None = None
         self.tracing: IngressTracing | None = None
+        self.partitions_without_leader: Callable[[], list[int]] = list
+        """The owned partitions this node does not lead with working leader tasks; any makes the node not ready (set by the node)."""
 
     def stop_accepting(self, reason: str) -> None:
         """From now on answer every request, health included, 503 with `Retry-After` naming `reason` (the node drains).
@@ -232,9 +234,14 @@ class Ingress:
         raise IngressError(404, "not found")
 
     def _health(self, request: Request) -> Response:
+        """Readiness: 200 while every partition this node owns has a working leader here, else 503 naming those that do not."""
         if request.method != "GET":
             raise IngressError(405, "method not allowed")
         names = [revision.name for revision in self.registry.services()]
+        unready = self.partitions_without_leader()
+        if unready:
+            message = f"not ready: partitions {unready} have no working leader on this node (catching up, or re-claimed after a failure)"
+            return json_response(503, {"message": message, "partitions_without_leader": unready, "services": names})
         return json_response(200, {"services": names})
 
     # ------------------------------------------------------------ invoking

@@ -24,6 +24,7 @@ TIMERS_PENDING = "duro_timers_pending"
 INBOX_LENGTH = "duro_inbox_length"
 ROCKSDB_SIZE_BYTES = "duro_rocksdb_size_bytes"
 PARTITION_RUNNING_WITHOUT_ATTEMPT_TOTAL = "duro_partition_running_without_attempt_total"
+PARTITION_LEADER_TASK_FAILURES_TOTAL = "duro_partition_leader_task_failures_total"
 
 _ATTEMPT_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -81,6 +82,11 @@ inbox_length = Gauge(
     ["partition", "service"],
 )
 rocksdb_size = Gauge(ROCKSDB_SIZE_BYTES, "Size on disk of this node's RocksDB directory (sampled).")
+leader_task_failures = Counter(
+    PARTITION_LEADER_TASK_FAILURES_TOTAL,
+    "Leader tasks (timers, outbox, running check) that died; the partition stepped down and was claimed again, by partition and task.",
+    ["partition", "task"],
+)
 running_without_attempt = Counter(
     PARTITION_RUNNING_WITHOUT_ATTEMPT_TOTAL,
     "Invocations the leader found running with neither a live attempt nor a recorded end (an invariant violation; each is"

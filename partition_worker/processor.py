@@ -36,7 +36,7 @@ from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore, Transaction
 from partition_worker.timers import TimerService
 from protocol.error_codes import InvocationErrorCode as Code
-from wal.log import Log
+from wal.log import Log, LogError
 from wal.records import AnnounceLeader, AttemptFailed, Envelope, Failure, IngressSink, Record, RecordBody, decode_record, encode_record
 from wal.replies import Reply
 
@@ -99,6 +99,8 @@ class PartitionProcessor:
         self._leader_epoch = 0  # nonzero while this node leads
         self._announced = False
         self._leader_tasks: list[asyncio.Task[None]] = []
+        self._leading_since = 0.0
+        self._leader_task_deaths = 0  # in a row, for the re-claim backoff
         self._reannounce: asyncio.Task[None] | None = None
         self._timers: TimerService | None = None
         self._outbox: OutboxShuffle | None = None
@@ -201,36 +203,47 @@ class PartitionProcessor:
         else:  # pragma: no cover - the union is closed
             raise AssertionError(f"no handler for action {action!r}")
 
-    def _schedule_reannounce(self) -> None:
-        """Another node leads, yet this processor still runs, so this node still owns the partition.
+    def _schedule_reannounce(self, delay_ms: int | None = None) -> None:
+        """Claim the partition again (a higher epoch) after `delay_ms`, unless this node leads by then.
 
-        That happens when two nodes announced the same epoch (only the first
-        counts) or when this node was paused past its session. If ownership
-        really moved, the processor is cancelled before the delay ends;
-        otherwise it claims the partition with a higher epoch.
+        Two cases: another node leads, yet this processor still runs, so this
+        node still owns the partition (two nodes announced the same epoch and
+        only the first counts, or this node was paused past its session; if
+        ownership really moved, the processor is cancelled before the delay
+        ends); or one of this node's leader tasks died and it stepped down. An
+        announcement the log refuses is tried again with backoff.
         """
         if self._reannounce is not None and not self._reannounce.done():
             return
+        settings = self.settings
 
         async def reannounce() -> None:
-            await asyncio.sleep(self.settings.reannounce_delay_ms / 1000)
-            if not self._leader_epoch:
+            await asyncio.sleep((settings.reannounce_delay_ms if delay_ms is None else delay_ms) / 1000)
+            backoff_ms = settings.leader_task_restart_initial_backoff_ms
+            while not self._leader_epoch:
                 log.info("node %d re-claims partition %d after epoch %d", self.node_id, self._partition, self._known_epoch)
-                await self._announce()
+                try:
+                    await self._announce()
+                    return
+                except LogError as exc:
+                    log.warning("partition %d: the re-claim was not appended (%s); trying again in %d ms", self._partition, exc, backoff_ms)
+                    await asyncio.sleep(backoff_ms / 1000)
+                    backoff_ms = min(2 * backoff_ms, settings.leader_task_restart_max_backoff_ms)
 
         self._reannounce = _supervised(reannounce(), f"re-announce of partition {self._partition}")
 
     def _become_leader(self, epoch: int) -> None:
         self._step_down()
         self._leader_epoch = epoch
+        self._leading_since = time.monotonic()
         self._timers = TimerService(self._store, self.append_many, self._clock_ms, self.settings.timer_window_ms)
         self._outbox = OutboxShuffle(
             self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages
         )
         self._leader_tasks = [
-            _supervised(self._timers.run(), f"timers of partition {self._partition}"),
-            _supervised(self._outbox.run(), f"outbox of partition {self._partition}"),
-            _supervised(self._check_running_forever(), f"running check of partition {self._partition}"),
+            self._leader_task(self._timers.run(), "timers"),
+            self._leader_task(self._outbox.run(), "outbox"),
+            self._leader_task(self._check_running_forever(), "running check"),
         ]
         self.leading.set()
         self._is_leader_gauge.set(1)
@@ -276,6 +289,48 @@ class PartitionProcessor:
         failure = Failure(Code.INTERNAL, "the attempt ended without a record of how it ended (found by the leader's running check)")
         await self.append_many([AttemptFailed(invocation_id, attempt, failure) for invocation_id, attempt in orphans])
         return [invocation_id for invocation_id, _ in orphans]
+
+    def _leader_task(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+        """A task that runs while this node leads; its death is never silent (`_leader_task_ended`)."""
+        task = asyncio.create_task(coro, name=f"{what} of partition {self._partition}")
+        task.add_done_callback(lambda t: self._leader_task_ended(t, what))
+        return task
+
+    def _leader_task_ended(self, task: asyncio.Task[None], what: str) -> None:
+        """A leader task ended other than by cancellation: step down, count it, and claim the partition again after a backoff.
+
+        The new epoch starts every leader task afresh from the store (timers
+        rescanned, the outbox re-sent, running invocations restarted), the
+        one path a leader change already takes. Until then the partition has
+        no working leader, which the node's readiness reports.
+        """
+        if task.cancelled() or task not in self._leader_tasks:
+            return  # stopped on purpose, or a task of an epoch already left
+        error = task.exception() or RuntimeError(f"the {what} task returned; it must run until cancelled")
+        metrics.leader_task_failures.labels(str(self._partition), what).inc()
+        now = time.monotonic()
+        if now - self._leading_since > self.settings.leader_task_restart_max_backoff_ms / 1000:
+            self._leader_task_deaths = 0  # it had run well for a while: start the backoff afresh
+        delay_ms = min(
+            self.settings.leader_task_restart_initial_backoff_ms * 2**self._leader_task_deaths,
+            self.settings.leader_task_restart_max_backoff_ms,
+        )
+        self._leader_task_deaths += 1
+        log.critical(
+            "partition %d: the %s task died (%r); stepping down, re-claiming the partition in %d ms",
+            self._partition,
+            what,
+            error,
+            delay_ms,
+            exc_info=error,
+        )
+        self._step_down()
+        self._schedule_reannounce(delay_ms)
+
+    @property
+    def has_working_leader(self) -> bool:
+        """True while this node leads the partition with every leader task alive."""
+        return bool(self._leader_epoch) and all(not task.done() for task in self._leader_tasks)
 
     def _step_down(self) -> None:
         if self._leader_epoch:

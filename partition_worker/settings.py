@@ -68,6 +68,14 @@ class ProcessorSettings(BaseModel):
     )
     timer_window_ms: int = Field(default=60_000, gt=0, description="Timers due within this window are kept in memory.")
     max_outbox_batch_messages: int = Field(default=1024, gt=0, description="Outbox messages delivered per batch.")
+    leader_task_restart_initial_backoff_ms: int = Field(
+        default=100,
+        gt=0,
+        description="A leader task (timers, outbox, running check) died: the partition steps down and is claimed again after this long, doubling for each death in a row.",
+    )
+    leader_task_restart_max_backoff_ms: int = Field(
+        default=10_000, gt=0, description="Longest wait before claiming a partition again after a leader task died."
+    )
     running_check_interval_ms: int = Field(
         default=10_000,
         gt=0,

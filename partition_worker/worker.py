@@ -81,6 +81,10 @@ class PartitionWorker:
             task.cancel()
         await asyncio.gather(*stopping, return_exceptions=True)
 
+    def partitions_without_leader(self) -> list[int]:
+        """Owned partitions that this node does not lead with working leader tasks (catching up, re-claiming): not ready."""
+        return sorted(p for p, processor in self.processors.items() if not processor.has_working_leader)
+
     async def wait_leading(self, timeout_s: float | None = None) -> None:
         """Wait until every owned partition has caught up and leads."""
         await asyncio.wait_for(asyncio.gather(*(p.leading.wait() for p in self.processors.values())), timeout_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import json
+import re
 import socket
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_broker import KafkaBroker, unavailable_reason
 from tests.processes import DuroServer, ManagedProcess, ServiceEndpoint, free_port, http, wait_until
 
 
@@ -130,3 +132,49 @@ def test_an_output_over_the_frame_limit_fails_the_invocation_once_and_the_caller
         assert side_effects.read_text().splitlines().count("big_output 50000000") == 1
     finally:
         server.stop()
+
+
+def test_a_timer_append_that_fails_steps_the_partition_down_and_the_timer_fires_after_the_re_claim(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    """Before: one failed timer append ended the timer service until the leader changed, while the node still reported ready."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    env = {"DURO_KAFKA_APPEND_TIMEOUT_MS": "1500", "DURO_KAFKA_SESSION_TIMEOUT_MS": "60000"}
+    server = DuroServer(
+        tmp_path / "data",
+        tmp_path / "duro.log",
+        partitions=1,
+        extra_args=["--log", "kafka", "--kafka-bootstrap", broker.bootstrap],
+        env=env,
+    )
+    server.start()
+    try:
+        server.wait_ready(timeout_s=90)
+
+        def leads_partition_0() -> bool:
+            return 'duro_partition_is_leader{partition="0"} 1.0' in http("GET", f"{server.admin}/metrics")[2].decode()
+
+        wait_until(leads_partition_0, 60, "the node to be assigned partition 0 and lead it")
+        server.register(official_python_service.uri)
+        status, _, body = http("POST", f"{server.ingress}/Counter/t/add/send?delay=8s", 1)
+        assert status == 202, body
+        fires_at = time.monotonic() + 8
+        stopped_at = time.monotonic()
+        broker.stop()
+        assert time.monotonic() < fires_at - 1, f"the broker took {time.monotonic() - stopped_at:.1f} s to stop: the timer fired before"
+        time.sleep(max(0.0, fires_at - time.monotonic()) + 4)  # the timer fires during the outage; its append times out after 1.5 s
+        assert http("GET", f"{server.ingress}/restate/health", timeout_s=5)[0] == 503, "no working leader while the broker is down"
+        broker.start()
+        wait_until(lambda: json.loads(server.call("/Counter/t/get", timeout_s=10)[2]) == 1, 90, "the delayed add to run")
+        metrics_text = http("GET", f"{server.admin}/metrics")[2].decode()
+        assert re.search(r'duro_partition_leader_task_failures_total\{partition="0",task="timers"\} [1-9]', metrics_text), metrics_text[
+            -2000:
+        ]
+        wait_until(lambda: http("GET", f"{server.ingress}/restate/health", timeout_s=5)[0] == 200, 30, "the node to be ready again")
+    finally:
+        server.stop()
+        broker.stop()

@@ -390,6 +390,18 @@ async def test_health_lists_services(env: Env) -> None:
     assert sorted(response.json()["services"]) == ["Counter", "Greeter", "Signup"]
 
 
+async def test_health_is_503_naming_the_partitions_without_a_working_leader() -> None:
+    app = build_ingress_app(MemoryLog(PARTITIONS), await make_registry(), ReplyBus(node_id=1), IngressSettings())
+    unready: list[int] = [2, 3]
+    app.ingress.partitions_without_leader = lambda: list(unready)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingress") as client:
+        response = await client.get("/restate/health")
+        assert response.status_code == 503
+        assert response.json()["partitions_without_leader"] == [2, 3] and "[2, 3]" in response.json()["message"]
+        unready.clear()
+        assert (await client.get("/restate/health")).status_code == 200
+
+
 async def test_call_without_reply_times_out_with_504_and_releases_the_sink() -> None:
     async with _env(IngressSettings(call_timeout_ms=200)) as env:
         response = await env.client.post("/Greeter/slow")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -16,8 +17,9 @@ from partition_worker.settings import InvokerSettings, ProcessorSettings
 from partition_worker.state_machine import StateMachine, StateMachineConfig
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import MemoryPartitionStore
+from wal.log import LogError
 from wal.memory import MemoryLog
-from wal.records import Envelope, Invoke, Record, ServiceType, Target, encode_record
+from wal.records import Envelope, Invoke, Record, ServiceType, Target, TimerFired, decode_record, encode_record
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -111,3 +113,48 @@ async def test_the_running_check_accepts_live_attempts_and_recorded_ends(partiti
     assert await partition.processor.check_running() == []
     status = partition.status(invocation_id)
     assert status is not None and "no deployment is registered" in status.last_failure.message  # type: ignore[union-attr]
+
+
+class TimerAppendFailsOnce(MemoryLog):
+    """The in-memory log, refusing the first append that fires a timer (as a Kafka append can time out)."""
+
+    refused = 0
+
+    async def append(self, partition: int, entries: Sequence[bytes]) -> int:
+        if not self.refused and any(isinstance(decode_record(entry).body, TimerFired) for entry in entries):
+            self.refused += 1
+            raise LogError("append timed out (refused by the test)")
+        return await super().append(partition, entries)
+
+
+async def test_a_dead_timer_service_steps_the_partition_down_and_a_new_epoch_fires_the_timer() -> None:
+    log = TimerAppendFailsOnce(1)
+    store = MemoryPartitionStore()
+    invoker = Invoker(NoDeployments(), InvokerSettings())
+    processor = PartitionProcessor(
+        0, 1, log, store, StateMachine(StateMachineConfig(0)), invoker, lambda sink, reply: None, ProcessorSettings()
+    )
+    partition = Partition(log, store, invoker, processor)
+    task = asyncio.create_task(processor.run())
+    deaths = metrics.leader_task_failures.labels("0", "timers")
+    before = deaths._value.get()
+    try:
+        await asyncio.wait_for(processor.leading.wait(), 5)
+        first_epoch = processor.leader_epoch
+        invocation_id = "inv_1" + "9" * 33
+        now_ms = time.time_ns() // 1_000_000
+        delayed = Invoke(invocation_id, GREETER, b"1", execute_at_ms=now_ms + 50)
+        await log.append(0, [encode_record(Record(Envelope(now_ms), delayed))])
+        await partition.applied(lambda: not processor.has_working_leader, "the partition to step down after the timer task died")
+        assert deaths._value.get() == before + 1
+        await partition.applied(lambda: processor.has_working_leader, "the partition to be claimed again")
+        assert processor.leader_epoch > first_epoch
+        await partition.applied(
+            lambda: (s := partition.status(invocation_id)) is not None and s.phase is not Phase.SCHEDULED, "the delayed invocation to start"
+        )
+        assert log.refused == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await invoker.close()
+        await log.close()

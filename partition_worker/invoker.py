@@ -89,7 +89,7 @@ class _Stop:
 
 
 _NO_RECORD = _Stop(None)
-STOPPED = 503  # failure code of an attempt the invoker stopped (timeout, node stopping, overflow): retried by policy
+STOPPED = Code.UNAVAILABLE  # failure code of an attempt the invoker stopped (timeout, node stopping, overflow): retried by policy
 MESSAGE_TOO_LARGE = Code.INTERNAL  # failure code of an invocation whose deployment sent a message over max_frame_bytes: not retried
 
 

@@ -55,12 +55,13 @@ def free_port() -> int:
 class EndpointProcess:
     """`python -m benchmarks.endpoint` as a child process on a free port, logging to `log_path`."""
 
-    def __init__(self, sdk_name: str, log_path: Path, start_timeout_s: float = 30.0) -> None:
+    def __init__(self, sdk_name: str, log_path: Path, start_timeout_s: float = 30.0, env: dict[str, str] | None = None) -> None:
         if sdk_name not in SDK_MODULES:
             raise ValueError(f"unknown SDK {sdk_name!r}; expected one of {sorted(SDK_MODULES)}")
         self.sdk_name = sdk_name
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
+        self.env = env or {}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -81,7 +82,7 @@ class EndpointProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout_s

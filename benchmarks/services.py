@@ -7,21 +7,29 @@ or duro's `sdk` (same API). Services:
 - `Counter` (virtual object): `add(delta) -> int` reads, adds and writes state
   `count`; `get() -> int` (shared) reads it;
 - `ThreeSteps` (workflow): `run(name) -> str` takes three `ctx.run` steps;
-- `Steps.steps(n) -> int`: n sequential `ctx.run` steps (cost per step).
+- `Steps.steps(n) -> int`: n sequential `ctx.run` steps (cost per step);
+- `IngestSink` (virtual object): `record(event)` counts the events of its key in
+  state `count` and notes `seq`, the producer's send time `t` (ns) and its own
+  time in the file named by `DURO_BENCH_INGEST_LOG` (the Kafka ingest
+  benchmark, `benchmarks/kafka_ingest.py`, reads it).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import time
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 SDK_MODULES = {"official": "restate", "duro": "sdk"}
 MAX_STEPS = 10_000
+INGEST_LOG_ENV = "DURO_BENCH_INGEST_LOG"
+_ingest_log: IO[str] | None = None
 
 
 def build_services(restate: ModuleType) -> list[Any]:
-    return [_greeter(restate), _counter(restate), _three_steps(restate), _steps(restate)]
+    return [_greeter(restate), _counter(restate), _three_steps(restate), _steps(restate), _ingest_sink(restate)]
 
 
 def build_app(sdk_name: str) -> Any:
@@ -88,6 +96,29 @@ def _steps(restate: ModuleType) -> Any:
         return total
 
     return steps_service
+
+
+def _note_handled(event: dict[str, int]) -> None:
+    """Append `seq produced_ns handled_ns` (a replayed attempt notes the event again; readers keep the first)."""
+    global _ingest_log
+    path = os.environ.get(INGEST_LOG_ENV)
+    if not path:
+        return
+    if _ingest_log is None:
+        _ingest_log = open(path, "a", buffering=1, encoding="ascii")  # noqa: SIM115 - one line-buffered file for the process's life
+    _ingest_log.write(f"{event['seq']} {event['t']} {time.time_ns()}\n")
+
+
+def _ingest_sink(restate: ModuleType) -> Any:
+    sink = restate.VirtualObject("IngestSink")
+
+    @sink.handler()
+    async def record(ctx: Any, event: dict[str, int]) -> None:
+        count = (await ctx.get("count", type_hint=int) or 0) + 1
+        ctx.set("count", count)
+        _note_handled(event)
+
+    return sink
 
 
 def official_app() -> Any:

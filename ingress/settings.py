@@ -111,6 +111,12 @@ class SubscriptionSettings(BaseModel):
         " consumer pauses, and it resumes below it.",
     )
     max_batch_records: int = Field(default=500, gt=0, description="Records fetched, appended and committed together.")
+    max_inflight_batches: int = Field(
+        default=4,
+        gt=0,
+        description="Batches whose appends may be under way at once (the consumer polls on meanwhile); a batch's appends to a"
+        " partition start only after the previous batch's to that partition succeeded.",
+    )
     max_record_bytes: int = Field(
         default=10 * MIB,
         gt=0,

@@ -3,12 +3,16 @@
 The node is one member of the subscription's consumer group (`group.id`),
 which spreads the topic's partitions over the nodes and moves a silent node's
 share to the others after the session timeout. Each poll returns a batch; its
-records become Invokes (`subscription_events`), each duro partition's share is
-appended in offset order, and only once every append is durable are the
-positions committed. A crash in between delivers the batch again, to this node
-or another; the Invokes it appends again carry the same (producer, offset)
-dedup tags and the partitions drop them. Batches are strictly sequential, so
-per Kafka partition and duro partition the appends only grow in offset.
+records become Invokes (`subscription_events`) and each duro partition's share
+is appended in offset order. The consumer polls on while up to
+`max_inflight_batches` batches are being appended, but a batch's append to a
+partition starts only once the previous batch's append to that partition
+succeeded, so per Kafka partition and duro partition the offsets written only
+grow and none is written after one that failed. Batches settle in order; the
+positions of a settled batch are committed in the background. A crash before
+the commit delivers those records again, to this node or another; the Invokes
+they make carry the same (producer, offset) dedup tags and the partitions drop
+them.
 
 Backpressure: every Invoke names this node's reply bus as its response sink,
 so the consumer knows how many of its invocations are still pending. At
@@ -18,9 +22,9 @@ duplicate that was dropped); a pending invocation silent for
 `pending_nudge_interval_ms` is asked for again with an Attach, which the
 partition answers once the invocation is done.
 
-A rebalance waits for the batch in flight (appended and committed) before the
-partitions go. `run` returns only by cancellation or an exception; the caller
-(the controller) restarts it.
+A rebalance waits for the batches in flight and commits their positions before
+the partitions go; so does a stop. `run` returns only by cancellation or an
+exception; the caller (the controller) restarts it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,16 @@ class _Pending:
     asked_at: float  # monotonic seconds: when the outcome was last asked for
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A batch whose appends were started: `done` completes once all are durable; then its positions may be committed."""
+
+    done: asyncio.Future[list[None]]
+    positions: dict[TopicPartition, int]
+    counts: dict[TopicPartition, int]
+    registered: list[int]
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -92,7 +106,11 @@ class SubscriptionConsumer:
         self._room = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self._paused = False
-        self._lag_refreshed_at = 0.0
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._inflight: asyncio.Queue[_InFlight] = asyncio.Queue(maxsize=settings.max_inflight_batches)
+        self._last_append: dict[int, asyncio.Task[None]] = {}
+        self._commit_wanted = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._labels = {"subscription": subscription.id}
 
@@ -117,17 +135,22 @@ class SubscriptionConsumer:
         consumer = AIOKafkaConsumer(**kwargs)
         self._consumer = consumer
         await consumer.start()
-        nudger = asyncio.create_task(self._nudge_forever(), name=f"nudge {self.subscription.id}")
+        helpers = [
+            asyncio.create_task(self._nudge_forever(), name=f"nudge {self.subscription.id}"),
+            asyncio.create_task(self._settle_forever(), name=f"settle {self.subscription.id}"),
+            asyncio.create_task(self._commit_forever(consumer), name=f"commit {self.subscription.id}"),
+            asyncio.create_task(self._refresh_lag_forever(consumer), name=f"lag {self.subscription.id}"),
+        ]
         try:
             consumer.subscribe([self.subscription.topic], listener=_Rebalance(self))
             while True:
-                if nudger.done():
-                    nudger.result()  # its failure is ours
-                    raise RuntimeError("the pending-invocation nudger stopped")
+                for helper in helpers:
+                    if helper.done():
+                        helper.result()  # its failure is ours
+                        raise RuntimeError(f"{helper.get_name()} stopped")
                 await self._step(consumer)
         finally:
-            nudger.cancel()
-            await asyncio.gather(nudger, return_exceptions=True)
+            await self._stop_helpers(consumer, helpers)
             for pending in self._pending.values():
                 self._bus.release(pending.sink)
             self._pending.clear()
@@ -154,8 +177,7 @@ class SubscriptionConsumer:
             )
         if batch:
             async with self._batch_lock:
-                await self._deliver(consumer, batch)
-        await self._refresh_lag(consumer)
+                await self._deliver(batch)
 
     def _pause(self, consumer: AIOKafkaConsumer) -> None:
         consumer.pause(*consumer.assignment())  # every poll: partitions assigned meanwhile start paused too
@@ -171,8 +193,8 @@ class SubscriptionConsumer:
             metrics.subscription_paused.labels(**self._labels).set(0)
             log.info("subscription %s resumed: %d invocations pending", self.subscription.id, len(self._pending))
 
-    async def _deliver(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Append the batch's Invokes (each partition's share in offset order), then commit the positions."""
+    async def _deliver(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Append the batch's Invokes (each partition's share in offset order); then its positions may be committed."""
         target = self._target()
         now_ms = _now_ms()
         entries: dict[int, list[bytes]] = {}
@@ -198,23 +220,45 @@ class SubscriptionConsumer:
                     outcome.add_done_callback(functools.partial(self._settled, sink.request_id))
             positions[tp] = records[-1].offset + 1
         metrics.subscription_pending.labels(**self._labels).set(len(self._pending))
+        appends = [self._chained_append(partition, share) for partition, share in entries.items()]
+        done: asyncio.Future[list[None]] = asyncio.gather(*appends)
+        await self._inflight.put(_InFlight(done, positions, counts, registered))
+
+    def _chained_append(self, partition: int, share: list[bytes]) -> asyncio.Task[None]:
+        """Append `share` once the previous batch's append to the same partition succeeded (nothing after a missing offset)."""
+        previous = self._last_append.get(partition)
+        task = asyncio.create_task(self._append_after(previous, partition, share), name=f"append {self.subscription.id} p{partition}")
+        self._last_append[partition] = task
+        return task
+
+    async def _append_after(self, previous: asyncio.Task[None] | None, partition: int, share: list[bytes]) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)  # raises its failure: a later batch must not be written after a lost one
+        await self._log.append(partition, share)
+
+    async def _settle_forever(self) -> None:
+        """Take the batches in flight in order; once one is durable its positions may be committed (its failure is the consumer's)."""
+        while True:
+            batch = await self._inflight.get()
+            try:
+                await self._settle(batch)
+            finally:
+                self._inflight.task_done()
+
+    async def _settle(self, batch: _InFlight) -> None:
         try:
-            await asyncio.gather(*(self._log.append(partition, share) for partition, share in entries.items()))
+            await batch.done
         except BaseException:
-            for request_id in registered:
+            for request_id in batch.registered:
                 pending = self._pending.pop(request_id, None)
                 if pending is not None:
                     self._bus.release(pending.sink)
             raise
-        for tp, count in counts.items():
+        for tp, count in batch.counts.items():
             metrics.subscription_records.labels(self.subscription.id, tp.topic, str(tp.partition)).inc(count)
-        try:
-            await consumer.commit(positions)
-        except KafkaError as error:
-            log.warning(
-                "subscription %s: committing positions %s failed (%r); those records will be delivered again and dropped as duplicates",
-                self.subscription.id, {f"{tp.topic}/{tp.partition}": offset for tp, offset in positions.items()}, error,
-            )  # fmt: skip
+        for tp, offset in batch.positions.items():
+            self._uncommitted[tp] = offset
+        self._commit_wanted.set()
 
     def _target(self) -> EventTarget:
         subscription = self.subscription
@@ -274,11 +318,12 @@ class SubscriptionConsumer:
 
     # ------------------------------------------------------------ lag
 
+    async def _refresh_lag_forever(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lag_refresh_interval_ms / 1000)
+            await self._refresh_lag(consumer)
+
     async def _refresh_lag(self, consumer: AIOKafkaConsumer) -> None:
-        now = time.monotonic()
-        if now - self._lag_refreshed_at < self._settings.lag_refresh_interval_ms / 1000:
-            return
-        self._lag_refreshed_at = now
         assigned = sorted(consumer.assignment())
         if not assigned:
             return
@@ -287,8 +332,62 @@ class SubscriptionConsumer:
             for tp in assigned:
                 lag = max(0, ends[tp] - await consumer.position(tp))
                 metrics.subscription_lag.labels(self.subscription.id, tp.topic, str(tp.partition)).set(lag)
-        except KafkaError as error:
+        except KafkaError as error:  # a rebalance took a partition meanwhile, or the brokers did not answer: next time
             log.info("subscription %s: could not read the end offsets for the lag metric: %r", self.subscription.id, error)
+
+    # ------------------------------------------------------------ positions
+
+    async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what batches made durable, off the polling loop (a commit is a round trip to the group coordinator)."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            if not await self._commit(consumer):
+                await asyncio.sleep(self._settings.restart_initial_backoff_ms / 1000)
+                self._commit_wanted.set()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> bool:
+        """Commit the durable positions not committed yet; False if that failed (they are kept for the next try)."""
+        async with self._commit_lock:
+            positions, self._uncommitted = self._uncommitted, {}
+            if not positions:
+                return True
+            try:
+                await consumer.commit(positions)
+                return True
+            except KafkaError as error:
+                assigned = consumer.assignment()
+                kept = {tp: offset for tp, offset in positions.items() if tp in assigned}
+                for tp, offset in kept.items():
+                    self._uncommitted[tp] = max(offset, self._uncommitted.get(tp, offset))
+                log.warning(
+                    "subscription %s: committing positions %s failed (%r); retrying those still assigned here, the others will"
+                    " be delivered again and dropped as duplicates",
+                    self.subscription.id, {f"{tp.topic}/{tp.partition}": offset for tp, offset in positions.items()}, error,
+                )  # fmt: skip
+                return False
+
+    async def _settled_in_time(self) -> bool:
+        """Wait (bounded) until the batches in flight are settled; False if that did not happen in time."""
+        try:
+            await asyncio.wait_for(self._inflight.join(), self._settings.kafka_timeout_ms / 1000)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _stop_helpers(self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]) -> None:
+        """On the way out: settle what is in flight and commit what is durable (bounded), so that a subscription re-created
+        with this group resumes right there; then stop the helpers."""
+        settle = helpers[1]
+        if not settle.done() and not await asyncio.shield(self._settled_in_time()):
+            log.warning("subscription %s: batches still in flight at stop; they will be delivered again", self.subscription.id)
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._commit(consumer), self._settings.kafka_timeout_ms / 1000)
+        except (TimeoutError, KafkaError) as error:
+            log.warning("subscription %s: the last commit failed (%r); those records will be delivered again", self.subscription.id, error)
 
     def _forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
@@ -313,9 +412,17 @@ class _Rebalance(ConsumerRebalanceListener):
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Wait for the batch in flight: its Invokes are durable and its positions committed before the partitions move."""
-        async with self._consumer._batch_lock:
-            self._consumer._forget_partitions(revoked)
+        """Wait for the batch in flight and commit every durable position before the partitions move."""
+        consumer = self._consumer
+        async with consumer._batch_lock:
+            if not await consumer._settled_in_time():
+                log.warning(
+                    "subscription %s: batches still in flight at a rebalance; their records will be delivered again",
+                    consumer.subscription.id,
+                )
+            if consumer._consumer is not None:
+                await consumer._commit(consumer._consumer)
+            consumer._forget_partitions(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self._consumer

@@ -39,3 +39,20 @@ def test_smoke_run_measures_every_scenario(tmp_path: Path) -> None:
     report = (out_dir / "report.md").read_text()
     for name in EXPECTED_SCENARIOS - {"memory"}:
         assert f"| {name} | duro |" in report
+
+
+def test_kafka_ingest_benchmark_runs_on_duro(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """`python -m benchmarks.kafka_ingest` end to end on duro alone, tiny: both phases measured, the report written."""
+    out_dir = tmp_path / "kafka-bench"
+    args = ["--runtimes", "duro", "--repetitions", "1", "--events", "200", "--keys", "20", "--paced-rate", "20", "--paced-s", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.kafka_ingest", *args, "--bootstrap", kafka_bootstrap, "--out-dir", str(out_dir)],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, f"kafka_ingest failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    (run,) = json.loads((out_dir / "results.json").read_text())["runs"]
+    assert run["error"] is None and run["runtime"] == "duro"
+    assert run["backlog"]["events"] == 200 and run["backlog"]["events_per_s"] > 0 and run["backlog"]["runtime_cpu_s"] > 0
+    latency = run["paced"]["latency_ms"]
+    assert run["paced"]["events"] == 40 and latency["count"] == 40 and 0 < latency["p50"] <= latency["p99"]
+    assert "| duro #1 |" in (out_dir / "report.md").read_text()

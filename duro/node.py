@@ -18,9 +18,11 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pyarrow as pa
 from starlette.types import ASGIApp
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp
 from duro.cluster import ReplyRouter, announce_node
 from duro.cluster_query import ClusterTables, internal_query_route
 from duro.directory import RegistryDirectory
+from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import Stores, partition_tables
 from duro.lifecycle import Lifecycle
@@ -52,6 +55,7 @@ from partition_worker.state_machine import StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
 from protocol.request_identity import IdentityKeyError, RequestSigner
+from wal.disk_space import DiskSpace, is_disk_full
 from wal.embedded import EmbeddedLog
 from wal.kafka import KafkaLog
 from wal.kafka_membership import KafkaMembership, MembershipSettings
@@ -107,16 +111,38 @@ class Node:
         self.settings = settings
         self.lifecycle = Lifecycle(settings.shutdown.timeout_ms, settings.shutdown.close_timeout_ms)
         self._leave_cluster: Callable[[], Awaitable[None]] | None = None
+        self._disk_full: DiskFullRecovery | None = None
+        self._started = False  # the servers listen: from here on errors are the lifecycle's, not start-up's
 
     async def serve(self) -> int:
         """Start, serve until a stop is requested, stop within the bounds; return the exit status (NodeFailure if fatal)."""
         settings = self.settings
+        try:
+            return await self._serve()
+        except NodeStartError:
+            raise
+        except Exception as error:
+            if not self._started and is_disk_full(error):
+                raise NodeStartError(
+                    f"cannot start: the disk holding {settings.data_dir} is full ({_free_bytes(settings.data_dir)} bytes free;"
+                    f" {error}); free space and start again"
+                ) from None
+            raise
+
+    async def _serve(self) -> int:
+        settings = self.settings
         lifecycle = self.lifecycle
         check_data_dir(settings)
+        disk = DiskSpace(settings.data_dir, settings.min_free_disk_bytes, settings.disk_check_interval_ms)
         async with contextlib.AsyncExitStack() as stack:
+            watching = asyncio.create_task(disk.run(), name="disk space sampler")
+            watching.add_done_callback(self._fail_unless_cancelled)
+            stack.callback(watching.cancel)
             wal, metadata = await self._open_log(stack)
-            database = RocksDatabase(str(settings.data_dir / "state"))
-            stack.push_async_callback(lifecycle.closing("the state store", database.close))
+            state_dir = str(settings.data_dir / "state")
+            database = RocksDatabase(state_dir)
+            recovery = self._disk_full = DiskFullRecovery(disk, database, lambda: RocksDatabase(state_dir), lifecycle)
+            stack.push_async_callback(lifecycle.closing("the state store", recovery.close))
             if metadata is None:
                 await _check_state_within_log(wal, database, settings)
             registry = Registry(SharedRegistryStore(metadata) if metadata else FileRegistryStore(settings.data_dir))
@@ -149,6 +175,7 @@ class Node:
                 settings.processor,
                 self._fail,
             )
+            recovery.worker = worker
             stack.push_async_callback(lifecycle.closing("the partition processors", worker.close))
             sampler = GaugeSampler(
                 wal,
@@ -161,6 +188,7 @@ class Node:
             stack.callback(sampling.cancel)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy, telemetry.tracer("duro.ingress"))
             ingress_app.ingress.partitions_without_leader = worker.partitions_without_leader
+            ingress_app.ingress.disk = disk
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
             subscriptions = await self._subscriptions(metadata, registry)
             subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))
@@ -180,6 +208,7 @@ class Node:
                 extra_routes=[*subscription_admin.routes(), internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms)],
             )
             await self._serve_http(stack, ingress_app, admin_app)
+            self._started = True
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
                 log.info(
                     "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
@@ -227,7 +256,11 @@ class Node:
         return signer
 
     def _fail(self, error: BaseException) -> None:
-        self.lifecycle.fail(f"a partition processor died: {error!r}")
+        """A partition processor died: wait out a full disk, stop the node for anything else."""
+        if self._disk_full is not None and is_disk_full(error):
+            self._disk_full.start(error)
+        else:
+            self.lifecycle.fail(f"a partition processor died: {error!r}")
 
     def _fail_unless_cancelled(self, task: asyncio.Task[None]) -> None:
         """A done-callback for the node's background tasks: their death stops the node."""
@@ -386,6 +419,11 @@ async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: D
             check_state_within_log(partition, applied_offset_of(database.partition(partition)), await wal.end_offset(partition))
         except StateAheadOfLogError as error:
             raise NodeStartError(f"{error} ({settings.data_dir / 'state'}; with it gone, start-up replays the whole log)") from None
+
+
+def _free_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
 
 
 def _server_stopped(lifecycle: Lifecycle, name: str, task: asyncio.Task[None]) -> None:

@@ -146,6 +146,13 @@ class DuroSettings(BaseSettings):
         description="At start-up, cut the embedded log at a damaged frame instead of refusing to start; every entry from"
         " there on is lost (logged). For one start by an operator who accepts the loss; leave it off otherwise.",
     )
+    min_free_disk_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="Below this much free space on the data dir's disk, new invocations are refused (507) so that running"
+        " ones, retries, attaches and snapshots still fit; they are accepted again once it is free.",
+    )
+    disk_check_interval_ms: int = Field(default=1_000, gt=0, description="How often the data dir's free space is sampled.")
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     metrics_sample_interval_ms: int = Field(
         default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."

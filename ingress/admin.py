@@ -30,7 +30,7 @@ from ingress.discovery import (
     discoverer_with,
 )
 from ingress.durations import format_friendly_ms, format_rfc3339_ms, parse_duration_ms
-from ingress.http import IngressError, ReplyWaiter
+from ingress.http import INSUFFICIENT_STORAGE, IngressError, ReplyWaiter
 from ingress.openapi import service_openapi
 from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
@@ -54,6 +54,7 @@ from ingress.settings import IngressSettings, ServiceDefaults
 from ingress.sql_tables import PARTITION_TABLES, REGISTRY_TABLES, tables_read_by
 from protocol.ids import InvocationId
 from protocol.routing import partition_key_for_key
+from wal.disk_space import is_disk_full
 from wal.log import Log
 from wal.partitioner import partition_of
 from wal.records import (
@@ -762,14 +763,22 @@ def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Reques
             response = await handler(request, api_version)
         except AdminError as error:
             response = json_response(error.status, {"message": error.message, "restate_code": error.restate_code})
-        except Exception:
-            log.exception("admin request %s %s failed", request.method, request.url.path)
-            message = f"the admin API failed unexpectedly on {request.method} {request.url.path}; the node's log has the traceback"
-            response = json_response(500, {"message": message, "restate_code": None})
+        except Exception as error:
+            response = _unexpected(request, error)
         metrics.observe_admin(kind, response.status_code)
         return response
 
     return endpoint
+
+
+def _unexpected(request: Request, error: Exception) -> Response:
+    """An error no handler expected: 507 for a full disk (nothing changed), else 500 without its text (logged with the traceback)."""
+    if isinstance(error, OSError) and is_disk_full(error):
+        message = "the node's disk is full: nothing was changed; retry once space is freed"
+        return json_response(INSUFFICIENT_STORAGE, {"message": message, "restate_code": None})
+    log.exception("admin request %s %s failed", request.method, request.url.path)
+    message = f"the admin API failed unexpectedly on {request.method} {request.url.path}; the node's log has the traceback"
+    return json_response(500, {"message": message, "restate_code": None})
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -44,7 +44,8 @@ from protocol.routing import (
     partition_key_of,
     workflow_invocation_id,
 )
-from wal.log import Log, LogError
+from wal.disk_space import DiskSpace
+from wal.log import Log, LogError, LogFullError
 from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
@@ -72,6 +73,7 @@ IDEMPOTENCY_KEY = "idempotency-key"
 IDEMPOTENCY_EXPIRES = "idempotency-expires"
 X_RESTATE_INGRESS_PATH = "x-restate-ingress-path"
 NOT_READY_STATUS = 470
+INSUFFICIENT_STORAGE = 507
 _NOT_FORWARDED = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
 logger = logging.getLogger("duro.ingress")
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -173,6 +175,7 @@ class Ingress:
         self.tracing: IngressTracing | None = None
         self.partitions_without_leader: Callable[[], list[int]] = list
         """The owned partitions this node does not lead with working leader tasks; any makes the node not ready (set by the node)."""
+        self.disk: DiskSpace | None = None  # set by the node: new invocations are refused (507) while its disk is low
 
     def stop_accepting(self, reason: str) -> None:
         """From now on answer every request, health included, 503 with `Retry-After` naming `reason` (the node drains).
@@ -249,6 +252,8 @@ class Ingress:
     async def _invoke(self, request: Request, segments: list[str], forced_kind: str | None = None) -> tuple[str, Response]:
         resolved, key, is_send = self._target(segments, forced_kind)
         request.scope[_KIND_SCOPE_KEY] = "send" if is_send else "call"
+        if self.disk is not None and self.disk.low:
+            raise IngressError(INSUFFICIENT_STORAGE, f"{self.disk.describe()}; nothing was recorded, retry later", retry_after_s=10)
         idempotency_key = request.headers.get(IDEMPOTENCY_KEY)
         is_run = resolved.service_type is ServiceType.WORKFLOW and resolved.kind is HandlerKind.WORKFLOW
         if idempotency_key is not None and is_run:
@@ -470,6 +475,13 @@ class ReplyWaiter:
         entry = encode_record(Record(Envelope(now_ms()), body))
         try:
             await self.log.append(partition, [entry])
+        except LogFullError:
+            raise IngressError(
+                INSUFFICIENT_STORAGE,
+                "the node's disk is full: the request was not recorded; retry once space is freed",
+                invocation_id,
+                retry_after_s=10,
+            ) from None
         except LogError as error:
             if invocation_id is None:
                 advice = "Submitting the request again may result in executing the operation twice."

@@ -275,11 +275,15 @@ class FileRegistryStore:
     def _write(self, document: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(self.path.name + ".tmp")
-        with open(temp, "wb") as file:
-            file.write(document)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, self.path)
+        try:
+            with open(temp, "wb") as file:
+                file.write(document)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)
+        except OSError:
+            temp.unlink(missing_ok=True)  # a full disk must not keep half a document
+            raise
         directory = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(directory)

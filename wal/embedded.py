@@ -38,7 +38,7 @@ from wal.embedded_files import (
     read_entries,
     recover,
 )
-from wal.log import LogClosedError, LogError
+from wal.log import LogClosedError, LogError, LogFullError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -165,6 +165,7 @@ class EmbeddedLog:
         self._in_flight: list[_PendingAppend] = []
         self._closed = False
         self._failure: LogError | None = None
+        self.disk_full_count = 0  # commit groups that failed for want of space since the log was opened
         self._write_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duro-wal-writer")
         self._segment_writer = SegmentWriter(
             directory, recovered.last_segment_number, recovered.last_segment_bytes, limits.max_segment_bytes
@@ -275,12 +276,17 @@ class EmbeddedLog:
         return group
 
     async def _commit(self, group: list[tuple[_PendingAppend, AppendBatch]]) -> None:
-        """Write and sync one group in the writer thread, then publish it; on a write error the log fails."""
+        """Write and sync one group in the writer thread, then publish it.
+
+        On a full disk the appends that did not become durable fail with
+        LogFullError and their offsets are given out again; the log goes on.
+        On any other write error the log fails.
+        """
         batches = [batch for _, batch in group]
         self._in_flight = [pending for pending, _ in group]
         loop = asyncio.get_running_loop()
         try:
-            positions = await loop.run_in_executor(self._write_executor, self._segment_writer.commit, batches)
+            positions, disk_full = await loop.run_in_executor(self._write_executor, self._segment_writer.commit, batches)
         except Exception as error:
             self._fail(
                 LogError(
@@ -292,7 +298,22 @@ class EmbeddedLog:
         for (pending, batch), batch_positions in zip(group, positions, strict=False):
             self._publish(batch, batch_positions)
             self._settle(pending, batch.first_offset + len(batch.entries) - 1, None)
+        if disk_full is not None:
+            self._refuse_unwritten(group[len(positions) :], disk_full)
         self._in_flight = []
+
+    def _refuse_unwritten(self, unwritten: list[tuple[_PendingAppend, AppendBatch]], error: OSError) -> None:
+        """The disk is full: fail appends that were not written and give their offsets out again (the log goes on)."""
+        self.disk_full_count += 1
+        failure = LogFullError(
+            f"embedded log at {self._directory}: the disk is full ({error.strerror}); this append was not written,"
+            " nothing of it is durable; retry once space is freed"
+        )
+        if self.disk_full_count == 1 or self.disk_full_count % 1000 == 0:
+            logger.warning("%s (%d times so far)", failure, self.disk_full_count)
+        for pending, batch in unwritten:
+            self._next_offset[batch.partition] = min(self._next_offset[batch.partition], batch.first_offset)
+            self._settle(pending, -1, failure)
 
     def _publish(self, batch: AppendBatch, positions: array[int]) -> None:
         """Make a synced batch visible to readers: index it, cache it, advance the durable end and wake the tailers."""

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wal.disk_space import DISK_FULL_ERRNOS
 from wal.log import LogError
 
 logger = logging.getLogger(__name__)
@@ -433,6 +434,7 @@ class SegmentWriter:
         self._max_segment_bytes = max_segment_bytes
         self._segment_number = segment_number
         self._segment_bytes = segment_bytes
+        self._synced_bytes = segment_bytes  # what a failed write or sync is cut back to
         self._fd = self._open_segment(segment_number)
         self.sync_count = 0
 
@@ -446,26 +448,43 @@ class SegmentWriter:
             sync_directory(self._directory)
         return fd
 
-    def commit(self, batches: Sequence[AppendBatch]) -> list[array[int]]:
-        """Write every batch, in order, then sync once; return each batch's entry positions.
+    def commit(self, batches: Sequence[AppendBatch]) -> tuple[list[array[int]], OSError | None]:
+        """Write every batch, in order, then sync once; return the entry positions of each batch that is durable.
 
         An append is never split across segments; a segment is synced before the
-        next one starts, so only the last segment can hold unsynced bytes.
+        next one starts, so only the last segment can hold unsynced bytes. When
+        the disk is full (ENOSPC, EDQUOT) the unsynced bytes are cut off again
+        and the error is returned with the positions of the batches synced
+        before it (a prefix); the writer stays usable. Any other OSError is raised.
         """
         buffer = bytearray()
         positions: list[array[int]] = []
-        for batch in batches:
-            if (
-                self._segment_bytes + len(buffer) > 0
-                and self._segment_bytes + len(buffer) + batch.framed_bytes + MARKER_BYTES > self._max_segment_bytes
-            ):
-                self._write_group(buffer)
-                buffer = bytearray()
-                self._roll()
-            positions.append(self._frame(batch, buffer, self._segment_bytes + len(buffer)))
-        self._write_group(buffer)
-        self._sync()
-        return positions
+        durable = 0
+        try:
+            for batch in batches:
+                if (
+                    self._segment_bytes + len(buffer) > 0
+                    and self._segment_bytes + len(buffer) + batch.framed_bytes + MARKER_BYTES > self._max_segment_bytes
+                ):
+                    self._write_group(buffer)
+                    self._sync()
+                    durable = len(positions)
+                    buffer = bytearray()
+                    self._roll()
+                positions.append(self._frame(batch, buffer, self._segment_bytes + len(buffer)))
+            self._write_group(buffer)
+            self._sync()
+            return positions, None
+        except OSError as error:
+            if error.errno not in DISK_FULL_ERRNOS:
+                raise
+            self._cut_unsynced()
+            return positions[:durable], error
+
+    def _cut_unsynced(self) -> None:
+        """After a write or sync that failed for want of space: drop what was written since the last sync."""
+        os.ftruncate(self._fd, self._synced_bytes)
+        self._segment_bytes = self._synced_bytes
 
     def _write_group(self, buffer: bytearray) -> None:
         """Write the frames of one group, and the commit marker that says where it starts, in one write."""
@@ -489,23 +508,24 @@ class SegmentWriter:
         return positions
 
     def _write(self, buffer: bytearray) -> None:
-        view = memoryview(buffer)
-        written = 0
-        while written < len(view):
-            written += os.write(self._fd, view[written:])
+        with memoryview(buffer) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
         self._segment_bytes += written
-        view.release()
 
     def _sync(self) -> None:
         os.fdatasync(self._fd)
+        self._synced_bytes = self._segment_bytes
         self.sync_count += 1
 
     def _roll(self) -> None:
-        self._sync()
+        """Continue in a new segment (the current one was synced); if it cannot be created, stay in the current one."""
+        fd = self._open_segment(self._segment_number + 1)
         os.close(self._fd)
+        self._fd = fd
         self._segment_number += 1
-        self._segment_bytes = 0
-        self._fd = self._open_segment(self._segment_number)
+        self._segment_bytes = self._synced_bytes = 0
 
     def close(self) -> None:
         os.close(self._fd)

@@ -19,6 +19,10 @@ class LogClosedError(LogError):
     """The log was closed while an operation was pending."""
 
 
+class LogFullError(LogError):
+    """The log's disk is full: this append was not written (nothing of it is durable), and a retry once space is freed is safe."""
+
+
 class Log(Protocol):
     """A partitioned write-ahead log."""
 

@@ -59,6 +59,7 @@ def started_node(data_dir: Path, log_path: Path, endpoint: ServiceEndpoint) -> D
         "DURO_SHUTDOWN__TIMEOUT_MS": str(SHUTDOWN_TIMEOUT_MS),
         "DURO_SHUTDOWN__ATTEMPT_DRAIN_TIMEOUT_MS": str(ATTEMPT_DRAIN_TIMEOUT_MS),
         "DURO_SHUTDOWN__CLOSE_TIMEOUT_MS": str(CLOSE_TIMEOUT_MS),
+        "DURO_MIN_FREE_DISK_BYTES": "0",  # the test's disk is smaller than the default threshold
     }
     server = DuroServer(data_dir, log_path, env=env)
     server.start()

@@ -27,7 +27,7 @@ from wal.embedded_files import (
     list_segment_numbers,
     segment_path,
 )
-from wal.log import LogClosedError, LogError
+from wal.log import LogClosedError, LogError, LogFullError
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 WAIT_TIMEOUT_S = 10.0
@@ -519,4 +519,78 @@ async def _check_acknowledged(log_path: Path, acknowledged: list[tuple[int, ...]
         assert offset < len(stored[partition]), f"acknowledged partition {partition} offset {offset} is missing"
         assert stored[partition][offset] == crash_payload(task, seq), f"partition {partition} offset {offset} differs"
     assert await log.append(0, [b"after the crash"]) == len(stored[0])
+    await log.close()
+
+
+class FullDisk:
+    """The writer thread's `os.write` fails with ENOSPC after `room` more bytes (a disk that fills), until `free()`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, room: int) -> None:
+        self._real_write = os.write
+        self.room: int | None = room  # None: unlimited
+        monkeypatch.setattr(os, "write", self._write)
+
+    def _write(self, fd: int, data: bytes | memoryview) -> int:
+        if self.room is not None and len(data) > self.room:
+            written = self._real_write(fd, bytes(data[: self.room])) if self.room else 0
+            self.room = 0
+            if written:
+                return written  # a short write; the next call meets the full disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if self.room is not None:
+            self.room -= len(data)
+        return self._real_write(fd, data)
+
+    def free(self) -> None:
+        self.room = None
+
+
+async def test_a_full_disk_fails_the_append_cuts_what_was_written_and_the_log_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = await EmbeddedLog.open(tmp_path, 2)
+    assert await log.append(0, [b"before"]) == 0
+    size_before = segment_path(tmp_path, 0).stat().st_size
+    disk = FullDisk(monkeypatch, room=30)  # less than one entry and its marker
+    with pytest.raises(LogFullError, match="the disk is full .*this append was not written"):
+        await log.append(0, [entry(1)])
+    assert segment_path(tmp_path, 0).stat().st_size == size_before, "the partial write was cut off"
+    with pytest.raises(LogFullError):
+        await log.append(1, [b"also refused"])
+    disk.free()
+    assert await log.append(0, [b"after"]) == 1, "the refused append's offset is given out again"
+    assert await log.append(1, [b"first of 1"]) == 0
+    await log.close()
+    monkeypatch.undo()
+    log = await EmbeddedLog.open(tmp_path, 2)
+    assert log.dropped_tail_bytes == 0
+    assert await read_all(log, 0) == [b"before", b"after"]
+    assert await read_all(log, 1) == [b"first of 1"]
+    await log.close()
+
+
+async def test_a_group_split_by_a_rollover_keeps_what_was_synced_before_the_disk_filled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=3 * ONE_ENTRY_GROUP_BYTES)
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    assert await log.append(0, [entry(0)]) == 0
+    assert await log.append(0, [entry(1)]) == 1
+    real_open = os.open
+
+    def no_new_files(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_CREAT and not Path(path).exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_new_files)
+    # One commit group: the first append still fits in segment 0, the second needs segment 1, which cannot be created.
+    results = await asyncio.gather(log.append(0, [entry(2)]), log.append(0, [entry(3)]), return_exceptions=True)
+    assert results[0] == 2
+    assert isinstance(results[1], LogFullError)
+    monkeypatch.undo()
+    assert await log.append(0, [entry(3)]) == 3
+    await log.close()
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    assert await read_all(log, 0) == [entry(index) for index in range(4)]
     await log.close()

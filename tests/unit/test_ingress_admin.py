@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import errno
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -323,3 +325,23 @@ async def test_an_unexpected_error_is_a_500_without_its_text_and_logged_with_its
         "restate_code": None,
     }
     assert any(record.exc_info is not None and "abc123" in str(record.exc_info[1]) for record in caplog.records)
+
+
+class FullDiskStore:
+    """A registry store on a disk with no room left."""
+
+    async def load(self) -> bytes | None:
+        return None
+
+    async def save(self, document: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+async def test_a_registration_on_a_full_disk_is_507_and_registers_nothing() -> None:
+    registry = Registry(FullDiskStore())
+    app = build_admin_app(MemoryLog(1), registry, ReplyBus(node_id=1), IngressSettings(), discoverer=FakeDiscoverer())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as admin:
+        response = await admin.post("/deployments", json={"uri": "http://svc:9080"})
+    assert response.status_code == 507
+    assert response.json() == {"message": "the node's disk is full: nothing was changed; retry once space is freed", "restate_code": None}
+    assert registry.deployments() == []

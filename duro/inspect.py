@@ -20,6 +20,7 @@ from ingress.query import QueryTimeout, rows_table
 from ingress.subscriptions import SUBSCRIPTION_ID_PREFIX
 from partition_worker import keys
 from partition_worker.state_machine.context import is_queued_state_patch
+from partition_worker.state_machine.deadlocks import decode_deadlock_row
 from partition_worker.state_machine.promises import Promise
 from partition_worker.status import BackingOff, InvocationStatus, Invoked, Phase, Suspended
 from partition_worker.store import PartitionStore
@@ -268,6 +269,20 @@ def promise_rows(store: PartitionStore) -> Iterator[Row]:
         yield result
 
 
+def deadlock_rows(store: PartitionStore) -> Iterator[Row]:
+    for row, raw in store.scan(keys.table_prefix(keys.Table.DEADLOCK)):
+        invocation_id = row[1:].decode()
+        detected_at_ms, text, cycle, failed = decode_deadlock_row(raw)
+        yield {
+            "partition_key": InvocationId.parse(invocation_id).partition_key,
+            "id": invocation_id,
+            "detected_at": detected_at_ms,
+            "cycle": text,
+            "cycle_ids": cycle,
+            "failed": failed,
+        }
+
+
 def _no_rows(store: PartitionStore) -> Iterator[Row]:
     return iter(())
 
@@ -283,4 +298,5 @@ _BUILDERS: Final[dict[str, Callable[[PartitionStore], Iterator[Row]]]] = {
     "sys_keyed_service_status": keyed_service_status_rows,
     "sys_promise": promise_rows,
     "sys_idempotency": idempotency_rows,
+    "sys_deadlock": deadlock_rows,
 }

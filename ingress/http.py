@@ -283,6 +283,7 @@ class Ingress:
             completion_retention_ms=retention.completion_ms,
             retry_policy=resolved.retry_policy(self.default_retry_policy),
             journal_retention_ms=retention.journal_ms,
+            fail_on_deadlock=self.settings.fail_deadlocked_calls,
         )
         if is_send:
             return "send", await self._send(invoke, delay_ms)

@@ -81,6 +81,12 @@ class IngressSettings(BaseModel):
         gt=0,
         description="Most rows one POST /query answers; a longer result is cut there and says so in `x-duro-rows-truncated-at`.",
     )
+    fail_deadlocked_calls: bool = Field(
+        default=False,
+        description="A call that closes a cycle of exclusive invocations waiting on each other (an object calling itself, A/x ->"
+        " B/y -> A/x) fails with 508 naming the cycle, freeing its caller; off: the cycle is only reported (sys_deadlock, a log"
+        " line, duro_deadlocks_detected_total), as Restate leaves it to the operator. Carried in each invocation's Invoke record.",
+    )
     query_timeout_ms: int = Field(
         default=30_000, gt=0, description="How long one POST /query may take (reading the partitions and running the SQL) before 504."
     )

@@ -6,7 +6,8 @@ restate-server 1.7.12 by `tests/unit/test_sql_tables.py` and, live, by
 saved queries run unchanged. Partition tables are built from the partition
 stores of every node; `sys_service` and `sys_deployment` from the registry.
 `sys_idempotency` is Restate's table of releases before 1.7 (kept because
-operators still query it). Tables of Restate features duro does not
+operators still query it); `sys_deadlock` is duro's own: calls that closed a
+cycle of exclusive invocations waiting on each other. Tables of Restate features duro does not
 have (virtual queues, rules, schedulers, user limits) are not offered.
 """
 
@@ -85,6 +86,10 @@ TABLES: Final[dict[str, pa.Schema]] = {
         ("partition_key", _U64), ("service_name", _TEXT), ("service_key", _TEXT), ("service_handler", _TEXT),
         ("idempotency_key", _TEXT), ("invocation_id", _TEXT),
     ),
+    "sys_deadlock": _schema(
+        ("partition_key", _U64), ("id", _TEXT), ("detected_at", _TIME), ("cycle", _TEXT), ("cycle_ids", _TEXT_LIST),
+        ("failed", _BOOL),
+    ),
     "sys_service": _schema(("name", _TEXT), ("revision", _U64), ("public", _BOOL), ("ty", _TEXT), ("deployment_id", _TEXT)),
     "sys_deployment": _schema(
         ("id", _TEXT), ("ty", _TEXT), ("endpoint", _TEXT), ("created_at", _TIME), ("min_service_protocol_version", _U32),
@@ -104,6 +109,7 @@ PARTITION_TABLES: Final = frozenset(
         "sys_locks",
         "sys_promise",
         "sys_idempotency",
+        "sys_deadlock",
     }
 )
 """Tables whose rows live in the partition stores (every node answers for the partitions it leads)."""

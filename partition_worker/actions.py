@@ -71,4 +71,13 @@ class BecomeLeader:
     leader_epoch: int
 
 
-Action = Union[InvokeAttempt, Notify, AbortAttempt, ReplyToIngress, ScheduleTimer, SendOutbox, BecomeLeader]
+@dataclass(frozen=True, slots=True)
+class DeadlockDetected:
+    """A queued call closed a cycle of invocations waiting on each other: the leader logs and counts it."""
+
+    invocation_id: str
+    cycle: str
+    failed: bool
+
+
+Action = Union[InvokeAttempt, Notify, AbortAttempt, ReplyToIngress, ScheduleTimer, SendOutbox, BecomeLeader, DeadlockDetected]

@@ -32,6 +32,7 @@ class Table(enum.IntEnum):
     DEDUP = 0x0A
     NOTIFIED = 0x0B
     RUNNING = 0x0C  # since 0.2: index of invocations whose phase is INVOKED (key only)
+    DEADLOCK = 0x0D  # since 0.2: a call that closed a wait-for cycle, by its invocation id (see state_machine/deadlocks.py)
 
 
 def _part(value: str | bytes) -> bytes:
@@ -176,3 +177,7 @@ def parse_scoped_key(full_key: bytes) -> tuple[str, str, bytes]:
 
 def table_prefix(table: Table) -> bytes:
     return bytes([table])
+
+
+def deadlock_key(invocation_id: str) -> bytes:
+    return bytes([Table.DEADLOCK]) + invocation_id.encode()

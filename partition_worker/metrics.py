@@ -25,6 +25,7 @@ INBOX_LENGTH = "duro_inbox_length"
 ROCKSDB_SIZE_BYTES = "duro_rocksdb_size_bytes"
 PARTITION_RUNNING_WITHOUT_ATTEMPT_TOTAL = "duro_partition_running_without_attempt_total"
 PARTITION_LEADER_TASK_FAILURES_TOTAL = "duro_partition_leader_task_failures_total"
+DEADLOCKS_DETECTED_TOTAL = "duro_deadlocks_detected_total"
 
 _ATTEMPT_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -92,6 +93,14 @@ running_without_attempt = Counter(
     "Invocations the leader found running with neither a live attempt nor a recorded end (an invariant violation; each is"
     " failed so that it retries), by partition. Should stay 0.",
     ["partition"],
+)
+
+
+deadlocks_detected = Counter(
+    DEADLOCKS_DETECTED_TOTAL,
+    "Calls that closed a cycle of exclusive invocations waiting on each other, by action (reported, or failed with 508"
+    " when fail_deadlocked_calls is set), counted by the partition's leader.",
+    ["action"],
 )
 
 

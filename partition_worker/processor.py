@@ -22,6 +22,7 @@ from partition_worker.actions import (
     AbortAttempt,
     Action,
     BecomeLeader,
+    DeadlockDetected,
     InvokeAttempt,
     Notify,
     ReplyToIngress,
@@ -200,6 +201,10 @@ class PartitionProcessor:
         elif isinstance(action, SendOutbox):
             assert self._outbox is not None, "a leader runs an outbox shuffle"
             self._outbox.offer(action.seq, action.partition_key, action.body)
+        elif isinstance(action, DeadlockDetected):
+            verdict = "failed with 508 to break it" if action.failed else "reported (fail_deadlocked_calls is off)"
+            log.warning("deadlock on partition %d: %s; the call %s %s", self._partition, action.cycle, action.invocation_id, verdict)
+            metrics.deadlocks_detected.labels("failed" if action.failed else "reported").inc()
         else:  # pragma: no cover - the union is closed
             raise AssertionError(f"no handler for action {action!r}")
 

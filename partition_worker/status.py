@@ -124,6 +124,8 @@ class InvocationStatus:
     retry_policy: RetryPolicy | None = None  # since 0.2: from the Invoke record; None means DEFAULT_RETRY_POLICY
     pending_sleeps: tuple[tuple[int, int], ...] = ()  # since 0.2: (fire_at_ms, completion_id) of sleep timers not yet fired
     journal_retention_ms: int = 0  # since 0.2: keep the journal this long after completion (0: dropped at completion)
+    pending_calls: tuple[tuple[int, str], ...] = ()  # since 0.2: (completion id, callee id) of calls not answered yet
+    fail_on_deadlock: bool = False  # since 0.2: from the Invoke; a call of it that closes a wait-for cycle fails (508)
 
     @property
     def is_completed(self) -> bool:

@@ -25,6 +25,7 @@ class InvocationErrorCode(enum.IntEnum):
     NOT_READY = 470  # the invocation exists but has no outcome yet
     INTERNAL = 500  # anything unexpected, also an attempt that ended without saying how
     UNAVAILABLE = 503  # duro's: the deployment could not be reached or ended the stream early; the attempt is retried
+    DEADLOCK = 508  # duro's: the call closed a cycle of exclusive invocations waiting on each other (HTTP "Loop Detected")
     JOURNAL_MISMATCH = 570  # the SDK's replay diverged from the recorded journal
     PROTOCOL_VIOLATION = 571  # a message that the receiver's state does not allow (also a write in a read-only handler)
     UNSUPPORTED_FEATURE = 573  # the SDK met a protocol feature it does not support

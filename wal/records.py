@@ -211,6 +211,7 @@ class Invoke:
     restarted_from: str | None = None
     retry_policy: RetryPolicy | None = None  # since 0.2; None (older records) means DEFAULT_RETRY_POLICY
     journal_retention_ms: int = 0  # since 0.2: keep the journal this long after completion (at most completion_retention_ms; 0: drop it)
+    fail_on_deadlock: bool = False  # since 0.2: a call of this invocation (or its callees) that closes a wait-for cycle fails
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,10 +338,13 @@ def _invoke_other(
         completion_retention_ms=retention,
         invoked_by_id=invocation_id,
         invoked_by_target=status.target.path,
+        fail_on_deadlock=status.fail_on_deadlock,
         retry_policy=frame.call_retry_policy,
         journal_retention_ms=min(frame.call_journal_retention_ms or 0, retention),
     )
     ctx.send(partition_key_of(callee_id), invoke)
+    if sink is not None:  # the caller now waits for the callee (an edge of the wait-for graph, see deadlocks.py)
+        status = status.evolve(pending_calls=(*status.pending_calls, (sink.completion_id, callee_id)))
     return status
 
 

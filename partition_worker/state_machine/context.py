@@ -23,6 +23,7 @@ from partition_worker.actions import (
     SendOutbox,
 )
 from partition_worker.state_machine.config import StateMachineConfig
+from partition_worker.state_machine.deadlocks import check_queued_call
 from partition_worker.status import BackingOff, Completed, Inboxed, InvocationStatus, Invoked, Paused, Phase, Scheduled, Suspended
 from partition_worker.store import Transaction
 from protocol import service_protocol_pb2 as pb
@@ -216,6 +217,7 @@ class ApplyContext:
         """
         assert status.is_completed, f"only a completed invocation is forgotten, {invocation_id} is {status.phase.name}"
         self.txn.delete(keys.invocation_key(invocation_id))
+        self.txn.delete(keys.deadlock_key(invocation_id))
         self.drop_journal(invocation_id, status)
         expires_at_ms, journal_expires_at_ms = status.expires_at_ms, status.journal_expires_at_ms
         if expires_at_ms is not None and journal_expires_at_ms is not None and status.completion_retention_ms > 0:
@@ -278,10 +280,12 @@ class ApplyContext:
         target = status.target
         if target.takes_lock and target.key is not None:
             lock = keys.lock_key(target.service, target.key)
-            if self.txn.get(lock) is not None:
+            holder = self.txn.get(lock)
+            if holder is not None:
                 seq = self.counter(keys.INBOX_NEXT_SEQ)
                 self.txn.put(keys.inbox_key(target.service, target.key, seq), invocation_id.encode())
-                self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq, inboxed_at_ms=self.now_ms))
+                inboxed = self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq, inboxed_at_ms=self.now_ms))
+                check_queued_call(self, invocation_id, inboxed, holder.decode())
                 return
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)

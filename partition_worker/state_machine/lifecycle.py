@@ -64,6 +64,7 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
         invoked_by_target=record.invoked_by_target,
         restarted_from=record.restarted_from,
         retry_policy=record.retry_policy,
+        fail_on_deadlock=record.fail_on_deadlock,
     )
     input_message = pb.InputCommandMessage(headers=[pb.Header(key=k, value=v) for k, v in record.headers])
     input_message.value.SetInParent()
@@ -146,6 +147,8 @@ def apply_invocation_response(ctx: ApplyContext, record: InvocationResponse) -> 
     if outcome is not None and outcome.value is None and outcome.failure is None:
         outcome = None  # "not ready" for GetInvocationOutput
     message = completion_for_sink(sink, outcome)
+    if sink.notification_type == MessageType.CALL_COMPLETION and status.pending_calls:
+        status = status.evolve(pending_calls=tuple(call for call in status.pending_calls if call[0] != sink.completion_id))
     ctx.add_notification(sink.invocation_id, status, sink.notification_type, message, completion_id=sink.completion_id)
 
 
@@ -361,6 +364,7 @@ def apply_restart_as_new(ctx: ApplyContext, record: RestartAsNew) -> None:
         completion_retention_ms=status.completion_retention_ms,
         restarted_from=invocation_id,
         retry_policy=status.retry_policy,
+        fail_on_deadlock=status.fail_on_deadlock,
     )
     ctx.txn.put(keys.journal_key(record.new_invocation_id, 0), raw_input)
     ctx.acquire_or_enqueue(record.new_invocation_id, restarted.evolve(journal_length=1, command_count=1))

@@ -354,6 +354,9 @@ def test_killing_a_deadlocked_object_kills_its_self_call_and_lets_queued_work_th
     status, _, body = http("POST", f"{setup.duro.ingress}/Deadlock/{key}/echo/send", "after")
     assert status == 202, body
     queued = json.loads(body)["invocationId"]
+    run = setup.restate("sql", "--json", f"SELECT cycle_ids, failed FROM sys_deadlock WHERE cycle LIKE 'Deadlock/{key}/%'")
+    (reported,) = json.loads(run.output[run.output.index("[") : run.output.rindex("]") + 1])
+    assert reported["failed"] is False and reported["cycle_ids"][0] == root == reported["cycle_ids"][-1], "reported, not failed"
     run = setup.restate("invocations", "kill", root, "--yes")
     assert run.returncode == 0, run.output
     assert _attach(setup, queued) == (200, b'"after"'), "the queued echo ran once the deadlock was killed"

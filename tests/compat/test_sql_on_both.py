@@ -106,7 +106,8 @@ class Observed:
 
 
 def _observe(runtime: Runtime) -> Observed:
-    schemas = {name: runtime.schema(f"SELECT * FROM {name} LIMIT 0") for name in (*TABLES, "sys_invocation") if name != "sys_idempotency"}
+    not_in_restate = ("sys_idempotency", "sys_deadlock")  # a table of older Restate releases, and duro's own
+    schemas = {name: runtime.schema(f"SELECT * FROM {name} LIMIT 0") for name in (*TABLES, "sys_invocation") if name not in not_in_restate}
     schemas.update({f"cli: {name}": runtime.schema(sql) for name, sql in CLI_QUERIES.items()})
     values = {
         "invocations": runtime.rows(

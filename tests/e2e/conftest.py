@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.processes import ServiceEndpoint
+from tests.processes import DuroServer, ServiceEndpoint
 
 
 @pytest.fixture
@@ -26,3 +27,18 @@ def official_python_service(tmp_path: Path, side_effects: Path) -> Iterator[Serv
         yield endpoint
     finally:
         endpoint.stop()
+
+
+@contextlib.contextmanager
+def registered_duro(
+    tmp_path: Path, endpoint: ServiceEndpoint, env: dict[str, str] | None = None, partitions: int = 4
+) -> Iterator[DuroServer]:
+    """`duro serve` with `env`, the endpoint registered; stopped on exit."""
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=partitions, env=env or {})
+    server.start()
+    try:
+        server.wait_ready()
+        server.register(endpoint.uri)
+        yield server
+    finally:
+        server.stop()

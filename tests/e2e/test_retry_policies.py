@@ -13,19 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import registered_duro
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 
 @pytest.fixture
 def duro(tmp_path: Path, official_python_service: ServiceEndpoint) -> Iterator[DuroServer]:
-    server = DuroServer(tmp_path / "data", tmp_path / "duro.log")
-    server.start()
-    try:
-        server.wait_ready()
-        server.register(official_python_service.uri)
+    with registered_duro(tmp_path, official_python_service, None) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _attempt_times(side_effects: Path, name: str) -> list[int]:

@@ -17,6 +17,7 @@ def test_codes_are_restates_numbers() -> None:
         "NOT_READY": 470,
         "INTERNAL": 500,
         "UNAVAILABLE": 503,
+        "DEADLOCK": 508,  # duro's: a call that closed a wait-for cycle
         "JOURNAL_MISMATCH": 570,
         "PROTOCOL_VIOLATION": 571,
         "UNSUPPORTED_FEATURE": 573,

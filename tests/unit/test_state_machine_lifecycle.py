@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from partition_worker.actions import AbortAttempt, InvokeAttempt, ReplyToIngress, SendOutbox
+from partition_worker import keys
+from partition_worker.actions import AbortAttempt, DeadlockDetected, InvokeAttempt, ReplyToIngress, SendOutbox
 from partition_worker.status import Phase
 from protocol import service_protocol_pb2 as pb
 from protocol.ids import InvocationId
@@ -15,6 +16,7 @@ from wal.records import (
     Cancel,
     Failure,
     IngressSink,
+    InvocationResponse,
     Invoke,
     Kill,
     PatchState,
@@ -207,3 +209,68 @@ def test_state_patch_replaces_the_state_checks_the_version_and_waits_for_the_key
     assert h.state("Counter", "alice", b"count") == b"7", "a stale version changes nothing"
     h.apply(PatchState("Counter", "alice", ((b"count", b"0"),)))
     assert h.state("Counter", "alice", b"count") == b"0" and h.state("Counter", "alice", b"note") is None
+
+
+# ---------------------------------------------------------------- deadlocks
+
+
+def _call(h: Harness, caller: str, attempt: int, service_target: Target, key: str, completion: int) -> tuple[list[object], Invoke]:
+    message = pb.CallCommandMessage(
+        service_name=service_target.service, handler_name=service_target.handler, key=key, parameter=b"1",
+        invocation_id_notification_idx=completion, result_completion_id=completion + 1,
+    )  # fmt: skip
+    (outbox,) = of_type(h.send(caller, attempt, message, call_target=dataclasses.replace(service_target, key=None)), SendOutbox)
+    assert isinstance(outbox.body, Invoke)
+    return h.apply(outbox.body), outbox.body
+
+
+def test_a_self_call_on_ones_own_key_is_reported_as_a_deadlock() -> None:
+    h = Harness()
+    holder = invoke(COUNTER_ADD)
+    h.apply(holder)
+    actions, child = _call(h, holder.invocation_id, 1, COUNTER_ADD, "alice", 1)
+    (found,) = of_type(actions, DeadlockDetected)
+    assert found.invocation_id == child.invocation_id and not found.failed
+    assert found.cycle == " -> ".join(f"Counter/alice/add ({i})" for i in (holder.invocation_id, child.invocation_id, holder.invocation_id))
+    assert h.status(child.invocation_id).phase is Phase.INBOXED, "reported only: the call stays queued"  # type: ignore[union-attr]
+    assert h.store.get(keys.deadlock_key(child.invocation_id)) is not None
+
+
+def test_with_fail_on_deadlock_the_closing_call_fails_with_508_and_its_caller_hears_it() -> None:
+    h = Harness()
+    holder = dataclasses.replace(invoke(COUNTER_ADD), fail_on_deadlock=True)
+    h.apply(holder)
+    actions, child = _call(h, holder.invocation_id, 1, COUNTER_ADD, "alice", 1)
+    assert child.fail_on_deadlock, "callees inherit the policy from the log"
+    (found,) = of_type(actions, DeadlockDetected)
+    assert found.failed
+    failed = h.status(child.invocation_id)
+    assert failed is None or failed.outcome.failure.code == 508  # type: ignore[union-attr]
+    (answer,) = [a.body for a in of_type(actions, SendOutbox) if isinstance(a.body, InvocationResponse)]
+    assert (
+        answer.outcome.failure is not None
+        and answer.outcome.failure.code == 508
+        and "deadlock: Counter/alice/add" in answer.outcome.failure.message
+    )
+    h.apply(answer)
+    assert h.status(holder.invocation_id).pending_calls == (), "the answered call is no longer awaited"  # type: ignore[union-attr]
+
+
+def test_a_cycle_across_two_objects_is_found_and_plain_waiting_is_not() -> None:
+    h = Harness()
+    other = Target("Other", "run", "bob", COUNTER_ADD.service_type, COUNTER_ADD.handler_kind)
+    a = invoke(COUNTER_ADD)
+    h.apply(a)
+    queued_behind_a = invoke(COUNTER_ADD)
+    assert not of_type(h.apply(queued_behind_a), DeadlockDetected), "a call from the ingress waiting for the key is no deadlock"
+    actions, b = _call(h, a.invocation_id, 1, other, "bob", 1)  # A/alice calls Other/bob, which runs
+    assert of_type(actions, InvokeAttempt) and not of_type(actions, DeadlockDetected)
+    actions, back = _call(h, b.invocation_id, 1, COUNTER_ADD, "alice", 1)  # Other/bob calls Counter/alice: queued behind A
+    (found,) = of_type(actions, DeadlockDetected)
+    assert found.cycle.split(" -> ")[0] == f"Other/bob/run ({b.invocation_id})"
+    assert [part.split(" (")[1].rstrip(")") for part in found.cycle.split(" -> ")] == [
+        b.invocation_id,
+        back.invocation_id,
+        a.invocation_id,
+        b.invocation_id,
+    ]

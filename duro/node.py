@@ -34,6 +34,7 @@ from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import Stores, partition_tables
 from duro.lifecycle import Lifecycle
+from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from duro.telemetry import Telemetry
@@ -56,7 +57,7 @@ from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
 from protocol.request_identity import IdentityKeyError, RequestSigner
 from wal.disk_space import DiskSpace, is_disk_full
-from wal.embedded import EmbeddedLog
+from wal.embedded import EmbeddedLog, EmbeddedLogLimits
 from wal.kafka import KafkaLog
 from wal.kafka_membership import KafkaMembership, MembershipSettings
 from wal.kafka_metadata import KafkaMetadata
@@ -116,7 +117,18 @@ class Node:
 
     async def serve(self) -> int:
         """Start, serve until a stop is requested, stop within the bounds; return the exit status (NodeFailure if fatal)."""
-        settings = self.settings
+        try:
+            limits = effective_limits(self.settings)
+        except LimitsError as error:
+            raise NodeStartError(str(error)) from None
+        self.settings = settings = self.settings.model_copy(
+            update={
+                "max_append_bytes": limits.max_append_bytes,
+                "ingress": limits.ingress,
+                "invoker": limits.invoker,
+                "subscriptions": limits.subscriptions,
+            }
+        )
         try:
             return await self._serve()
         except NodeStartError:
@@ -320,7 +332,10 @@ class Node:
         try:
             if settings.log == "embedded":
                 embedded = await EmbeddedLog.open(
-                    settings.data_dir / "log", settings.partitions, truncate_corrupt_tail=settings.truncate_corrupt_tail
+                    settings.data_dir / "log",
+                    settings.partitions,
+                    EmbeddedLogLimits(max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes),
+                    truncate_corrupt_tail=settings.truncate_corrupt_tail,
                 )
                 stack.push_async_callback(self.lifecycle.closing("the embedded log", embedded.close))
                 return embedded, None
@@ -330,6 +345,8 @@ class Node:
                 replication_factor=settings.kafka_replication_factor,
                 connect_timeout_ms=settings.kafka_connect_timeout_ms,
                 append_timeout_ms=settings.kafka_append_timeout_ms,
+                max_append_bytes=settings.max_append_bytes or KafkaLogSettings().max_append_bytes,
+                max_group_bytes=min(KafkaLogSettings().max_group_bytes, settings.max_append_bytes or KafkaLogSettings().max_append_bytes),
             )
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
             stack.push_async_callback(self.lifecycle.closing("the Kafka log", kafka.close))

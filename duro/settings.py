@@ -131,6 +131,13 @@ class DuroSettings(BaseSettings):
     kafka_connect_timeout_ms: int = Field(
         default=30_000, gt=0, description="At start-up, keep retrying an unreachable bootstrap server this long."
     )
+    max_append_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Largest log append (one record with its framing); unset: the backend's own (embedded 32 MiB, Kafka 8 MiB)."
+        " Request bodies, messages from deployments and subscribed records must fit one append with a 64 KiB allowance: a limit"
+        " set above that stops start-up, a default above it is lowered to fit.",
+    )
     kafka_append_timeout_ms: int = Field(
         default=KafkaLogSettings().append_timeout_ms,
         gt=0,

@@ -45,7 +45,7 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.disk_space import DiskSpace
-from wal.log import Log, LogError, LogFullError
+from wal.log import AppendTooLargeError, Log, LogError, LogFullError
 from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
@@ -472,7 +472,7 @@ class ReplyWaiter:
         self.reply_bus = reply_bus
 
     async def append(self, partition: int, body: RecordBody, invocation_id: str | None = None) -> None:
-        """Append one record; IngressError 503 (saying whether a retry is safe) if the log refuses it."""
+        """Append one record; IngressError 413 if it is larger than the log takes, 503 (saying whether a retry is safe) if the log fails."""
         entry = encode_record(Record(Envelope(now_ms()), body))
         try:
             await self.log.append(partition, [entry])
@@ -482,6 +482,13 @@ class ReplyWaiter:
                 "the node's disk is full: the request was not recorded; retry once space is freed",
                 invocation_id,
                 retry_after_s=10,
+            ) from None
+        except AppendTooLargeError:
+            raise IngressError(
+                413,
+                f"the request, {len(entry)} bytes as a log record, is larger than the log takes"
+                f" (max_append_bytes={self.log.max_append_bytes}); nothing was recorded",
+                invocation_id,
             ) from None
         except LogError as error:
             if invocation_id is None:

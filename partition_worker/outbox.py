@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from wal.log import Log
+from wal.log import Log, append_runs
 from wal.partitioner import partition_of
 from wal.records import Envelope, OutboxTruncate, Record, RecordBody, encode_record
 
@@ -47,6 +47,11 @@ class OutboxShuffle:
             while self._pending:
                 await self._deliver_batch()
 
+    async def _append_in_order(self, target: int, entries: list[bytes]) -> None:
+        """Append to one partition in runs the log takes (each message on its own always fits: it was one record before)."""
+        for run in append_runs(entries, self._log.max_append_bytes):
+            await self._log.append(target, run)
+
     async def _deliver_batch(self) -> None:
         seqs = sorted(self._pending)[: self.max_batch_messages]
         now_ms = self._clock_ms()
@@ -56,7 +61,7 @@ class OutboxShuffle:
             target = partition_of(partition_key, self._log.partition_count)
             record = Record(Envelope(now_ms, 0, (self._producer_id, seq)), body)
             groups.setdefault(target, []).append(encode_record(record))
-        await asyncio.gather(*(self._log.append(target, entries) for target, entries in groups.items()))
+        await asyncio.gather(*(self._append_in_order(target, entries) for target, entries in groups.items()))
         for seq in seqs:
             del self._pending[seq]
         self._delivered_seq = max(self._delivered_seq, seqs[-1])

@@ -38,7 +38,7 @@ from wal.embedded_files import (
     read_entries,
     recover,
 )
-from wal.log import LogClosedError, LogError, LogFullError
+from wal.log import AppendTooLargeError, LogClosedError, LogError, LogFullError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -199,6 +199,10 @@ class EmbeddedLog:
             raise
 
     @property
+    def max_append_bytes(self) -> int:
+        return self._limits.max_append_bytes
+
+    @property
     def partition_count(self) -> int:
         return self._partition_count
 
@@ -226,7 +230,7 @@ class EmbeddedLog:
         payloads = entries_as_bytes(entries)
         framed_bytes = framed_bytes_of(payloads)
         if framed_bytes > self._limits.max_append_bytes:
-            raise ValueError(
+            raise AppendTooLargeError(
                 f"an append of {len(payloads)} entries takes {framed_bytes} bytes with headers, "
                 f"more than max_append_bytes={self._limits.max_append_bytes}; split it or raise the limit"
             )

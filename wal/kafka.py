@@ -37,7 +37,7 @@ from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequence
 from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
 from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
-from wal.log import LogClosedError, LogError
+from wal.log import AppendTooLargeError, LogClosedError, LogError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -136,6 +136,10 @@ class KafkaLog:
         return cls(bootstrap, topic, partition_count, settings, producer, offsets)
 
     @property
+    def max_append_bytes(self) -> int:
+        return self._settings.max_append_bytes
+
+    @property
     def partition_count(self) -> int:
         return self._partition_count
 
@@ -155,7 +159,7 @@ class KafkaLog:
         payloads = entries_as_bytes(entries)
         framed_bytes = framed_bytes_of(payloads)
         if framed_bytes > self._settings.max_append_bytes:
-            raise ValueError(
+            raise AppendTooLargeError(
                 f"an append may hold at most max_append_bytes={self._settings.max_append_bytes} "
                 f"(payloads plus 32 bytes per entry), got {framed_bytes} in {len(payloads)} entries"
             )

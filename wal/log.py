@@ -23,11 +23,42 @@ class LogFullError(LogError):
     """The log's disk is full: this append was not written (nothing of it is durable), and a retry once space is freed is safe."""
 
 
+class AppendTooLargeError(LogError, ValueError):
+    """An append larger than the log's `max_append_bytes`; nothing of it was written, and retrying it cannot help."""
+
+
+ENTRY_ALLOWANCE_BYTES = 64
+"""At most what any backend counts per entry on top of its payload against `max_append_bytes` (its frame or record header)."""
+
+
+def append_runs(entries: Sequence[bytes], max_append_bytes: int) -> list[list[bytes]]:
+    """`entries` split, in order, into runs that one append each takes on every backend.
+
+    An entry too large for an append on its own is a run of its own (its
+    append then raises AppendTooLargeError).
+    """
+    runs: list[list[bytes]] = []
+    run_bytes = 0
+    for entry in entries:
+        size = len(entry) + ENTRY_ALLOWANCE_BYTES
+        if not runs or run_bytes + size > max_append_bytes:
+            runs.append([])
+            run_bytes = 0
+        runs[-1].append(entry)
+        run_bytes += size
+    return runs
+
+
 class Log(Protocol):
     """A partitioned write-ahead log."""
 
     @property
     def partition_count(self) -> int: ...
+
+    @property
+    def max_append_bytes(self) -> int:
+        """The largest append accepted: payloads plus at most ENTRY_ALLOWANCE_BYTES per entry; larger ones raise AppendTooLargeError."""
+        ...
 
     async def append(self, partition: int, entries: Sequence[bytes]) -> int:
         """Append entries to one partition, in order; return the offset of the last one.

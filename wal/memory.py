@@ -9,18 +9,25 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
-from wal.log import LogClosedError
+from wal.log import ENTRY_ALLOWANCE_BYTES, AppendTooLargeError, LogClosedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
+
+DEFAULT_MAX_APPEND_BYTES = 64 * 1024 * 1024
 
 
 class MemoryLog:
     """A `Log` held in lists, one per partition. Everything appended stays in memory until the log is dropped."""
 
-    def __init__(self, partition_count: int) -> None:
+    def __init__(self, partition_count: int, max_append_bytes: int = DEFAULT_MAX_APPEND_BYTES) -> None:
         check_partition_count(partition_count)
+        self._max_append_bytes = max_append_bytes
         self._partitions: list[list[bytes]] = [[] for _ in range(partition_count)]
         self._appended = [asyncio.Event() for _ in range(partition_count)]
         self._closed = False
+
+    @property
+    def max_append_bytes(self) -> int:
+        return self._max_append_bytes
 
     @property
     def partition_count(self) -> int:
@@ -30,6 +37,9 @@ class MemoryLog:
         """Append entries to one partition, in order; return the offset of the last one."""
         check_partition(partition, self.partition_count)
         payloads = entries_as_bytes(entries)
+        framed_bytes = sum(len(p) for p in payloads) + ENTRY_ALLOWANCE_BYTES * len(payloads)
+        if framed_bytes > self._max_append_bytes:
+            raise AppendTooLargeError(f"an append of {framed_bytes} bytes exceeds max_append_bytes={self._max_append_bytes}")
         self._raise_if_closed()
         stored = self._partitions[partition]
         stored.extend(payloads)

@@ -9,14 +9,19 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from duro.limits import RECORD_ALLOWANCE_BYTES
 from tests.kafka_broker import KafkaBroker, unavailable_reason
 from tests.processes import DuroServer, ManagedProcess, ServiceEndpoint, free_port, http, wait_until
 
@@ -128,7 +133,7 @@ def test_an_output_over_the_frame_limit_fails_the_invocation_once_and_the_caller
         status, _, body = server.call("/Stalling/k/big_output", 50_000_000, timeout_s=60)
         assert status == 500, body[:300]
         message = json.loads(body)["message"]
-        assert "max_frame_bytes=33554432" in message and "50000" in message, message
+        assert f"max_frame_bytes={32 * 1024 * 1024 - RECORD_ALLOWANCE_BYTES}" in message and "50000" in message, message
         assert side_effects.read_text().splitlines().count("big_output 50000000") == 1
     finally:
         server.stop()
@@ -178,3 +183,72 @@ def test_a_timer_append_that_fails_steps_the_partition_down_and_the_timer_fires_
     finally:
         server.stop()
         broker.stop()
+
+
+def test_a_9_mib_send_on_kafka_is_413_naming_the_limit(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Before: the ingress took 10 MiB bodies while the Kafka log refused appends over 8 MiB, so a 9 MiB send answered 500."""
+    topic = f"duro-limits-{uuid.uuid4().hex[:8]}"
+    server = DuroServer(
+        tmp_path / "data",
+        tmp_path / "duro.log",
+        partitions=1,
+        extra_args=["--log", "kafka", "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic", topic],
+    )
+    service = ServiceEndpoint("tests.services.official_python:app", tmp_path / "service.log")
+    service.start()
+    server.start()
+    try:
+        service.wait_ready()
+        server.wait_ready(timeout_s=90)
+        server.register(service.uri)
+        body = json.dumps("x" * (9 * 1024 * 1024)).encode()
+        status, answer = _post_while_sending(server.ingress_port, "/Greeter/greet/send", body)
+        assert status == 413, answer[:300]
+        assert "max_body_bytes (8323072)" in json.loads(answer)["message"]
+        status, _, answer = server.call("/Greeter/greet/send", "small")
+        assert status == 202, answer
+    finally:
+        server.stop()
+        service.stop()
+
+
+def _post_while_sending(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """POST `body`, reading the answer while the body is still being sent (a server may answer 413 before reading it all)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        sock.sendall(head.encode())
+        sender = threading.Thread(target=_send_quietly, args=(sock, body))
+        sender.start()
+        response = bytearray()
+        while b"\r\n\r\n" not in response or len(response) < response.index(b"\r\n\r\n") + 4 + _content_length(response):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+        sock.shutdown(socket.SHUT_RDWR)
+        sender.join(30)
+    status = int(response.split(b" ", 2)[1])
+    return status, bytes(response[response.index(b"\r\n\r\n") + 4 :])
+
+
+def _send_quietly(sock: socket.socket, body: bytes) -> None:
+    try:
+        sock.sendall(body)
+    except OSError:
+        pass  # the server answered and closed before reading it all
+
+
+def _content_length(response: bytearray) -> int:
+    head = bytes(response[: response.index(b"\r\n\r\n")]).decode("latin-1").lower()
+    for line in head.split("\r\n"):
+        if line.startswith("content-length:"):
+            return int(line.split(":", 1)[1])
+    return 0
+
+
+def test_limits_that_do_not_fit_the_log_stop_start_up_naming_both_settings(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "duro", "serve", "--data-dir", str(tmp_path / "data"), "--ingress-port", "0", "--admin-port", "0"]
+    env = {**os.environ, "DURO_MAX_APPEND_BYTES": str(4 * 1024 * 1024), "DURO_INGRESS__MAX_BODY_BYTES": str(6 * 1024 * 1024)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ingress.max_body_bytes (6291456)" in result.stderr and "max_append_bytes (4194304)" in result.stderr, result.stderr

@@ -1,5 +1,7 @@
 """The official `restate` CLI (npm `@restatedev/restate`) against `duro serve`: every command that needs no Restate Cloud.
 
+Every test runs twice: with the official Python SDK and with duro's SDK serving the services.
+
 The CLI comes from tests/compat/typescript/package.json (installed by
 scripts/setup). It talks to duro's admin API only, picked by
 `RESTATE_ADMIN_URL`; the endpoint is the Python reference services. Each test
@@ -91,14 +93,15 @@ class Setup:
         return [line for line in self.side_effects.read_text().splitlines() if line.startswith(prefix)]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+@pytest.fixture(scope="module", params=["restate", "sdk"], ids=["official-python-sdk", "duro-sdk"])
+def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """duro and the reference services, written once and served by the official Python SDK or by duro's SDK."""
     tmp = tmp_path_factory.mktemp("restate-cli")
     side_effects = tmp / "side-effects.log"
     endpoint = ServiceEndpoint(
         "tests.services.official_python:app",
         tmp / "service.log",
-        {"DURO_TEST_SIDE_EFFECTS": str(side_effects)},
+        {"DURO_TEST_SIDE_EFFECTS": str(side_effects), "DURO_TEST_SDK": request.param},
     )
     duro = DuroServer(tmp / "data", tmp / "duro.log")
     endpoint.start()
@@ -521,3 +524,43 @@ def test_deployments_describe_update_and_whoami(setup: Setup, registered: tuple[
     run = setup.restate("whoami")
     assert run.returncode == 0, run.output
     assert setup.duro.admin in run.output
+
+
+def test_invocations_purge_and_list_filters(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    key = f"purge-{uuid.uuid4().hex[:6]}"
+    done = _counter_add(setup, key, 1)
+    running = _blocked_invocation(setup)
+    run = setup.restate("invocations", "list", "--status", "completed", "--key", key)
+    assert run.returncode == 0 and done in run.output and running not in run.output, run.output
+    run = setup.restate("invocations", "list", "--status", "running", "--service", "Steps")
+    assert run.returncode == 0 and running in run.output and done not in run.output, run.output
+    run = setup.restate("invocations", "list", "--handler", "add", "--status", "completed")
+    assert run.returncode == 0 and done in run.output, run.output
+    run = setup.restate("invocations", "purge", done, "--yes")
+    assert run.returncode == 0 and "Purged 1 invocations" in run.output, run.output
+    assert http("GET", f"{setup.duro.ingress}/restate/invocation/{done}/attach")[0] == 404
+    setup.restate("invocations", "kill", running, "--yes")
+
+
+def test_deployments_register_and_remove_a_second_endpoint(setup: Setup, registered: tuple[CliRun, dict], tmp_path: Path) -> None:
+    _, first = registered
+    revision = _service(setup, "Counter")["revision"]
+    second = ServiceEndpoint(
+        "tests.services.official_python:app", tmp_path / "second.log", {"DURO_TEST_SIDE_EFFECTS": str(setup.side_effects)}
+    )
+    second.start()
+    try:
+        second.wait_ready()
+        run = setup.restate("deployments", "register", second.uri, "--yes")
+        assert run.returncode == 0, run.output
+        (added,) = [d for d in setup.deployments() if d["id"] != first["id"]]
+        assert _service(setup, "Counter")["revision"] == revision + 1 and _service(setup, "Counter")["deployment_id"] == added["id"]
+        run = setup.restate("deployments", "remove", added["id"], "--yes")
+        assert run.returncode != 0 or [d["id"] for d in setup.deployments()] == [first["id"]], run.output
+        run = setup.restate("deployments", "remove", added["id"], "--yes", "--force")
+        assert run.returncode == 0, run.output
+        assert [d["id"] for d in setup.deployments()] == [first["id"]]
+        assert _service(setup, "Counter")["deployment_id"] == first["id"], "the first deployment serves Counter again"
+        assert _counter_add(setup, f"after-remove-{uuid.uuid4().hex[:4]}", 1)
+    finally:
+        second.stop()

@@ -30,7 +30,18 @@ from ingress.discovery import (
     discoverer_with,
 )
 from ingress.durations import format_friendly_ms, format_rfc3339_ms, parse_duration_ms
-from ingress.http import INSUFFICIENT_STORAGE, IngressError, ReplyWaiter
+from ingress.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    GatewayTimeout,
+    InsufficientStorage,
+    Internal,
+    NotFound,
+    Unavailable,
+    kind_of_status,
+)
+from ingress.http import ReplyWaiter
 from ingress.openapi import service_openapi
 from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
@@ -104,16 +115,6 @@ async def _no_partition_tables(names: frozenset[str], deadline: float) -> dict[s
     return {}
 
 
-class AdminError(Exception):
-    """An admin request that fails; rendered as `{"message", "restate_code"}` with `status`."""
-
-    def __init__(self, status: int, message: str, restate_code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.restate_code = restate_code
-
-
 class UpdateDeploymentRequest(BaseModel):
     """Body of `PATCH /deployments/{id}`."""
 
@@ -165,8 +166,7 @@ class RetryPolicyPatch(BaseModel):
     def declared(self) -> RetryPolicy:
         on_max = self.on_max_attempts.upper() if self.on_max_attempts is not None else None
         if on_max not in (None, "PAUSE", "KILL"):
-            raise AdminError(
-                400,
+            raise BadRequest(
                 f"The request field 'retry_policy.on_max_attempts' is invalid. Reason: expected Pause or Kill, got {self.on_max_attempts!r}",
             )
         return RetryPolicy(
@@ -194,7 +194,7 @@ def _duration_field(name: str, value: str | int | None) -> int | None:
     try:
         return value if isinstance(value, int) else parse_duration_ms(value)
     except ValueError as error:
-        raise AdminError(400, f"The request field '{name}' is invalid. Reason: {error}") from None
+        raise BadRequest(f"The request field '{name}' is invalid. Reason: {error}") from None
 
 
 class RegisterDeploymentRequest(BaseModel):
@@ -329,13 +329,13 @@ class AdminApi:
     async def register_deployment(self, request: Request, api_version: int) -> Response:
         body = await _json_body(request)
         if isinstance(body, dict) and "arn" in body and "uri" not in body:
-            raise AdminError(400, "The request field 'arn' is invalid. Reason: Lambda deployments are not supported by duro")
+            raise BadRequest("The request field 'arn' is invalid. Reason: Lambda deployments are not supported by duro")
         if isinstance(body, dict) and body.get("auth") is not None:
-            raise AdminError(400, "The request field 'auth' is invalid. Reason: deployment authentication is not supported by duro")
+            raise BadRequest("The request field 'auth' is invalid. Reason: deployment authentication is not supported by duro")
         try:
             parsed = RegisterDeploymentRequest.model_validate(body)
         except ValidationError as error:
-            raise AdminError(400, _describe_validation(error)) from None
+            raise BadRequest(_describe_validation(error)) from None
         force = parsed.force if parsed.force is not None else api_version == 2
         headers = parsed.additional_headers or {}
         endpoint = await self._discover(parsed.uri, headers, parsed.use_http_11)
@@ -349,7 +349,7 @@ class AdminApi:
                 dry_run=parsed.dry_run,
             )
         except RegistryError as error:
-            raise AdminError(error.status, error.message, error.restate_code) from None
+            raise error.kind(error.message, restate_code=error.restate_code) from None
         deployment = result.deployment
         status = _register_status(result.outcome, api_version, deployment.id)
         payload: dict[str, Any] = {
@@ -375,7 +375,7 @@ class AdminApi:
         try:
             await self.registry.remove_deployment(deployment_id, force=force)
         except RegistryError as error:
-            raise AdminError(error.status, error.message, error.restate_code) from None
+            raise error.kind(error.message, restate_code=error.restate_code) from None
         return Response(status_code=202)
 
     async def update_deployment(self, request: Request, api_version: int) -> Response:
@@ -384,7 +384,7 @@ class AdminApi:
         try:
             change = UpdateDeploymentRequest.model_validate(await _json_body(request))
         except ValidationError as error:
-            raise AdminError(400, _describe_validation(error)) from None
+            raise BadRequest(_describe_validation(error)) from None
         endpoint = None
         if change.uri is not None or change.use_http_11 is not None:
             uri = change.uri if change.uri is not None else deployment.uri
@@ -400,23 +400,23 @@ class AdminApi:
                 dry_run=change.dry_run,
             )
         except RegistryError as error:
-            raise AdminError(error.status, error.message, error.restate_code) from None
+            raise error.kind(error.message, restate_code=error.restate_code) from None
         return json_response(200, self._deployment_json(updated, detailed=True))
 
     async def _discover(self, uri: str, headers: dict[str, str], use_http_11: bool) -> DiscoveredEndpoint:
         try:
             return await self.discoverer(uri, headers, use_http_11)
         except InvalidUriError as error:
-            raise AdminError(400, f"The request field 'uri' is invalid. Reason: {error.reason}") from None
+            raise BadRequest(f"The request field 'uri' is invalid. Reason: {error.reason}") from None
         except DiscoveryError as error:
-            raise AdminError(500, str(error), error.restate_code) from None
+            raise Internal(str(error), restate_code=error.restate_code) from None
         except SchemaError as error:
-            raise AdminError(400, f"discovered an invalid service definition at {uri}: {error}") from None
+            raise BadRequest(f"discovered an invalid service definition at {uri}: {error}") from None
 
     def _deployment(self, deployment_id: str) -> Deployment:
         deployment = self.registry.deployment(deployment_id)
         if deployment is None:
-            raise AdminError(404, f"The requested deployment '{deployment_id}' does not exist")
+            raise NotFound(f"The requested deployment '{deployment_id}' does not exist")
         return deployment
 
     # ------------------------------------------------------------ services and handlers
@@ -436,7 +436,7 @@ class AdminApi:
         body = await _json_body(request)
         sql = body.get("query") if isinstance(body, dict) else None
         if not isinstance(sql, str) or not sql.strip():
-            raise AdminError(400, 'expected a JSON body {"query": "<SQL>"}')
+            raise BadRequest('expected a JSON body {"query": "<SQL>"}')
         result = await self._run_query(sql)
         headers = {}
         if result.truncated:
@@ -454,9 +454,7 @@ class AdminApi:
             async with asyncio.timeout(timeout_s):
                 await self._query_slots.acquire()
         except TimeoutError:
-            raise AdminError(
-                503, f"{self.settings.max_concurrent_queries} queries are running (max_concurrent_queries); retry later"
-            ) from None
+            raise Unavailable(f"{self.settings.max_concurrent_queries} queries are running (max_concurrent_queries); retry later") from None
         released = False
         try:
             tables = await asyncio.wait_for(
@@ -471,9 +469,9 @@ class AdminApi:
                 raise QueryTimeout("the query ran past its timeout")
             return future.result()
         except QueryError as exc:
-            raise AdminError(400, str(exc)) from None
+            raise BadRequest(str(exc)) from None
         except (QueryTimeout, TimeoutError):
-            raise AdminError(504, f"the query did not finish within query_timeout_ms ({self.settings.query_timeout_ms} ms)") from None
+            raise GatewayTimeout(f"the query did not finish within query_timeout_ms ({self.settings.query_timeout_ms} ms)") from None
         finally:
             if not released:
                 self._query_slots.release()
@@ -520,7 +518,7 @@ class AdminApi:
         name = request.path_params["handler"]
         handler = revision.handlers.get(name)
         if handler is None:
-            raise AdminError(404, f"The requested handler '{name}' on service '{revision.name}' does not exist")
+            raise NotFound(f"The requested handler '{name}' on service '{revision.name}' does not exist")
         return json_response(200, _handler_json(revision.info, handler))
 
     async def modify_service(self, request: Request, api_version: int) -> Response:
@@ -530,11 +528,11 @@ class AdminApi:
         try:
             body = ModifyServiceRequest.model_validate(await _json_body(request))
         except ValidationError as error:
-            raise AdminError(400, _describe_validation(error)) from None
+            raise BadRequest(_describe_validation(error)) from None
         try:
             revision = await self.registry.modify_service(name, body.change())
         except RegistryError as error:
-            raise AdminError(error.status, error.message, error.restate_code) from None
+            raise error.kind(error.message, restate_code=error.restate_code) from None
         return json_response(200, self._revision_json(revision))
 
     async def modify_service_state(self, request: Request, api_version: int) -> Response:
@@ -543,12 +541,12 @@ class AdminApi:
         try:
             body = ModifyServiceStateRequest.model_validate(await _json_body(request))
         except ValidationError as error:
-            raise AdminError(400, _describe_validation(error)) from None
+            raise BadRequest(_describe_validation(error)) from None
         revision = self.registry.service(name)
         if revision is None and body.new_state:
-            raise AdminError(404, f"The requested service '{name}' does not exist")
+            raise NotFound(f"The requested service '{name}' does not exist")
         if revision is not None and revision.service_type is ServiceType.SERVICE:
-            raise AdminError(400, f"Cannot modify state of service '{name}': a plain service has no state")
+            raise BadRequest(f"Cannot modify state of service '{name}': a plain service has no state")
         patch = PatchState(
             name,
             body.object_key,
@@ -556,10 +554,7 @@ class AdminApi:
             body.version,
         )
         partition = partition_of(partition_key_for_key(body.object_key), self.log.partition_count)
-        try:
-            await self.waiter.append(partition, patch)
-        except IngressError as error:
-            raise AdminError(error.status, error.message) from None
+        await self.waiter.append(partition, patch)
         return Response(status_code=202)
 
     async def get_service_openapi(self, request: Request, api_version: int) -> Response:
@@ -568,7 +563,7 @@ class AdminApi:
     def _service(self, name: str) -> ServiceRevision:
         revision = self.registry.service(name)
         if revision is None:
-            raise AdminError(404, f"The requested service '{name}' does not exist")
+            raise NotFound(f"The requested service '{name}' does not exist")
         return revision
 
     # ------------------------------------------------------------ invocations
@@ -578,7 +573,7 @@ class AdminApi:
         command = request.path_params["command"]
         if command not in _COMMANDS and command not in ("resume", "restart-as-new"):
             expected = ", ".join((*_COMMANDS, "resume", "restart-as-new"))
-            raise AdminError(404, f"unknown invocation command '{command}'; expected one of {expected}")
+            raise NotFound(f"unknown invocation command '{command}'; expected one of {expected}")
         invocation_id = _checked_invocation_id(request.path_params["invocation_id"])
         if command == "resume":
             make = await self._resume_command(request, invocation_id)
@@ -586,12 +581,9 @@ class AdminApi:
             make = _restart_as_new_command(request, invocation_id)
         else:
             make = _COMMANDS[command]
-        try:
-            reply = await self.waiter.append_and_wait(
-                invocation_id, lambda sink: make(invocation_id, sink), self.settings.admin_command_timeout_ms, command
-            )
-        except IngressError as error:
-            raise AdminError(error.status, error.message) from None
+        reply = await self.waiter.append_and_wait(
+            invocation_id, lambda sink: make(invocation_id, sink), self.settings.admin_command_timeout_ms, command
+        )
         return _command_response(command, invocation_id, reply)
 
     async def _resume_command(self, request: Request, invocation_id: str) -> Callable[[str, IngressSink | None], RecordBody]:
@@ -603,11 +595,11 @@ class AdminApi:
             service = await self._service_of(invocation_id)
             deployment = self.registry.latest_deployment_for(service) if service is not None else None
             if deployment is None:
-                raise AdminError(400, f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
+                raise BadRequest(f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
         else:
             deployment = self.registry.deployment(choice)
             if deployment is None:
-                raise AdminError(400, f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
+                raise BadRequest(f"The given deployment was not found when trying to resume the invocation '{invocation_id}'.")
         chosen = deployment
         return lambda invocation_id, sink: Resume(invocation_id, sink, chosen.id, chosen.min_protocol_version, chosen.max_protocol_version)
 
@@ -622,12 +614,9 @@ class AdminApi:
         mode = request.query_params.get("mode", "cancel").lower()
         make = _COMMANDS.get(mode) if mode in ("cancel", "kill", "purge") else None
         if make is None:
-            raise AdminError(400, f"The query parameter 'mode' is invalid. Reason: {mode!r} is not one of cancel, kill, purge")
+            raise BadRequest(f"The query parameter 'mode' is invalid. Reason: {mode!r} is not one of cancel, kill, purge")
         partition = partition_of(InvocationId.parse(invocation_id).partition_key, self.log.partition_count)
-        try:
-            await self.waiter.append(partition, make(invocation_id, None))
-        except IngressError as error:
-            raise AdminError(error.status, error.message) from None
+        await self.waiter.append(partition, make(invocation_id, None))
         return Response(status_code=202)
 
     # ------------------------------------------------------------ JSON shapes
@@ -728,12 +717,11 @@ _STATUS_OF_REPLY: Final = {
 def _restart_as_new_command(request: Request, invocation_id: str) -> Callable[[str, IngressSink | None], RecordBody]:
     start_from = request.query_params.get("from", "0")
     if start_from != "0":
-        raise AdminError(
-            400,
+        raise BadRequest(
             f"The query parameter 'from' is invalid. Reason: duro restarts an invocation from its input only (from=0), got {start_from!r}",
         )
     if request.query_params.get("deployment") not in (None, "latest"):
-        raise AdminError(400, "The query parameter 'deployment' is invalid. Reason: only usable together with 'from'")
+        raise BadRequest("The query parameter 'deployment' is invalid. Reason: only usable together with 'from'")
     new_invocation_id = str(InvocationId.random(InvocationId.parse(invocation_id).partition_key))
     return lambda invocation_id, sink: RestartAsNew(invocation_id, new_invocation_id, sink)
 
@@ -741,12 +729,12 @@ def _restart_as_new_command(request: Request, invocation_id: str) -> Callable[[s
 def _command_response(command: str, invocation_id: str, reply: Reply) -> Response:
     kind = reply.kind
     if kind is ReplyKind.NOT_FOUND:
-        raise AdminError(404, f"The requested invocation '{invocation_id}' does not exist")
+        raise NotFound(f"The requested invocation '{invocation_id}' does not exist")
     status = _STATUS_OF_REPLY.get(kind)
     if status is None:
-        raise AdminError(500, f"unexpected reply {kind.name} to {command} of invocation '{invocation_id}'")
+        raise Internal(f"unexpected reply {kind.name} to {command} of invocation '{invocation_id}'")
     if status >= 400:
-        raise AdminError(status, reply.message or f"The invocation '{invocation_id}' cannot be the target of {command} now.")
+        raise kind_of_status(status)(reply.message or f"The invocation '{invocation_id}' cannot be the target of {command} now.")
     if kind is ReplyKind.ACK and command in ("cancel", "pause"):
         status = 202  # accepted: the handler or the invoker acts on it next
     if command == "restart-as-new":
@@ -761,7 +749,7 @@ def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Reques
     async def endpoint(request: Request) -> Response:
         try:
             response = await handler(request, api_version)
-        except AdminError as error:
+        except ApiError as error:
             response = json_response(error.status, {"message": error.message, "restate_code": error.restate_code})
         except Exception as error:
             response = _unexpected(request, error)
@@ -774,8 +762,8 @@ def _endpoint(kind: str, handler: Handler, api_version: int) -> Callable[[Reques
 def _unexpected(request: Request, error: Exception) -> Response:
     """An error no handler expected: 507 for a full disk (nothing changed), else 500 without its text (logged with the traceback)."""
     if isinstance(error, OSError) and is_disk_full(error):
-        message = "the node's disk is full: nothing was changed; retry once space is freed"
-        return json_response(INSUFFICIENT_STORAGE, {"message": message, "restate_code": None})
+        full = InsufficientStorage("the node's disk is full: nothing was changed; retry once space is freed")
+        return json_response(full.status, {"message": full.message, "restate_code": None})
     log.exception("admin request %s %s failed", request.method, request.url.path)
     message = f"the admin API failed unexpectedly on {request.method} {request.url.path}; the node's log has the traceback"
     return json_response(500, {"message": message, "restate_code": None})
@@ -790,7 +778,7 @@ async def _json_body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AdminError(400, f"The request body is not JSON: {error}") from None
+        raise BadRequest(f"The request body is not JSON: {error}") from None
 
 
 def _describe_validation(error: ValidationError) -> str:
@@ -804,7 +792,7 @@ def _register_status(outcome: RegisterOutcome, api_version: int, deployment_id: 
         return 201
     legacy = api_version == 2
     if outcome is RegisterOutcome.UNCHANGED and legacy:
-        raise AdminError(409, f"Conflict: deployment {deployment_id} already exists")
+        raise Conflict(f"Conflict: deployment {deployment_id} already exists")
     if outcome is RegisterOutcome.OVERWRITTEN and legacy:
         return 201
     return 200
@@ -818,14 +806,14 @@ def _query_bool(request: Request, name: str) -> bool:
         return True
     if value.lower() in ("false", "0"):
         return False
-    raise AdminError(400, f"The query parameter '{name}' is invalid. Reason: expected true or false, got {value!r}")
+    raise BadRequest(f"The query parameter '{name}' is invalid. Reason: expected true or false, got {value!r}")
 
 
 def _checked_invocation_id(text: str) -> str:
     try:
         InvocationId.parse(text)
     except ValueError as error:
-        raise AdminError(400, f"The request field 'invocation_id' is invalid. Reason: {error}") from None
+        raise BadRequest(f"The request field 'invocation_id' is invalid. Reason: {error}") from None
     return text
 
 

@@ -31,6 +31,20 @@ from starlette.types import Receive, Scope, Send
 
 from ingress import metrics
 from ingress.durations import format_rfc3339_ms, parse_duration_ms
+from ingress.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    GatewayTimeout,
+    InsufficientStorage,
+    Internal,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unavailable,
+)
 from ingress.registry import Registry, ResolvedHandler
 from ingress.schema import InputError, OutputRules, validate_input
 from ingress.settings import IngressSettings
@@ -72,8 +86,6 @@ X_RESTATE_ERROR_SOURCE = "x-restate-error-source"
 IDEMPOTENCY_KEY = "idempotency-key"
 IDEMPOTENCY_EXPIRES = "idempotency-expires"
 X_RESTATE_INGRESS_PATH = "x-restate-ingress-path"
-NOT_READY_STATUS = 470
-INSUFFICIENT_STORAGE = 507
 _NOT_FORWARDED = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
 logger = logging.getLogger("duro.ingress")
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -92,17 +104,6 @@ _BAD_WORKFLOW_PATH = (
     " /restate/workflow/:workflow_name/:workflow_key/attach"
 )
 _BAD_AWAKEABLE_PATH = "bad path, expected either /restate/awakeables/:id/resolve or /restate/awakeables/:id/reject"
-
-
-class IngressError(Exception):
-    """A request the ingress answers itself (not an invocation outcome); `status` and `message` go to the client."""
-
-    def __init__(self, status: int, message: str, invocation_id: str | None = None, retry_after_s: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.invocation_id = invocation_id
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +195,9 @@ class Ingress:
         started = time.perf_counter()
         try:
             if self.refusal is not None:
-                raise IngressError(503, f"{self.refusal}; nothing was recorded, retry the request on another node", retry_after_s=1)
+                raise Unavailable(f"{self.refusal}; nothing was recorded, retry the request on another node", retry_after_s=1)
             kind, response = await self._route(request)
-        except IngressError as error:
+        except ApiError as error:
             kind = request.scope.get(_KIND_SCOPE_KEY, "other")
             response = error_response(error.status, error.message, error.invocation_id)
             if error.retry_after_s is not None:
@@ -210,11 +211,11 @@ class Ingress:
         path = _raw_path(request)
         segments = path.split("/")[1:]
         if not _MIN_SEGMENTS <= len(segments) <= _MAX_SEGMENTS:
-            raise IngressError(400, f"bad path: {path}")
+            raise BadRequest(f"bad path: {path}")
         if segments[0] == "restate":
             return await self._route_restate(request, segments[1:])
         if segments[0] == "openapi":
-            raise IngressError(404, "not found")
+            raise NotFound("not found")
         return await self._invoke(request, segments)
 
     async def _route_restate(self, request: Request, segments: list[str]) -> tuple[str, Response]:
@@ -234,12 +235,12 @@ class Ingress:
             return verb, await self._attach_or_output_verb(request, verb, rest)
         if verb in ("call", "send"):
             return await self._invoke(request, rest, forced_kind=verb)
-        raise IngressError(404, "not found")
+        raise NotFound("not found")
 
     def _health(self, request: Request) -> Response:
         """Readiness: 200 while every partition this node owns has a working leader here, else 503 naming those that do not."""
         if request.method != "GET":
-            raise IngressError(405, "method not allowed")
+            raise MethodNotAllowed("method not allowed")
         names = [revision.name for revision in self.registry.services()]
         unready = self.partitions_without_leader()
         if unready:
@@ -253,25 +254,24 @@ class Ingress:
         resolved, key, is_send = self._target(segments, forced_kind)
         request.scope[_KIND_SCOPE_KEY] = "send" if is_send else "call"
         if self.disk is not None and self.disk.low:
-            raise IngressError(INSUFFICIENT_STORAGE, f"{self.disk.describe()}; nothing was recorded, retry later", retry_after_s=10)
+            raise InsufficientStorage(f"{self.disk.describe()}; nothing was recorded, retry later", retry_after_s=10)
         idempotency_key = request.headers.get(IDEMPOTENCY_KEY)
         is_run = resolved.service_type is ServiceType.WORKFLOW and resolved.kind is HandlerKind.WORKFLOW
         if idempotency_key is not None and is_run:
-            raise IngressError(
-                400,
+            raise BadRequest(
                 "cannot use the idempotency key with workflow handlers. The handler invocation will already be"
                 " idempotent by the workflow key itself.",
             )
         if request.method not in ("GET", "POST"):
-            raise IngressError(405, "method not allowed")
+            raise MethodNotAllowed("method not allowed")
         body = await read_body(request, self.settings.max_body_bytes)
         try:
             validate_input(resolved.handler.input, request.headers.get("content-type"), body)
         except InputError as error:
-            raise IngressError(400, f"input validation error: {error}") from None
+            raise BadRequest(f"input validation error: {error}") from None
         delay_ms = _parse_delay(request.query_params.multi_items())
         if delay_ms is not None and not is_send:
-            raise IngressError(400, "cannot use the delay query parameter with calls. The delay is supported only with sends")
+            raise BadRequest("cannot use the delay query parameter with calls. The delay is supported only with sends")
         service, handler = resolved.service.name, resolved.handler.name
         retention = resolved.retention(self.settings.retention_defaults, idempotency_key is not None)
         invoke = Invoke(
@@ -290,22 +290,21 @@ class Ingress:
         return "call", await self._call(invoke, resolved.handler.output, idempotency_key is not None or is_run)
 
     def _target(self, segments: list[str], forced_kind: str | None) -> tuple[ResolvedHandler, str | None, bool]:
-        """(handler, key, is_send) named by a service path; IngressError 404/400 naming what is unknown or malformed."""
+        """(handler, key, is_send) named by a service path; NotFound or BadRequest naming what is unknown or malformed."""
         service_name = segments[0]
         revision = self.registry.service(service_name)
         if revision is None:
-            raise IngressError(404, f"service '{service_name}' not found, make sure to register the service before calling it.")
+            raise NotFound(f"service '{service_name}' not found, make sure to register the service before calling it.")
         keyed = revision.service_type is not ServiceType.SERVICE
         key, handler_name, is_send = _parse_service_path(segments[1:], keyed, forced_kind)
         resolved = self.registry.resolve(service_name, handler_name)
         if resolved is None:
-            raise IngressError(
-                404,
+            raise NotFound(
                 f"the service '{service_name}' exists, but the handler '{handler_name}' was not found, check that the"
                 " handler exists in the latest registered service version.",
             )
         if not resolved.public:
-            raise IngressError(400, "the invoked service is not public")
+            raise BadRequest("the invoked service is not public")
         return resolved, key, is_send
 
     async def _call(self, invoke: Invoke, output: OutputRules, include_expiry: bool) -> Response:
@@ -353,17 +352,17 @@ class Ingress:
 
     def _invocation_lookup(self, segments: list[str]) -> tuple[_Lookup, str]:
         if len(segments) < 2:
-            raise IngressError(400, _BAD_INVOCATION_PATH)
+            raise BadRequest(_BAD_INVOCATION_PATH)
         if len(segments) == 2:
             return _Lookup(_checked_invocation_id(segments[0]), None), _attach_kind(segments[1])
         service_name = segments[0]
         revision = self.registry.service(service_name)
         if revision is None:
-            raise IngressError(404, f"service '{service_name}' not found, make sure to register the service before calling it.")
+            raise NotFound(f"service '{service_name}' not found, make sure to register the service before calling it.")
         keyed = revision.service_type is not ServiceType.SERVICE
         expected = 5 if keyed else 4
         if len(segments) != expected:
-            raise IngressError(400, _BAD_INVOCATION_PATH)
+            raise BadRequest(_BAD_INVOCATION_PATH)
         key = _decode_key(segments[1]) if keyed else None
         handler_name, idempotency_key, verb = segments[-3], segments[-2], segments[-1]
         invocation_id = idempotent_invocation_id(service_name, key, handler_name, unquote(idempotency_key))
@@ -373,7 +372,7 @@ class Ingress:
 
     def _workflow_lookup(self, segments: list[str]) -> tuple[_Lookup, str]:
         if len(segments) != 3:
-            raise IngressError(400, _BAD_WORKFLOW_PATH)
+            raise BadRequest(_BAD_WORKFLOW_PATH)
         name, key, verb = segments[0], _decode_key(segments[1]), segments[2]
         return _Lookup(workflow_invocation_id(name, key), self._run_output(name)), _attach_kind(verb)
 
@@ -390,9 +389,9 @@ class Ingress:
         if len(segments) == 1:
             return await self._attach_or_output(request, _Lookup(_checked_invocation_id(segments[0]), None), verb)
         if segments:
-            raise IngressError(400, "bad path, expected /restate/attach/:invocation_id or /restate/output/:invocation_id")
+            raise BadRequest("bad path, expected /restate/attach/:invocation_id or /restate/output/:invocation_id")
         if request.method != "POST":
-            raise IngressError(405, "method not allowed")
+            raise MethodNotAllowed("method not allowed")
         body = await read_body(request, self.settings.max_body_bytes)
         return await self._lookup_and_answer(self._lookup_from_target(body), verb == "attach")
 
@@ -400,13 +399,13 @@ class Ingress:
         try:
             target = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise IngressError(400, f"invalid request body: {error}") from None
+            raise BadRequest(f"invalid request body: {error}") from None
         if not isinstance(target, dict):
-            raise IngressError(400, "invalid request body: expected a JSON object with a 'target' field")
+            raise BadRequest("invalid request body: expected a JSON object with a 'target' field")
         try:
             return self._lookup_for(target)
         except (KeyError, TypeError) as error:
-            raise IngressError(400, f"invalid request body: missing or invalid field {error}") from None
+            raise BadRequest(f"invalid request body: missing or invalid field {error}") from None
 
     def _lookup_for(self, target: dict[str, Any]) -> _Lookup:
         kind = target["target"]
@@ -422,11 +421,11 @@ class Ingress:
             invocation_id = idempotent_invocation_id(service, service_key, handler, str(target["idempotencyKey"]))
             resolved = self.registry.resolve(service, handler)
             return _Lookup(invocation_id, resolved.handler.output if resolved else None)
-        raise IngressError(400, f"invalid request body: unknown target {kind!r}; expected invocation, workflow or idempotentInvocation")
+        raise BadRequest(f"invalid request body: unknown target {kind!r}; expected invocation, workflow or idempotentInvocation")
 
     async def _attach_or_output(self, request: Request, lookup: _Lookup, kind: str) -> Response:
         if request.method != "GET":
-            raise IngressError(405, "method not allowed")
+            raise MethodNotAllowed("method not allowed")
         return await self._lookup_and_answer(lookup, kind == "attach")
 
     async def _lookup_and_answer(self, lookup: _Lookup, block: bool) -> Response:
@@ -449,9 +448,9 @@ class Ingress:
 
     async def _awakeable(self, request: Request, segments: list[str]) -> Response:
         if len(segments) != 2 or segments[1] not in ("resolve", "reject"):
-            raise IngressError(400 if len(segments) != 2 else 404, _BAD_AWAKEABLE_PATH)
+            raise (BadRequest if len(segments) != 2 else NotFound)(_BAD_AWAKEABLE_PATH)
         if request.method != "POST":
-            raise IngressError(405, "method not allowed")
+            raise MethodNotAllowed("method not allowed")
         awakeable_id = segments[0]
         invocation_id, signal_index = _parse_awakeable(awakeable_id)
         body = await read_body(request, self.settings.max_body_bytes)
@@ -472,20 +471,18 @@ class ReplyWaiter:
         self.reply_bus = reply_bus
 
     async def append(self, partition: int, body: RecordBody, invocation_id: str | None = None) -> None:
-        """Append one record; IngressError 413 if it is larger than the log takes, 503 (saying whether a retry is safe) if the log fails."""
+        """Append one record; PayloadTooLarge if it is larger than the log takes, InsufficientStorage on a full disk, Unavailable (saying whether a retry is safe) if the log fails."""
         entry = encode_record(Record(Envelope(now_ms()), body))
         try:
             await self.log.append(partition, [entry])
         except LogFullError:
-            raise IngressError(
-                INSUFFICIENT_STORAGE,
+            raise InsufficientStorage(
                 "the node's disk is full: the request was not recorded; retry once space is freed",
                 invocation_id,
                 retry_after_s=10,
             ) from None
         except AppendTooLargeError:
-            raise IngressError(
-                413,
+            raise PayloadTooLarge(
                 f"the request, {len(entry)} bytes as a log record, is larger than the log takes"
                 f" (max_append_bytes={self.log.max_append_bytes}); nothing was recorded",
                 invocation_id,
@@ -498,7 +495,7 @@ class ReplyWaiter:
                     "If the request has an 'idempotency-key', it can be safely retried,"
                     " otherwise submitting it again may result in executing the invocation twice."
                 )
-            raise IngressError(503, f"internal routing error: {error}. {advice}", invocation_id) from None
+            raise Unavailable(f"internal routing error: {error}. {advice}", invocation_id) from None
 
     async def append_and_wait(
         self,
@@ -517,7 +514,7 @@ class ReplyWaiter:
         appends `nudge(sink)` (an Attach), which makes the current leader
         answer again.
 
-        Raises IngressError 429 when too many requests wait, 503 when the
+        Raises TooManyRequests when too many requests wait, Unavailable when the
         append fails or the node stops before the reply came, 504 when no
         reply comes within `timeout_ms` (in both last cases the record stays
         appended and takes effect). The sink is released on every exit,
@@ -526,9 +523,9 @@ class ReplyWaiter:
         try:
             sink, future = self.reply_bus.register()
         except TooManyWaitingRequests as error:
-            raise IngressError(429, f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
+            raise TooManyRequests(f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
         except NodeStopping:
-            raise IngressError(503, "the node is shutting down; send the request to another node or retry once it is back") from None
+            raise Unavailable("the node is shutting down; send the request to another node or retry once it is back") from None
         try:
             partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
             await self.append(partition, make_body(sink), invocation_id)
@@ -536,8 +533,7 @@ class ReplyWaiter:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise IngressError(
-                        504,
+                    raise GatewayTimeout(
                         f"no answer for the {what} of invocation {invocation_id} within {timeout_ms} ms; the request was"
                         f" recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach",
                         invocation_id,
@@ -546,8 +542,7 @@ class ReplyWaiter:
                 try:
                     return await asyncio.wait_for(asyncio.shield(future), wait_s)
                 except NodeStopping:
-                    raise IngressError(
-                        503,
+                    raise Unavailable(
                         f"the node is shutting down before the {what} of invocation {invocation_id} had an answer; the request"
                         f" was recorded and goes on: attach with GET /restate/invocation/{invocation_id}/attach once a node serves it",
                         invocation_id,
@@ -587,12 +582,12 @@ def outcome_response(reply: Reply, invocation_id: str, output: OutputRules | Non
             headers[IDEMPOTENCY_EXPIRES] = format_rfc3339_ms(reply.completion_expires_at_ms)
         return _outcome(reply.outcome, output, headers)
     if reply.kind is ReplyKind.NOT_FOUND:
-        raise IngressError(404, "invocation not found", invocation_id)
+        raise NotFound("invocation not found", invocation_id)
     if reply.kind is ReplyKind.NOT_READY:
-        raise IngressError(NOT_READY_STATUS, "the invocation exists but has not completed yet", invocation_id)
+        raise NotReady("the invocation exists but has not completed yet", invocation_id)
     if reply.kind is ReplyKind.CONFLICT:
-        raise IngressError(409, reply.message or "the request conflicts with the invocation's state", invocation_id)
-    raise IngressError(500, f"unexpected reply {reply.kind.name} from the partition", invocation_id)
+        raise Conflict(reply.message or "the request conflicts with the invocation's state", invocation_id)
+    raise Internal(f"unexpected reply {reply.kind.name} from the partition", invocation_id)
 
 
 def _outcome(outcome: Outcome, output: OutputRules | None, headers: dict[str, str]) -> Response:
@@ -612,16 +607,16 @@ def _outcome(outcome: Outcome, output: OutputRules | None, headers: dict[str, st
 
 
 async def read_body(request: Request, max_body_bytes: int) -> bytes:
-    """The whole request body; IngressError 413 as soon as it exceeds `max_body_bytes`."""
+    """The whole request body; PayloadTooLarge as soon as it exceeds `max_body_bytes`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise IngressError(413, f"request body of {declared} bytes exceeds max_body_bytes ({max_body_bytes})")
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds max_body_bytes ({max_body_bytes})")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_body_bytes:
-            raise IngressError(413, f"request body exceeds max_body_bytes ({max_body_bytes})")
+            raise PayloadTooLarge(f"request body exceeds max_body_bytes ({max_body_bytes})")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -631,32 +626,32 @@ def _parse_service_path(rest: list[str], keyed: bool, forced_kind: str | None) -
     key = None
     if keyed:
         if not rest:
-            raise IngressError(400, _BAD_SERVICE_PATH)
+            raise BadRequest(_BAD_SERVICE_PATH)
         key, rest = _decode_key(rest[0]), rest[1:]
     if not rest or not rest[0]:
-        raise IngressError(400, _BAD_SERVICE_PATH)
+        raise BadRequest(_BAD_SERVICE_PATH)
     handler, tail = rest[0], rest[1:]
     if forced_kind is not None:
         if tail:
-            raise IngressError(400, _BAD_SERVICE_PATH)
+            raise BadRequest(_BAD_SERVICE_PATH)
         return key, handler, forced_kind == "send"
     if not tail:
         return key, handler, False
     if tail == ["send"]:
         return key, handler, True
-    raise IngressError(400, _BAD_SERVICE_PATH)
+    raise BadRequest(_BAD_SERVICE_PATH)
 
 
 def _decode_key(segment: str) -> str:
     try:
         return unquote(segment, errors="strict")
     except UnicodeDecodeError as error:
-        raise IngressError(400, f"bad path, cannot decode key: {error}") from None
+        raise BadRequest(f"bad path, cannot decode key: {error}") from None
 
 
 def _attach_kind(verb: str) -> str:
     if verb not in ("attach", "output"):
-        raise IngressError(404, "not found")
+        raise NotFound("not found")
     return verb
 
 
@@ -664,21 +659,20 @@ def _checked_invocation_id(text: str) -> str:
     try:
         InvocationId.parse(text)
     except ValueError as error:
-        raise IngressError(400, f"bad invocation id '{text}': {error}") from None
+        raise BadRequest(f"bad invocation id '{text}': {error}") from None
     return text
 
 
 def _parse_awakeable(awakeable_id: str) -> tuple[InvocationId, int]:
     if is_legacy_awakeable_id(awakeable_id):
-        raise IngressError(
-            400,
+        raise BadRequest(
             f"bad awakeable id '{awakeable_id}': 'prom_1' ids come from service protocol versions below 5,"
             " which duro does not run; expected a 'sign_1' id",
         )
     try:
         return parse_awakeable_id(awakeable_id)
     except ValueError as error:
-        raise IngressError(400, f"bad awakeable id '{awakeable_id}': {error}") from None
+        raise BadRequest(f"bad awakeable id '{awakeable_id}': {error}") from None
 
 
 def _parse_delay(query: list[tuple[str, str]]) -> int | None:
@@ -687,7 +681,7 @@ def _parse_delay(query: list[tuple[str, str]]) -> int | None:
             try:
                 return parse_duration_ms(value)
             except ValueError as error:
-                raise IngressError(400, f"bad delay query parameter, must be a ISO8601 duration: {error}") from None
+                raise BadRequest(f"bad delay query parameter, must be a ISO8601 duration: {error}") from None
     return None
 
 

@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
+from ingress.errors import ApiError, BadRequest, Conflict, NotFound
 from ingress.schema import DiscoveredEndpoint, HandlerInfo, ServiceInfo
 from ingress.schema import RetryPolicy as DeclaredRetryPolicy
 from protocol.retention import InvocationRetention, RetentionPolicy
@@ -44,9 +45,9 @@ _ULID_BASE62_CHARS = 22
 
 
 class RegistryError(Exception):
-    """A registry operation that cannot be done as asked; `status` is the HTTP status to answer with."""
+    """A registry operation that cannot be done as asked; `kind` is the API error it becomes (ingress/errors.py maps it to HTTP)."""
 
-    status = 400
+    kind: ClassVar[type[ApiError]] = BadRequest
 
     def __init__(self, message: str, restate_code: str | None = None) -> None:
         super().__init__(message)
@@ -57,15 +58,15 @@ class RegistryError(Exception):
 class RegistryConflict(RegistryError):
     """The change conflicts with what is registered (breaking change, type change, removal of a live deployment)."""
 
-    status = 409
+    kind = Conflict
 
 
 class DeploymentNotFound(RegistryError):
-    status = 404
+    kind = NotFound
 
 
 class ServiceNotFound(RegistryError):
-    status = 404
+    kind = NotFound
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingress import kafka_options
-from ingress.admin import AdminError, _describe_validation, _json_body, _query_bool, json_response
+from ingress.admin import _describe_validation, _json_body, _query_bool, json_response
 from ingress.durations import format_rfc3339_ms
+from ingress.errors import BadRequest, NotFound
 from ingress.kafka_inspect import KafkaInspector
 from ingress.registry import RegistryError
 from ingress.subscriptions import KafkaCluster, Subscription, SubscriptionRegistry, check_subscription_id
@@ -94,7 +95,7 @@ class SubscriptionAdmin:
         subscription = self._subscription(request)
         cluster = self.registry.cluster(subscription.cluster)
         if cluster is None:
-            raise AdminError(404, f"The requested Kafka cluster '{subscription.cluster}' does not exist")
+            raise NotFound(f"The requested Kafka cluster '{subscription.cluster}' does not exist")
         properties = {**cluster.properties, **subscription.options}
         rows = await _registry_call(self.inspector.lag(properties, subscription.group_id, subscription.topic))
         partitions = [
@@ -107,7 +108,7 @@ class SubscriptionAdmin:
         subscription_id = _subscription_id(request)
         subscription = self.registry.subscription(subscription_id)
         if subscription is None:
-            raise AdminError(404, f"The requested subscription '{subscription_id}' does not exist")
+            raise NotFound(f"The requested subscription '{subscription_id}' does not exist")
         return subscription
 
     # ------------------------------------------------------------ Kafka clusters
@@ -140,7 +141,7 @@ class SubscriptionAdmin:
         name = request.path_params["cluster"]
         cluster = self.registry.cluster(name)
         if cluster is None:
-            raise AdminError(404, f"The requested Kafka cluster '{name}' does not exist")
+            raise NotFound(f"The requested Kafka cluster '{name}' does not exist")
         return cluster
 
 
@@ -161,18 +162,18 @@ def _subscription_id(request: Request) -> str:
     try:
         return check_subscription_id(text)
     except ValueError as error:
-        raise AdminError(400, f"Invalid URL: Cannot parse `subscription` with value `{text}`: {error}") from None
+        raise BadRequest(f"Invalid URL: Cannot parse `subscription` with value `{text}`: {error}") from None
 
 
 async def _parse(request: Request, model: type[_Model]) -> _Model:
     try:
         return model.model_validate(await _json_body(request))
     except ValidationError as error:
-        raise AdminError(400, _describe_validation(error)) from None
+        raise BadRequest(_describe_validation(error)) from None
 
 
 async def _registry_call(work: Awaitable[_T]) -> _T:
     try:
         return await work
     except RegistryError as error:
-        raise AdminError(error.status, error.message, error.restate_code) from None
+        raise error.kind(error.message, restate_code=error.restate_code) from None

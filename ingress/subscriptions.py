@@ -32,6 +32,7 @@ from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from ingress import kafka_options
+from ingress.errors import NotFound, Unavailable
 from ingress.kafka_options import KafkaOptionError
 from ingress.registry import FileRegistryStore, Registry, RegistryConflict, RegistryError, parse_resource_id, resource_id
 from wal.records import HandlerKind, ServiceType
@@ -48,17 +49,17 @@ _Item = TypeVar("_Item")
 
 
 class SubscriptionNotFound(RegistryError):
-    status = 404
+    kind = NotFound
 
 
 class KafkaClusterNotFound(RegistryError):
-    status = 404
+    kind = NotFound
 
 
 class KafkaUnavailable(RegistryError):
     """The Kafka cluster could not be asked (unreachable, timed out); retrying later may work."""
 
-    status = 503
+    kind = Unavailable
 
 
 @dataclass(frozen=True, slots=True)

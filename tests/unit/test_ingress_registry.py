@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ingress_fakes import TEST_MANIFEST, endpoint_from_manifest
 
+from ingress.errors import Conflict, NotFound
 from ingress.registry import (
     DEPLOYMENT_ID_PREFIX,
     FileRegistryStore,
@@ -113,7 +114,7 @@ async def test_incompatible_change_on_same_uri_needs_force(change: Any) -> None:
     first = await registry.register(endpoint_from_manifest(TEST_MANIFEST))
     with pytest.raises(RegistryConflict) as raised:
         await registry.register(endpoint_from_manifest(manifest_with(change)))
-    assert raised.value.status == 409
+    assert raised.value.kind is Conflict
     assert "force" in raised.value.message
     assert registry.deployment(first.deployment.id) == first.deployment
     forced = await registry.register(endpoint_from_manifest(manifest_with(change)), force=True)
@@ -169,7 +170,7 @@ async def test_remove_deployment_falls_back_to_the_previous_revision() -> None:
     assert registry.deployment(removed.id) is None
     with pytest.raises(RegistryError) as raised:
         await registry.remove_deployment(removed.id, force=True)
-    assert raised.value.status == 404
+    assert raised.value.kind is NotFound
 
 
 async def test_file_store_round_trip(tmp_path: Path) -> None:

@@ -48,16 +48,30 @@ _DEADLINE_CHECK_EVERY_ROWS = 512
 
 
 def partition_tables(stores: Stores, names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
-    """The partition tables among `names`, with the rows of every store; QueryTimeout once past `deadline` (monotonic)."""
-    wanted = {name: builder for name, builder in _BUILDERS.items() if name in names}
-    rows: dict[str, list[Row]] = {name: [] for name in wanted}
-    seen = 0
+    """The partition tables among `names`, with the rows of every store; QueryTimeout once past `deadline` (monotonic).
+
+    The tables drawn from invocation statuses are built in one pass, each
+    status decoded once; every other table scans its own rows.
+    """
+    from_statuses = {name: builder for name, builder in _STATUS_BUILDERS.items() if name in names}
+    scanned = {name: builder for name, builder in _BUILDERS.items() if name in names}
+    rows: dict[str, list[Row]] = {name: [] for name in (*from_statuses, *scanned)}
+    checked = 0
     for _, store in stores:
-        for name, builder in wanted.items():
+        if from_statuses:
+            for invocation_id, partition_key, status in _statuses(store):
+                for name, status_builder in from_statuses.items():
+                    row = status_builder(invocation_id, partition_key, status)
+                    if row is not None:
+                        rows[name].append(row)
+                checked += 1
+                if checked % _DEADLINE_CHECK_EVERY_ROWS == 0 and time.monotonic() > deadline:
+                    raise QueryTimeout("the query ran past its timeout while reading the invocations")
+        for name, builder in scanned.items():
             for row in builder(store):
                 rows[name].append(row)
-                seen += 1
-                if seen % _DEADLINE_CHECK_EVERY_ROWS == 0 and time.monotonic() > deadline:
+                checked += 1
+                if checked % _DEADLINE_CHECK_EVERY_ROWS == 0 and time.monotonic() > deadline:
                     raise QueryTimeout(f"the query ran past its timeout while reading {name}")
     return {name: rows_table(name, table_rows) for name, table_rows in rows.items()}
 
@@ -65,9 +79,10 @@ def partition_tables(stores: Stores, names: frozenset[str], deadline: float) -> 
 # ---------------------------------------------------------------- invocations
 
 
-def _statuses(store: PartitionStore) -> Iterator[tuple[str, InvocationStatus]]:
+def _statuses(store: PartitionStore) -> Iterator[tuple[str, int, InvocationStatus]]:
     for row, raw in store.scan(keys.INVOCATION_PREFIX):
-        yield row[1:].decode(), InvocationStatus.decode(raw)
+        invocation_id = row[1:].decode()
+        yield invocation_id, InvocationId.parse(invocation_id).partition_key, InvocationStatus.decode(raw)
 
 
 def failure_text(failure: Failure) -> str:
@@ -75,12 +90,7 @@ def failure_text(failure: Failure) -> str:
     return f"[{failure.code}] {failure.message}"
 
 
-def invocation_status_rows(store: PartitionStore) -> Iterator[Row]:
-    for invocation_id, status in _statuses(store):
-        yield invocation_status_row(invocation_id, status)
-
-
-def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
+def invocation_status_row(invocation_id: str, partition_key: int, status: InvocationStatus) -> Row:
     target = status.target
     outcome = status.outcome
     invoked_by = "ingress"
@@ -92,7 +102,7 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
     elif invoked_by_id is not None:
         invoked_by = "service"
     row: Row = {
-        "partition_key": InvocationId.parse(invocation_id).partition_key,
+        "partition_key": partition_key,
         "id": invocation_id,
         "status": STATUS_WORDS[status.phase],
         "target": target.path,
@@ -131,39 +141,37 @@ def invocation_status_row(invocation_id: str, status: InvocationStatus) -> Row:
     return row
 
 
-def invocation_state_rows(store: PartitionStore) -> Iterator[Row]:
+def invocation_state_row(invocation_id: str, partition_key: int, status: InvocationStatus) -> Row | None:
     """The attempt side of an invocation (Restate's invoker status): running, or backing off between attempts."""
-    for invocation_id, status in _statuses(store):
-        state = status.state
-        if not isinstance(state, Invoked | BackingOff):
-            continue
-        in_flight = isinstance(state, Invoked)
-        failure = status.last_failure
-        yield {
-            "partition_key": InvocationId.parse(invocation_id).partition_key,
-            "id": invocation_id,
-            "in_flight": in_flight,
-            "retry_count": status.retry_count + 1 if in_flight else status.retry_count,  # attempts since the last stored entry
-            "last_start_at": status.last_start_at_ms,
-            "last_attempt_deployment_id": status.deployment_id,
-            "next_retry_at": status.next_retry_at_ms,
-            "last_failure": failure_text(failure) if failure is not None else None,
-        }
+    state = status.state
+    if not isinstance(state, Invoked | BackingOff):
+        return None
+    in_flight = isinstance(state, Invoked)
+    failure = status.last_failure
+    return {
+        "partition_key": partition_key,
+        "id": invocation_id,
+        "in_flight": in_flight,
+        "retry_count": status.retry_count + 1 if in_flight else status.retry_count,  # attempts since the last stored entry
+        "last_start_at": status.last_start_at_ms,
+        "last_attempt_deployment_id": status.deployment_id,
+        "next_retry_at": status.next_retry_at_ms,
+        "last_failure": failure_text(failure) if failure is not None else None,
+    }
 
 
-def idempotency_rows(store: PartitionStore) -> Iterator[Row]:
-    for invocation_id, status in _statuses(store):
-        if status.idempotency_key is None or status.target.is_workflow_run:
-            continue
-        target = status.target
-        yield {
-            "partition_key": InvocationId.parse(invocation_id).partition_key,
-            "service_name": target.service,
-            "service_key": target.key,
-            "service_handler": target.handler,
-            "idempotency_key": status.idempotency_key,
-            "invocation_id": invocation_id,
-        }
+def idempotency_row(invocation_id: str, partition_key: int, status: InvocationStatus) -> Row | None:
+    if status.idempotency_key is None or status.target.is_workflow_run:
+        return None
+    target = status.target
+    return {
+        "partition_key": partition_key,
+        "service_name": target.service,
+        "service_key": target.key,
+        "service_handler": target.handler,
+        "idempotency_key": status.idempotency_key,
+        "invocation_id": invocation_id,
+    }
 
 
 # ---------------------------------------------------------------- journals
@@ -185,8 +193,7 @@ def _camel(snake: str) -> str:
 
 
 def journal_rows(store: PartitionStore) -> Iterator[Row]:
-    for invocation_id, _ in _statuses(store):
-        partition_key = InvocationId.parse(invocation_id).partition_key
+    for invocation_id, partition_key, _ in _statuses(store):
         for index, (_, raw) in enumerate(store.scan(keys.journal_prefix(invocation_id))):
             message_type, payload = msgpack.unpackb(raw)
             yield {
@@ -287,9 +294,14 @@ def _no_rows(store: PartitionStore) -> Iterator[Row]:
     return iter(())
 
 
+_STATUS_BUILDERS: Final[dict[str, Callable[[str, int, InvocationStatus], Row | None]]] = {
+    "sys_invocation_status": invocation_status_row,
+    "sys_invocation_state": invocation_state_row,
+    "sys_idempotency": idempotency_row,
+}
+"""Tables with (at most) one row per invocation, built from its status."""
+
 _BUILDERS: Final[dict[str, Callable[[PartitionStore], Iterator[Row]]]] = {
-    "sys_invocation_status": invocation_status_rows,
-    "sys_invocation_state": invocation_state_rows,
     "sys_journal": journal_rows,
     "sys_journal_events": _no_rows,  # duro records no journal events (Restate's transient-error and pause events)
     "sys_locks": _no_rows,  # Restate's virtual-queue locks; duro's key locks are in sys_keyed_service_status
@@ -297,6 +309,5 @@ _BUILDERS: Final[dict[str, Callable[[PartitionStore], Iterator[Row]]]] = {
     "sys_inbox": inbox_rows,
     "sys_keyed_service_status": keyed_service_status_rows,
     "sys_promise": promise_rows,
-    "sys_idempotency": idempotency_rows,
     "sys_deadlock": deadlock_rows,
 }

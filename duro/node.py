@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
 from duro.cluster_query import ClusterTables, internal_query_route
+from duro.descriptors import ConnectionBudget, DescriptorBudgetError, budget_connections
 from duro.directory import RegistryDirectory
 from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
@@ -39,8 +40,11 @@ from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
+from ingress.admin import error_body as admin_error_body
+from ingress.connections import ConnectionLimits
 from ingress.discovery import discoverer_with
 from ingress.http import build_ingress_app
+from ingress.http import error_body as ingress_error_body
 from ingress.kafka_inspect import KafkaInspector
 from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
 from ingress.serving import NodeHttpServer
@@ -113,6 +117,7 @@ class Node:
         self.lifecycle = Lifecycle(settings.shutdown.timeout_ms, settings.shutdown.close_timeout_ms)
         self._leave_cluster: Callable[[], Awaitable[None]] | None = None
         self._disk_full: DiskFullRecovery | None = None
+        self._budget: ConnectionBudget | None = None
         self._started = False  # the servers listen: from here on errors are the lifecycle's, not start-up's
 
     async def serve(self) -> int:
@@ -145,6 +150,12 @@ class Node:
         settings = self.settings
         lifecycle = self.lifecycle
         check_data_dir(settings)
+        try:
+            self._budget = budget_connections(
+                settings.ingress.max_ingress_connections, settings.ingress.max_admin_connections, settings.reserved_file_descriptors
+            )
+        except DescriptorBudgetError as error:
+            raise NodeStartError(str(error)) from None
         disk = DiskSpace(settings.data_dir, settings.min_free_disk_bytes, settings.disk_check_interval_ms)
         async with contextlib.AsyncExitStack() as stack:
             watching = asyncio.create_task(disk.run(), name="disk space sampler")
@@ -152,8 +163,10 @@ class Node:
             stack.callback(watching.cancel)
             wal, metadata = await self._open_log(stack)
             state_dir = str(settings.data_dir / "state")
-            database = RocksDatabase(state_dir)
-            recovery = self._disk_full = DiskFullRecovery(disk, database, lambda: RocksDatabase(state_dir), lifecycle)
+            database = RocksDatabase(state_dir, settings.state_max_open_files)
+            recovery = self._disk_full = DiskFullRecovery(
+                disk, database, lambda: RocksDatabase(state_dir, settings.state_max_open_files), lifecycle
+            )
             stack.push_async_callback(lifecycle.closing("the state store", recovery.close))
             if metadata is None:
                 await _check_state_within_log(wal, database, settings)
@@ -267,6 +280,20 @@ class Node:
         log.info("signing requests to deployments with request identity key %s", signer.key_id)
         return signer
 
+    def _limits(self, name: str, render_error: Callable[[int, str], bytes]) -> ConnectionLimits:
+        """The connection bounds of one HTTP server; the caps come from the descriptor budget made at start-up."""
+        ingress = self.settings.ingress
+        assert self._budget is not None, "the descriptor budget is made before the servers start"
+        return ConnectionLimits(
+            name=f"{name} API",
+            max_connections=self._budget.max_ingress_connections if name == "ingress" else self._budget.max_admin_connections,
+            idle_timeout_ms=ingress.idle_timeout_ms,
+            header_read_timeout_ms=ingress.header_read_timeout_ms,
+            max_header_bytes=ingress.max_header_bytes,
+            max_header_count=ingress.max_header_count,
+            render_error=render_error,
+        )
+
     def _fail(self, error: BaseException) -> None:
         """A partition processor died: wait out a full disk, stop the node for anything else."""
         if self._disk_full is not None and is_disk_full(error):
@@ -362,8 +389,8 @@ class Node:
         settings = self.settings
         lifecycle = self.lifecycle
         servers = [
-            NodeHttpServer("ingress", ingress_app, settings.bind, settings.ingress_port),
-            NodeHttpServer("admin", admin_app, settings.bind, settings.admin_port),
+            NodeHttpServer("ingress", ingress_app, settings.bind, settings.ingress_port, self._limits("ingress", ingress_error_body)),
+            NodeHttpServer("admin", admin_app, settings.bind, settings.admin_port, self._limits("admin", admin_error_body)),
         ]
         for server in servers:
             try:

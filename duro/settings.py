@@ -153,6 +153,15 @@ class DuroSettings(BaseSettings):
         description="At start-up, cut the embedded log at a damaged frame instead of refusing to start; every entry from"
         " there on is lost (logged). For one start by an operator who accepts the loss; leave it off otherwise.",
     )
+    reserved_file_descriptors: int = Field(
+        default=256,
+        ge=64,
+        description="File descriptors kept for the log, the state store (state_max_open_files of them), outgoing connections"
+        " and the runtime; the ingress and admin connection caps are lowered at start-up to fit in the rest.",
+    )
+    state_max_open_files: int = Field(
+        default=128, ge=16, description="Table files RocksDB keeps open at once (part of reserved_file_descriptors)."
+    )
     min_free_disk_bytes: int = Field(
         default=256 * 1024 * 1024,
         ge=0,
@@ -190,6 +199,15 @@ class DuroSettings(BaseSettings):
         if "node_id" in self.model_fields_set:
             raise ValueError(f"node_id ({self.node_id}) and node_id_from_hostname are both set; set one of them")
         object.__setattr__(self, "node_id", node_id_of_hostname(os.environ.get("HOSTNAME") or socket.gethostname()))
+        return self
+
+    @model_validator(mode="after")
+    def _state_files_fit_the_reserve(self) -> DuroSettings:
+        if self.state_max_open_files + 64 > self.reserved_file_descriptors:
+            raise ValueError(
+                f"reserved_file_descriptors ({self.reserved_file_descriptors}) must leave at least 64 descriptors beyond"
+                f" state_max_open_files ({self.state_max_open_files}) for the log, outgoing connections and the runtime"
+            )
         return self
 
     @property

@@ -769,6 +769,11 @@ def _unexpected(request: Request, error: Exception) -> Response:
     return json_response(500, {"message": message, "restate_code": None})
 
 
+def error_body(status: int, message: str) -> bytes:
+    """The admin API's error body `{"message", "restate_code"}` (also for requests refused before they reach it, e.g. 431)."""
+    return json.dumps({"message": message, "restate_code": None}, separators=(",", ":")).encode()
+
+
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")).encode(), status_code=status, headers=headers, media_type="application/json")
 

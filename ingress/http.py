@@ -563,10 +563,15 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 
 def error_response(status: int, message: str, invocation_id: str | None = None) -> Response:
     """An error the ingress generated: Restate's body `{"code", "message", "source": "ingress"}`."""
-    headers = {X_RESTATE_ERROR_SOURCE: "ingress"}
+    headers = {X_RESTATE_ERROR_SOURCE: "ingress", "content-type": JSON_TYPE}
     if invocation_id is not None:
         headers[X_RESTATE_ID] = invocation_id
-    return json_response(status, {"code": status, "message": message, "source": "ingress"}, headers)
+    return Response(error_body(status, message), status_code=status, headers=headers)
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The body of an error the ingress generated (also for requests refused before they reach it, e.g. 431)."""
+    return json.dumps({"code": status, "message": message, "source": "ingress"}, separators=(",", ":")).encode()
 
 
 def failure_status(code: int) -> int:

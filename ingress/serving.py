@@ -17,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from ingress.connections import ConnectionLimits, bounded_protocol
+
 log = logging.getLogger("duro.http")
 
 DEFAULT_START_TIMEOUT_MS = 10_000
@@ -88,10 +90,13 @@ class _ServerWithoutSignals(uvicorn.Server):
 class NodeHttpServer:
     """One HTTP server of a node (`name`: "ingress" or "admin"): listen, start, drain, close."""
 
-    def __init__(self, name: str, app: Any, host: str, port: int, **config: Any) -> None:
+    def __init__(self, name: str, app: Any, host: str, port: int, limits: ConnectionLimits | None = None) -> None:
         self.name = name
         self.host = host
         self.port = port
+        config: dict[str, Any] = {}
+        if limits is not None:
+            config = {"http": bounded_protocol(limits), "timeout_keep_alive": limits.idle_timeout_ms / 1000}
         self._server = _ServerWithoutSignals(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", log_config=None, **config)
         )

@@ -36,6 +36,21 @@ class IngressSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_body_bytes: int = Field(default=10 * MIB, ge=0, description="Largest request body accepted; larger → 413.")
+    max_ingress_connections: int = Field(
+        default=10_000,
+        gt=0,
+        description="Open connections to the ingress at once; one more is answered 503 and closed. Lowered at start-up to fit"
+        " the file descriptor limit.",
+    )
+    max_admin_connections: int = Field(default=128, gt=0, description="Open connections to the admin API at once; as above.")
+    idle_timeout_ms: int = Field(
+        default=5_000, gt=0, description="A connection with no request in progress is closed after this long (new or kept alive)."
+    )
+    header_read_timeout_ms: int = Field(
+        default=10_000, gt=0, description="A request's line and headers must arrive within this long of its first byte, else 408."
+    )
+    max_header_bytes: int = Field(default=64 * 1024, gt=0, description="Largest request line plus headers; larger → 431.")
+    max_header_count: int = Field(default=100, gt=0, description="Most headers in one request; more → 431.")
     call_timeout_ms: int = Field(
         default=24 * HOUR_MS,
         gt=0,

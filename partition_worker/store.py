@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 _PARTITION = struct.Struct(">H")
+DEFAULT_MAX_OPEN_FILES = 128  # table files RocksDB keeps open; the node reserves descriptors for them
 T = TypeVar("T")
 
 
@@ -57,9 +58,10 @@ class MemoryPartitionStore:
 class RocksDatabase:
     """One RocksDB for all partitions of a node (rocksdict). Writes skip fsync: the log is the truth."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> None:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_max_open_files(max_open_files)
         self._db = Rdict(path, options)
         self._write_options = WriteOptions()
         self._write_options.sync = False

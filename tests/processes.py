@@ -6,9 +6,11 @@ the log is part of the error. Waits are bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,12 +94,25 @@ class ManagedProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     cwd: Path = REPO_ROOT
+    file_descriptor_limit: int | None = None  # soft and hard RLIMIT_NOFILE of the process, like `ulimit -n` before starting it
 
     def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - held open for the process's life, closed in stop()
+        limit = self.file_descriptor_limit
+
+        def limit_descriptors() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.process = subprocess.Popen(
-            self.args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.cwd, start_new_session=True
+            self.args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,
+            preexec_fn=limit_descriptors if limit is not None else None,
         )
 
     def log_tail(self, lines: int = 60) -> str:
@@ -171,6 +187,18 @@ class DuroServer(ManagedProcess):
         status, _, body = http("POST", f"{self.admin}/deployments", {"uri": uri, "use_http_11": use_http_11, "force": force})
         assert status in (200, 201), f"registering {uri} failed with {status}: {body.decode(errors='replace')}\n{self.log_tail()}"
         return json.loads(body)
+
+    @contextlib.contextmanager
+    def serving(self, *endpoints: ServiceEndpoint) -> Iterator[DuroServer]:
+        """Start, wait until ready, register `endpoints`; stop on exit."""
+        self.start()
+        try:
+            self.wait_ready()
+            for endpoint in endpoints:
+                self.register(endpoint.uri)
+            yield self
+        finally:
+            self.stop()
 
     def call(
         self, path: str, body: object = None, headers: dict[str, str] | None = None, timeout_s: float = 30.0

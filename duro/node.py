@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
 from duro.telemetry import Telemetry
+from duro.snapshots import NodeSnapshots
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.admin import error_body as admin_error_body
 from ingress.connections import ConnectionLimits
@@ -56,6 +58,7 @@ from ingress.subscriptions import FileKeyValues, KafkaCluster, KeyValueStore, Su
 from partition_worker.gauges import GaugeSampler, GaugeSettings, SampledPartition
 from partition_worker.invoker import Invoker
 from partition_worker.processor import StateAheadOfLogError, applied_offset_of, check_state_within_log
+from partition_worker.snapshotter import SnapshotIdentity
 from partition_worker.state_machine import StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
@@ -95,20 +98,28 @@ def run_node(settings: DuroSettings) -> int:
         return runner.run(Node(settings).serve())
 
 
-def check_data_dir(settings: DuroSettings) -> None:
-    """Create the data dir, or check that it was created with the same partition count."""
+def check_data_dir(settings: DuroSettings) -> str:
+    """Create the data dir, or check that it was created with the same partition count; return its log id.
+
+    The log id (since 0.2) names the embedded log this data dir holds, so that
+    its snapshots are never restored into another log; a data dir from before
+    gets one now.
+    """
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     node_file = data_dir / NODE_FILE
-    if not node_file.exists():
-        node_file.write_text(json.dumps({"partitions": settings.partitions}))
-        return
-    stored = json.loads(node_file.read_text())
+    stored = json.loads(node_file.read_text()) if node_file.exists() else {"partitions": settings.partitions}
     if stored.get("partitions") != settings.partitions:
         raise NodeStartError(
             f"data dir {data_dir} was created with --partitions {stored.get('partitions')}, not {settings.partitions};"
             " the partition count is fixed when the data dir is created: use the same value or a new --data-dir"
         )
+    if "log_id" not in stored:
+        stored["log_id"] = uuid.uuid4().hex
+        temporary = node_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(stored))
+        os.replace(temporary, node_file)
+    return str(stored["log_id"])
 
 
 class Node:
@@ -149,7 +160,7 @@ class Node:
     async def _serve(self) -> int:
         settings = self.settings
         lifecycle = self.lifecycle
-        check_data_dir(settings)
+        log_id = check_data_dir(settings)
         try:
             self._budget = budget_connections(
                 settings.ingress.max_ingress_connections, settings.ingress.max_admin_connections, settings.reserved_file_descriptors
@@ -190,6 +201,8 @@ class Node:
                 signer=signer,
             )
             stack.push_async_callback(lifecycle.closing("the invoker", invoker.close))
+            log_name = f"kafka:{settings.kafka_topic}" if metadata is not None else f"embedded:{log_id}"
+            snapshots = NodeSnapshots(settings, database, wal, SnapshotIdentity(log_name, settings.partitions, settings.node_id))
             worker = PartitionWorker(
                 settings.node_id,
                 wal,
@@ -199,9 +212,13 @@ class Node:
                 self._state_machine_config,
                 settings.processor,
                 self._fail,
+                restore=snapshots.restore,
             )
             recovery.worker = worker
             stack.push_async_callback(lifecycle.closing("the partition processors", worker.close))
+            snapshotting = asyncio.create_task(snapshots.run(worker), name="snapshotter")
+            snapshotting.add_done_callback(self._fail_unless_cancelled)
+            stack.callback(snapshotting.cancel)
             sampler = GaugeSampler(
                 wal,
                 lambda: [SampledPartition(p, processor.applied_offset, processor.store) for p, processor in worker.processors.items()],
@@ -361,7 +378,10 @@ class Node:
                 embedded = await EmbeddedLog.open(
                     settings.data_dir / "log",
                     settings.partitions,
-                    EmbeddedLogLimits(max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes),
+                    EmbeddedLogLimits(
+                        max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes,
+                        max_segment_bytes=settings.log_max_segment_bytes,
+                    ),
                     truncate_corrupt_tail=settings.truncate_corrupt_tail,
                 )
                 stack.push_async_callback(self.lifecycle.closing("the embedded log", embedded.close))

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from ingress.settings import IngressSettings, SubscriptionSettings
-from partition_worker.settings import InvokerSettings, ProcessorSettings
+from partition_worker.settings import InvokerSettings, ProcessorSettings, SnapshotSettings
+from wal.embedded import DEFAULT_MAX_SEGMENT_BYTES
+from wal.embedded_files import MAX_SEGMENT_BYTES
 from wal.kafka_settings import KafkaLogSettings
 from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
 
@@ -169,6 +171,12 @@ class DuroSettings(BaseSettings):
         " ones, retries, attaches and snapshots still fit; they are accepted again once it is free.",
     )
     disk_check_interval_ms: int = Field(default=1_000, gt=0, description="How often the data dir's free space is sampled.")
+    log_max_segment_bytes: int = Field(
+        default=DEFAULT_MAX_SEGMENT_BYTES,
+        gt=0,
+        le=MAX_SEGMENT_BYTES,
+        description="The embedded log starts a new segment file at this size; trimming deletes whole segments.",
+    )
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     metrics_sample_interval_ms: int = Field(
         default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."
@@ -191,6 +199,7 @@ class DuroSettings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     @model_validator(mode="after")
     def _node_id_from_hostname(self) -> DuroSettings:

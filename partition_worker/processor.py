@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from partition_worker import keys, log_context, metrics
@@ -84,8 +84,10 @@ class PartitionProcessor:
         deliver_reply: Callable[[IngressSink, Reply], object],
         settings: ProcessorSettings | None = None,
         clock_ms: Callable[[], int] | None = None,
+        restore: Callable[[int, int], Awaitable[object]] | None = None,
     ) -> None:
         self._partition = partition
+        self._restore = restore  # (partition, applied offset): bring the store up to a newer snapshot before applying
         self.node_id = node_id
         self._log = log_
         self._store = store
@@ -94,9 +96,9 @@ class PartitionProcessor:
         self._deliver_reply = deliver_reply
         self.settings = settings or ProcessorSettings()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        self.applied_offset = applied_offset_of(store)
-        raw_epoch = store.get(keys.LEADER_EPOCH)
-        self._known_epoch = keys.decode_u64(raw_epoch) if raw_epoch is not None else 0
+        self._load_position()
+        self._caught_up_from = self.applied_offset
+        self.replayed_records = 0  # records applied at start-up before leading (after any restore)
         self._leader_epoch = 0  # nonzero while this node leads
         self._announced = False
         self._leader_tasks: list[asyncio.Task[None]] = []
@@ -109,6 +111,12 @@ class PartitionProcessor:
         label = str(partition)
         self._applied_offset_gauge = metrics.applied_offset.labels(label)
         self._is_leader_gauge = metrics.is_leader.labels(label)
+
+    def _load_position(self) -> None:
+        """Read the applied offset and the highest leader epoch from the store (at start, and after a restore)."""
+        self.applied_offset = applied_offset_of(self._store)
+        raw_epoch = self._store.get(keys.LEADER_EPOCH)
+        self._known_epoch = keys.decode_u64(raw_epoch) if raw_epoch is not None else 0
 
     # ------------------------------------------------------------ PartitionLeader
 
@@ -142,8 +150,12 @@ class PartitionProcessor:
         """
         log_context.partition.set(self._partition)  # for the lines this task and the tasks it starts log
         try:
+            if self._restore is not None:
+                await self._restore(self._partition, self.applied_offset)
+                self._load_position()
             catch_up_to = await self._log.end_offset(self._partition)
             check_state_within_log(self._partition, self.applied_offset, catch_up_to)
+            self._caught_up_from = self.applied_offset
             if self.applied_offset + 1 >= catch_up_to:
                 await self._announce()
             async for batch in self._log.tail(self._partition, self.applied_offset + 1, self.settings.max_apply_batch_records):
@@ -156,6 +168,12 @@ class PartitionProcessor:
             self._step_down()
 
     async def _announce(self) -> None:
+        if not self._announced:
+            self.replayed_records = self.applied_offset - self._caught_up_from
+            log.info(
+                "partition %d caught up: replayed %d records (offsets %d..%d) before leading",
+                self._partition, self.replayed_records, self._caught_up_from + 1, self.applied_offset,
+            )  # fmt: skip
         self._announced = True
         epoch = self._known_epoch + 1
         entry = encode_record(Record(Envelope(self._clock_ms()), AnnounceLeader(self.node_id, epoch)))

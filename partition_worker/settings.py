@@ -81,3 +81,26 @@ class ProcessorSettings(BaseModel):
         gt=0,
         description="How often the leader checks that every running invocation has a live attempt or a recorded end (and fails those that have neither).",
     )
+
+
+class SnapshotSettings(BaseModel):
+    """When the leader of a partition snapshots it, where snapshots go, and whether the log is trimmed below them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repository: str | None = Field(
+        default=None,
+        description="Where snapshots go: a directory path (file:// optional) or s3://BUCKET/PREFIX; default DATA_DIR/snapshots.",
+    )
+    interval_records: int = Field(
+        default=100_000, gt=0, description="Snapshot a partition once this many log records were applied since its last snapshot."
+    )
+    interval_ms: int = Field(
+        default=600_000, gt=0, description="Snapshot a partition that applied any record this long after its last snapshot."
+    )
+    check_interval_ms: int = Field(default=1_000, gt=0, description="How often the snapshotter checks which partitions are due.")
+    max_retained: int = Field(default=1, ge=1, description="Snapshots kept per partition; the log is trimmed below the oldest kept.")
+    trim_log: bool = Field(default=True, description="Delete log records below every partition's oldest kept snapshot.")
+    s3_endpoint_url: str | None = Field(default=None, description="Endpoint of an S3-compatible store (default: AWS).")
+    s3_region: str | None = Field(default=None, description="Region of the bucket (AWS_REGION otherwise).")
+    s3_addressing_style: str = Field(default="path", description="path (S3-compatible servers) or virtual (AWS).")

@@ -11,9 +11,22 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import (
+    AccessType,
+    Checkpoint,
+    IngestExternalFileOptions,
+    Options,
+    Rdict,
+    ReadOptions,
+    SstFileWriter,
+    WriteBatch,
+    WriteOptions,
+)
+
+from partition_worker import keys
 
 _PARTITION = struct.Struct(">H")
 DEFAULT_MAX_OPEN_FILES = 128  # table files RocksDB keeps open; the node reserves descriptors for them
@@ -69,8 +82,75 @@ class RocksDatabase:
     def partition(self, partition: int) -> RocksPartitionStore:
         return RocksPartitionStore(self, partition)
 
+    def create_checkpoint(self, path: str) -> None:
+        """A consistent copy of the whole database at `path` (hard links where it can; blocking: run it in a thread).
+
+        Each partition's rows in it are those of one applied batch boundary,
+        since a batch and its applied offset are one write.
+        """
+        Checkpoint(self._db).create_checkpoint(path)
+
+    def replace_partition(self, partition: int, sst_path: str) -> None:
+        """Make the rows of `sst_path` (written by `export_partition`) the whole of `partition` (blocking).
+
+        The partition's rows are deleted, then the file is ingested, which is
+        atomic. A crash between the two leaves the partition empty (applied
+        offset -1), never half of one and half of the other.
+        """
+        prefix = _PARTITION.pack(partition)
+        self._db.delete_range(prefix, _next_prefix(prefix))
+        options = IngestExternalFileOptions()
+        options.set_move_files(False)
+        self._db.ingest_external_file([sst_path], options)
+
     def close(self) -> None:
         self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionExport:
+    """What `export_partition` wrote: how many rows, and the partition's applied offset and leader epoch among them."""
+
+    rows: int
+    applied_offset: int
+    leader_epoch: int
+
+
+def export_partition(checkpoint_path: str, partition: int, sst_path: str) -> PartitionExport:
+    """Write the rows of `partition` in the checkpoint at `checkpoint_path` to a new SST file (blocking).
+
+    Writes no file when the partition has no rows (rows 0, applied offset -1).
+    """
+    options = Options(raw_mode=True)
+    database = Rdict(checkpoint_path, options, access_type=AccessType.read_only())
+    try:
+        prefix = _PARTITION.pack(partition)
+        read_options = ReadOptions()
+        read_options.set_iterate_upper_bound(_next_prefix(prefix))
+        iterator = database.iter(read_options)
+        iterator.seek(prefix)
+        writer: SstFileWriter | None = None
+        rows = 0
+        applied_offset, leader_epoch = -1, 0
+        applied_key, epoch_key = prefix + keys.APPLIED_OFFSET, prefix + keys.LEADER_EPOCH
+        while iterator.valid():
+            if writer is None:
+                writer = SstFileWriter(options=Options(raw_mode=True))
+                writer.open(sst_path)
+            key, value = iterator.key(), iterator.value()
+            writer[key] = value
+            if key == applied_key:
+                applied_offset = keys.decode_u64(value)
+            elif key == epoch_key:
+                leader_epoch = keys.decode_u64(value)
+            rows += 1
+            iterator.next()
+        del iterator
+        if writer is not None:
+            writer.finish()
+        return PartitionExport(rows, applied_offset, leader_epoch)
+    finally:
+        database.close()
 
 
 class RocksPartitionStore:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from partition_worker import metrics
 from partition_worker.invoker import Invoker
@@ -41,6 +41,7 @@ class PartitionWorker:
         config_for: Callable[[int], StateMachineConfig],
         settings: ProcessorSettings,
         on_failure: Callable[[BaseException], None],
+        restore: Callable[[int, int], Awaitable[object]] | None = None,
     ) -> None:
         self.node_id = node_id
         self._log = log_
@@ -50,6 +51,7 @@ class PartitionWorker:
         self._config_for = config_for
         self._settings = settings
         self._on_failure = on_failure
+        self._restore = restore  # brings a partition's store up to its newest snapshot before its processor applies
         self.processors: dict[int, PartitionProcessor] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._suspended: set[int] | None = None  # while suspended: the partitions to run again on resume
@@ -83,6 +85,7 @@ class PartitionWorker:
                 self._invoker,
                 self._deliver_reply,
                 self._settings,
+                restore=self._restore,
             )
             task = asyncio.create_task(processor.run(), name=f"partition {partition}")
             task.add_done_callback(self._on_done)

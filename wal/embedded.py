@@ -30,15 +30,19 @@ from wal.append_budget import AppendBudget
 from wal.embedded_files import (
     MAX_SEGMENT_BYTES,
     AppendBatch,
+    LogStart,
     RecoveredLog,
     SegmentWriter,
+    decode_position,
+    delete_segments,
     framed_bytes_of,
     load_or_create_metadata,
     lock_directory,
     read_entries,
     recover,
+    write_log_start,
 )
-from wal.log import AppendTooLargeError, LogClosedError, LogError, LogFullError
+from wal.log import AppendTooLargeError, LogClosedError, LogError, LogFullError, LogTrimmedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -153,7 +157,14 @@ class EmbeddedLog:
         self.dropped_tail_bytes = recovered.dropped_tail_bytes
         self.truncated_corrupt_bytes = recovered.truncated_corrupt_bytes
         self._index = recovered.index
-        self._durable_end = [len(positions) for positions in recovered.index]
+        start = recovered.start or LogStart.initial(partition_count)
+        self._start_offsets = list(start.start_offsets)  # the first offset each partition's index holds
+        self._first_segment = start.first_segment
+        self._segment_last_offsets = recovered.segment_last_offsets  # segment -> partition -> last offset in it
+        self._keep_from = [0] * partition_count  # trim(): entries below these offsets may go
+        self._trim_lock = asyncio.Lock()
+        self.trimmed_segment_count = 0
+        self._durable_end = [base + len(positions) for base, positions in zip(self._start_offsets, recovered.index, strict=True)]
         self._next_offset = list(self._durable_end)
         self._recent = [_RecentEntries(end) for end in self._durable_end]
         self._recent_order: deque[tuple[int, int]] = deque()  # (partition, cached bytes), oldest first
@@ -325,6 +336,9 @@ class EmbeddedLog:
         assert self._durable_end[partition] == batch.first_offset, "batches of a partition become durable in offset order"
         self._index[partition].extend(positions)
         self._durable_end[partition] = batch.first_offset + len(batch.entries)
+        if positions:  # an append is never split across segments
+            segment = decode_position(positions[0])[0]
+            self._segment_last_offsets.setdefault(segment, {})[partition] = self._durable_end[partition] - 1
         self._cache(partition, batch.entries)
         self._wake_tailers(partition)
 
@@ -394,6 +408,11 @@ class EmbeddedLog:
     async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         while True:
             self._raise_if_unusable()
+            if offset < self._start_offsets[partition]:
+                raise LogTrimmedError(
+                    f"embedded log at {self._directory}: partition {partition} holds offsets from {self._start_offsets[partition]} on, "
+                    f"offset {offset} was trimmed below a durable snapshot; restore that snapshot"
+                )
             durable_end = self._durable_end[partition]
             if offset >= durable_end:
                 await self._appended[partition].wait()
@@ -408,7 +427,8 @@ class EmbeddedLog:
         if offset >= recent.first_offset:
             return recent.read(offset, end_offset - offset, self._limits.max_read_batch_bytes)
         end_offset = min(end_offset, recent.first_offset)
-        positions = self._index[partition][offset:end_offset]
+        base = self._start_offsets[partition]
+        positions = self._index[partition][offset - base : end_offset - base]
         return await asyncio.to_thread(read_entries, self._directory, partition, offset, positions, self._limits.max_read_batch_bytes)
 
     async def end_offset(self, partition: int) -> int:
@@ -420,6 +440,45 @@ class EmbeddedLog:
         check_partition(partition, self._partition_count)
         self._raise_if_unusable()
         return self._durable_end[partition]
+
+    async def start_offset(self, partition: int) -> int:
+        check_partition(partition, self._partition_count)
+        return self._start_offsets[partition]
+
+    # ------------------------------------------------------------ trimming
+
+    async def trim(self, partition: int, before_offset: int) -> None:
+        """Allow entries of `partition` below `before_offset` to go, and delete every segment all of whose entries may go.
+
+        A segment goes only when, for every partition with entries in it, all
+        of them lie below that partition's trim point (`segment_trim_plan`);
+        the segment being written never goes. Where the log then starts is
+        recorded (`duro-log-start.json`, synced) before any file is deleted.
+        """
+        check_partition(partition, self._partition_count)
+        self._raise_if_unusable()
+        self._keep_from[partition] = max(self._keep_from[partition], min(before_offset, self._durable_end[partition]))
+        async with self._trim_lock:
+            writing = self._segment_writer.segment_number
+            doomed = segment_trim_plan(self._first_segment, writing, self._segment_last_offsets, self._keep_from)
+            if not doomed:
+                return
+            start_offsets = list(self._start_offsets)
+            for segment in doomed:
+                for held, last_offset in self._segment_last_offsets[segment].items():
+                    start_offsets[held] = max(start_offsets[held], last_offset + 1)
+            start = LogStart(doomed[-1] + 1, tuple(start_offsets))
+            await asyncio.to_thread(write_log_start, self._directory, start)
+            for held, (old, new) in enumerate(zip(self._start_offsets, start_offsets, strict=True)):
+                if new > old:
+                    del self._index[held][: new - old]
+            self._start_offsets = start_offsets
+            self._first_segment = start.first_segment
+            for segment in doomed:
+                del self._segment_last_offsets[segment]
+            await asyncio.to_thread(delete_segments, self._directory, doomed)
+            self.trimmed_segment_count += len(doomed)
+            logger.info("embedded log at %s: trimmed segments %d..%d", self._directory, doomed[0], doomed[-1])
 
     # ------------------------------------------------------------ closing
 
@@ -458,3 +517,22 @@ def _prepare_directory(
     if recovered.dropped_tail_bytes:
         logger.warning("embedded log at %s: recovered after dropping %d torn bytes", directory, recovered.dropped_tail_bytes)
     return lock_fd, recovered
+
+
+def segment_trim_plan(
+    first_segment: int, writing_segment: int, segment_last_offsets: dict[int, dict[int, int]], keep_from: Sequence[int]
+) -> list[int]:
+    """The segments a trim may delete: the longest run from the first one in which every entry lies below its partition's trim point.
+
+    The rule, for segment s: s is not the segment being written, every segment
+    before it goes too (the log stays one run of segments), and for every
+    partition p with entries in s, the last of them is below `keep_from[p]`.
+    A partition with entries in s and no trim point (0) keeps s.
+    """
+    doomed: list[int] = []
+    for segment in range(first_segment, writing_segment):
+        last_offsets = segment_last_offsets.get(segment, {})
+        if any(last_offset >= keep_from[partition] for partition, last_offset in last_offsets.items()):
+            break
+        doomed.append(segment)
+    return doomed

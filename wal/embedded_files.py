@@ -45,7 +45,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wal.disk_space import DISK_FULL_ERRNOS
@@ -54,6 +54,7 @@ from wal.log import LogError
 logger = logging.getLogger(__name__)
 
 METADATA_FILE_NAME = "duro-log.json"
+START_FILE_NAME = "duro-log-start.json"  # since 0.2: where the log starts after trimming (first segment, first offset per partition)
 LOCK_FILE_NAME = "LOCK"
 FORMAT_NAME = "duro-embedded-log"
 FORMAT_VERSION = 2  # 2: commit markers after every synced write (a version 1 log is read as it is, and upgraded on open)
@@ -92,11 +93,58 @@ class AppendBatch:
 class RecoveredLog:
     """What scanning a log directory found: the index of every entry and where appending continues."""
 
-    index: list[array[int]]  # per partition: the position of each offset (see SEGMENT_POSITION_BITS)
+    index: list[array[int]]  # per partition: the position of each offset from its start offset on (see SEGMENT_POSITION_BITS)
     last_segment_number: int
     last_segment_bytes: int
     dropped_tail_bytes: int
     truncated_corrupt_bytes: int = 0  # bytes cut off as corrupt because the caller asked to truncate a corrupt tail
+    start: LogStart | None = None  # where the log starts (segment 0 and offset 0 everywhere until it is trimmed)
+    segment_last_offsets: dict[int, dict[int, int]] = field(default_factory=dict)  # segment -> partition -> its last offset there
+
+
+@dataclass(frozen=True, slots=True)
+class LogStart:
+    """Where a trimmed log starts: its first segment, and per partition the first offset still held (its end if none is)."""
+
+    first_segment: int
+    start_offsets: tuple[int, ...]
+
+    @staticmethod
+    def initial(partition_count: int) -> LogStart:
+        return LogStart(0, (0,) * partition_count)
+
+
+def read_log_start(directory: Path, partition_count: int) -> LogStart:
+    """The log's start as last recorded by a trim; the whole log if it was never trimmed."""
+    path = directory / START_FILE_NAME
+    if not path.exists():
+        return LogStart.initial(partition_count)
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        start = LogStart(int(stored["first_segment"]), tuple(int(o) for o in stored["start_offsets"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise LogCorruptError(f"{path} is not a duro log start file: {error}") from None
+    if len(start.start_offsets) != partition_count:
+        raise LogCorruptError(f"{path} has start offsets of {len(start.start_offsets)} partitions, the log has {partition_count}")
+    return start
+
+
+def write_log_start(directory: Path, start: LogStart) -> None:
+    """Record where the log starts, atomically and durably (before the segments below it are deleted)."""
+    temporary_path = directory / (START_FILE_NAME + ".tmp")
+    with open(temporary_path, "w", encoding="utf-8") as file:
+        json.dump({"first_segment": start.first_segment, "start_offsets": list(start.start_offsets)}, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary_path, directory / START_FILE_NAME)
+    sync_directory(directory)
+
+
+def delete_segments(directory: Path, numbers: Sequence[int]) -> None:
+    """Delete segment files (trimmed: their start was recorded first) and sync the directory."""
+    for number in numbers:
+        segment_path(directory, number).unlink(missing_ok=True)
+    sync_directory(directory)
 
 
 def framed_bytes_of(entries: Sequence[bytes]) -> int:
@@ -226,14 +274,23 @@ def sync_directory(directory: Path) -> None:
 # ---------------------------------------------------------------- recovery scan
 
 
-def list_segment_numbers(directory: Path) -> list[int]:
-    """The numbers of the segment files in `directory`, ascending; raises LogCorruptError on a gap."""
+def list_segment_numbers(directory: Path, first_segment: int = 0) -> list[int]:
+    """The numbers of the segment files in `directory` from `first_segment` on, ascending; raises LogCorruptError on a gap.
+
+    Segments below `first_segment` were trimmed; one still there (a trim that
+    stopped between recording the start and deleting) is deleted here.
+    """
     numbers = sorted(int(match.group(1)) for name in os.listdir(directory) if (match := _SEGMENT_NAME.match(name)))
+    trimmed = [number for number in numbers if number < first_segment]
+    if trimmed:
+        logger.info("embedded log at %s: deleting %d segments below %d left by an interrupted trim", directory, len(trimmed), first_segment)
+        delete_segments(directory, trimmed)
+        numbers = numbers[len(trimmed) :]
     for previous, number in itertools.pairwise(numbers):
         if number != previous + 1:
             raise LogCorruptError(f"log directory {directory} is missing segment {previous + 1} (found {previous} and {number})")
-    if numbers and numbers[0] != 0:
-        raise LogCorruptError(f"log directory {directory} is missing segment 0 (its first segment is {numbers[0]})")
+    if numbers and numbers[0] != first_segment:
+        raise LogCorruptError(f"log directory {directory} is missing segment {first_segment} (its first segment is {numbers[0]})")
     return numbers
 
 
@@ -244,14 +301,25 @@ def recover(directory: Path, partition_count: int, max_torn_tail_bytes: int, tru
     `truncate_corrupt_tail`: then the log is cut at that frame (later segments
     are deleted) and the loss is logged.
     """
+    start = read_log_start(directory, partition_count)
     recovered = RecoveredLog(
-        index=[array("Q") for _ in range(partition_count)], last_segment_number=0, last_segment_bytes=0, dropped_tail_bytes=0
+        index=[array("Q") for _ in range(partition_count)],
+        last_segment_number=start.first_segment,
+        last_segment_bytes=0,
+        dropped_tail_bytes=0,
+        start=start,
     )
-    numbers = list_segment_numbers(directory)
+    numbers = list_segment_numbers(directory, start.first_segment)
     for number in numbers:
-        scan = _SegmentScan(segment_path(directory, number), number, recovered.index)
+        scan = _SegmentScan(segment_path(directory, number), number, recovered.index, start.start_offsets)
         is_last = number == numbers[-1]
+        lengths_before = [len(offsets) for offsets in recovered.index]
         damage = scan.run(is_last, max_torn_tail_bytes)
+        recovered.segment_last_offsets[number] = {
+            partition: start.start_offsets[partition] + len(offsets) - 1
+            for partition, offsets in enumerate(recovered.index)
+            if len(offsets) > lengths_before[partition]
+        }
         recovered.last_segment_number, recovered.last_segment_bytes = number, damage.valid_bytes
         if damage.valid_bytes == damage.file_bytes:
             continue
@@ -331,10 +399,11 @@ def _truncate(path: Path, size: int) -> None:
 class _SegmentScan:
     """Walks the frames of one segment file, appending each entry's position to the index."""
 
-    def __init__(self, path: Path, segment_number: int, index: list[array[int]]) -> None:
+    def __init__(self, path: Path, segment_number: int, index: list[array[int]], start_offsets: Sequence[int]) -> None:
         self.path = path
         self.segment_number = segment_number
         self.index = index
+        self.start_offsets = start_offsets
         self.problem = ""
         self.structural = False  # the bad frame's checksum matched: no torn write leaves it
 
@@ -395,10 +464,9 @@ class _SegmentScan:
             self.problem = f"an entry of partition {partition}, but the log has {len(self.index)} partitions"
             return False
         offsets = self.index[partition]
-        if offset != len(offsets):
-            self.problem = (
-                f"partition {partition} offset {offset} where offset {len(offsets)} was expected: entries are missing or duplicated"
-            )
+        expected = self.start_offsets[partition] + len(offsets)
+        if offset != expected:
+            self.problem = f"partition {partition} offset {offset} where offset {expected} was expected: entries are missing or duplicated"
             return False
         offsets.append(encode_position(self.segment_number, position))
         return True
@@ -428,6 +496,11 @@ class SegmentWriter:
 
     Used by one thread at a time (the embedded log's writer thread).
     """
+
+    @property
+    def segment_number(self) -> int:
+        """The segment being written (read from other threads: it only grows)."""
+        return self._segment_number
 
     def __init__(self, directory: Path, segment_number: int, segment_bytes: int, max_segment_bytes: int) -> None:
         self._directory = directory

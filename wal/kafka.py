@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerClosed, UnknownProducerId
 
 from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
 from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
-from wal.log import AppendTooLargeError, LogClosedError, LogError
+from wal.log import AppendTooLargeError, LogClosedError, LogError, LogTrimmedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -87,6 +88,8 @@ class KafkaLog:
         self._waits: set[asyncio.Future[Any]] = set()  # one per pending wait on Kafka, of any result type
         self._closed = False
         self._meter = AppendMeter("kafka")
+        self._admin: AIOKafkaAdminClient | None = None  # for DeleteRecords, started by the first trim
+        self._trimmed: dict[int, int] = {}  # partition -> offset below which DeleteRecords was acknowledged
 
     @classmethod
     async def open(
@@ -200,6 +203,44 @@ class KafkaLog:
         self._raise_if_closed()
         return int(ends[topic_partition])
 
+    async def start_offset(self, partition: int) -> int:
+        """The partition's log start offset (0 until records were deleted)."""
+        check_partition(partition, self._partition_count)
+        self._raise_if_closed()
+        topic_partition = TopicPartition(self._topic, partition)
+        try:
+            starts = await self._until_closed(self._offsets.beginning_offsets([topic_partition]))
+        except KafkaError as error:
+            self._raise_if_closed()
+            raise LogError(f"could not read the start offset of {self._topic}[{partition}]: {error!r}; retrying is safe") from error
+        return int(starts[topic_partition])
+
+    async def trim(self, partition: int, before_offset: int) -> None:
+        """Delete the partition's records below `before_offset` (Kafka's DeleteRecords: the log start offset moves up).
+
+        The topic keeps everything otherwise (`retention.ms=-1`): only snapshots trim it.
+        """
+        check_partition(partition, self._partition_count)
+        self._raise_if_closed()
+        if before_offset <= self._trimmed.get(partition, 0):
+            return
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap, client_id=self._settings.client_id, request_timeout_ms=self._settings.request_timeout_ms
+            )
+            await admin.start()
+            self._admin = admin
+        topic_partition = TopicPartition(self._topic, partition)
+        try:
+            await self._until_closed(self._admin.delete_records({topic_partition: RecordsToDelete(before_offset)}))
+        except KafkaError as error:
+            self._raise_if_closed()
+            raise LogError(
+                f"DeleteRecords below {before_offset} on {self._topic}[{partition}] failed: {error!r}; retrying is safe"
+            ) from error
+        self._trimmed[partition] = before_offset
+        logger.info("Kafka log: deleted the records of %s[%d] below offset %d", self._topic, partition, before_offset)
+
     async def close(self) -> None:
         """Wake every waiter, stop the tails, fail queued appends with LogClosedError, wait for batches in flight, stop the clients.
 
@@ -220,6 +261,8 @@ class KafkaLog:
         async with self._producer_renewal:
             await self._stop_producer(self._producer)
         await stop_consumer(self._offsets)
+        if self._admin is not None:
+            await self._admin.close()
         logger.info("closed Kafka log on topic %s", self._topic)
 
     async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
@@ -369,6 +412,12 @@ class KafkaLog:
         try:
             topic_partition = TopicPartition(self._topic, partition)
             consumer.assign([topic_partition])
+            log_start = await self.start_offset(partition)
+            if from_offset < log_start:
+                raise LogTrimmedError(
+                    f"{self._topic}[{partition}] holds offsets from {log_start} on, offset {from_offset} was deleted below a "
+                    "durable snapshot; restore that snapshot"
+                )
             next_offset = min(from_offset, await self._tail_start_bound(consumer, topic_partition))
             consumer.seek(topic_partition, next_offset)
             while True:

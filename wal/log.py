@@ -49,6 +49,10 @@ def append_runs(entries: Sequence[bytes], max_append_bytes: int) -> list[list[by
     return runs
 
 
+class LogTrimmedError(LogError):
+    """A read asked for entries the log no longer holds: they were trimmed below a durable snapshot."""
+
+
 class Log(Protocol):
     """A partitioned write-ahead log."""
 
@@ -77,6 +81,19 @@ class Log(Protocol):
 
     async def end_offset(self, partition: int) -> int:
         """The offset the next appended entry will get (0 for an empty partition)."""
+        ...
+
+    async def start_offset(self, partition: int) -> int:
+        """The lowest offset still held (0 until the partition was trimmed); a tail from below it raises LogTrimmedError."""
+        ...
+
+    async def trim(self, partition: int, before_offset: int) -> None:
+        """Entries of `partition` below `before_offset` are no longer needed; the log may delete them, now or later.
+
+        The caller (the snapshotter) guarantees that a durable snapshot holds
+        their effect and that nothing still reads them. A backend deletes what
+        its storage allows (whole segments, Kafka's DeleteRecords).
+        """
         ...
 
     async def close(self) -> None:

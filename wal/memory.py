@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
-from wal.log import ENTRY_ALLOWANCE_BYTES, AppendTooLargeError, LogClosedError
+from wal.log import ENTRY_ALLOWANCE_BYTES, AppendTooLargeError, LogClosedError, LogTrimmedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 
 DEFAULT_MAX_APPEND_BYTES = 64 * 1024 * 1024
@@ -22,6 +22,7 @@ class MemoryLog:
         check_partition_count(partition_count)
         self._max_append_bytes = max_append_bytes
         self._partitions: list[list[bytes]] = [[] for _ in range(partition_count)]
+        self._starts = [0] * partition_count  # the offset of each partition's first stored entry (trim moves it)
         self._appended = [asyncio.Event() for _ in range(partition_count)]
         self._closed = False
 
@@ -44,7 +45,7 @@ class MemoryLog:
         stored = self._partitions[partition]
         stored.extend(payloads)
         self._wake_tailers(partition)
-        return len(stored) - 1
+        return self._starts[partition] + len(stored) - 1
 
     def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes."""
@@ -52,13 +53,16 @@ class MemoryLog:
         return self._tail(partition, from_offset, max_batch_entries)
 
     async def _tail(self, partition: int, offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
-        stored = self._partitions[partition]
         while True:
             self._raise_if_closed()
-            if offset >= len(stored):
+            start = self._starts[partition]
+            if offset < start:
+                raise LogTrimmedError(f"memory log: partition {partition} holds offsets from {start} on, {offset} was trimmed")
+            stored = self._partitions[partition]
+            if offset >= start + len(stored):
                 await self._appended[partition].wait()
                 continue
-            batch = list(enumerate(stored[offset : offset + max_batch_entries], offset))
+            batch = list(enumerate(stored[offset - start : offset - start + max_batch_entries], offset))
             offset += len(batch)
             yield batch
 
@@ -66,7 +70,20 @@ class MemoryLog:
         """The offset the next appended entry will get (0 for an empty partition)."""
         check_partition(partition, self.partition_count)
         self._raise_if_closed()
-        return len(self._partitions[partition])
+        return self._starts[partition] + len(self._partitions[partition])
+
+    async def start_offset(self, partition: int) -> int:
+        check_partition(partition, self.partition_count)
+        return self._starts[partition]
+
+    async def trim(self, partition: int, before_offset: int) -> None:
+        """Drop the entries below `before_offset` at once."""
+        check_partition(partition, self.partition_count)
+        self._raise_if_closed()
+        start = self._starts[partition]
+        drop = max(0, min(before_offset, start + len(self._partitions[partition])) - start)
+        del self._partitions[partition][:drop]
+        self._starts[partition] = start + drop
 
     async def close(self) -> None:
         """Wake every reader with LogClosedError; later calls fail with it too. Closing twice is harmless."""

@@ -594,3 +594,69 @@ async def test_a_group_split_by_a_rollover_keeps_what_was_synced_before_the_disk
     log = await EmbeddedLog.open(tmp_path, 1, limits)
     assert await read_all(log, 0) == [entry(index) for index in range(4)]
     await log.close()
+
+
+# ---------------------------------------------------------------- trimming
+
+
+def segment_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("segment-*.wal"))
+
+
+def test_trim_plan_deletes_only_a_prefix_of_segments_wholly_below_every_partitions_trim_point() -> None:
+    from wal.embedded import segment_trim_plan
+
+    last = {0: {0: 9, 1: 4}, 1: {0: 19}, 2: {1: 9}, 3: {0: 29, 1: 14}}
+    assert segment_trim_plan(0, 4, last, [20, 10]) == [0, 1, 2], "segment 3 holds p0 offset 29 >= 20"
+    assert segment_trim_plan(0, 4, last, [20, 5]) == [0, 1], "segment 2 holds p1 offset 9, not below 5"
+    assert segment_trim_plan(0, 4, last, [20, 0]) == [], "p1 has no trim point, so segment 0 (which holds p1) stays"
+    assert segment_trim_plan(0, 4, last, [10, 100]) == [0], "segment 1 holds p0 offset 19"
+    assert segment_trim_plan(0, 2, last, [100, 100]) == [0, 1], "the segment being written (2) never goes"
+    assert segment_trim_plan(1, 4, last, [100, 100]) == [1, 2, 3], "segments before the first are gone already"
+    assert segment_trim_plan(0, 4, {0: {}, 1: {0: 5}}, [0, 0]) == [0], "an empty segment holds nothing back"
+
+
+async def test_trim_deletes_segments_and_a_reopened_log_keeps_offsets(tmp_path: Path) -> None:
+    limits = EmbeddedLogLimits(max_segment_bytes=16 * 1024)
+    log = await EmbeddedLog.open(tmp_path, 2, limits)
+    for index in range(200):
+        await log.append(index % 2, [entry(index, size=500)])
+    segments_before = segment_files(tmp_path)
+    await log.trim(0, 60)
+    await log.trim(1, 30)  # p1 holds segments back until its own trim point
+    assert await log.start_offset(0) <= 60 and await log.start_offset(1) <= 30
+    segments_after = segment_files(tmp_path)
+    assert 0 < len(segments_after) < len(segments_before)
+    assert log.trimmed_segment_count == len(segments_before) - len(segments_after)
+    starts = [await log.start_offset(p) for p in range(2)]
+    assert starts[0] > 0 and starts[1] > 0
+    await log.close()
+    reopened = await EmbeddedLog.open(tmp_path, 2, limits)
+    try:
+        assert [await reopened.start_offset(p) for p in range(2)] == starts
+        assert [await reopened.end_offset(p) for p in range(2)] == [100, 100]
+        tail = await read_all(reopened, 0, starts[0])
+        assert tail == [entry(2 * offset, size=500) for offset in range(starts[0], 100)]
+        assert await reopened.append(1, [b"next"]) == 100
+    finally:
+        await reopened.close()
+
+
+async def test_a_trim_interrupted_before_deleting_is_finished_on_open(tmp_path: Path) -> None:
+    from wal.embedded_files import LogStart, decode_position, write_log_start
+
+    limits = EmbeddedLogLimits(max_segment_bytes=8 * 1024)
+    await fill(tmp_path, 400, limits)
+    segments = segment_files(tmp_path)
+    assert len(segments) > 3
+    log = await EmbeddedLog.open(tmp_path, 1, limits)
+    first_kept_offset = next(offset for offset, position in enumerate(log._index[0]) if decode_position(position)[0] == 2)
+    await log.close()
+    write_log_start(tmp_path, LogStart(2, (first_kept_offset,)))  # the start was recorded, then the process died
+    reopened = await EmbeddedLog.open(tmp_path, 1, limits)
+    try:
+        assert not segments[0].exists() and not segments[1].exists() and segments[2].exists()
+        assert await reopened.start_offset(0) == first_kept_offset
+        assert await read_all(reopened, 0, first_kept_offset) == [entry(i) for i in range(first_kept_offset, 400)]
+    finally:
+        await reopened.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits
-from wal.log import Log, LogClosedError
+from wal.log import Log, LogClosedError, LogTrimmedError
 from wal.memory import MemoryLog
 
 WAIT_TIMEOUT_S = 10.0
@@ -327,3 +327,24 @@ async def test_appended_bytearray_is_copied(open_log: Callable[[int], Awaitable[
     buffer[:] = b"after!"
     assert await append == 0
     assert await read_entries(log, 0, 0, 1) == [(0, b"before")]
+
+
+async def test_trim_keeps_every_entry_at_or_above_the_trim_point_at_its_offset(open_log: Callable[[int], Awaitable[Log]]) -> None:
+    """After trim(p, t): entries >= t read back unchanged, start_offset <= t, a tail below the start fails, appends go on."""
+    log = await open_log(2)
+    for index in range(120):
+        await log.append(index % 2, [payload(index % 2, index // 2, size=4096)])
+    assert await log.start_offset(0) == 0
+    await log.trim(0, 40)
+    start = await log.start_offset(0)
+    assert 0 <= start <= 40
+    kept = await read_entries(log, 0, 40, 20)
+    assert kept == [(offset, payload(0, offset, size=4096)) for offset in range(40, 60)]
+    assert await read_entries(log, 1, 0, 60) == [(offset, payload(1, offset, size=4096)) for offset in range(60)], "p1 was not trimmed"
+    if start > 0:
+        with pytest.raises(LogTrimmedError):
+            await read_entries(log, 0, start - 1, 1)
+    assert await log.end_offset(0) == 60
+    assert await log.append(0, [b"after"]) == 60
+    await log.trim(0, 10)  # a lower trim point than before changes nothing
+    assert await log.start_offset(0) == start

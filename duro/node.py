@@ -39,8 +39,8 @@ from duro.lifecycle import Lifecycle
 from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
 from duro.settings import DuroSettings
-from duro.telemetry import Telemetry
 from duro.snapshots import NodeSnapshots
+from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.admin import error_body as admin_error_body
 from ingress.connections import ConnectionLimits

@@ -222,7 +222,7 @@ class ApplyContext:
         expires_at_ms, journal_expires_at_ms = status.expires_at_ms, status.journal_expires_at_ms
         if expires_at_ms is not None and journal_expires_at_ms is not None and status.completion_retention_ms > 0:
             self.txn.delete(keys.timer_key(expires_at_ms, invocation_id, int(TimerKind.CLEANUP), 0))
-            if status.journal_length and journal_expires_at_ms < expires_at_ms:
+            if journal_expires_at_ms < expires_at_ms:  # set at completion if a journal was kept (it may be purged since)
                 self.txn.delete(keys.timer_key(journal_expires_at_ms, invocation_id, int(TimerKind.JOURNAL_CLEANUP), 0))
         if status.target.is_workflow_run and status.target.key is not None:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))

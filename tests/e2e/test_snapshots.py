@@ -113,7 +113,8 @@ def test_kill9_while_a_snapshot_is_written_loses_nothing_acknowledged_and_ignore
         wait_counted(again, sender.acknowledged)
         assert all(counter(again, key) >= sender.acknowledged[key] for key in keys), "every acknowledged add counted"
         wait_until(lambda: not any(path.exists() for path in left_torn), 30, "the torn snapshot to be discarded")
-        assert "restored the snapshot" not in again.log_tail(400), "the local store was whole: nothing to restore"
+        wait_until(lambda: again.log_path.read_text().count("caught up: replayed") == 4, 60, "every partition to catch up")
+        assert "restored the snapshot" not in again.log_path.read_text(), "the local store was whole: nothing to restore"
     finally:
         again.stop()
 
@@ -134,7 +135,8 @@ def test_a_node_whose_state_is_lost_restores_the_snapshot_and_replays_only_the_t
     again.start()
     try:
         again.wait_ready()
-        assert "restored the snapshot" in again.log_tail(400)
+        wait_until(lambda: again.log_path.read_text().count("caught up: replayed") == 4, 60, "every partition to catch up")
+        assert again.log_path.read_text().count("restored the snapshot") == 4, again.log_tail()
         assert {key: counter(again, key) for key in keys} == expected
         replayed, held = replayed_records(again), applied_records(again)
         assert replayed < held / 2, f"replayed {replayed} of the {held} records the partitions' logs have had"

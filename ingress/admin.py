@@ -311,6 +311,10 @@ class AdminApi:
         )
 
     async def health(self, request: Request, api_version: int) -> Response:
+        """200 while the process serves: the Helm chart's liveness and start-up probe (a failing liveness probe restarts the pod).
+
+        Readiness (take no traffic now) is the ingress's `/restate/health`, which answers 503 while the node drains.
+        """
         return Response(status_code=200)
 
     async def metrics(self, request: Request) -> Response:

@@ -8,6 +8,7 @@ synchronous and meant for a worker thread; it checks its deadline as it goes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
@@ -196,26 +197,72 @@ def journal_rows(store: PartitionStore) -> Iterator[Row]:
     for invocation_id, partition_key, _ in _statuses(store):
         for index, (_, raw) in enumerate(store.scan(keys.journal_prefix(invocation_id))):
             message_type, payload = msgpack.unpackb(raw)
+            command = _command(message_type, payload)
             yield {
                 "partition_key": partition_key,
                 "id": invocation_id,
                 "index": index,
                 "entry_type": entry_type_name(message_type),
-                "name": _command_name(message_type, payload),
+                "name": str(getattr(command, "name", "")) if command is not None else None,
                 "raw": payload,
                 "raw_length": len(payload),
                 "version": 2,
+                "entry_json": _entry_json(message_type, command) if command is not None else None,
             }
 
 
-def _command_name(message_type: int, payload: bytes) -> str | None:
+def _command(message_type: int, payload: bytes) -> Any:
     if not is_command(message_type):
         return None
     try:
-        message = decode_message(Frame(message_type, 0, payload))
+        return decode_message(Frame(message_type, 0, payload))
     except Exception:  # an entry this version cannot decode still gets its row
         return None
-    return str(getattr(message, "name", ""))
+
+
+def _entry_json(message_type: int, command: Any) -> str | None:
+    """Restate's JSON of a command (what `restate invocations describe` shows details from), for the commands it details.
+
+    Bytes are arrays of numbers and results are `{"Success": [...]}`,
+    `{"Failure": {"code", "message"}}` or `"Void"`, as Restate serializes them.
+    Other commands have no `entry_json` (the CLI then shows type and name only).
+    """
+    name = command.name
+    body: dict[str, Any]
+    match message_type:
+        case MessageType.INPUT_COMMAND:
+            headers = [{"name": h.key, "value": h.value} for h in command.headers]
+            body = {"Input": {"headers": headers, "payload": list(command.value.content), "name": name}}
+        case MessageType.OUTPUT_COMMAND:
+            body = {"Output": {"result": _result_json(command), "name": name}}
+        case MessageType.RUN_COMMAND:
+            body = {"Run": {"completion_id": command.result_completion_id, "name": name}}
+        case MessageType.SLEEP_COMMAND:
+            body = {"Sleep": {"wake_up_time": command.wake_up_time, "completion_id": command.result_completion_id, "name": name}}
+        case MessageType.SET_STATE_COMMAND:
+            body = {"SetState": {"key": command.key.decode(errors="replace"), "value": list(command.value.content), "name": name}}
+        case MessageType.CLEAR_STATE_COMMAND:
+            body = {"ClearState": {"key": command.key.decode(errors="replace"), "name": name}}
+        case MessageType.CLEAR_ALL_STATE_COMMAND:
+            body = {"ClearAllState": {"name": name}}
+        case MessageType.GET_LAZY_STATE_COMMAND:
+            key = command.key.decode(errors="replace")
+            body = {"GetLazyState": {"key": key, "completion_id": command.result_completion_id, "name": name}}
+        case MessageType.GET_EAGER_STATE_COMMAND:
+            result: Any = "Void" if command.WhichOneof("result") == "void" else {"Success": list(command.value.content)}
+            body = {"GetEagerState": {"key": command.key.decode(errors="replace"), "result": result, "name": name}}
+        case MessageType.GET_PROMISE_COMMAND | MessageType.PEEK_PROMISE_COMMAND:
+            kind = "GetPromise" if message_type == MessageType.GET_PROMISE_COMMAND else "PeekPromise"
+            body = {kind: {"key": command.key, "completion_id": command.result_completion_id, "name": name}}
+        case _:
+            return None
+    return json.dumps({"Command": body}, separators=(",", ":"))
+
+
+def _result_json(command: Any) -> Any:
+    if command.WhichOneof("result") == "failure":
+        return {"Failure": {"code": command.failure.code, "message": command.failure.message}}
+    return {"Success": list(command.value.content)}
 
 
 # ---------------------------------------------------------------- keyed tables

@@ -564,3 +564,18 @@ def test_deployments_register_and_remove_a_second_endpoint(setup: Setup, registe
         assert _counter_add(setup, f"after-remove-{uuid.uuid4().hex[:4]}", 1)
     finally:
         second.stop()
+
+
+def test_invocations_describe_details_sleep_and_state_entries(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+    key = f"desc-{uuid.uuid4().hex[:6]}"
+    status, _, body = http("POST", f"{setup.duro.ingress}/Durable/{key}/step_sleep_step/send", 600_000)
+    assert status == 202, body
+    invocation_id = json.loads(body)["invocationId"]
+
+    def described() -> str | None:
+        run = setup.restate("invocations", "describe", invocation_id)
+        return run.output if "Command: Sleep until" in run.output else None
+
+    output = wait_until(described, 30, "the sleep to be journaled")
+    assert "Command: SetState key status" in output, output
+    setup.restate("invocations", "kill", invocation_id, "--yes")

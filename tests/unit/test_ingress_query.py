@@ -198,3 +198,29 @@ def test_entry_type_names_are_restates() -> None:
     assert entry_type_name(MessageType.RUN_COMPLETION) == "Notification: Run"
     assert entry_type_name(MessageType.CALL_INVOCATION_ID_COMPLETION) == "Notification: CallInvocationId"
     assert entry_type_name(MessageType.SIGNAL) == "Notification: Signal"
+
+
+def test_journal_entry_json_is_restates_for_the_commands_the_cli_details() -> None:
+    """Expected values are what restate-server 1.7.12 answered for the same commands (sys_journal.entry_json)."""
+    h = Harness()
+    record = invoke(COUNTER_ADD)
+    h.apply(record)
+    run = pb.RunCommandMessage(result_completion_id=1, name="charge")
+    set_state = pb.SetStateCommandMessage(key=b"status")
+    set_state.value.content = b'"charged"'
+    sleep = pb.SleepCommandMessage(wake_up_time=1796037596050, result_completion_id=2)
+    eager = pb.GetEagerStateCommandMessage(key=b"count")
+    eager.void.SetInParent()
+    failure = pb.OutputCommandMessage()
+    failure.failure.code = 418
+    failure.failure.message = "boom"
+    h.send(record.invocation_id, 1, run, set_state, sleep, eager, failure)
+    rows = _rows(h, f"SELECT index, entry_json FROM sys_journal WHERE id = '{record.invocation_id}' ORDER BY index")
+    assert [json.loads(row["entry_json"]) for row in rows[1:]] == [
+        {"Command": {"Run": {"completion_id": 1, "name": "charge"}}},
+        {"Command": {"SetState": {"key": "status", "value": [34, 99, 104, 97, 114, 103, 101, 100, 34], "name": ""}}},
+        {"Command": {"Sleep": {"wake_up_time": 1796037596050, "completion_id": 2, "name": ""}}},
+        {"Command": {"GetEagerState": {"key": "count", "result": "Void", "name": ""}}},
+        {"Command": {"Output": {"result": {"Failure": {"code": 418, "message": "boom"}}, "name": ""}}},
+    ]
+    assert json.loads(rows[0]["entry_json"]) == {"Command": {"Input": {"headers": [], "payload": [49], "name": ""}}}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+
+from google.protobuf.message import Message
 
 from partition_worker import keys
 from partition_worker.actions import Notify
-from partition_worker.state_machine.context import ApplyContext, outcome_from_pb, set_result
+from partition_worker.state_machine.context import ApplyContext, failure_pb, outcome_from_pb, set_result, set_value_or_failure
 from partition_worker.state_machine.lifecycle import deliver_signal
 from partition_worker.status import InvocationStatus, Phase
 from protocol import service_protocol_pb2 as pb
@@ -105,10 +106,7 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
     if is_command(frame.message_type):
         status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload)
         status = status.evolve(command_count=status.command_count + 1)
-        handler = _COMMANDS.get(MessageType(frame.message_type))
-        if handler is None:
-            return status
-        return handler(ctx, invocation_id, status, message, frame)
+        return _apply_command(ctx, invocation_id, status, message, frame)
     if isinstance(message, pb.ProposeRunCompletionMessage):
         return _propose_run(ctx, invocation_id, status, message, frame)
     if frame.message_type == MessageType.END:
@@ -171,7 +169,7 @@ def _propose_run(
     if ctx.is_notified(invocation_id, False, completion_id):
         return status  # a second proposal for the same run (replayed attempt): the first one stands
     notification = pb.RunCompletionNotificationMessage(completion_id=completion_id)
-    set_result(notification, outcome_from_pb(message), void_allowed=False)
+    set_value_or_failure(notification, outcome_from_pb(message))
     status = ctx.add_notification(invocation_id, status, MessageType.RUN_COMPLETION, notification, completion_id=completion_id)
     if frame.flags & 0x8000 and status.phase is Phase.INVOKED:
         ack = pb.ProposeRunCompletionAckMessage(completion_id=completion_id)
@@ -180,8 +178,6 @@ def _propose_run(
 
 
 # ---------------------------------------------------------------- commands
-
-CommandHandler = Callable[[ApplyContext, str, InvocationStatus, object, AttemptFrame], InvocationStatus]
 
 
 def _output(
@@ -222,7 +218,7 @@ def _clear_state(
 
 
 def _clear_all_state(
-    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: object, frame: AttemptFrame
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.ClearAllStateCommandMessage, frame: AttemptFrame
 ) -> InvocationStatus:
     if not _may_write_state(status):
         return _violation(ctx, invocation_id, status, "ClearAllState")
@@ -249,7 +245,10 @@ def _get_lazy_state(
     if status.target.key is not None:
         service, key = _state_scope(status)
         value = ctx.txn.get(keys.state_key(service, key, message.key))
-    set_result(notification, Outcome(value=value) if value is not None else None)
+    if value is None:
+        notification.void.SetInParent()
+    else:
+        notification.value.content = value
     return ctx.add_notification(
         invocation_id, status, MessageType.GET_LAZY_STATE_COMPLETION, notification, completion_id=message.result_completion_id
     )
@@ -449,7 +448,7 @@ def _get_promise(
     promise = Promise.load(ctx.txn.get(row))
     if promise.outcome is not None:
         notification = pb.GetPromiseCompletionNotificationMessage(completion_id=message.result_completion_id)
-        set_result(notification, promise.outcome, void_allowed=False)
+        set_value_or_failure(notification, promise.outcome)
         return ctx.add_notification(
             invocation_id, status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=message.result_completion_id
         )
@@ -479,7 +478,7 @@ def _complete_promise(
     promise = Promise.load(ctx.txn.get(row))
     answer = pb.CompletePromiseCompletionNotificationMessage(completion_id=message.result_completion_id)
     if promise.outcome is not None:
-        set_result(answer, Outcome(failure=Failure(Code.CONFLICT, PROMISE_ALREADY_COMPLETED_MESSAGE)))
+        answer.failure.CopyFrom(failure_pb(Failure(Code.CONFLICT, PROMISE_ALREADY_COMPLETED_MESSAGE)))
     else:
         which = message.WhichOneof("completion")
         if which == "completion_failure":
@@ -488,7 +487,7 @@ def _complete_promise(
             outcome = Outcome(value=message.completion_value.content)
         ctx.txn.put(row, Promise(outcome, ()).dump())
         status = _wake_promise_waiters(ctx, invocation_id, status, promise.waiters, outcome)
-        set_result(answer, None)
+        answer.void.SetInParent()
     return ctx.add_notification(
         invocation_id, status, MessageType.COMPLETE_PROMISE_COMPLETION, answer, completion_id=message.result_completion_id
     )
@@ -507,7 +506,7 @@ def _wake_promise_waiters(
         if waiter_status is None or waiter_status.is_completed:
             continue
         notification = pb.GetPromiseCompletionNotificationMessage(completion_id=completion_id)
-        set_result(notification, outcome, void_allowed=False)
+        set_value_or_failure(notification, outcome)
         updated = ctx.add_notification(
             waiter_id, waiter_status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=completion_id
         )
@@ -516,21 +515,42 @@ def _wake_promise_waiters(
     return status
 
 
-_COMMANDS: dict[MessageType, CommandHandler] = {
-    MessageType.OUTPUT_COMMAND: _output,  # type: ignore[dict-item]
-    MessageType.SET_STATE_COMMAND: _set_state,  # type: ignore[dict-item]
-    MessageType.CLEAR_STATE_COMMAND: _clear_state,  # type: ignore[dict-item]
-    MessageType.CLEAR_ALL_STATE_COMMAND: _clear_all_state,
-    MessageType.GET_LAZY_STATE_COMMAND: _get_lazy_state,  # type: ignore[dict-item]
-    MessageType.GET_LAZY_STATE_KEYS_COMMAND: _get_lazy_state_keys,  # type: ignore[dict-item]
-    MessageType.SLEEP_COMMAND: _sleep,  # type: ignore[dict-item]
-    MessageType.CALL_COMMAND: _call,  # type: ignore[dict-item]
-    MessageType.ONE_WAY_CALL_COMMAND: _one_way_call,  # type: ignore[dict-item]
-    MessageType.SEND_SIGNAL_COMMAND: _send_signal,  # type: ignore[dict-item]
-    MessageType.COMPLETE_AWAKEABLE_COMMAND: _complete_awakeable,  # type: ignore[dict-item]
-    MessageType.ATTACH_INVOCATION_COMMAND: _attach,  # type: ignore[dict-item]
-    MessageType.GET_INVOCATION_OUTPUT_COMMAND: _get_output,  # type: ignore[dict-item]
-    MessageType.GET_PROMISE_COMMAND: _get_promise,  # type: ignore[dict-item]
-    MessageType.PEEK_PROMISE_COMMAND: _peek_promise,  # type: ignore[dict-item]
-    MessageType.COMPLETE_PROMISE_COMMAND: _complete_promise,  # type: ignore[dict-item]
-}
+def _apply_command(
+    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: Message, frame: AttemptFrame
+) -> InvocationStatus:
+    """Apply a journaled command by its message class; a command with nothing to apply (Input, Run) is only journaled."""
+    match message:
+        case pb.OutputCommandMessage():
+            return _output(ctx, invocation_id, status, message, frame)
+        case pb.SetStateCommandMessage():
+            return _set_state(ctx, invocation_id, status, message, frame)
+        case pb.ClearStateCommandMessage():
+            return _clear_state(ctx, invocation_id, status, message, frame)
+        case pb.ClearAllStateCommandMessage():
+            return _clear_all_state(ctx, invocation_id, status, message, frame)
+        case pb.GetLazyStateCommandMessage():
+            return _get_lazy_state(ctx, invocation_id, status, message, frame)
+        case pb.GetLazyStateKeysCommandMessage():
+            return _get_lazy_state_keys(ctx, invocation_id, status, message, frame)
+        case pb.SleepCommandMessage():
+            return _sleep(ctx, invocation_id, status, message, frame)
+        case pb.CallCommandMessage():
+            return _call(ctx, invocation_id, status, message, frame)
+        case pb.OneWayCallCommandMessage():
+            return _one_way_call(ctx, invocation_id, status, message, frame)
+        case pb.SendSignalCommandMessage():
+            return _send_signal(ctx, invocation_id, status, message, frame)
+        case pb.CompleteAwakeableCommandMessage():
+            return _complete_awakeable(ctx, invocation_id, status, message, frame)
+        case pb.AttachInvocationCommandMessage():
+            return _attach(ctx, invocation_id, status, message, frame)
+        case pb.GetInvocationOutputCommandMessage():
+            return _get_output(ctx, invocation_id, status, message, frame)
+        case pb.GetPromiseCommandMessage():
+            return _get_promise(ctx, invocation_id, status, message, frame)
+        case pb.PeekPromiseCommandMessage():
+            return _peek_promise(ctx, invocation_id, status, message, frame)
+        case pb.CompletePromiseCommandMessage():
+            return _complete_promise(ctx, invocation_id, status, message, frame)
+        case _:
+            return status

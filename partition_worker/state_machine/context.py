@@ -8,9 +8,10 @@ outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
 
 from __future__ import annotations
 
-from typing import assert_never
+from typing import Protocol, assert_never
 
 import msgpack
+from google.protobuf.message import Message
 
 from partition_worker import keys
 from partition_worker.actions import (
@@ -96,13 +97,13 @@ class ApplyContext:
         invocation_id: str,
         status: InvocationStatus,
         message_type: int,
-        message: object,
+        message: Message,
         *,
         completion_id: int | None = None,
         signal: int | str | None = None,
     ) -> InvocationStatus:
         """Store a notification in the journal, then deliver it (running attempt) or resume (suspended and awaited)."""
-        payload = message.SerializeToString()  # type: ignore[attr-defined]
+        payload = message.SerializeToString()
         status, index = self.append_entry(invocation_id, status, message_type, payload)
         if completion_id is not None:
             self.txn.put(keys.notified_key(invocation_id, False, completion_id), b"")
@@ -371,28 +372,62 @@ def failure_pb(failure: Failure) -> pb.Failure:
     return pb.Failure(code=failure.code, message=failure.message)
 
 
-def outcome_from_pb(message: object) -> Outcome:
+class ResultMessage(Protocol):
+    """A message whose `result` oneof holds a value (a Value message or raw bytes) or a Failure (e.g. Output, CompletePromise)."""
+
+    def WhichOneof(self, oneof_group: str) -> str | None: ...
+
+    @property
+    def value(self) -> bytes | pb.Value: ...
+
+    @property
+    def failure(self) -> pb.Failure: ...
+
+
+class ValueOrFailureResult(Protocol):
+    """A notification whose `result` oneof is a Value or a Failure."""
+
+    @property
+    def value(self) -> pb.Value: ...
+
+    @property
+    def failure(self) -> pb.Failure: ...
+
+
+class VoidValueOrFailureResult(ValueOrFailureResult, Protocol):
+    """A notification whose `result` oneof may also be Void."""
+
+    @property
+    def void(self) -> pb.Void: ...
+
+
+def outcome_from_pb(message: ResultMessage) -> Outcome:
     """An Outcome from a message with a value/failure oneof (Value message or raw bytes value)."""
-    which = message.WhichOneof("result")  # type: ignore[attr-defined]
+    which = message.WhichOneof("result")
     if which == "failure":
-        failure = message.failure  # type: ignore[attr-defined]
+        failure = message.failure
         return Outcome(failure=Failure(failure.code, failure.message))
     if which == "value":
-        value = message.value  # type: ignore[attr-defined]
+        value = message.value
         return Outcome(value=value if isinstance(value, bytes) else value.content)
     return Outcome(value=b"")
 
 
-def set_result(message: object, outcome: Outcome | None, *, void_allowed: bool = True) -> None:
-    """Fill the value(5)/failure(6)/void(4) oneof of a notification."""
+def set_result(message: VoidValueOrFailureResult, outcome: Outcome | None) -> None:
+    """Fill the value(5)/failure(6)/void(4) oneof of a notification; None is void."""
     if outcome is None:
-        assert void_allowed, "this notification has no void result"
-        message.void.SetInParent()  # type: ignore[attr-defined]
-    elif outcome.failure is not None:
-        message.failure.CopyFrom(failure_pb(outcome.failure))  # type: ignore[attr-defined]
+        message.void.SetInParent()
     else:
-        message.value.SetInParent()  # type: ignore[attr-defined]
-        message.value.content = outcome.value or b""  # type: ignore[attr-defined]
+        set_value_or_failure(message, outcome)
+
+
+def set_value_or_failure(message: ValueOrFailureResult, outcome: Outcome) -> None:
+    """Fill the value/failure oneof of a notification that has no void result."""
+    if outcome.failure is not None:
+        message.failure.CopyFrom(failure_pb(outcome.failure))
+    else:
+        message.value.SetInParent()
+        message.value.content = outcome.value or b""
 
 
 NOTIFICATION_CLASSES = {
@@ -403,7 +438,7 @@ NOTIFICATION_CLASSES = {
 }
 
 
-def completion_for_sink(sink: JournalSink, outcome: Outcome | None) -> object:
+def completion_for_sink(sink: JournalSink, outcome: Outcome | None) -> Message:
     """The notification a journal sink receives for an outcome (None: not ready, for GetInvocationOutput)."""
     cls = NOTIFICATION_CLASSES[MessageType(sink.notification_type)]
     message = cls(completion_id=sink.completion_id)

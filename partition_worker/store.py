@@ -231,12 +231,12 @@ class Transaction:
         """The row at `key`, decoded once per transaction and then shared."""
         obj = self._objects.get(key)
         if obj is not None:
-            return obj  # type: ignore[return-value]
+            return obj  # type: ignore[return-value]  # the cache holds each key's decoded row; `decode` of that key made it a T
         raw = self.puts[key] if key in self.puts else self.store.get(key)
         if raw is None:
             return None
         decoded = decode(raw)
-        self._objects[key] = decoded  # type: ignore[assignment]
+        self._objects[key] = decoded  # type: ignore[assignment]  # every T decoded here is a stored row type with encode()
         if key not in self.puts:
             self._track(key)
             self.puts[key] = raw

@@ -853,9 +853,9 @@ def _retrieve_outcome(task: asyncio.Task[_Connection]) -> None:
         task.exception()
 
 
-def _text_headers(headers: object) -> Headers:
+def _text_headers(headers: collections.abc.Iterable[tuple[bytes | str, bytes | str]] | None) -> Headers:
     pairs: Headers = []
-    for name, value in headers or []:  # type: ignore[attr-defined]
+    for name, value in headers or []:
         pairs.append((_as_text(name), _as_text(value)))
     return pairs
 

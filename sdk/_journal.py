@@ -12,7 +12,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
-from protocol import Frame, MessageType, ProtocolError, decode_message, pb
+from protocol import Frame, ProtocolError, decode_message, pb
 from sdk._results import (
     CompletionId,
     Failure,
@@ -30,36 +30,52 @@ from sdk._results import (
 def decode_notification(frame: Frame) -> tuple[NotificationId, Result]:
     """The id and result of a notification frame; raises ProtocolError if malformed."""
     message = decode_message(frame)
-    if frame.type == MessageType.SIGNAL:
-        return _signal_id(message), _oneof_result(frame.type, message)
-    completion_id = CompletionId(message.completion_id)  # type: ignore[attr-defined]
-    if frame.type == MessageType.SLEEP_COMPLETION:
-        return completion_id, Void()
-    if frame.type == MessageType.CALL_INVOCATION_ID_COMPLETION:
-        return completion_id, InvocationIdResult(message.invocation_id)  # type: ignore[attr-defined]
-    if frame.type == MessageType.GET_LAZY_STATE_KEYS_COMPLETION:
-        keys = message.state_keys.keys  # type: ignore[attr-defined]
-        return completion_id, StateKeys(tuple(key.decode("utf-8") for key in keys))
-    return completion_id, _oneof_result(frame.type, message)
+    match message:
+        case pb.SignalNotificationMessage():
+            return _signal_id(message), _oneof_result(frame.type, message)
+        case pb.SleepCompletionNotificationMessage():
+            return CompletionId(message.completion_id), Void()
+        case pb.CallInvocationIdCompletionNotificationMessage():
+            return CompletionId(message.completion_id), InvocationIdResult(message.invocation_id)
+        case pb.GetLazyStateKeysCompletionNotificationMessage():
+            return CompletionId(message.completion_id), StateKeys(tuple(key.decode("utf-8") for key in message.state_keys.keys))
+        case (
+            pb.GetLazyStateCompletionNotificationMessage()
+            | pb.CallCompletionNotificationMessage()
+            | pb.RunCompletionNotificationMessage()
+            | pb.AttachInvocationCompletionNotificationMessage()
+            | pb.GetInvocationOutputCompletionNotificationMessage()
+            | pb.GetPromiseCompletionNotificationMessage()
+            | pb.PeekPromiseCompletionNotificationMessage()
+            | pb.CompletePromiseCompletionNotificationMessage()
+        ):
+            return CompletionId(message.completion_id), _oneof_result(frame.type, message)
+        case _:
+            raise ProtocolError(f"frame type {frame.type:#06x} is not a notification this SDK knows")
 
 
-def _signal_id(message: Message) -> NotificationId:
+def _signal_id(message: pb.SignalNotificationMessage) -> NotificationId:
     which = message.WhichOneof("signal_id")
     if which == "idx":
-        return SignalId(message.idx)  # type: ignore[attr-defined]
+        return SignalId(message.idx)
     if which == "name":
-        return SignalName(message.name)  # type: ignore[attr-defined]
+        return SignalName(message.name)
     raise ProtocolError("signal notification has neither idx nor name; expected one of them")
 
 
 def _oneof_result(message_type: int, message: Message) -> Result:
+    """The void/value/failure `result` oneof, read through the descriptor (the notifications differ in which of the three they have)."""
     which = message.WhichOneof("result")
     if which == "void":
         return Void()
     if which == "value":
-        return Value(bytes(message.value.content))  # type: ignore[attr-defined]
+        value = getattr(message, "value")  # noqa: B009 (the field exists: WhichOneof named it)
+        assert isinstance(value, pb.Value), "a notification's value field is a Value message"
+        return Value(bytes(value.content))
     if which == "failure":
-        return failure_from_pb(message.failure)  # type: ignore[attr-defined]
+        failure = getattr(message, "failure")  # noqa: B009 (the field exists: WhichOneof named it)
+        assert isinstance(failure, pb.Failure), "a notification's failure field is a Failure message"
+        return failure_from_pb(failure)
     raise ProtocolError(f"notification of type {message_type:#06x} carries no result; expected void, value or failure")
 
 

@@ -20,6 +20,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.protobuf.message import Message
 
@@ -86,6 +87,7 @@ from sdk._results import (
 from sdk._retry import GiveUp, RetryAfter, next_retry
 
 CLOSED_CODE = InvocationErrorCode.CLOSED
+RecordedMessage = TypeVar("RecordedMessage", bound=Message)
 CANCEL_HANDLE = 1
 """The handle of the built-in CANCEL signal; handles 1..16 are reserved, user handles start at 17."""
 FIRST_USER_HANDLE = 17
@@ -205,13 +207,17 @@ class Machine:
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.type == MessageType.START:
-            self._on_start(decode_message(frame))  # type: ignore[arg-type]
+            start = decode_message(frame)
+            assert isinstance(start, pb.StartMessage), "decode_message decodes a START frame as StartMessage"
+            self._on_start(start)
         elif is_command(frame.type):
             self._on_recorded_command(frame)
         elif is_notification(frame.type):
             self._on_notification(frame)
         elif frame.type == MessageType.PROPOSE_RUN_COMPLETION_ACK:
-            self._on_run_ack(decode_message(frame))  # type: ignore[arg-type]
+            ack = decode_message(frame)
+            assert isinstance(ack, pb.ProposeRunCompletionAckMessage), "decode_message decodes this frame type as its ack message"
+            self._on_run_ack(ack)
         else:
             raise self._fail(
                 PROTOCOL_VIOLATION_CODE,
@@ -274,8 +280,8 @@ class Machine:
             invocation_id=start.debug_id,
             invocation_id_bytes=bytes(start.id),
             key=start.key,
-            headers=tuple((header.key, header.value) for header in recorded.headers),  # type: ignore[attr-defined]
-            body=bytes(recorded.value.content),  # type: ignore[attr-defined]
+            headers=tuple((header.key, header.value) for header in recorded.headers),
+            body=bytes(recorded.value.content),
             random_seed=self._random_seed(start),
             scope=start.scope if self.protocol_version >= V7 and start.HasField("scope") else None,
             limit_key=start.limit_key if self.protocol_version >= V7 and start.HasField("limit_key") else None,
@@ -658,7 +664,7 @@ class Machine:
             return recorded
         raise self._fail(PROTOCOL_VIOLATION_CODE, f"cannot journal {type(command).__name__} while {self.phase.value}")
 
-    def _pop_recorded(self, issued: Message) -> Message:
+    def _pop_recorded(self, issued: RecordedMessage) -> RecordedMessage:
         self._command_index += 1
         issued_type = message_type_of(issued)
         self._last_command = (issued_type, _command_name(issued))
@@ -670,16 +676,18 @@ class Machine:
             self._processing_first_entry = True
         if frame.type != issued_type:
             raise self._journal_mismatch(_type_name(frame.type), type(issued).__name__)
-        return decode_message(frame)
+        recorded = decode_message(frame)
+        assert isinstance(recorded, type(issued)), "a frame of the issued command's type decodes to the issued command's class"
+        return recorded
 
     def _replay_get_state(self, key: str, name: str, completion_id: int) -> int:
         issued = pb.GetLazyStateCommandMessage(key=key.encode(), result_completion_id=completion_id, name=name)
         if self._recorded and self._recorded[0].type == MessageType.GET_EAGER_STATE_COMMAND:
             recorded = self._pop_recorded(pb.GetEagerStateCommandMessage())
-            if recorded.key != issued.key or recorded.name != name:  # type: ignore[attr-defined]
+            if recorded.key != issued.key or recorded.name != name:
                 raise self._journal_mismatch(describe(recorded), f"GetState{{key: {key!r}, name: {name!r}}}")
             which = recorded.WhichOneof("result")
-            result: Result = Value(bytes(recorded.value.content)) if which == "value" else Void()  # type: ignore[attr-defined]
+            result: Result = Value(bytes(recorded.value.content)) if which == "value" else Void()
             return self._ready_handle(CompletionId(completion_id), result)
         self._issue(issued)
         return self._new_handle(CompletionId(completion_id))
@@ -688,9 +696,9 @@ class Machine:
         issued = pb.GetLazyStateKeysCommandMessage(result_completion_id=completion_id, name=name)
         if self._recorded and self._recorded[0].type == MessageType.GET_EAGER_STATE_KEYS_COMMAND:
             recorded = self._pop_recorded(pb.GetEagerStateKeysCommandMessage())
-            if recorded.name != name:  # type: ignore[attr-defined]
+            if recorded.name != name:
                 raise self._journal_mismatch(describe(recorded), f"GetStateKeys{{name: {name!r}}}")
-            keys = tuple(k.decode("utf-8") for k in recorded.value.keys)  # type: ignore[attr-defined]
+            keys = tuple(k.decode("utf-8") for k in recorded.value.keys)
             return self._ready_handle(CompletionId(completion_id), StateKeys(keys))
         self._issue(issued)
         return self._new_handle(CompletionId(completion_id))
@@ -812,11 +820,11 @@ class Machine:
         return error
 
 
-def _set_void_or_value(command: Message, result: Result) -> None:
+def _set_void_or_value(command: pb.GetEagerStateCommandMessage, result: Result) -> None:
     if isinstance(result, Value):
-        command.value.content = result.content  # type: ignore[attr-defined]
+        command.value.content = result.content
     else:
-        command.void.SetInParent()  # type: ignore[attr-defined]
+        command.void.SetInParent()
 
 
 def _set_value_or_failure(command: Message, result: Value | Failure, value_field: str, failure_field: str) -> None:

@@ -391,7 +391,8 @@ def lazy_state_of(state_preload: StatePreload, enable_lazy_state: bool | None) -
     )
 
 
-def _check_kind(service_name: str, kind: str, allowed: tuple[str, ...]) -> HandlerKind:
-    if kind not in allowed:
-        raise ValueError(f"handler kind {kind!r} is not valid in {service_name}; expected one of {allowed}")
-    return kind  # type: ignore[return-value]
+def _check_kind(service_name: str, kind: str, allowed: tuple[HandlerKind, ...]) -> HandlerKind:
+    for allowed_kind in allowed:
+        if kind == allowed_kind:
+            return allowed_kind
+    raise ValueError(f"handler kind {kind!r} is not valid in {service_name}; expected one of {allowed}")

@@ -512,8 +512,8 @@ def _encoder_for(tp: Any) -> Converter:
         return lambda v: [x if e is None else e(x) for e, x in zip(item_encoders, v, strict=False)]
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return lambda v: v.value
-    if dataclasses.is_dataclass(tp):
-        return _codec(tp)[0]  # type: ignore[arg-type]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _codec(tp)[0]
     return None
 
 
@@ -533,8 +533,8 @@ def _decoder_for(tp: Any) -> Converter:
         return lambda v: tuple(x if d is None else d(x) for d, x in zip(item_decoders, v, strict=False))
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp
-    if dataclasses.is_dataclass(tp):
-        return _codec(tp)[1]  # type: ignore[arg-type]
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _codec(tp)[1]
     return None
 
 

@@ -17,7 +17,7 @@ class Promise:
         if raw is None:
             return Promise(None, ())
         promise: Promise = unpack_struct(Promise, raw)
-        return Promise(promise.outcome, tuple(tuple(w) for w in promise.waiters))  # type: ignore[misc]
+        return Promise(promise.outcome, tuple((invocation_id, completion_id) for invocation_id, completion_id in promise.waiters))
 
     def with_waiter(self, invocation_id: str, completion_id: int) -> Promise:
         return Promise(self.outcome, (*self.waiters, (invocation_id, completion_id)))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -188,7 +189,7 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
     notes = run_dir / "handled.log"
     endpoint = EndpointProcess("official", run_dir / "endpoint.log", env={INGEST_LOG_ENV: str(notes)})
     runtime = create_runtime(runtime_name, run_dir / "runtime", RuntimeOptions())
-    record: dict[str, Any] = {"runtime": runtime_name, "repetition": repetition, "error": None}
+    record: dict[str, Any] = {"runtime": runtime_name, "repetition": repetition, "error": None, "load_average_before": os.getloadavg()}
     endpoint.start()
     try:
         runtime.start()
@@ -205,6 +206,7 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
         record["error"] = repr(error)
         log_line(f"{runtime_name} repetition {repetition} failed: {error!r}")
     finally:
+        record["load_average_after"] = os.getloadavg()
         runtime.stop()
         endpoint.stop()
     return record
@@ -271,18 +273,19 @@ def render(document: dict[str, Any]) -> str:
         f"{config['events']} events over {config['keys']} keys on {config['partitions']} partitions to completion; latency at"
         f" {config['paced_rate']} events/s for {config['paced_s']} s. Handler: IngestSink/record (official Python SDK).",
         "",
-        "| run | events/s to completion | runtime CPU ms/event | p50 ms | p99 ms |",
-        "| --- | --- | --- | --- | --- |",
+        "| run | events/s to completion | runtime CPU ms/event | p50 ms | p99 ms | load average (1 min) before, after |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for run in document["runs"]:
         name = f"{run['runtime']} #{run['repetition']}"
         if run["error"] is not None:
-            lines.append(f"| {name} | failed: {run['error']} | | | |")
+            lines.append(f"| {name} | failed: {run['error']} | | | | |")
             continue
         backlog, latency = run["backlog"], run["paced"]["latency_ms"]
         cpu = backlog["runtime_cpu_ms_per_event"]
         cpu_text = "" if cpu is None else f"{cpu:.2f}"
-        lines.append(f"| {name} | {backlog['events_per_s']:.0f} | {cpu_text} | {latency['p50']:.1f} | {latency['p99']:.1f} |")
+        load = f"{run['load_average_before'][0]:.1f}, {run['load_average_after'][0]:.1f}"
+        lines.append(f"| {name} | {backlog['events_per_s']:.0f} | {cpu_text} | {latency['p50']:.1f} | {latency['p99']:.1f} | {load} |")
     ratios = document.get("ratios_duro_over_restate", {})
     if ratios and ratios["throughput"]["n"]:
         lines += ["", "| duro/Restate | median | min | max |", "| --- | --- | --- | --- |"]

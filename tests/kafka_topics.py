@@ -61,3 +61,18 @@ def group_members(bootstrap: str, group_id: str) -> int:
             await admin.close()
 
     return asyncio.run(asyncio.wait_for(describe(), TIMEOUT_S))
+
+
+def committed_offsets(bootstrap: str, group_id: str) -> dict[int, int]:
+    """The positions `group_id` has committed, per partition."""
+
+    async def read() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group_id)
+            return {tp.partition: position.offset for tp, position in offsets.items() if position.offset >= 0}
+        finally:
+            await admin.close()
+
+    return asyncio.run(asyncio.wait_for(read(), TIMEOUT_S))

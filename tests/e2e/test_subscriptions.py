@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.kafka_topics import create_topic, group_members, produce
+from tests.kafka_topics import committed_offsets, create_topic, group_members, produce
 from tests.processes import REPO_ROOT, DuroServer, ServiceEndpoint, http, wait_until
 
 CLUSTER = "local"
@@ -128,10 +128,17 @@ def test_ten_thousand_events_over_a_kill9_run_in_topic_order_exactly_once(setup:
     wait_until(
         lambda: metric(setup.duro, "duro_subscription_records_total", subscription_id) >= 1_500, 120, "a share of the events to be consumed"
     )
+    appended_before = metric(setup.duro, "duro_subscription_records_total", subscription_id)
     setup.duro.kill9()
+    committed = sum(committed_offsets(setup.bootstrap, subscription_id).values())
     produce(setup.bootstrap, topic, events(keys, range(50, 100)))  # while duro is down
     setup.restart()
     lists = wait_all_seen(setup.duro, keys, 100, timeout_s=300)
+    appended_after = metric(setup.duro, "duro_subscription_records_total", subscription_id)
+    assert appended_after == 10_000 - committed, "the restarted consumer resumed at the committed positions"
+    print(
+        f"\nkill -9 after at least {appended_before:.0f} Invokes, {committed} committed: at least {appended_before - committed:.0f} redelivered"
+    )
     wrong = {key: values for key, values in lists.items() if values != list(range(100))}
     assert not wrong, f"{len(wrong)} keys saw their events out of order, twice or not at all, e.g. {next(iter(wrong.items()))}"
     wait_until(lambda: lag(setup.duro, subscription_id)["lag"] == 0, 60, "the consumer group's lag to return to 0")

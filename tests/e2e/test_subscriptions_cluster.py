@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_subscriptions import events, lag, metric, seen, subscribe, wait_all_seen
-from tests.kafka_topics import create_topic, produce
+from tests.kafka_topics import create_topic, group_members, produce
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 DURO_PARTITIONS = 6
@@ -107,5 +107,9 @@ def test_a_killed_nodes_topic_partitions_move_and_every_key_still_sees_its_event
         assert not wrong, f"{len(wrong)} keys saw their events out of order, twice or not at all, e.g. {next(iter(wrong.items()))}"
         assert seen(survivors[1], keys[0]) == list(range(100)), "any node answers for any key"
         wait_until(lambda: lag(survivors[1], subscription_id)["lag"] == 0, 60, "the consumer group's lag to return to 0")
+        assert group_members(kafka_bootstrap, subscription_id) == 2
+        assert http("DELETE", f"{survivors[1].admin}/subscriptions/{subscription_id}")[0] == 202
+        wait_until(lambda: group_members(kafka_bootstrap, subscription_id) == 0, 30, "every node's consumer to leave the group")
+        assert http("GET", f"{survivors[0].admin}/subscriptions/{subscription_id}")[0] == 404, "the deletion reached the other node"
     finally:
         endpoint.stop()

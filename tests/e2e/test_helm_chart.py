@@ -90,6 +90,8 @@ def test_every_rendered_object_matches_the_kubernetes_schemas(mode: str) -> None
         ("shutdown.timeoutMs=soon", "/shutdown/timeoutMs"),
         ("env.NOT_DURO=1", "NOT_DURO"),
         ("replica=3", "replica"),
+        ("snapshots.repository=bucket/prefix", "/snapshots/repository"),
+        ("snapshots.s3.addressingStyle=dns", "/snapshots/s3/addressingStyle"),
     ],
 )
 def test_a_wrong_value_fails_at_install_time_naming_it(setting: str, named: str) -> None:
@@ -172,10 +174,15 @@ def test_rendered_command_env_ports_and_probes_are_ones_duro_accepts(mode: str) 
         assert (settings.log, settings.kafka_bootstrap, settings.partitions) == ("kafka", "kafka-0.kafka:9092,kafka-1.kafka:9092", 12)
         assert settings.max_waiting_requests == 50_000, "from the config file"
         assert settings.retry.max_attempts == 20, "from extraEnv"
+        assert settings.snapshots.repository == "s3://duro-snapshots/cluster"
+        assert (settings.snapshots.s3_endpoint_url, settings.snapshots.s3_region) == ("http://minio.storage:9000", "eu-west-1")
+        assert duro["envFrom"] == [{"secretRef": {"name": "duro-snapshots-s3"}}], "S3 credentials come from the Secret"
     else:
         assert settings.log == "embedded"
         assert settings.ingress.max_body_bytes == 1_048_576, "from the config file"
         assert settings.invoker.inactivity_timeout_ms == 30_000, "from env"
+        assert settings.snapshots.repository is None, "each pod's own volume"
+        assert "envFrom" not in duro
 
 
 # ---------------------------------------------------------------- the rendered cluster, run
@@ -186,7 +193,12 @@ def test_the_rendered_cluster_forms_a_working_cluster_on_kafka(
 ) -> None:
     topic = f"duro-helm-{uuid.uuid4().hex[:8]}"
     documents = render(
-        "cluster", f"kafka.bootstrap={kafka_bootstrap}", f"kafka.topic={topic}", f"kafka.metadataTopic={topic}.meta", "partitions=6"
+        "cluster",
+        f"kafka.bootstrap={kafka_bootstrap}",
+        f"kafka.topic={topic}",
+        f"kafka.metadataTopic={topic}.meta",
+        "partitions=6",
+        f"snapshots.repository={tmp_path / 'shared-snapshots'}",  # a directory every pod reads: one machine's shared store
     )
     with running_pods(documents, tmp_path, 3) as pods:
         wait_until(lambda: all(pod.owned() for pod in pods) and sum(len(pod.owned()) for pod in pods) == 6, 90, "partitions on all 3 pods")

@@ -90,4 +90,5 @@ def test_compose_runs_the_kafka_version_the_tests_verify() -> None:
 def test_compose_gives_each_node_time_to_drain() -> None:
     for service in DURO_NODES.values():
         grace_s = int(service["stop_grace_period"].removesuffix("s"))
-        assert grace_s * 1000 > DuroSettings().shutdown.timeout_ms
+        shutdown = DuroSettings().shutdown
+        assert grace_s * 1000 > shutdown.timeout_ms + shutdown.close_timeout_ms

@@ -144,8 +144,9 @@ def test_the_pod_runs_as_non_root_with_resources_and_a_grace_period_covering_the
     assert duro["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert duro["resources"]["requests"] and duro["resources"]["limits"]["memory"]
     settings = pod_settings(documents, "rel-duro-0")
-    assert pod["terminationGracePeriodSeconds"] * 1000 > settings.shutdown.timeout_ms, "Kubernetes waits for the whole drain"
-    assert settings.shutdown.timeout_ms == 20_000
+    way_out_ms = settings.shutdown.timeout_ms + settings.shutdown.close_timeout_ms
+    assert pod["terminationGracePeriodSeconds"] * 1000 > way_out_ms, "Kubernetes waits for the drain and the close"
+    assert (settings.shutdown.timeout_ms, settings.shutdown.close_timeout_ms) == (20_000, 10_000)
 
 
 @pytest.mark.parametrize("mode", sorted(VALUES))

@@ -28,7 +28,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ include "duro.fullname" . }}-headless
 {{- end -}}
 
-{{/* The graceful phase in whole seconds, rounded up, plus the margin. */}}
+{{/* The graceful phase and the close in whole seconds, rounded up, plus the margin. */}}
 {{- define "duro.terminationGracePeriodSeconds" -}}
-{{- add (div (add .Values.shutdown.timeoutMs 999) 1000) .Values.terminationGraceMarginSeconds -}}
+{{- add (div (add .Values.shutdown.timeoutMs .Values.shutdown.closeTimeoutMs 999) 1000) .Values.terminationGraceMarginSeconds -}}
 {{- end -}}

@@ -101,6 +101,7 @@ class Snapshotter:
         while True:
             await asyncio.sleep(self.settings.check_interval_ms / 1000)
             await self.snapshot_due()
+            self.observe_ages({led.partition for led in self._led_partitions()})
 
     async def snapshot_due(self, force: bool = False) -> list[SnapshotManifest]:
         """Snapshot every led partition that is due (all that applied anything since their last, with `force`)."""
@@ -179,11 +180,15 @@ class Snapshotter:
             await self.repository.delete(partition, offset)
         return kept[0]
 
-    def observe_ages(self) -> None:
-        """Set the snapshot-age gauge of every partition this node snapshotted or found a snapshot of."""
+    def observe_ages(self, led: set[int]) -> None:
+        """Set the snapshot-age gauge (`duro_partition_snapshot_age_seconds`) of the led partitions that have a snapshot.
+
+        The age counts from when this node took the snapshot, or first saw it
+        in the repository when it began to lead the partition.
+        """
         now_ms = self._clock_ms()
         for partition, progress in self._progress.items():
-            if progress.last_offset >= 0:
+            if partition in led and progress.last_offset >= 0:
                 metrics.observe_snapshot(partition, max(0, now_ms - progress.last_wall_ms) / 1000)
 
 

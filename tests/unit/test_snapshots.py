@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from partition_worker import keys
+from partition_worker import keys, metrics
 from partition_worker.settings import SnapshotSettings
 from partition_worker.snapshot_manifest import DATA_NAME, MANIFEST_NAME, SnapshotError, SnapshotRefusedError
 from partition_worker.snapshot_repository import DirectorySnapshotRepository, offset_folder, open_repository, partition_folder
@@ -87,6 +87,8 @@ async def test_a_partition_is_snapshotted_after_interval_records_and_its_log_tri
     assert await log.end_offset(1) == 120
     assert await log.start_offset(0) == 0, "other partitions are untouched"
     assert await taker.snapshot_due() == [], "nothing new applied"
+    taker.observe_ages({1})
+    assert metrics.snapshot_age.labels("1")._value.get() < 5, "the age gauge is set for a led partition with a snapshot"
 
 
 async def test_a_partition_with_any_new_record_is_snapshotted_after_interval_ms(tmp_path: Path, database: RocksDatabase) -> None:

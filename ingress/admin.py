@@ -18,11 +18,13 @@ from typing import Any, Final
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ingress import metrics
+from ingress.body_limit import BodyLimit
 from ingress.discovery import (
     Discoverer,
     DiscoveryError,
@@ -32,16 +34,19 @@ from ingress.discovery import (
 from ingress.durations import format_friendly_ms, format_rfc3339_ms, parse_duration_ms
 from ingress.errors import (
     ApiError,
+    BadGateway,
     BadRequest,
     Conflict,
     GatewayTimeout,
     InsufficientStorage,
     Internal,
     NotFound,
+    PayloadTooLarge,
     Unavailable,
     kind_of_status,
 )
 from ingress.http import ReplyWaiter
+from ingress.json_input import parse_json
 from ingress.openapi import service_openapi
 from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
@@ -235,7 +240,8 @@ def build_admin_app(
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
     defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
     api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
-    return Starlette(routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error})
+    body_limit = Middleware(BodyLimit, chosen.max_admin_body_bytes, chosen.max_internal_body_bytes, error_body)
+    return Starlette(routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error}, middleware=[body_limit])
 
 
 async def _route_error(request: Request, error: Exception) -> Response:
@@ -413,7 +419,7 @@ class AdminApi:
         except InvalidUriError as error:
             raise BadRequest(f"The request field 'uri' is invalid. Reason: {error.reason}") from None
         except DiscoveryError as error:
-            raise Internal(str(error), restate_code=error.restate_code) from None
+            raise BadGateway(str(error), restate_code=error.restate_code) from None
         except SchemaError as error:
             raise BadRequest(f"discovered an invalid service definition at {uri}: {error}") from None
 
@@ -431,6 +437,8 @@ class AdminApi:
             sink, reply = decode_reply(await request.body())
         except ValueError as exc:
             return json_response(400, {"message": str(exc), "restate_code": None})
+        except PayloadTooLarge as error:
+            return json_response(413, {"message": error.message, "restate_code": None})
         delivered = self.reply_bus.deliver(sink, reply)
         return Response(status_code=204 if delivered else 404)
 
@@ -768,6 +776,9 @@ def _unexpected(request: Request, error: Exception) -> Response:
     if isinstance(error, OSError) and is_disk_full(error):
         full = InsufficientStorage("the node's disk is full: nothing was changed; retry once space is freed")
         return json_response(full.status, {"message": full.message, "restate_code": None})
+    if isinstance(error, ClientDisconnect):
+        log.info("admin request %s %s: the client went away before sending the whole body", request.method, request.url.path)
+        return json_response(400, {"message": "the client went away before sending the whole body", "restate_code": None})
     log.exception("admin request %s %s failed", request.method, request.url.path)
     message = f"the admin API failed unexpectedly on {request.method} {request.url.path}; the node's log has the traceback"
     return json_response(500, {"message": message, "restate_code": None})
@@ -785,8 +796,8 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return parse_json(raw)
+    except ValueError as error:
         raise BadRequest(f"The request body is not JSON: {error}") from None
 
 

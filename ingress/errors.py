@@ -68,6 +68,10 @@ class Internal(ApiError):
     """Something unexpected failed here; the node's log has the details."""
 
 
+class BadGateway(ApiError):
+    """A deployment the request named answered with something unusable, or not at all (discovery at registration)."""
+
+
 class Unavailable(ApiError):
     """The node cannot serve the request now (shutting down, the log refuses appends, ...); the message says whether a retry is safe."""
 
@@ -90,6 +94,7 @@ HTTP_STATUS: Final[Mapping[type[ApiError], int]] = {
     TooManyRequests: 429,
     NotReady: 470,
     Internal: 500,
+    BadGateway: 502,
     Unavailable: 503,
     GatewayTimeout: 504,
     InsufficientStorage: 507,

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from opentelemetry.trace import Tracer
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -45,6 +45,7 @@ from ingress.errors import (
     TooManyRequests,
     Unavailable,
 )
+from ingress.json_input import parse_json
 from ingress.registry import Registry, ResolvedHandler
 from ingress.schema import InputError, OutputRules, validate_input
 from ingress.settings import IngressSettings
@@ -59,7 +60,7 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.disk_space import DiskSpace
-from wal.log import AppendTooLargeError, Log, LogError, LogFullError
+from wal.log import AppendTooLargeError, Log, LogClosedError, LogError, LogFullError
 from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
@@ -202,6 +203,10 @@ class Ingress:
             response = error_response(error.status, error.message, error.invocation_id)
             if error.retry_after_s is not None:
                 response.headers["retry-after"] = str(error.retry_after_s)
+        except ClientDisconnect:  # nothing was recorded; the answer has nobody to go to
+            logger.info("ingress request %s %s: the client went away before sending the whole body", request.method, request.url.path)
+            kind = request.scope.get(_KIND_SCOPE_KEY, "other")
+            response = error_response(400, "the client went away before sending the whole body")
         metrics.observe_ingress(kind, response.status_code, time.perf_counter() - started)
         return response
 
@@ -234,6 +239,10 @@ class Ingress:
         if verb in ("attach", "output"):
             return verb, await self._attach_or_output_verb(request, verb, rest)
         if verb in ("call", "send"):
+            if not rest or not rest[0]:
+                raise BadRequest(
+                    f"bad path, expected /restate/{verb}/:service-name/:handler or /restate/{verb}/:object-name/:object-key/:handler"
+                )
             return await self._invoke(request, rest, forced_kind=verb)
         raise NotFound("not found")
 
@@ -397,28 +406,24 @@ class Ingress:
 
     def _lookup_from_target(self, body: bytes) -> _Lookup:
         try:
-            target = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            target = parse_json(body)
+        except ValueError as error:
             raise BadRequest(f"invalid request body: {error}") from None
         if not isinstance(target, dict):
             raise BadRequest("invalid request body: expected a JSON object with a 'target' field")
-        try:
-            return self._lookup_for(target)
-        except (KeyError, TypeError) as error:
-            raise BadRequest(f"invalid request body: missing or invalid field {error}") from None
+        return self._lookup_for(target)
 
     def _lookup_for(self, target: dict[str, Any]) -> _Lookup:
-        kind = target["target"]
+        kind = _text_field(target, "target")
         if kind == "invocation":
-            return _Lookup(_checked_invocation_id(target["invocationId"]), None)
+            return _Lookup(_checked_invocation_id(_text_field(target, "invocationId")), None)
         if kind == "workflow":
-            name, key = str(target["workflowName"]), str(target["workflowKey"])
+            name, key = _text_field(target, "workflowName"), _text_field(target, "workflowKey")
             return _Lookup(workflow_invocation_id(name, key), self._run_output(name))
         if kind == "idempotentInvocation":
-            service, handler = str(target["service"]), str(target["handler"])
-            raw_key = target.get("key")
-            service_key = None if raw_key is None else str(raw_key)
-            invocation_id = idempotent_invocation_id(service, service_key, handler, str(target["idempotencyKey"]))
+            service, handler = _text_field(target, "service"), _text_field(target, "handler")
+            service_key = _optional_text_field(target, "key")
+            invocation_id = idempotent_invocation_id(service, service_key, handler, _text_field(target, "idempotencyKey"))
             resolved = self.registry.resolve(service, handler)
             return _Lookup(invocation_id, resolved.handler.output if resolved else None)
         raise BadRequest(f"invalid request body: unknown target {kind!r}; expected invocation, workflow or idempotentInvocation")
@@ -495,7 +500,8 @@ class ReplyWaiter:
                     "If the request has an 'idempotency-key', it can be safely retried,"
                     " otherwise submitting it again may result in executing the invocation twice."
                 )
-            raise Unavailable(f"internal routing error: {error}. {advice}", invocation_id) from None
+            reason = "the node is shutting down" if isinstance(error, LogClosedError) else "the node's log cannot take appends now"
+            raise Unavailable(f"{reason}; the request was not recorded. {advice}", invocation_id) from None
 
     async def append_and_wait(
         self,
@@ -624,6 +630,20 @@ async def read_body(request: Request, max_body_bytes: int) -> bytes:
             raise PayloadTooLarge(f"request body exceeds max_body_bytes ({max_body_bytes})")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _optional_text_field(target: dict[str, Any], name: str) -> str | None:
+    """The string field `name` of a JSON target, None if absent or null; BadRequest naming it if it is not a string."""
+    return None if target.get(name) is None else _text_field(target, name)
+
+
+def _text_field(target: dict[str, Any], name: str) -> str:
+    """The string field `name` of a JSON target; BadRequest naming it if it is missing or not a string."""
+    value = target.get(name)
+    if not isinstance(value, str):
+        found = "missing" if value is None else f"a JSON {type(value).__name__}"
+        raise BadRequest(f"invalid request body: the field '{name}' must be a string, found {found}")
+    return value
 
 
 def _parse_service_path(rest: list[str], keyed: bool, forced_kind: str | None) -> tuple[str | None, str, bool]:

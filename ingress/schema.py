@@ -8,10 +8,10 @@ Restate's rules for handler kinds, input validation and visibility.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingress.json_input import parse_json
 from protocol import manifest as mf
 from wal.records import HandlerKind, ServiceType
 
@@ -159,8 +159,8 @@ def validate_input(rules: InputRules, content_type: str | None, body: bytes) -> 
 
 def _check_json(body: bytes) -> None:
     try:
-        json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        parse_json(body)
+    except ValueError as error:
         raise InputError(f"body is not valid JSON: {error}") from None
 
 

@@ -36,6 +36,12 @@ class IngressSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_body_bytes: int = Field(default=10 * MIB, ge=0, description="Largest request body accepted; larger → 413.")
+    max_admin_body_bytes: int = Field(default=MIB, gt=0, description="Largest request body the admin API reads; larger → 413.")
+    max_internal_body_bytes: int = Field(
+        default=40 * MIB,
+        gt=0,
+        description="Largest body of a node-to-node request (/internal/..., e.g. a reply carrying an invocation's output); larger → 413.",
+    )
     max_ingress_connections: int = Field(
         default=10_000,
         gt=0,

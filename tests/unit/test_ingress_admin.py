@@ -202,7 +202,7 @@ async def test_unusable_uri_is_400_before_discovery() -> None:
 
 async def test_failed_discovery_names_the_uri_and_registers_nothing(env: Env) -> None:
     response = await env.admin.post("/deployments", json={"uri": "http://down:1"})
-    assert response.status_code == 500
+    assert response.status_code == 502, "the deployment named in the request failed: Bad Gateway, not a server error"
     payload = response.json()
     assert "http://down:1" in payload["message"] and "connection refused" in payload["message"]
     assert payload["restate_code"] == "META0003"

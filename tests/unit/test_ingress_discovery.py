@@ -259,7 +259,7 @@ async def test_unreachable_uri_names_the_reason_and_registers_nothing(admin: tup
     client, registry = admin
     uri = closed_port_uri()
     response = await client.post("/deployments", json={"uri": uri, "use_http_11": use_http_11})
-    assert response.status_code == 500
+    assert response.status_code == 502
     message = response.json()["message"]
     assert uri in message and "refused" in message
     assert registry.deployments() == [] and registry.services() == []
@@ -270,7 +270,7 @@ async def test_non_manifest_answer_is_an_error(admin: tuple[httpx.AsyncClient, R
     client, registry = admin
     async with hypercorn_server(not_a_manifest) as uri:
         response = await client.post("/deployments", json={"uri": uri, "use_http_11": use_http_11})
-    assert response.status_code == 500
+    assert response.status_code == 502
     message = response.json()["message"]
     assert uri in message and "not a manifest" in message and "text/html" in message
     assert registry.deployments() == []
@@ -280,7 +280,8 @@ async def test_404_names_the_status_and_hints_at_the_path() -> None:
     async with hypercorn_server(static_app(404, b"text/plain", b"no such route")) as uri:
         with pytest.raises(DiscoveryError) as raised:
             await discover(uri + "/wrong/prefix")
-    assert "404" in raised.value.reason and "path" in raised.value.reason and "no such route" in raised.value.reason
+    assert "404" in raised.value.reason and "path" in raised.value.reason
+    assert "no such route" not in raised.value.reason, "the endpoint's body is not echoed"
     assert uri + "/wrong/prefix" in str(raised.value)
 
 

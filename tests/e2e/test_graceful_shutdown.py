@@ -67,17 +67,18 @@ class Clients:
 
     def _until_acknowledged(self, start: int, path: str, idempotency_key: str) -> bool:
         for attempt in range(MAX_TRIES):
-            node = self.nodes[(start + attempt) % len(self.nodes)]
+            index = (start + attempt) % len(self.nodes)
+            node = self.nodes[index]
             try:
                 status, _, body = node.call(path, 1, headers={"idempotency-key": idempotency_key}, timeout_s=60)
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                self._count(f"connection: {type(exc).__name__}")
+                self._count(f"node {index + 1}: connection {type(exc).__name__}")
                 time.sleep(0.05)
                 continue
             if status in (200, 202):
                 return True
             if status in RETRIABLE_STATUSES:
-                self._count(f"HTTP {status}")
+                self._count(f"node {index + 1}: HTTP {status}")
                 time.sleep(0.05)
                 continue
             with self._lock:

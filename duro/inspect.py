@@ -156,6 +156,7 @@ def invocation_state_row(invocation_id: str, partition_key: int, status: Invocat
         "retry_count": status.retry_count + 1 if in_flight else status.retry_count,  # attempts since the last stored entry
         "last_start_at": status.last_start_at_ms,
         "last_attempt_deployment_id": status.deployment_id,
+        "last_attempt_server": status.last_attempt_server,
         "next_retry_at": status.next_retry_at_ms,
         "last_failure": failure_text(failure) if failure is not None else None,
     }

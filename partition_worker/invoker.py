@@ -117,6 +117,8 @@ class _Attempt:
     span: Span | None = None  # with tracing: the attempt's span
     trace_parent: SpanContext | None = None  # with tracing: the invocation's parent (the ingress span, or a derived root)
     created_at_ms: int = 0
+    server: str | None = None  # the deployment's x-restate-server answer header, recorded with the attempt's first events
+    server_recorded: bool = False
 
     async def close_request(self, exchange: Exchange) -> None:
         """End the request body once (after a terminal message, or when the attempt idles)."""
@@ -483,6 +485,7 @@ class Invoker:
             writer = asyncio.create_task(self._write_notifications(handle, exchange))
         try:
             status_code, headers = await exchange.status(self.settings.response_header_timeout_ms if bidirectional else None)
+            handle.server = next((value for name, value in headers if name.lower() == "x-restate-server"), None)
             if status_code != 200:
                 body = await _read_excerpt(exchange)
                 raise AttemptError(_status_failure(status_code, body, handle), _retry_after_ms(headers))
@@ -541,10 +544,12 @@ class Invoker:
         assert deployment is not None, "an attempt picks its deployment before it talks to it"
         pin_id = None if handle.pinned else deployment.deployment_id
         pin_version = None if handle.pinned else handle.protocol_version
+        server = None if handle.server_recorded else handle.server
         handle.last_offset = await handle.leader.append(
-            AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version)
+            AttemptEvents(handle.invocation_id, handle.attempt, tuple(frames), pin_id, pin_version, server)
         )
         handle.pinned = True
+        handle.server_recorded = True
 
     def _attempt_frame(self, frame: Frame, message: object) -> AttemptFrame:
         """The frame as a record part; a Call or OneWayCall is annotated with its callee's kind, retry policy and retention."""

@@ -126,6 +126,7 @@ class InvocationStatus:
     journal_retention_ms: int = 0  # since 0.2: keep the journal this long after completion (0: dropped at completion)
     pending_calls: tuple[tuple[int, str], ...] = ()  # since 0.2: (completion id, callee id) of calls not answered yet
     fail_on_deadlock: bool = False  # since 0.2: from the Invoke; a call of it that closes a wait-for cycle fails (508)
+    last_attempt_server: str | None = None  # since 0.2: the SDK that answered the last attempt (its x-restate-server header)
 
     @property
     def is_completed(self) -> bool:

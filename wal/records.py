@@ -249,6 +249,7 @@ class AttemptEvents:
     frames: tuple[AttemptFrame, ...]
     deployment_id: str | None = None
     protocol_version: int | None = None
+    server: str | None = None  # since 0.2: the SDK's x-restate-server header, on the attempt's first record (introspection)
 
 
 @dataclass(frozen=True, slots=True)

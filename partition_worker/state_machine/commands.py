@@ -48,6 +48,8 @@ def apply_attempt_events(ctx: ApplyContext, record: AttemptEvents) -> None:
     if status is None or status.phase is not Phase.INVOKED or status.attempt != record.attempt:
         return  # a late message of an attempt that is over
     status = _pin(status, record.deployment_id, record.protocol_version)
+    if record.server is not None and record.server != status.last_attempt_server:
+        status = status.evolve(last_attempt_server=record.server)
     try:
         for frame in record.frames:
             status_or_none = _apply_frame(ctx, record.invocation_id, status, frame)

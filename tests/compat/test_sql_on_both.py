@@ -114,6 +114,9 @@ def _observe(runtime: Runtime) -> Observed:
             "SELECT target, status, invoked_by, invoked_by_service_name, invoked_by_target, completion_result, completion_failure,"
             " target_service_ty FROM sys_invocation ORDER BY target, status"
         ),
+        "attempts": runtime.rows(
+            "SELECT target, retry_count, last_attempt_server, pinned_service_protocol_version FROM sys_invocation WHERE status = 'running'"
+        ),
         "state": runtime.rows(
             "SELECT service_name, service_key, key, value_utf8, value_length FROM state ORDER BY service_name, service_key"
         ),
@@ -170,7 +173,7 @@ def test_every_table_and_cli_query_has_the_same_columns_and_types(observed: dict
     assert differing == {}
 
 
-@pytest.mark.parametrize("what", ["invocations", "state", "inbox", "locked", "promises", "services", "scheduled", "cli status"])
+@pytest.mark.parametrize("what", ["invocations", "attempts", "state", "inbox", "locked", "promises", "services", "scheduled", "cli status"])
 def test_values_are_equal_where_they_are_neither_ids_nor_times(observed: dict[str, Observed], what: str) -> None:
     def rows(runtime: str) -> list[str]:  # as a multiset: rows that tie under a query's ORDER BY may come in either order
         return sorted(json.dumps(row, sort_keys=True) for row in observed[runtime].values[what])

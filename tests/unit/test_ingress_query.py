@@ -18,7 +18,7 @@ from ingress.sql_tables import PARTITION_TABLES, TABLES, tables_read_by
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType
 from tests.unit.test_state_machine import COUNTER_ADD, GREETER, SIGNUP_RUN, Harness, invoke, output
-from wal.records import AttemptFailed, Failure
+from wal.records import AttemptEvents, AttemptFailed, Failure
 
 
 def _tables(h: Harness, names: frozenset[str] = PARTITION_TABLES) -> dict[str, pa.Table]:
@@ -224,3 +224,11 @@ def test_journal_entry_json_is_restates_for_the_commands_the_cli_details() -> No
         {"Command": {"Output": {"result": {"Failure": {"code": 418, "message": "boom"}}, "name": ""}}},
     ]
     assert json.loads(rows[0]["entry_json"]) == {"Command": {"Input": {"headers": [], "payload": [49], "name": ""}}}
+
+
+def test_the_last_attempts_server_is_recorded_from_its_first_events() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    h.apply(AttemptEvents(record.invocation_id, 1, (), "dp_1", 6, "restate-sdk-python/1.3.0"))
+    assert _rows(h, "SELECT last_attempt_server FROM sys_invocation") == [{"last_attempt_server": "restate-sdk-python/1.3.0"}]

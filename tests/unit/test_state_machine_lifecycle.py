@@ -274,3 +274,36 @@ def test_a_cycle_across_two_objects_is_found_and_plain_waiting_is_not() -> None:
         a.invocation_id,
         b.invocation_id,
     ]
+
+
+def test_cancel_in_every_phase() -> None:
+    """Queued or scheduled: ended at once (DONE); running, suspended, backing off or paused: the handler gets the cancel signal
+    (ACK) and, if no attempt runs, one starts to deliver it; completed: CONFLICT."""
+    h = Harness()
+    scheduled = dataclasses.replace(invoke(GREETER), execute_at_ms=h.now_ms + 60_000)
+    holder, inboxed = invoke(COUNTER_ADD), invoke(COUNTER_ADD)
+    suspended, backing_off, paused, done = invoke(GREETER), invoke(GREETER), invoke(GREETER), retained(GREETER)
+    for record in (scheduled, holder, inboxed, suspended, backing_off, paused, done):
+        h.apply(record)
+    h.send(suspended.invocation_id, 1, pb.SuspensionMessage(waiting_signals=[1]))
+    h.apply(AttemptFailed(backing_off.invocation_id, 1, Failure(500, "boom")))
+    h.apply(Pause(paused.invocation_id))
+    h.send(done.invocation_id, 1, output(b"1"), pb.EndMessage())
+    expected = {
+        scheduled.invocation_id: (ReplyKind.DONE, False),
+        inboxed.invocation_id: (ReplyKind.DONE, False),
+        holder.invocation_id: (ReplyKind.ACK, False),  # running: the signal goes to the open attempt
+        suspended.invocation_id: (ReplyKind.ACK, True),
+        backing_off.invocation_id: (ReplyKind.ACK, True),
+        paused.invocation_id: (ReplyKind.ACK, True),
+        done.invocation_id: (ReplyKind.CONFLICT, False),
+    }
+    for invocation_id, (kind, starts_attempt) in expected.items():
+        actions = h.apply(Cancel(invocation_id, ADMIN))
+        assert reply_of(actions).kind is kind, invocation_id
+        assert bool([a for a in of_type(actions, InvokeAttempt) if a.invocation_id == invocation_id]) is starts_attempt, invocation_id
+    for queued in (scheduled, inboxed):
+        status = h.status(queued.invocation_id)
+        assert status is None or status.outcome.failure.code == 409  # type: ignore[union-attr]
+    journal = [entry for entry in h.journal(holder.invocation_id) if entry[0] == 0xFBFF]
+    assert len(journal) == 1, "the running invocation's journal has the cancel signal"

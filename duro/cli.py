@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a node: ingress, admin API and partition workers")
     serve.add_argument("--data-dir", help="data directory (DURO_DATA_DIR, default ./duro-data)")
     serve.add_argument("--bind", help="listen address (DURO_BIND, default 127.0.0.1)")
+    serve.add_argument("--admin-bind", help="listen address of the admin API (DURO_ADMIN_BIND, default: --bind)")
     serve.add_argument("--ingress-port", type=int, help="ingress port (DURO_INGRESS_PORT, default 8080)")
     serve.add_argument("--admin-port", type=int, help="admin API port (DURO_ADMIN_PORT, default 9070)")
     serve.add_argument("--partitions", type=int, help="partition count, fixed at creation (DURO_PARTITIONS, default 24)")
@@ -49,6 +50,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = [
         "data_dir",
         "bind",
+        "admin_bind",
         "ingress_port",
         "admin_port",
         "partitions",

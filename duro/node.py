@@ -75,6 +75,7 @@ from wal.replies import ReplyBus
 log = logging.getLogger("duro.node")
 
 NODE_FILE = "duro.json"
+PRIVATE_UMASK = 0o077
 
 
 class NodeStartError(Exception):
@@ -88,6 +89,7 @@ class NodeFailure(Exception):
 def run_node(settings: DuroSettings) -> int:
     """Run a node until it stops; return the exit status. Raises NodeStartError if it cannot start, NodeFailure after a fatal error."""
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
+    os.umask(PRIVATE_UMASK)  # every file the node creates (log, RocksDB, registry, snapshots) is its user's alone
     try:
         import uvloop
 
@@ -98,6 +100,19 @@ def run_node(settings: DuroSettings) -> int:
         return runner.run(Node(settings).serve())
 
 
+def _private_directory(data_dir: Path) -> None:
+    """Create the data dir 0700, or take group and other access away from an existing one (it holds clients' headers)."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            data_dir.chmod(0o700)
+        except OSError as error:
+            log.warning("data dir %s is open to other users (mode %o) and could not be made 0700: %s", data_dir, mode, error)
+        else:
+            log.info("data dir %s was mode %o; it is now 0700", data_dir, mode)
+
+
 def check_data_dir(settings: DuroSettings) -> str:
     """Create the data dir, or check that it was created with the same partition count; return its log id.
 
@@ -106,7 +121,7 @@ def check_data_dir(settings: DuroSettings) -> str:
     gets one now.
     """
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _private_directory(data_dir)
     node_file = data_dir / NODE_FILE
     stored = json.loads(node_file.read_text()) if node_file.exists() else {"partitions": settings.partitions}
     if stored.get("partitions") != settings.partitions:
@@ -410,7 +425,9 @@ class Node:
         lifecycle = self.lifecycle
         servers = [
             NodeHttpServer("ingress", ingress_app, settings.bind, settings.ingress_port, self._limits("ingress", ingress_error_body)),
-            NodeHttpServer("admin", admin_app, settings.bind, settings.admin_port, self._limits("admin", admin_error_body)),
+            NodeHttpServer(
+                "admin", admin_app, settings.admin_bind or settings.bind, settings.admin_port, self._limits("admin", admin_error_body)
+            ),
         ]
         for server in servers:
             try:

@@ -109,6 +109,11 @@ class DuroSettings(BaseSettings):
 
     data_dir: Path = Field(default=Path("./duro-data"), description="Where the log, the state and the registry live.")
     bind: str = Field(default="127.0.0.1", description="Address the ingress and admin servers listen on.")
+    admin_bind: str | None = Field(
+        default=None,
+        description="Address the admin API listens on, if not --bind (e.g. 127.0.0.1 while the ingress is public); on Kafka"
+        " the other nodes must reach it (replies travel between nodes over it).",
+    )
     ingress_port: int = Field(default=8080, ge=0, le=65535)
     admin_port: int = Field(default=9070, ge=0, le=65535)
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from ingress import metrics
 from ingress.body_limit import BodyLimit
+from ingress.deployment_targets import DeploymentTargets
 from ingress.discovery import (
     Discoverer,
     DiscoveryError,
@@ -271,6 +272,7 @@ class AdminApi:
         self._query_slots = asyncio.Semaphore(settings.max_concurrent_queries)
         self.settings = settings
         self.discoverer = discoverer
+        self.targets = DeploymentTargets(settings.allowed_deployment_hosts, settings.forbid_private_deployment_targets)
         self.waiter = ReplyWaiter(log, reply_bus)
         self.reply_bus = reply_bus
 
@@ -414,6 +416,7 @@ class AdminApi:
         return json_response(200, self._deployment_json(updated, detailed=True))
 
     async def _discover(self, uri: str, headers: dict[str, str], use_http_11: bool) -> DiscoveredEndpoint:
+        await self.targets.check(uri, headers)
         try:
             return await self.discoverer(uri, headers, use_http_11)
         except InvalidUriError as error:

@@ -255,6 +255,11 @@ class SharedRegistryStore:
         await self._kv.put(self.KEY, document)
 
 
+def _private_opener(path: str, flags: int) -> int:
+    """Creates the registry file readable by duro's user alone: it holds deployments' headers (bearer tokens, say)."""
+    return os.open(path, flags, 0o600)
+
+
 class FileRegistryStore:
     """Keeps the registry document in one file, replaced atomically (temp file, fsync, rename, fsync dir)."""
 
@@ -277,7 +282,7 @@ class FileRegistryStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(self.path.name + ".tmp")
         try:
-            with open(temp, "wb") as file:
+            with open(temp, "wb", opener=_private_opener) as file:
                 file.write(document)
                 file.flush()
                 os.fsync(file.fileno())

@@ -94,6 +94,16 @@ class IngressSettings(BaseModel):
         " workflow_completion_retention.",
     )
     advertised_ingress_url: str = Field(default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports.")
+    allowed_deployment_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="If set, the only hosts POST /deployments may register: host names, *.domain suffixes, IP addresses or"
+        ' CIDR networks (DURO_INGRESS__ALLOWED_DEPLOYMENT_HOSTS=\'["svc.internal", "10.0.0.0/8"]\'). Empty: any host.',
+    )
+    forbid_private_deployment_targets: bool = Field(
+        default=False,
+        description="Refuse deployment URIs whose host is or resolves to a loopback, private, link-local or otherwise"
+        " non-public address (for clusters where the admin API must not reach into the node's own network).",
+    )
     discovery_connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout of GET {uri}/discover.")
     discovery_timeout_ms: int = Field(default=10_000, gt=0, description="Whole-request timeout of GET {uri}/discover.")
     max_manifest_bytes: int = Field(default=10 * MIB, gt=0, description="Largest discovery response accepted.")

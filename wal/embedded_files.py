@@ -54,6 +54,7 @@ from wal.log import LogError
 logger = logging.getLogger(__name__)
 
 METADATA_FILE_NAME = "duro-log.json"
+FILE_MODE = 0o600  # the log holds clients' headers (Authorization, Cookie): readable by duro's user alone
 START_FILE_NAME = "duro-log-start.json"  # since 0.2: where the log starts after trimming (first segment, first offset per partition)
 LOCK_FILE_NAME = "LOCK"
 FORMAT_NAME = "duro-embedded-log"
@@ -181,7 +182,7 @@ def lock_directory(directory: Path) -> int:
     Raises LogError naming the holder's pid if another process (or another open
     of the same log in this process) holds it. Closing the descriptor releases it.
     """
-    lock_fd = os.open(directory / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    lock_fd = os.open(directory / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
@@ -254,12 +255,17 @@ def _read_metadata(metadata_path: Path) -> tuple[int, int]:
 def _write_metadata(directory: Path, partition_count: int) -> None:
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "partition_count": partition_count}
     temporary_path = directory / (METADATA_FILE_NAME + ".tmp")
-    with open(temporary_path, "w", encoding="utf-8") as file:
+    with open(temporary_path, "w", encoding="utf-8", opener=private_opener) as file:
         json.dump(metadata, file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary_path, directory / METADATA_FILE_NAME)
     sync_directory(directory)
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An `open(opener=...)` that creates files readable and writable by duro's user alone."""
+    return os.open(path, flags, FILE_MODE)
 
 
 def sync_directory(directory: Path) -> None:
@@ -516,7 +522,7 @@ class SegmentWriter:
             raise LogError(f"the log has reached its last segment number {MAX_SEGMENT_NUMBER}; it cannot grow further")
         path = segment_path(self._directory, segment_number)
         created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         if created:
             sync_directory(self._directory)
         return fd

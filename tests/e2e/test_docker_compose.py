@@ -38,8 +38,9 @@ def test_each_node_s_command_and_environment_are_valid_duro_settings(name: str, 
     assert settings.kafka_bootstrap == "kafka:9092"
     assert settings.advertised_host == name, "other nodes reach it by its service name"
     assert settings.bind == "0.0.0.0"
-    published = {int(mapping.split(":")[1]) for mapping in service["ports"]}
-    assert published == {settings.ingress_port, settings.admin_port}, "the published container ports are the ones duro listens on"
+    published = {int(mapping.split(":")[-1]): mapping for mapping in service["ports"]}
+    assert set(published) == {settings.ingress_port, settings.admin_port}, "the published container ports are the ones duro listens on"
+    assert published[settings.admin_port].startswith("127.0.0.1:"), "the admin API is published on the host's loopback only"
     assert any(volume.endswith(":" + str(settings.data_dir)) for volume in service["volumes"]), "the data dir is a volume"
 
 

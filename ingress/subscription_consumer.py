@@ -135,14 +135,15 @@ class SubscriptionConsumer:
         consumer = AIOKafkaConsumer(**kwargs)
         self._consumer = consumer
         await consumer.start()
+        settler = asyncio.create_task(self._settle_forever(), name=f"settle {self.subscription.id}")
         helpers = [
+            settler,
             asyncio.create_task(self._nudge_forever(), name=f"nudge {self.subscription.id}"),
-            asyncio.create_task(self._settle_forever(), name=f"settle {self.subscription.id}"),
             asyncio.create_task(self._commit_forever(consumer), name=f"commit {self.subscription.id}"),
             asyncio.create_task(self._refresh_lag_forever(consumer), name=f"lag {self.subscription.id}"),
         ]
         try:
-            consumer.subscribe([self.subscription.topic], listener=_Rebalance(self))
+            consumer.subscribe([self.subscription.topic], listener=_Rebalance(self, consumer))
             while True:
                 for helper in helpers:
                     if helper.done():
@@ -150,12 +151,32 @@ class SubscriptionConsumer:
                         raise RuntimeError(f"{helper.get_name()} stopped")
                 await self._step(consumer)
         finally:
-            await self._stop_helpers(consumer, helpers)
+            await self._stop_helpers(consumer, settler, helpers)
             for pending in self._pending.values():
                 self._bus.release(pending.sink)
             self._pending.clear()
             self._forget_metrics()
             await asyncio.shield(consumer.stop())
+
+    # ------------------------------------------------------------ rebalances
+
+    async def partitions_revoked(self, kafka: AIOKafkaConsumer, revoked: list[TopicPartition]) -> None:
+        """Before partitions move: no new batch starts, the ones in flight settle, every durable position is committed."""
+        async with self._batch_lock:
+            if not await self._settled_in_time():
+                log.warning(
+                    "subscription %s: batches still in flight at a rebalance; their records will be delivered again", self.subscription.id
+                )
+            await self._commit(kafka)
+            self._forget_partitions(revoked)
+
+    def partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Log the new share: the log names the topic partitions' owner after every rebalance."""
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info(
+            "subscription %s: node %d consumes %s partitions %s (group %s)",
+            self.subscription.id, self._node_id, self.subscription.topic, partitions, self.subscription.group_id,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ the loop
 
@@ -375,11 +396,10 @@ class SubscriptionConsumer:
         except TimeoutError:
             return False
 
-    async def _stop_helpers(self, consumer: AIOKafkaConsumer, helpers: list[asyncio.Task[None]]) -> None:
+    async def _stop_helpers(self, consumer: AIOKafkaConsumer, settler: asyncio.Task[None], helpers: list[asyncio.Task[None]]) -> None:
         """On the way out: settle what is in flight and commit what is durable (bounded), so that a subscription re-created
         with this group resumes right there; then stop the helpers."""
-        settle = helpers[1]
-        if not settle.done() and not await asyncio.shield(self._settled_in_time()):
+        if not settler.done() and not await asyncio.shield(self._settled_in_time()):
             log.warning("subscription %s: batches still in flight at stop; they will be delivered again", self.subscription.id)
         for helper in helpers:
             helper.cancel()
@@ -408,29 +428,17 @@ class SubscriptionConsumer:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, consumer: SubscriptionConsumer) -> None:
+    """aiokafka's rebalance callbacks, handed to the consumer."""
+
+    def __init__(self, consumer: SubscriptionConsumer, kafka: AIOKafkaConsumer) -> None:
         self._consumer = consumer
+        self._kafka = kafka
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Wait for the batch in flight and commit every durable position before the partitions move."""
-        consumer = self._consumer
-        async with consumer._batch_lock:
-            if not await consumer._settled_in_time():
-                log.warning(
-                    "subscription %s: batches still in flight at a rebalance; their records will be delivered again",
-                    consumer.subscription.id,
-                )
-            if consumer._consumer is not None:
-                await consumer._commit(consumer._consumer)
-            consumer._forget_partitions(revoked)
+        await self._consumer.partitions_revoked(self._kafka, revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        consumer = self._consumer
-        partitions = sorted(tp.partition for tp in assigned)
-        log.info(
-            "subscription %s: node %d consumes %s partitions %s (group %s)",
-            consumer.subscription.id, consumer._node_id, consumer.subscription.topic, partitions, consumer.subscription.group_id,
-        )  # fmt: skip
+        self._consumer.partitions_assigned(assigned)
 
 
 def _event_record(record: ConsumerRecord[bytes, bytes]) -> EventRecord:

@@ -28,6 +28,7 @@ from duro.cluster import node_key
 from duro.inspect import Stores, partition_tables
 from ingress.admin import Handler
 from ingress.query import rows_table, to_arrow_ipc
+from protocol.journal_json import TargetKind
 from wal.kafka_metadata import KafkaMetadata
 
 log = logging.getLogger("duro.cluster_query")
@@ -36,9 +37,9 @@ INTERNAL_PATH = "/internal/query-tables"
 PerPartition = dict[int, dict[str, pa.Table]]
 
 
-def local_tables_by_partition(stores: Stores, names: frozenset[str], deadline: float) -> PerPartition:
+def local_tables_by_partition(stores: Stores, names: frozenset[str], deadline: float, target_kind: TargetKind) -> PerPartition:
     """The named tables of each of `stores`' partitions (synchronous: run it in a worker thread)."""
-    return {partition: partition_tables([(partition, store)], names, deadline) for partition, store in stores}
+    return {partition: partition_tables([(partition, store)], names, deadline, target_kind) for partition, store in stores}
 
 
 def encode_tables(tables: PerPartition) -> bytes:
@@ -67,8 +68,10 @@ class ClusterTables:
         partition_count: int,
         local_stores: Callable[[], Stores],
         metadata: KafkaMetadata,
+        target_kind: TargetKind,
         max_in_flight: int = 16,
     ) -> None:
+        self._target_kind = target_kind
         self._node_id = node_id
         self._partition_count = partition_count
         self._local_stores = local_stores
@@ -80,7 +83,7 @@ class ClusterTables:
         if not names:
             return {}
         stores = list(self._local_stores())
-        local = asyncio.to_thread(local_tables_by_partition, stores, names, deadline)
+        local = asyncio.to_thread(local_tables_by_partition, stores, names, deadline, self._target_kind)
         remote = [self._fetch(url, names, deadline) for url in self._peer_admin_urls()]
         results = await asyncio.gather(local, *remote, return_exceptions=True)
         merged: PerPartition = {}
@@ -127,7 +130,7 @@ class ClusterTables:
         return decode_tables(data)
 
 
-def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int) -> tuple[str, str, str, Handler]:
+def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int, target_kind: TargetKind) -> tuple[str, str, str, Handler]:
     """`POST /internal/query-tables` (an admin route): this node's partition tables, for a query another node runs."""
 
     async def endpoint(request: Request, api_version: int) -> Response:
@@ -140,7 +143,7 @@ def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int
         deadline = time.monotonic() + timeout_ms / 1000
         stores = list(local_stores())
         try:
-            tables = await asyncio.to_thread(local_tables_by_partition, stores, names, deadline)
+            tables = await asyncio.to_thread(local_tables_by_partition, stores, names, deadline, target_kind)
         except Exception as error:  # QueryTimeout and anything the read raises: the asking node leaves these partitions out
             return Response(f"could not read the partition tables: {error}", status_code=503)
         return Response(encode_tables(tables), media_type="application/x-msgpack")

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ingress.admin import DURO_VERSION
 from ingress.query import QueryTimeout, rows_table
+from ingress.registry import Registry
 from ingress.subscriptions import SUBSCRIPTION_ID_PREFIX
 from partition_worker import keys
 from partition_worker.state_machine.context import is_queued_state_patch
@@ -25,10 +26,11 @@ from partition_worker.state_machine.deadlocks import decode_deadlock_row
 from partition_worker.state_machine.promises import Promise
 from partition_worker.status import BackingOff, InvocationStatus, Invoked, Phase, Suspended
 from partition_worker.store import PartitionStore
-from protocol.frames import Frame, MessageType, decode_message, is_command
+from protocol.frames import MessageType, is_command
 from protocol.ids import InvocationId
+from protocol.journal_json import TargetKind, call_invocation_ids, entry_json
 from protocol.routing import partition_key_for_key
-from wal.records import Failure, ServiceType
+from wal.records import Failure, HandlerKind, ServiceType
 
 Row = dict[str, Any]
 Stores = Iterable[tuple[int, PartitionStore]]
@@ -48,14 +50,24 @@ SERVICE_TYPE_WORDS: Final = {ServiceType.SERVICE: "service", ServiceType.VIRTUAL
 _DEADLINE_CHECK_EVERY_ROWS = 512
 
 
-def partition_tables(stores: Stores, names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
+def no_target_kind(service: str, handler: str) -> None:
+    """A `TargetKind` that knows no handler (calls then get no `entry_json`)."""
+    return None
+
+
+def partition_tables(
+    stores: Stores, names: frozenset[str], deadline: float, target_kind: TargetKind = no_target_kind
+) -> dict[str, pa.Table]:
     """The partition tables among `names`, with the rows of every store; QueryTimeout once past `deadline` (monotonic).
 
     The tables drawn from invocation statuses are built in one pass, each
-    status decoded once; every other table scans its own rows.
+    status decoded once; every other table scans its own rows. `target_kind`
+    tells the kind of a called handler (from the registry), for the JSON of a
+    journal's calls (`sys_journal.entry_json`).
     """
     from_statuses = {name: builder for name, builder in _STATUS_BUILDERS.items() if name in names}
-    scanned = {name: builder for name, builder in _BUILDERS.items() if name in names}
+    builders = {**_BUILDERS, "sys_journal": lambda store: journal_rows(store, target_kind)}
+    scanned = {name: builder for name, builder in builders.items() if name in names}
     rows: dict[str, list[Row]] = {name: [] for name in (*from_statuses, *scanned)}
     checked = 0
     for _, store in stores:
@@ -194,76 +206,50 @@ def _camel(snake: str) -> str:
     return "".join(part.capitalize() for part in snake.split("_"))
 
 
-def journal_rows(store: PartitionStore) -> Iterator[Row]:
+def journal_rows(store: PartitionStore, target_kind: TargetKind) -> Iterator[Row]:
+    """Each journal entry; `entry_json` is Restate's JSON of it (`protocol.journal_json`), calls described with `target_kind`."""
     for invocation_id, partition_key, _ in _statuses(store):
-        for index, (_, raw) in enumerate(store.scan(keys.journal_prefix(invocation_id))):
-            message_type, payload = msgpack.unpackb(raw)
-            command = _command(message_type, payload)
+        entries = [tuple(msgpack.unpackb(raw)) for _, raw in store.scan(keys.journal_prefix(invocation_id))]
+        call_ids = call_invocation_ids(entries)
+        for index, (message_type, payload) in enumerate(entries):
+            entry = entry_json(message_type, payload, call_ids, target_kind)
             yield {
                 "partition_key": partition_key,
                 "id": invocation_id,
                 "index": index,
                 "entry_type": entry_type_name(message_type),
-                "name": str(getattr(command, "name", "")) if command is not None else None,
+                "name": _command_name(message_type, entry),
                 "raw": payload,
                 "raw_length": len(payload),
                 "version": 2,
-                "entry_json": _entry_json(message_type, command) if command is not None else None,
+                "entry_json": json.dumps(entry, separators=(",", ":")) if entry is not None else None,
             }
 
 
-def _command(message_type: int, payload: bytes) -> Any:
-    if not is_command(message_type):
+def _command_name(message_type: int, entry: dict[str, Any] | None) -> str | None:
+    """A command's name (from its JSON: every command has one); None for notifications and entries that do not decode."""
+    if not is_command(message_type) or entry is None:
         return None
-    try:
-        return decode_message(Frame(message_type, 0, payload))
-    except Exception:  # an entry this version cannot decode still gets its row
-        return None
+    (body,) = entry["Command"].values()
+    return str(body["name"])
 
 
-def _entry_json(message_type: int, command: Any) -> str | None:
-    """Restate's JSON of a command (what `restate invocations describe` shows details from), for the commands it details.
+def registry_target_kind(registry: Registry) -> TargetKind:
+    """The kind of a handler as the registry knows it now, in Restate's words (`VirtualObject`, `Shared`, ...)."""
 
-    Bytes are arrays of numbers and results are `{"Success": [...]}`,
-    `{"Failure": {"code", "message"}}` or `"Void"`, as Restate serializes them.
-    Other commands have no `entry_json` (the CLI then shows type and name only).
-    """
-    name = command.name
-    body: dict[str, Any]
-    match message_type:
-        case MessageType.INPUT_COMMAND:
-            headers = [{"name": h.key, "value": h.value} for h in command.headers]
-            body = {"Input": {"headers": headers, "payload": list(command.value.content), "name": name}}
-        case MessageType.OUTPUT_COMMAND:
-            body = {"Output": {"result": _result_json(command), "name": name}}
-        case MessageType.RUN_COMMAND:
-            body = {"Run": {"completion_id": command.result_completion_id, "name": name}}
-        case MessageType.SLEEP_COMMAND:
-            body = {"Sleep": {"wake_up_time": command.wake_up_time, "completion_id": command.result_completion_id, "name": name}}
-        case MessageType.SET_STATE_COMMAND:
-            body = {"SetState": {"key": command.key.decode(errors="replace"), "value": list(command.value.content), "name": name}}
-        case MessageType.CLEAR_STATE_COMMAND:
-            body = {"ClearState": {"key": command.key.decode(errors="replace"), "name": name}}
-        case MessageType.CLEAR_ALL_STATE_COMMAND:
-            body = {"ClearAllState": {"name": name}}
-        case MessageType.GET_LAZY_STATE_COMMAND:
-            key = command.key.decode(errors="replace")
-            body = {"GetLazyState": {"key": key, "completion_id": command.result_completion_id, "name": name}}
-        case MessageType.GET_EAGER_STATE_COMMAND:
-            result: Any = "Void" if command.WhichOneof("result") == "void" else {"Success": list(command.value.content)}
-            body = {"GetEagerState": {"key": command.key.decode(errors="replace"), "result": result, "name": name}}
-        case MessageType.GET_PROMISE_COMMAND | MessageType.PEEK_PROMISE_COMMAND:
-            kind = "GetPromise" if message_type == MessageType.GET_PROMISE_COMMAND else "PeekPromise"
-            body = {kind: {"key": command.key, "completion_id": command.result_completion_id, "name": name}}
-        case _:
+    def kind(service: str, handler: str) -> tuple[str, str | None] | None:
+        revision = registry.service(service)
+        info = revision.handlers.get(handler) if revision is not None else None
+        if revision is None or info is None:
             return None
-    return json.dumps({"Command": body}, separators=(",", ":"))
+        handler_kind = info.kind or (HandlerKind.EXCLUSIVE if revision.service_type is ServiceType.VIRTUAL_OBJECT else None)
+        return _TARGET_TYPES[revision.service_type], _HANDLER_TYPES.get(handler_kind) if handler_kind is not None else None
+
+    return kind
 
 
-def _result_json(command: Any) -> Any:
-    if command.WhichOneof("result") == "failure":
-        return {"Failure": {"code": command.failure.code, "message": command.failure.message}}
-    return {"Success": list(command.value.content)}
+_TARGET_TYPES: Final = {ServiceType.SERVICE: "Service", ServiceType.VIRTUAL_OBJECT: "VirtualObject", ServiceType.WORKFLOW: "Workflow"}
+_HANDLER_TYPES: Final = {HandlerKind.EXCLUSIVE: "Exclusive", HandlerKind.SHARED: "Shared", HandlerKind.WORKFLOW: "Workflow"}
 
 
 # ---------------------------------------------------------------- keyed tables
@@ -350,7 +336,7 @@ _STATUS_BUILDERS: Final[dict[str, Callable[[str, int, InvocationStatus], Row | N
 """Tables with (at most) one row per invocation, built from its status."""
 
 _BUILDERS: Final[dict[str, Callable[[PartitionStore], Iterator[Row]]]] = {
-    "sys_journal": journal_rows,
+    "sys_journal": lambda store: journal_rows(store, no_target_kind),  # partition_tables passes the registry's kinds
     "sys_journal_events": _no_rows,  # duro records no journal events (Restate's transient-error and pause events)
     "sys_locks": _no_rows,  # Restate's virtual-queue locks; duro's key locks are in sys_keyed_service_status
     "state": state_rows,

@@ -34,7 +34,7 @@ from duro.descriptors import ConnectionBudget, DescriptorBudgetError, budget_con
 from duro.directory import RegistryDirectory
 from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
-from duro.inspect import Stores, partition_tables
+from duro.inspect import Stores, partition_tables, registry_target_kind
 from duro.lifecycle import Lifecycle
 from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
@@ -62,6 +62,7 @@ from partition_worker.snapshotter import SnapshotIdentity
 from partition_worker.state_machine import StateMachineConfig
 from partition_worker.store import RocksDatabase
 from partition_worker.worker import PartitionWorker
+from protocol.journal_json import TargetKind
 from protocol.request_identity import IdentityKeyError, RequestSigner
 from wal.disk_space import DiskSpace, is_disk_full
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits
@@ -254,7 +255,7 @@ class Node:
                 registry,
                 reply_bus,
                 settings.ingress,
-                partition_tables=self._partition_tables(worker, metadata),
+                partition_tables=self._partition_tables(worker, metadata, registry_target_kind(registry)),
                 discoverer=discoverer_with(
                     settings.ingress.discovery_connect_timeout_ms,
                     settings.ingress.discovery_timeout_ms,
@@ -262,7 +263,10 @@ class Node:
                     signer,
                 ),
                 service_defaults=service_defaults,
-                extra_routes=[*subscription_admin.routes(), internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms)],
+                extra_routes=[
+                    *subscription_admin.routes(),
+                    internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms, registry_target_kind(registry)),
+                ],
             )
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
@@ -294,11 +298,11 @@ class Node:
             await self._join_cluster(stack, worker)
         return True
 
-    def _partition_tables(self, worker: PartitionWorker, metadata: KafkaMetadata | None) -> PartitionTables:
+    def _partition_tables(self, worker: PartitionWorker, metadata: KafkaMetadata | None, target_kind: TargetKind) -> PartitionTables:
         """What `POST /query` reads: this node's partitions, and on Kafka every other node's as well."""
         if metadata is None:
-            return _local_tables(worker)
-        return ClusterTables(self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata)
+            return _local_tables(worker, target_kind)
+        return ClusterTables(self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata, target_kind)
 
     def _request_signer(self) -> RequestSigner | None:
         """The request-identity signer of the configured private key (NodeStartError naming the file if it is unusable)."""
@@ -483,12 +487,12 @@ def _stores_of(worker: PartitionWorker) -> Callable[[], Stores]:
     return lambda: [(partition, processor.store) for partition, processor in list(worker.processors.items())]
 
 
-def _local_tables(worker: PartitionWorker) -> PartitionTables:
+def _local_tables(worker: PartitionWorker, target_kind: TargetKind) -> PartitionTables:
     """The partition tables of the partitions this node runs, read in a worker thread."""
 
     async def tables(names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
         stores = [(partition, processor.store) for partition, processor in list(worker.processors.items())]
-        return await asyncio.to_thread(partition_tables, stores, names, deadline)
+        return await asyncio.to_thread(partition_tables, stores, names, deadline, target_kind)
 
     return tables
 

@@ -207,6 +207,13 @@ class DuroSettings(BaseSettings):
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
 
     @model_validator(mode="after")
+    def _advertised_ingress(self) -> DuroSettings:
+        """/version reports this node's own ingress address unless `ingress.advertised_ingress_url` is set."""
+        if "advertised_ingress_url" not in self.ingress.model_fields_set:
+            object.__setattr__(self, "ingress", self.ingress.model_copy(update={"advertised_ingress_url": self.ingress_url + "/"}))
+        return self
+
+    @model_validator(mode="after")
     def _node_id_from_hostname(self) -> DuroSettings:
         if not self.node_id_from_hostname:
             return self

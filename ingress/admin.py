@@ -1,7 +1,8 @@
-"""The admin API (port 9070): deployments, services and handlers, invocation commands, version, health and metrics.
+"""The admin API (port 9070): deployments, services and handlers, invocation commands, state and promises, version, health and metrics.
 
 Paths, status codes and JSON shapes are Restate's, so the `restate` CLI works
-against it. Every route is served at the root and under `/v2`, `/v3` and `/v4`
+against it (duro's additions: `POST /services/{workflow}/promises`, and the web
+console under `/ui`, `ingress.console`). Every route is served at the root and under `/v2`, `/v3` and `/v4`
 (the CLI picks the highest version `/version` offers); `/v1` answers 400.
 Errors have Restate's admin body `{"message": ..., "restate_code": ...}`.
 """
@@ -13,10 +14,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -25,6 +26,7 @@ from starlette.routing import Route
 
 from ingress import metrics
 from ingress.body_limit import BodyLimit
+from ingress.console import console_routes
 from ingress.deployment_targets import DeploymentTargets
 from ingress.discovery import (
     Discoverer,
@@ -77,9 +79,12 @@ from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
     Cancel,
+    CompletePromise,
+    Failure,
     HandlerKind,
     IngressSink,
     Kill,
+    Outcome,
     PatchState,
     Pause,
     Purge,
@@ -184,6 +189,10 @@ class RetryPolicyPatch(BaseModel):
         )
 
 
+Byte = Annotated[int, Field(ge=0, le=255)]
+"""One byte of a value sent as a list of numbers (as the `restate` CLI sends state)."""
+
+
 class ModifyServiceStateRequest(BaseModel):
     """Body of `POST /services/{service}/state`: values are byte arrays (the CLI sends them as lists of numbers)."""
 
@@ -191,7 +200,25 @@ class ModifyServiceStateRequest(BaseModel):
 
     version: str | None = None
     object_key: str
-    new_state: dict[str, list[int]]
+    new_state: dict[str, list[Byte]]
+
+
+class PromiseFailure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: int = Field(ge=0, le=65535)
+    message: str
+
+
+class CompletePromiseRequest(BaseModel):
+    """Body of `POST /services/{workflow}/promises`: the workflow's key, the promise's name, and its value (bytes) or failure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    object_key: str
+    promise: str = Field(min_length=1)
+    value: list[Byte] | None = None
+    failure: PromiseFailure | None = None
 
 
 def _duration_field(name: str, value: str | int | None) -> int | None:
@@ -290,6 +317,7 @@ class AdminApi:
             ("/services/{service}", "GET", "get_service", self.get_service),
             ("/services/{service}", "PATCH", "modify_service", self.modify_service),
             ("/services/{service}/state", "POST", "modify_service_state", self.modify_service_state),
+            ("/services/{service}/promises", "POST", "complete_promise", self.complete_promise),
             ("/services/{service}/openapi", "GET", "get_service_openapi", self.get_service_openapi),
             ("/services/{service}/handlers", "GET", "list_handlers", self.list_handlers),
             ("/services/{service}/handlers/{handler}", "GET", "get_handler", self.get_handler),
@@ -302,6 +330,7 @@ class AdminApi:
             for path, method, kind, handler in table:
                 routes.append(Route(prefix + path, _endpoint(kind, handler, version), methods=[method]))
         routes.append(Route("/v1/{rest:path}", self.unsupported_v1, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]))
+        routes.extend(console_routes())  # the web console, a client of the routes above
         return routes
 
     # ------------------------------------------------------------ version, health, metrics
@@ -551,7 +580,14 @@ class AdminApi:
         return json_response(200, self._revision_json(revision))
 
     async def modify_service_state(self, request: Request, api_version: int) -> Response:
-        """`POST /services/{service}/state`: replace one object's state (202 once the patch is in the log, as Restate answers)."""
+        """`POST /services/{service}/state`: replace one object's state.
+
+        200 once replaced; 409 if `version` is given and the state is no longer
+        that version (nothing changes); 202 if an exclusive invocation holds
+        the key: the patch waits in the key's inbox and its version is checked
+        when it is applied. (Restate answers 202 in every case and drops a
+        stale patch silently.)
+        """
         name = request.path_params["service"]
         try:
             body = ModifyServiceStateRequest.model_validate(await _json_body(request))
@@ -562,15 +598,44 @@ class AdminApi:
             raise NotFound(f"The requested service '{name}' does not exist")
         if revision is not None and revision.service_type is ServiceType.SERVICE:
             raise BadRequest(f"Cannot modify state of service '{name}': a plain service has no state")
-        patch = PatchState(
-            name,
+        state = tuple(sorted((key.encode(), bytes(value)) for key, value in body.new_state.items()))
+        reply = await self._append_for_key(
             body.object_key,
-            tuple(sorted((key.encode(), bytes(value)) for key, value in body.new_state.items())),
-            body.version,
+            lambda sink: PatchState(name, body.object_key, state, body.version, sink),
+            f"state change of {name}/{body.object_key}",
         )
-        partition = partition_of(partition_key_for_key(body.object_key), self.log.partition_count)
-        await self.waiter.append(partition, patch)
-        return Response(status_code=202)
+        return Response(status_code=202 if reply.kind is ReplyKind.ACK else 200)
+
+    async def complete_promise(self, request: Request, api_version: int) -> Response:
+        """`POST /services/{workflow}/promises` (duro's): resolve or reject a workflow's durable promise; 200, or 409 if it was completed before."""
+        name = request.path_params["service"]
+        try:
+            body = CompletePromiseRequest.model_validate(await _json_body(request))
+        except ValidationError as error:
+            raise BadRequest(_describe_validation(error)) from None
+        if (body.value is None) == (body.failure is None):
+            raise BadRequest("expected exactly one of 'value' (the promise's value, a list of bytes) and 'failure' ({code, message})")
+        revision = self._service(name)
+        if revision.service_type is not ServiceType.WORKFLOW:
+            raise BadRequest(f"Cannot complete a promise of service '{name}': only workflows have promises")
+        if body.failure is not None:
+            outcome = Outcome(failure=Failure(body.failure.code, body.failure.message))
+        else:
+            outcome = Outcome(value=bytes(body.value or ()))
+        await self._append_for_key(
+            body.object_key,
+            lambda sink: CompletePromise(name, body.object_key, body.promise, outcome, sink),
+            f"completion of promise '{body.promise}' of {name}/{body.object_key}",
+        )
+        return Response(status_code=200)
+
+    async def _append_for_key(self, key: str, make: Callable[[IngressSink], RecordBody], what: str) -> Reply:
+        """Append a record about an object's or workflow's key to the key's partition and wait for its reply; CONFLICT is 409."""
+        partition = partition_of(partition_key_for_key(key), self.log.partition_count)
+        reply = await self.waiter.append_to_partition_and_wait(partition, make, self.settings.admin_command_timeout_ms, what)
+        if reply.kind is ReplyKind.CONFLICT:
+            raise Conflict(reply.message or f"the {what} conflicts with the current state")
+        return reply
 
     async def get_service_openapi(self, request: Request, api_version: int) -> Response:
         return json_response(200, service_openapi(self._service(request.path_params["service"]).info))

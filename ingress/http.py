@@ -526,12 +526,7 @@ class ReplyWaiter:
         appended and takes effect). The sink is released on every exit,
         cancellation included.
         """
-        try:
-            sink, future = self.reply_bus.register()
-        except TooManyWaitingRequests as error:
-            raise TooManyRequests(f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
-        except NodeStopping:
-            raise Unavailable("the node is shutting down; send the request to another node or retry once it is back") from None
+        sink, future = self._register()
         try:
             partition = partition_of(partition_key_of(invocation_id), self.log.partition_count)
             await self.append(partition, make_body(sink), invocation_id)
@@ -558,6 +553,36 @@ class ReplyWaiter:
                         await self.append(partition, nudge(sink), invocation_id)
         finally:
             self.reply_bus.release(sink)
+
+    async def append_to_partition_and_wait(
+        self, partition: int, make_body: Callable[[IngressSink], RecordBody], timeout_ms: int, what: str
+    ) -> Reply:
+        """Append `make_body(sink)` to `partition` and await the reply: for records about a key (a state patch, a promise), not an invocation.
+
+        Raises TooManyRequests or Unavailable as `append_and_wait` does, and
+        GatewayTimeout when no reply comes within `timeout_ms` (the record
+        stays appended and takes effect). The sink is released on every exit,
+        cancellation included.
+        """
+        sink, future = self._register()
+        try:
+            await self.append(partition, make_body(sink))
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout_ms / 1000)
+            except NodeStopping:
+                raise Unavailable(f"the node is shutting down before the {what} had an answer; it was recorded and takes effect") from None
+            except TimeoutError:
+                raise GatewayTimeout(f"no answer for the {what} within {timeout_ms} ms; it was recorded and takes effect") from None
+        finally:
+            self.reply_bus.release(sink)
+
+    def _register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
+        try:
+            return self.reply_bus.register()
+        except TooManyWaitingRequests as error:
+            raise TooManyRequests(f"too many requests, the ingress is overloaded. Retry later. ({error})") from None
+        except NodeStopping:
+            raise Unavailable("the node is shutting down; send the request to another node or retry once it is back") from None
 
 
 # ---------------------------------------------------------------- responses

@@ -39,6 +39,7 @@ class RecordKind(enum.IntEnum):
     PURGE_JOURNAL = 15
     RESTART_AS_NEW = 16
     PATCH_STATE = 17
+    COMPLETE_PROMISE = 18
 
 
 class ServiceType(str, enum.Enum):
@@ -388,6 +389,24 @@ class PatchState:
     key: str
     state: tuple[tuple[bytes, bytes], ...]
     version: str | None = None
+    reply_to: IngressSink | None = None  # since 0.2: hears DONE (applied), CONFLICT (stale version) or ACK (queued)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletePromise:
+    """Complete a workflow's durable promise from outside (`POST /services/{service}/promises`; since 0.2).
+
+    Like a `CompletePromise` command of one of the workflow's handlers: the
+    outcome is stored and delivered to every `GetPromise` waiting for it. A
+    promise completes once: if it already has an outcome nothing changes and
+    `reply_to` hears CONFLICT, else DONE.
+    """
+
+    service: str
+    key: str
+    promise: str
+    outcome: Outcome
+    reply_to: IngressSink | None = None
 
 
 RecordBody = Union[
@@ -408,6 +427,7 @@ RecordBody = Union[
     PurgeJournal,
     RestartAsNew,
     PatchState,
+    CompletePromise,
 ]
 
 
@@ -437,6 +457,7 @@ _BODY_KINDS: dict[type, RecordKind] = {
     PurgeJournal: RecordKind.PURGE_JOURNAL,
     RestartAsNew: RecordKind.RESTART_AS_NEW,
     PatchState: RecordKind.PATCH_STATE,
+    CompletePromise: RecordKind.COMPLETE_PROMISE,
 }
 _KIND_BODIES: dict[int, type] = {int(kind): cls for cls, kind in _BODY_KINDS.items()}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from partition_worker import keys
 from partition_worker.actions import Action, BecomeLeader, SendOutbox
-from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed
+from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed, apply_complete_promise
 from partition_worker.state_machine.config import StateMachineConfig
 from partition_worker.state_machine.context import ApplyContext, decode_outbox_row
 from partition_worker.state_machine.lifecycle import (
@@ -36,6 +36,7 @@ from wal.records import (
     AttemptEvents,
     AttemptFailed,
     Cancel,
+    CompletePromise,
     InvocationResponse,
     Invoke,
     Kill,
@@ -98,6 +99,8 @@ class StateMachine:
             apply_restart_as_new(ctx, body)
         elif isinstance(body, PatchState):
             ctx.patch_state_or_enqueue(body)
+        elif isinstance(body, CompletePromise):
+            apply_complete_promise(ctx, body)
         elif isinstance(body, Attach):
             apply_attach(ctx, body)
         elif isinstance(body, Signal):

@@ -29,6 +29,7 @@ from wal.records import (
     AttemptEvents,
     AttemptFailed,
     AttemptFrame,
+    CompletePromise,
     Failure,
     Invoke,
     JournalSink,
@@ -37,6 +38,7 @@ from wal.records import (
     Signal,
     TimerKind,
 )
+from wal.replies import Reply, ReplyKind
 
 
 class AttemptEnded(Exception):
@@ -501,20 +503,42 @@ def _wake_promise_waiters(
     """Complete every GetPromise waiting on this promise; returns the (maybe updated) status of `invocation_id`."""
     for waiter_id, completion_id in waiters:
         if waiter_id == invocation_id:
-            waiter_status: InvocationStatus | None = status
+            updated = _notify_promise_waiter(ctx, waiter_id, status, completion_id, outcome)
+            assert updated is not None, "the completing invocation has a status"
+            status = updated
         else:
             ctx.save(invocation_id, status)
-            waiter_status = ctx.status(waiter_id)
-        if waiter_status is None or waiter_status.is_completed:
-            continue
-        notification = pb.GetPromiseCompletionNotificationMessage(completion_id=completion_id)
-        set_value_or_failure(notification, outcome)
-        updated = ctx.add_notification(
-            waiter_id, waiter_status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=completion_id
-        )
-        if waiter_id == invocation_id:
-            status = updated
+            _notify_promise_waiter(ctx, waiter_id, ctx.status(waiter_id), completion_id, outcome)
     return status
+
+
+def _notify_promise_waiter(
+    ctx: ApplyContext, waiter_id: str, waiter_status: InvocationStatus | None, completion_id: int, outcome: Outcome
+) -> InvocationStatus | None:
+    """Deliver a promise's outcome to one waiting GetPromise (nothing if the waiter is gone or done); the waiter's new status."""
+    if waiter_status is None or waiter_status.is_completed:
+        return waiter_status
+    notification = pb.GetPromiseCompletionNotificationMessage(completion_id=completion_id)
+    set_value_or_failure(notification, outcome)
+    return ctx.add_notification(waiter_id, waiter_status, MessageType.GET_PROMISE_COMPLETION, notification, completion_id=completion_id)
+
+
+def apply_complete_promise(ctx: ApplyContext, body: CompletePromise) -> None:
+    """A workflow promise completed from outside (the admin API): store the outcome, wake its waiters, tell the caller."""
+    from partition_worker.state_machine.promises import Promise
+
+    row = keys.promise_key(body.service, body.key, body.promise)
+    promise = Promise.load(ctx.txn.get(row))
+    if promise.outcome is not None:
+        if body.reply_to is not None:
+            message = f"the promise '{body.promise}' of {body.service}/{body.key} is already completed"
+            ctx.reply(body.reply_to, Reply(ReplyKind.CONFLICT, "", message=message))
+        return
+    ctx.txn.put(row, Promise(body.outcome, ()).dump())
+    for waiter_id, completion_id in promise.waiters:
+        _notify_promise_waiter(ctx, waiter_id, ctx.status(waiter_id), completion_id, body.outcome)
+    if body.reply_to is not None:
+        ctx.reply(body.reply_to, Reply(ReplyKind.DONE, ""))
 
 
 def _apply_command(

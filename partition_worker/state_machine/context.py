@@ -8,6 +8,7 @@ outbox. Nothing here reads a clock or does I/O: `now_ms` comes from the record.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol, assert_never
 
 import msgpack
@@ -291,26 +292,42 @@ class ApplyContext:
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)
 
-    def patch_state(self, patch: PatchState) -> None:
-        """Replace an object's state with `patch.state`, unless its version no longer matches (then nothing changes, as in Restate)."""
+    def patch_state(self, patch: PatchState) -> bool:
+        """Replace an object's state with `patch.state`, unless its version no longer matches (then nothing changes, as in Restate).
+
+        Returns whether the state was replaced.
+        """
         prefix = keys.state_prefix(patch.service, patch.key)
         current = [(keys.state_name_of(row, prefix), value) for row, value in self.txn.scan(prefix)]
         if patch.version is not None and state_version(current) != patch.version:
-            return
+            return False
         wanted = dict(patch.state)
         for name, _ in current:
             if name not in wanted:
                 self.txn.delete(keys.state_key(patch.service, patch.key, name))
         for name, value in wanted.items():
             self.txn.put(keys.state_key(patch.service, patch.key, name), value)
+        return True
 
     def patch_state_or_enqueue(self, patch: PatchState) -> None:
-        """Patch the state now if no exclusive invocation holds the key, else queue the patch in the key's inbox."""
+        """Patch the state now if no exclusive invocation holds the key, else queue the patch in the key's inbox.
+
+        `patch.reply_to` hears DONE (replaced), CONFLICT (the state's version is
+        no longer `patch.version`) or ACK (queued: the version is checked when
+        the key is free, and nobody is told the result).
+        """
+        sink = patch.reply_to
         if self.txn.get(keys.lock_key(patch.service, patch.key)) is None:
-            self.patch_state(patch)
+            applied = self.patch_state(patch)
+            if sink is not None:
+                message = "" if applied else f"the state of {patch.service}/{patch.key} changed: its version is no longer {patch.version}"
+                self.reply(sink, Reply(ReplyKind.DONE if applied else ReplyKind.CONFLICT, "", message=message))
             return
         seq = self.counter(keys.INBOX_NEXT_SEQ)
-        self.txn.put(keys.inbox_key(patch.service, patch.key, seq), _QUEUED_STATE_PATCH + _encode_body(patch))
+        queued = dataclasses.replace(patch, reply_to=None)  # answered now; nobody waits for the later application
+        self.txn.put(keys.inbox_key(patch.service, patch.key, seq), _QUEUED_STATE_PATCH + _encode_body(queued))
+        if sink is not None:
+            self.reply(sink, Reply(ReplyKind.ACK, ""))
 
     # ------------------------------------------------------------ effects
 

@@ -484,11 +484,12 @@ def test_state_edit_patch_and_clear(setup: Setup, registered: tuple[CliRun, dict
     wait_until(lambda: json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 0, 10, "the cleared state")
 
 
-def test_state_patch_with_a_stale_version_changes_nothing_and_waits_for_the_key(setup: Setup, registered: tuple[CliRun, dict]) -> None:
+def test_state_patch_with_a_stale_version_changes_nothing_and_says_so(setup: Setup, registered: tuple[CliRun, dict]) -> None:
     key = f"sv-{uuid.uuid4().hex[:6]}"
     _counter_add(setup, key, 3)
     stale = {"object_key": key, "version": "not-the-version", "new_state": {"count": list(b"99")}}
-    assert http("POST", f"{setup.duro.admin}/services/Counter/state", stale)[0] == 202
+    status, _, body = http("POST", f"{setup.duro.admin}/services/Counter/state", stale)
+    assert status == 409 and "no longer not-the-version" in json.loads(body)["message"], body  # Restate: 202, dropped silently
     assert json.loads(http("POST", f"{setup.duro.ingress}/Counter/{key}/get")[2]) == 3
     assert http("POST", f"{setup.duro.admin}/services/Greeter/state", {"object_key": "x", "new_state": {"a": [1]}})[0] == 400
     assert http("POST", f"{setup.duro.admin}/services/Nope/state", {"object_key": "x", "new_state": {"a": [1]}})[0] == 404

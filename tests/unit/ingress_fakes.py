@@ -21,11 +21,13 @@ from wal.memory import MemoryLog
 from wal.records import (
     Attach,
     Cancel,
+    CompletePromise,
     Failure,
     IngressSink,
     Invoke,
     Kill,
     Outcome,
+    PatchState,
     Purge,
     Record,
     Resume,
@@ -55,6 +57,7 @@ class FakePartitions:
         self.records: list[tuple[int, Record]] = []
         self.invocations: dict[str, FakeInvocation] = {}
         self.applied = asyncio.Event()
+        self.completed_promises: set[tuple[str, str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Self:
@@ -111,8 +114,22 @@ class FakePartitions:
             Purge: self._purge,
             Resume: self._resume,
             Signal: lambda body: None,
+            PatchState: self._patch_state,
+            CompletePromise: self._complete_promise,
         }[type(body)]
         handler(body)
+
+    def _patch_state(self, patch: PatchState) -> None:
+        if patch.reply_to is not None:
+            self.bus.deliver(patch.reply_to, Reply(ReplyKind.DONE, ""))
+
+    def _complete_promise(self, body: CompletePromise) -> None:
+        """Promises complete once: the second completion of the same one hears CONFLICT."""
+        name = (body.service, body.key, body.promise)
+        kind = ReplyKind.CONFLICT if name in self.completed_promises else ReplyKind.DONE
+        self.completed_promises.add(name)
+        if body.reply_to is not None:
+            self.bus.deliver(body.reply_to, Reply(kind, "", message="already completed" if kind is ReplyKind.CONFLICT else ""))
 
     def _invoke(self, invoke: Invoke) -> None:
         existing = self.invocations.get(invoke.invocation_id)

@@ -1,4 +1,4 @@
-"""Tests of the admin API app: version, deployments, services, handlers, invocation commands and metrics."""
+"""Tests of the admin API app: version, deployments, services, handlers, invocation commands, state, promises and metrics."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ingress.settings import IngressSettings, ServiceDefaults
 from partition_worker.settings import InvokerSettings
 from protocol.ids import InvocationId
 from wal.memory import MemoryLog
-from wal.records import DEFAULT_RETRY_POLICY, Cancel, Kill, Purge, Resume
+from wal.records import DEFAULT_RETRY_POLICY, Cancel, CompletePromise, Failure, Kill, Outcome, PatchState, Purge, Resume
 from wal.replies import ReplyBus
 
 CHANGED = copy.deepcopy(TEST_MANIFEST)
@@ -273,6 +273,55 @@ async def test_invocation_commands(env: Env) -> None:
     assert (await env.admin.patch(f"/invocations/{running}/explode")).status_code == 404
     commands = [type(body) for _, record in env.fake.records for body in [record.body] if type(body) in (Cancel, Kill, Purge, Resume)]
     assert commands == [Resume, Purge, Cancel, Kill, Purge, Kill]
+
+
+async def test_state_patch_is_a_record_on_the_keys_partition_answered_once_applied(env: Env) -> None:
+    await register(env)
+    body = {"object_key": "alice", "new_state": {"count": list(b"7")}, "version": "v1"}
+    assert (await env.admin.post("/services/Counter/state", json=body)).status_code == 200
+    [patch] = env.fake.bodies(PatchState)
+    assert (patch.service, patch.key, patch.state, patch.version) == ("Counter", "alice", ((b"count", b"7"),), "v1")
+    assert patch.reply_to is not None
+    too_big = await env.admin.post("/services/Counter/state", json={"object_key": "alice", "new_state": {"count": [256]}})
+    assert too_big.status_code == 400 and "new_state.count.0" in too_big.json()["message"]
+    assert (await env.admin.post("/services/Greeter/state", json=body)).status_code == 400
+
+
+async def test_a_workflow_promise_is_completed_once(env: Env) -> None:
+    await register(env)
+    resolve = {"object_key": "u1", "promise": "clicked", "value": list(b'"s3cret"')}
+    assert (await env.admin.post("/services/Signup/promises", json=resolve)).status_code == 200
+    [completion] = env.fake.bodies(CompletePromise)
+    assert (completion.service, completion.key, completion.promise, completion.outcome) == (
+        "Signup",
+        "u1",
+        "clicked",
+        Outcome(value=b'"s3cret"'),
+    )
+    again = await env.admin.post(
+        "/services/Signup/promises", json={"object_key": "u1", "promise": "clicked", "failure": {"code": 400, "message": "no"}}
+    )
+    assert again.status_code == 409 and "already completed" in again.json()["message"]
+    assert env.fake.bodies(CompletePromise)[1].outcome == Outcome(failure=Failure(400, "no"))
+
+
+@pytest.mark.parametrize(
+    ("service", "body", "status", "says"),
+    [
+        ("Signup", {"object_key": "u1", "promise": "clicked"}, 400, "exactly one of 'value'"),
+        ("Signup", {"object_key": "u1", "promise": "clicked", "value": [1], "failure": {"code": 500, "message": "x"}}, 400, "exactly one"),
+        ("Signup", {"object_key": "u1", "promise": "", "value": [1]}, 400, "'promise'"),
+        ("Signup", {"object_key": "u1", "promise": "p", "value": [300]}, 400, "'value.0'"),
+        ("Signup", {"promise": "p", "value": [1]}, 400, "'object_key'"),
+        ("Counter", {"object_key": "u1", "promise": "p", "value": [1]}, 400, "only workflows have promises"),
+        ("Nope", {"object_key": "u1", "promise": "p", "value": [1]}, 404, "'Nope'"),
+    ],
+)
+async def test_a_bad_promise_completion_says_what_is_wrong(env: Env, service: str, body: dict[str, Any], status: int, says: str) -> None:
+    await register(env)
+    response = await env.admin.post(f"/services/{service}/promises", json=body)
+    assert response.status_code == status and says in response.json()["message"], response.text
+    assert not env.fake.bodies(CompletePromise)
 
 
 async def test_deprecated_delete_invocation_appends_without_waiting(env: Env) -> None:

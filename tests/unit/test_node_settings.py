@@ -37,6 +37,12 @@ def test_node_id_from_hostname_reads_hostname_and_conflicts_with_an_explicit_id(
         DuroSettings(node_id_from_hostname=True, node_id=2)
 
 
+def test_version_reports_the_nodes_own_ingress_unless_told_otherwise() -> None:
+    assert DuroSettings(ingress_port=18080, advertised_host="duro-0.local").ingress.advertised_ingress_url == "http://duro-0.local:18080/"
+    chosen = DuroSettings(ingress_port=18080, ingress={"advertised_ingress_url": "https://api.example.com/"})  # type: ignore[arg-type]
+    assert chosen.ingress.advertised_ingress_url == "https://api.example.com/"
+
+
 def test_json_lines_carry_node_partition_and_invocation_from_the_task_context() -> None:
     formatter = JsonFormatter(node_id=3)
     record = logging.LogRecord("duro.invoker", logging.WARNING, __file__, 1, "attempt %s failed", ("inv_1",), None)

@@ -1,4 +1,4 @@
-"""Unit tests of the admin lifecycle commands in the state machine: kill (with children), pause, resume, purge-journal, restart-as-new."""
+"""Unit tests of the admin commands in the state machine: kill (with children), pause, resume, purge-journal, restart-as-new, state patches, promises."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ from partition_worker import keys
 from partition_worker.actions import AbortAttempt, DeadlockDetected, InvokeAttempt, ReplyToIngress, SendOutbox
 from partition_worker.status import Phase
 from protocol import service_protocol_pb2 as pb
+from protocol.frames import MessageType
 from protocol.ids import InvocationId
 from protocol.state_version import state_version
 from tests.unit.test_state_machine import COUNTER_ADD, GREETER, SIGNUP_RUN, Harness, invoke, of_type, output
 from wal.records import (
     AttemptFailed,
     Cancel,
+    CompletePromise,
     Failure,
     IngressSink,
     InvocationResponse,
     Invoke,
     Kill,
+    Outcome,
     PatchState,
     Pause,
     PurgeJournal,
@@ -197,18 +200,56 @@ def test_state_patch_replaces_the_state_checks_the_version_and_waits_for_the_key
     set_state = pb.SetStateCommandMessage(key=b"count")
     set_state.value.content = b"3"
     h.send(holder.invocation_id, 1, set_state)
-    h.apply(PatchState("Counter", "alice", ((b"count", b"7"), (b"note", b"x")), state_version([(b"count", b"3")])))
+    patch = PatchState("Counter", "alice", ((b"count", b"7"), (b"note", b"x")), state_version([(b"count", b"3")]), ADMIN)
+    assert reply_of(h.apply(patch)).kind is ReplyKind.ACK, "queued: accepted, applied later"
     assert h.state("Counter", "alice", b"count") == b"3", "the key is held: the patch waits in the inbox"
     queued = invoke(COUNTER_ADD)
     h.apply(queued)
     actions = h.send(holder.invocation_id, 1, output(b"3"), pb.EndMessage())
     assert h.state("Counter", "alice", b"count") == b"7" and h.state("Counter", "alice", b"note") == b"x"
     assert of_type(actions, InvokeAttempt) == [InvokeAttempt(queued.invocation_id, 1)], "then the next invocation runs"
+    assert not of_type(actions, ReplyToIngress), "the queued patch's request was answered when it was queued"
     h.send(queued.invocation_id, 1, output(b"1"), pb.EndMessage())
-    h.apply(PatchState("Counter", "alice", ((b"count", b"0"),), "stale"))
+    stale = reply_of(h.apply(PatchState("Counter", "alice", ((b"count", b"0"),), "stale", ADMIN)))
+    assert stale.kind is ReplyKind.CONFLICT and "no longer stale" in stale.message
     assert h.state("Counter", "alice", b"count") == b"7", "a stale version changes nothing"
-    h.apply(PatchState("Counter", "alice", ((b"count", b"0"),)))
+    current = state_version([(b"count", b"7"), (b"note", b"x")])
+    assert reply_of(h.apply(PatchState("Counter", "alice", ((b"count", b"0"),), current, ADMIN))).kind is ReplyKind.DONE
     assert h.state("Counter", "alice", b"count") == b"0" and h.state("Counter", "alice", b"note") is None
+    h.apply(PatchState("Counter", "alice", ((b"count", b"5"),)))
+    assert h.state("Counter", "alice", b"count") == b"5", "without a version the patch always applies"
+
+
+def test_a_promise_completed_from_outside_wakes_its_waiter_once() -> None:
+    h = Harness()
+    run = invoke(SIGNUP_RUN)
+    h.apply(run)
+    h.send(run.invocation_id, 1, pb.GetPromiseCommandMessage(key="clicked", result_completion_id=1))
+    journal_before = len(h.journal(run.invocation_id))
+    resolve = CompletePromise("Signup", "u1", "clicked", Outcome(value=b'"s3cret"'), ADMIN)
+    assert reply_of(h.apply(resolve)).kind is ReplyKind.DONE
+    journal = h.journal(run.invocation_id)
+    assert len(journal) == journal_before + 1
+    message_type, payload = journal[-1]
+    assert message_type == MessageType.GET_PROMISE_COMPLETION
+    assert pb.GetPromiseCompletionNotificationMessage.FromString(payload) == pb.GetPromiseCompletionNotificationMessage(
+        completion_id=1, value=pb.Value(content=b'"s3cret"')
+    )
+    again = reply_of(h.apply(CompletePromise("Signup", "u1", "clicked", Outcome(value=b'"other"'), ADMIN)))
+    assert again.kind is ReplyKind.CONFLICT and "already completed" in again.message
+    assert len(h.journal(run.invocation_id)) == journal_before + 1, "a promise completes once"
+
+
+def test_a_promise_completed_before_anyone_awaits_it_answers_the_later_get() -> None:
+    h = Harness()
+    failure = Outcome(failure=Failure(400, "link expired"))
+    assert reply_of(h.apply(CompletePromise("Signup", "u1", "clicked", failure, ADMIN))).kind is ReplyKind.DONE
+    run = invoke(SIGNUP_RUN)
+    h.apply(run)
+    h.send(run.invocation_id, 1, pb.GetPromiseCommandMessage(key="clicked", result_completion_id=1))
+    message_type, payload = h.journal(run.invocation_id)[-1]
+    assert message_type == MessageType.GET_PROMISE_COMPLETION
+    assert pb.GetPromiseCompletionNotificationMessage.FromString(payload).failure == pb.Failure(code=400, message="link expired")
 
 
 # ---------------------------------------------------------------- deadlocks

@@ -295,6 +295,46 @@ def test_cancel_a_sleeping_invocation_from_the_filtered_list(stack: Stack, page:
     wait_until(lambda: len(stack.side_effect_lines("cancelled")) == 2, WAIT_S, "the second compensation")
 
 
+def test_lifecycle_commands_from_an_invocations_page(stack: Stack, page: Page) -> None:
+    sleeper = stack.send("/SdkTestService/sleep_then_answer", 3_600_000)
+    wait_until(
+        lambda: stack.query(f"SELECT index FROM sys_journal WHERE id = '{sleeper}' AND entry_type = 'Command: Sleep'"), WAIT_S, "the sleep"
+    )
+    page.goto(f"{stack.duro.admin}/ui/invocations/{sleeper}")
+    expect(page.locator("#journal li[data-type=Sleep]")).to_contain_text("until")
+    page.locator("button[data-command=pause]").click()
+    confirm(page, "Pause invocation")
+    wait_for_status(stack, sleeper, {"paused"})
+    expect(page.locator("#status")).to_have_text("paused")
+    page.locator("button[data-command=resume]").click()
+    confirm(page, "Resume invocation")
+    expect(page.locator("#notice")).to_contain_text("Resume: done.")
+    wait_for_status(stack, sleeper, {"running", "suspended"})
+    page.locator("button[data-command=kill]").click()
+    expect(page.locator("dialog[open]")).to_contain_text("Ends it now without asking the handler")
+    confirm(page, "Kill invocation")
+    wait_for_status(stack, sleeper, {"completed"})
+    expect(page.locator("#status")).to_have_text("completed")
+    expect(page.get_by_text("Failed: ")).to_contain_text("killed")
+
+    assert stack.duro.call("/ShoppingCart/gina/add_item", {"product_id": "tea", "price": 1, "quantity": 1})[0] == 200
+    [row] = stack.query("SELECT id FROM sys_invocation WHERE target = 'ShoppingCart/gina/add_item'")
+    page.goto(f"{stack.duro.admin}/ui/invocations/{row['id']}")
+    page.locator("button[data-command=restart-as-new]").click()
+    confirm(page, "Restart as new invocation")
+    expect(page.locator("#notice")).to_contain_text("restarted as inv_")
+    restarted = wait_until(
+        lambda: stack.query(f"SELECT id, status FROM sys_invocation WHERE restarted_from = '{row['id']}'"), WAIT_S, "the restart"
+    )
+    wait_for_status(stack, restarted[0]["id"], {"completed"})
+    assert json.loads(stack.duro.call("/ShoppingCart/gina/get_total")[2]) == 2.0, "the input ran a second time"
+    page.locator("button[data-command=purge]").click()
+    confirm(page, "Purge invocation")
+    expect(page.locator("#notice")).to_contain_text("Purge: done.")
+    expect(page.locator("main")).to_contain_text(f"No invocation {row['id']}")
+    assert stack.status_of(row["id"]) is None
+
+
 def test_edit_a_carts_state_and_read_it_back_through_the_ingress(stack: Stack, page: Page) -> None:
     status, _, body = stack.duro.call("/ShoppingCart/erin/add_item", {"product_id": "tea", "price": 3.5, "quantity": 2})
     assert status == 200, body

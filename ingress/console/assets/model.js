@@ -26,9 +26,9 @@ export function actionsFor(status) {
     case 'paused':
       return ['resume', 'cancel', 'kill'];
     case 'suspended':
+    case 'backing-off':
       return ['resume', 'pause', 'cancel', 'kill'];
     case 'running':
-    case 'backing-off':
     case 'ready':
       return ['pause', 'cancel', 'kill'];
     default:

@@ -90,9 +90,20 @@ function summarySection(row) {
       ['Deployment', row.pinned_deployment_id ? pageLink(row.pinned_deployment_id, 'deployments', row.pinned_deployment_id) : null],
       ['Protocol version', row.pinned_service_protocol_version],
       ['Journal', `${row.journal_size ?? 0} entries (${row.journal_commands_size ?? 0} commands)`],
+      ['Waiting for', waitingFor(row)],
       ['Trace id', row.trace_id],
     ]),
   );
+}
+
+/** What a suspended invocation waits for: completions (of its commands) and signals (awakeables, cancellation). */
+function waitingFor(row) {
+  const completions = row.suspended_waiting_for_completions || [];
+  const signals = row.suspended_waiting_for_signals || [];
+  const parts = [];
+  if (completions.length) parts.push(`completion${completions.length > 1 ? 's' : ''} ${completions.join(', ')}`);
+  if (signals.length) parts.push(`signal${signals.length > 1 ? 's' : ''} ${signals.join(', ')} (awakeables; 1 is cancellation)`);
+  return parts.length ? parts.join('; ') : null;
 }
 
 function actionBar(row, notice, refresh) {

@@ -371,6 +371,37 @@ def test_a_state_edit_from_a_stale_copy_is_refused_and_changes_nothing(stack: St
     assert json.loads(stack.duro.call("/ShoppingCart/fred/get_total")[2]) == 3.0, "both items are still there"
 
 
+def test_the_pages_state_version_and_json_layout_agree_with_the_server(stack: Stack, page: Page) -> None:
+    """The version the page computes is the one the API checks (Web Crypto, and the fallback for pages on plain http elsewhere)."""
+    from protocol.state_version import state_version
+
+    pairs = [(b"name", b"bob"), (b"cart", b'{"items":[]}'), (b"\xff\x00", bytes(range(200)))]
+    expected = state_version(pairs)
+    page.goto(f"{stack.duro.admin}/ui")
+    stored_json = '{"price":1.0,"n":12345678901234567890,"s":"a, {b}: \\"c\\""}'
+    answer = page.evaluate(
+        """async ([pairs, storedJson]) => {
+          const state = await import('/ui/assets/state.js');
+          const format = await import('/ui/assets/format.js');
+          const bytes = pairs.map(([k, v]) => [Uint8Array.from(k), Uint8Array.from(v)]);
+          const input = state.versionInput(bytes);
+          const viaFallback = state.sha256(input);
+          const viaCrypto = new Uint8Array(await crypto.subtle.digest('SHA-256', input));
+          return {
+            version: await state.stateVersion(bytes),
+            same: viaFallback.every((b, i) => b === viaCrypto[i]),
+            layout: format.reindent(storedJson),
+          };
+        }""",
+        [[[list(k), list(v)] for k, v in pairs], stored_json],
+    )
+    assert answer["version"] == expected
+    assert answer["same"], "the fallback SHA-256 agrees with Web Crypto"
+    assert answer["layout"] == '{\n  "price": 1.0,\n  "n": 12345678901234567890,\n  "s": "a, {b}: \\"c\\""\n}', (
+        "whitespace moves, numbers and strings stay"
+    )
+
+
 def test_a_state_value_with_markup_renders_as_text(stack: Stack, page: Page) -> None:
     hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
     status, _, body = http(

@@ -10,6 +10,7 @@ which `python -m tests.compat.matrix` renders the README's table.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -129,11 +130,19 @@ def _wait_listening(endpoint: ManagedProcess, port: int) -> None:
 _results: dict[str, dict[str, str]] = {}
 
 
+@functools.cache
+def _pair_columns() -> frozenset[str]:
+    return frozenset(p.column for p in pairs())
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Records the matrix's cells: tests parametrized by a (runtime, implementation) pair; other parametrized tests are not cells."""
     if "tests/compat/" not in report.nodeid or "[" not in report.nodeid:
         return
     scenario, _, column = report.nodeid.split("::")[-1].partition("[")
     column = column.rstrip("]")
+    if column not in _pair_columns():
+        return
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         if report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"

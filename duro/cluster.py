@@ -32,8 +32,17 @@ async def announce_node(metadata: KafkaMetadata, node_id: int, admin_url: str, i
 class ReplyRouter:
     """Delivers a reply to the node its sink names: locally through the bus, else over HTTP."""
 
-    def __init__(self, bus: ReplyBus, metadata: KafkaMetadata | None, max_in_flight: int = 1_000, timeout_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        bus: ReplyBus,
+        metadata: KafkaMetadata | None,
+        max_in_flight: int = 1_000,
+        timeout_ms: int = 5_000,
+        peer_headers: dict[str, str] | None = None,
+    ) -> None:
+        """`peer_headers` go with every post to another node (its admin token, when the cluster has one)."""
         self._bus = bus
+        self._peer_headers = peer_headers or {}
         self._metadata = metadata
         self._slots = asyncio.Semaphore(max_in_flight)
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
@@ -62,7 +71,7 @@ class ReplyRouter:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._slots, self._session.post(url, data=encode_reply(sink, reply)) as response:
+            async with self._slots, self._session.post(url, data=encode_reply(sink, reply), headers=self._peer_headers) as response:
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("reply to node %d at %s failed: %r", sink.node_id, url, exc)

@@ -70,9 +70,12 @@ class ClusterTables:
         metadata: KafkaMetadata,
         target_kind: TargetKind,
         max_in_flight: int = 16,
+        peer_headers: dict[str, str] | None = None,
     ) -> None:
+        """`peer_headers` go with every request to another node (its admin token, when the cluster has one)."""
         self._target_kind = target_kind
         self._node_id = node_id
+        self._peer_headers = peer_headers or {}
         self._partition_count = partition_count
         self._local_stores = local_stores
         self._metadata = metadata
@@ -119,7 +122,7 @@ class ClusterTables:
             async with (
                 self._slots,
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=remaining_s)) as session,
-                session.post(admin_url + INTERNAL_PATH, json=body) as response,
+                session.post(admin_url + INTERNAL_PATH, json=body, headers=self._peer_headers) as response,
             ):
                 data = await response.read()
                 if response.status != 200:

@@ -43,6 +43,7 @@ from duro.snapshots import NodeSnapshots
 from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.admin import error_body as admin_error_body
+from ingress.auth import BearerToken
 from ingress.connections import ConnectionLimits
 from ingress.discovery import discoverer_with
 from ingress.http import build_ingress_app
@@ -202,7 +203,7 @@ class Node:
             if metadata is not None:
                 metadata.watch(lambda key, value: registry.install_document(value) if key == SharedRegistryStore.KEY and value else None)
             reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
-            router = ReplyRouter(reply_bus, metadata)
+            router = ReplyRouter(reply_bus, metadata, peer_headers=self._peer_headers())
             stack.push_async_callback(lifecycle.closing("the reply router", router.close))
             retry_policy = settings.retry.policy()
             telemetry = Telemetry(settings.tracing, settings.node_id)
@@ -302,7 +303,9 @@ class Node:
         """What `POST /query` reads: this node's partitions, and on Kafka every other node's as well."""
         if metadata is None:
             return _local_tables(worker, target_kind)
-        return ClusterTables(self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata, target_kind)
+        return ClusterTables(
+            self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata, target_kind, peer_headers=self._peer_headers()
+        )
 
     def _request_signer(self) -> RequestSigner | None:
         """The request-identity signer of the configured private key (NodeStartError naming the file if it is unusable)."""
@@ -315,6 +318,11 @@ class Node:
             raise NodeStartError(str(error)) from None
         log.info("signing requests to deployments with request identity key %s", signer.key_id)
         return signer
+
+    def _peer_headers(self) -> dict[str, str]:
+        """What a node sends to the other nodes' admin APIs: the cluster's admin token, if it has one."""
+        token = self.settings.ingress.admin_token
+        return {} if token is None else BearerToken(token.get_secret_value(), frozenset()).header()
 
     def _limits(self, name: str, render_error: Callable[[int, str], bytes]) -> ConnectionLimits:
         """The connection bounds of one HTTP server; the caps come from the descriptor budget made at start-up."""

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ingress import metrics
+from ingress.auth import BearerToken, RequireToken
 from ingress.body_limit import BodyLimit
 from ingress.console import console_routes
 from ingress.deployment_targets import DeploymentTargets
@@ -115,6 +116,7 @@ _HANDLER_KIND_NAMES = {HandlerKind.EXCLUSIVE: "Exclusive", HandlerKind.SHARED: "
 _PROTOCOL_TYPES = {"BIDI_STREAM": "BidiStream", "REQUEST_RESPONSE": "RequestResponse"}
 _ON_MAX_ATTEMPTS = {"PAUSE": "Pause", "KILL": "Kill"}
 
+ADMIN_OPEN_PATHS = frozenset({"/health"})  # the liveness probe needs no token
 Handler = Callable[[Request, int], Awaitable[Response]]
 PartitionTables = Callable[[frozenset[str], float], Awaitable[dict[str, pa.Table]]]
 """Builds the named partition tables (rows of every partition of the cluster) before the monotonic deadline."""
@@ -269,7 +271,11 @@ def build_admin_app(
     defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
     api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
     body_limit = Middleware(BodyLimit, chosen.max_admin_body_bytes, chosen.max_internal_body_bytes, error_body)
-    return Starlette(routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error}, middleware=[body_limit])
+    token = None if chosen.admin_token is None else BearerToken(chosen.admin_token.get_secret_value(), ADMIN_OPEN_PATHS)
+    require_token = Middleware(RequireToken, token, error_body)
+    return Starlette(
+        routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error}, middleware=[require_token, body_limit]
+    )
 
 
 async def _route_error(request: Request, error: Exception) -> Response:

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ingress import metrics
+from ingress.auth import AUTHORIZATION, BearerToken, refuse, unauthorized_message
 from ingress.durations import format_rfc3339_ms, parse_duration_ms
 from ingress.errors import (
     ApiError,
@@ -88,6 +89,9 @@ IDEMPOTENCY_KEY = "idempotency-key"
 IDEMPOTENCY_EXPIRES = "idempotency-expires"
 X_RESTATE_INGRESS_PATH = "x-restate-ingress-path"
 _NOT_FORWARDED = frozenset({b"connection", b"host", b"idempotency-key", b"idempotency-expires"})
+_NOT_FORWARDED_WITH_TOKEN = _NOT_FORWARDED | {AUTHORIZATION}  # the ingress token is the node's credential, not the service's
+HEALTH_PATHS = frozenset({"/restate/health"})
+TOKEN_CHECKED_SCOPE_KEY = "duro.token_checked"  # set in the ASGI scope when the ingress token was required and given
 logger = logging.getLogger("duro.ingress")
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _MIN_SEGMENTS, _MAX_SEGMENTS = 2, 7
@@ -131,10 +135,12 @@ def build_ingress_app(
 
     With a `tracer`, each request gets a span that continues the client's W3C trace context (`ingress/tracing.py`).
     """
-    ingress = Ingress(log, registry, reply_bus, settings or IngressSettings(), default_retry_policy)
+    chosen = settings or IngressSettings()
+    ingress = Ingress(log, registry, reply_bus, chosen, default_retry_policy)
     if tracer is not None:
         ingress.tracing = IngressTracing(tracer)
-    return IngressApp(ingress)
+    token = None if chosen.ingress_token is None else BearerToken(chosen.ingress_token.get_secret_value(), HEALTH_PATHS)
+    return IngressApp(ingress, token)
 
 
 class IngressApp:
@@ -142,15 +148,22 @@ class IngressApp:
 
     Measured in-process, this saves about 11 µs per request over a Starlette
     app with one catch-all route (GET /restate/health: 24 µs -> 13 µs). An
-    unexpected exception answers 500 and is logged.
+    unexpected exception answers 500 and is logged. With a `token`, a request
+    without it is answered 401 before anything is read (`ingress/auth.py`).
     """
 
-    def __init__(self, ingress: Ingress) -> None:
+    def __init__(self, ingress: Ingress, token: BearerToken | None = None) -> None:
         self.ingress = ingress
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if self.token is not None:
+            if not self.token.admits(scope):
+                await refuse(send, error_body(401, unauthorized_message("ingress")))
+                return
+            scope[TOKEN_CHECKED_SCOPE_KEY] = True
         request = Request(scope, receive)
         try:
             response = await self.ingress.handle(request)
@@ -755,8 +768,9 @@ def _forwarded_headers(request: Request) -> tuple[tuple[str, str], ...]:
     ingress_path = _raw_path(request) + ("?" + query.decode("latin-1") if query else "")
     headers = [(X_RESTATE_INGRESS_PATH, ingress_path)]
     ingress_span = trace_headers_of(request)
+    not_forwarded = _NOT_FORWARDED_WITH_TOKEN if request.scope.get(TOKEN_CHECKED_SCOPE_KEY) else _NOT_FORWARDED
     for name, value in request.scope["headers"]:
-        if name not in _NOT_FORWARDED and (ingress_span is None or name not in TRACE_HEADERS):
+        if name not in not_forwarded and (ingress_span is None or name not in TRACE_HEADERS):
             headers.append((name.decode("latin-1"), value.decode("latin-1")))
     headers.extend(ingress_span or ())
     return tuple(headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from protocol.retention import RetentionPolicy
 from wal.records import RetryPolicy
@@ -94,6 +94,16 @@ class IngressSettings(BaseModel):
         " workflow_completion_retention.",
     )
     advertised_ingress_url: str = Field(default="http://127.0.0.1:8080/", description="Ingress address the admin API's /version reports.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="If set, admin requests (all but GET /health) need 'Authorization: Bearer <token>' (the restate CLI's"
+        " RESTATE_AUTH_TOKEN); every node of a cluster needs the same one.",
+    )
+    ingress_token: SecretStr | None = Field(
+        default=None,
+        description="If set, ingress requests (all but GET /restate/health) need 'Authorization: Bearer <token>';"
+        " that header is then not forwarded to the services.",
+    )
     allowed_deployment_hosts: tuple[str, ...] = Field(
         default=(),
         description="If set, the only hosts POST /deployments may register: host names, *.domain suffixes, IP addresses or"
@@ -134,6 +144,13 @@ class IngressSettings(BaseModel):
         return RetentionPolicy(
             self.default_journal_retention_ms, self.default_idempotency_retention_ms, self.default_workflow_completion_retention_ms
         )
+
+    @field_validator("admin_token", "ingress_token")
+    @classmethod
+    def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError("an empty token would admit anyone; unset it to turn authentication off")
+        return token
 
 
 class SubscriptionSettings(BaseModel):

@@ -39,9 +39,13 @@ class Cluster:
             "tests.services.official_python:app", tmp / "service.log", {"DURO_TEST_SIDE_EFFECTS": str(self.side_effects)}
         )
 
-    def start_node(self, node_id: int, data_name: str | None = None) -> DuroServer:
+    def start_node(self, node_id: int, data_name: str | None = None, extra_env: dict[str, str] | None = None) -> DuroServer:
         args = ["--log", "kafka", "--kafka-bootstrap", self.bootstrap, "--kafka-topic", self.topic, "--node-id", str(node_id)]
-        env = {"DURO_KAFKA_METADATA_TOPIC": f"{self.topic}.meta", "DURO_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
+        env = {
+            "DURO_KAFKA_METADATA_TOPIC": f"{self.topic}.meta",
+            "DURO_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            **(extra_env or {}),
+        }
         data = self.tmp / (data_name or f"node-{node_id}")
         node = DuroServer(data, self.tmp / f"node-{node_id}-{time.monotonic_ns()}.log", partitions=PARTITIONS, extra_args=args, env=env)
         node.start()

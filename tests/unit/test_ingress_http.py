@@ -469,3 +469,17 @@ async def test_an_unexpected_error_is_a_500_without_its_text_and_logged_with_its
     assert response.json()["message"] == "the ingress failed unexpectedly on POST /Greeter/greet; the node's log has the traceback"
     [record] = [record for record in caplog.records if record.exc_info is not None]
     assert "postgres://secret" in str(record.exc_info[1]), "the log keeps what the client is not told"
+
+
+@pytest.mark.parametrize("token", [None, "ingress-secret"])
+async def test_the_authorization_header_is_forwarded_unless_it_was_the_ingress_token(token: str | None) -> None:
+    settings = IngressSettings(submit_timeout_ms=2_000, ingress_token=token)
+    async with _env(settings) as env:
+        if token is not None:
+            refused = await env.client.post("/Greeter/echo/send", content=b"abc", headers={"content-type": "text/plain"})
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+        headers = {"content-type": "text/plain", "authorization": f"Bearer {token or 'for-the-service'}"}
+        assert (await env.client.post("/Greeter/echo/send", content=b"abc", headers=headers)).status_code == 202
+        await env.fake.settled()
+        forwarded = [dict(invoke.headers).get("authorization") for invoke in env.fake.bodies(Invoke)]
+    assert forwarded == (["Bearer for-the-service"] if token is None else [None]), "the node's credential stays with the node"

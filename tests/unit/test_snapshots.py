@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 
 from partition_worker import keys, metrics
+from partition_worker.actions import SendOutbox
 from partition_worker.settings import SnapshotSettings
 from partition_worker.snapshot_manifest import DATA_NAME, MANIFEST_NAME, SnapshotError, SnapshotRefusedError
 from partition_worker.snapshot_repository import DirectorySnapshotRepository, offset_folder, open_repository, partition_folder
 from partition_worker.snapshotter import LedPartition, SnapshotIdentity, Snapshotter, restore_newest
+from partition_worker.state_machine import StateMachine, StateMachineConfig
 from partition_worker.store import RocksDatabase, Transaction
+from protocol import service_protocol_pb2 as pb
+from protocol.frames import MessageType
+from tests.unit.test_state_machine import COUNTER_ADD, GREETER
 from wal.memory import MemoryLog
+from wal.records import AnnounceLeader, AttemptEvents, AttemptFrame, Envelope, Invoke, Record
 
 IDENTITY = SnapshotIdentity("embedded:test", 4, 1)
 
@@ -209,3 +215,53 @@ def test_repository_locations(tmp_path: Path) -> None:
     assert s3.description == "s3://bucket/some/prefix/"
     with pytest.raises(SnapshotError, match="expected a directory"):
         open_repository(SnapshotSettings(repository="ftp://x"), tmp_path)
+
+
+async def test_an_outbox_message_not_yet_delivered_survives_trimming_in_the_snapshot(tmp_path: Path, database: RocksDatabase) -> None:
+    """The trimming rule's outbox edge: the record that queued a message may go, the message itself is in the snapshot's rows.
+
+    A handler's one-way call is queued in the outbox and not yet delivered when
+    the snapshot is taken and the log trimmed below it; a node that restores
+    the snapshot and leads re-sends it.
+    """
+    machine = StateMachine(StateMachineConfig(partition=0))
+    records = [
+        AnnounceLeader(1, 1),
+        Invoke("inv_1caller", GREETER, b""),
+        AttemptEvents(
+            "inv_1caller",
+            1,
+            (
+                AttemptFrame(
+                    int(MessageType.ONE_WAY_CALL_COMMAND),
+                    0,
+                    pb.OneWayCallCommandMessage(
+                        service_name="Counter", handler_name="add", key="k", invocation_id_notification_idx=1
+                    ).SerializeToString(),
+                    COUNTER_ADD,
+                ),
+            ),
+        ),
+    ]
+    log = MemoryLog(4)
+    await log.append(0, [b"r"] * len(records))
+    txn = Transaction(database.partition(0))
+    for record in records:
+        machine.apply(txn, Record(Envelope(1, 1), record))
+    txn.put(keys.APPLIED_OFFSET, keys.encode_u64(len(records) - 1))
+    txn.commit()
+    assert list(database.partition(0).scan(keys.OUTBOX_PREFIX)), "the one-way call waits in the outbox"
+    leading = Leading()
+    leading.applied[0] = len(records) - 1
+    taker = snapshotter(tmp_path, database, log, leading, interval_records=1)
+    await taker.snapshot_due()
+    assert await log.start_offset(0) == len(records), "every record that queued it is trimmed"
+    fresh = RocksDatabase(str(tmp_path / "fresh"))
+    try:
+        await restore_newest(fresh, taker.repository, IDENTITY, 0, -1, tmp_path / "scratch")
+        txn = Transaction(fresh.partition(0))
+        actions = machine.apply(txn, Record(Envelope(2), AnnounceLeader(2, 2)))
+        sent = [a.body for a in actions if isinstance(a, SendOutbox)]
+        assert [(type(body).__name__, body.target.service) for body in sent] == [("Invoke", "Counter")], "the new leader re-sends it"
+    finally:
+        fresh.close()

@@ -20,6 +20,9 @@ class KafkaLogSettings:
     """Replicas of each partition when the log creates its topic (1 for a single broker; 3 for a real cluster)."""
     min_insync_replicas: int = 1
     """`min.insync.replicas` of a topic the log creates: with acks=all, how many replicas hold an entry before it is acknowledged."""
+    segment_ms: int = 3_600_000
+    """`segment.ms` of a topic the log creates: the broker rolls a partition's segment file this often, so that records
+    deleted below a snapshot (DeleteRecords) free their disk within about this long (Kafka's default is 7 days)."""
     connect_timeout_ms: int = 30_000
     """How long `open` (and a tail that starts) keeps retrying an unreachable bootstrap server before it fails with LogError."""
     max_connect_backoff_ms: int = 2_000

@@ -160,6 +160,7 @@ def topic_configs(settings: KafkaLogSettings) -> dict[str, str]:
         "min.insync.replicas": str(settings.min_insync_replicas),
         "unclean.leader.election.enable": "false",
         "max.message.bytes": str(settings.max_batch_bytes),
+        "segment.ms": str(settings.segment_ms),
     }
 
 

@@ -39,6 +39,7 @@ def test_created_topics_keep_everything_and_fit_the_largest_append() -> None:
     assert configs["retention.ms"] == "-1" and configs["retention.bytes"] == "-1"
     assert configs["min.insync.replicas"] == "2"
     assert int(configs["max.message.bytes"]) > 1 << 20
+    assert configs["segment.ms"] == "3600000", "segments roll hourly, so records deleted below a snapshot free their disk"
 
 
 @pytest.mark.parametrize("topic", ["", "has space", "a/b", ".", "..", "x" * 250])

@@ -424,9 +424,15 @@ class Node:
             )
             kafka = await KafkaLog.open(settings.kafka_bootstrap, settings.kafka_topic, settings.partitions, kafka_settings)
             stack.push_async_callback(self.lifecycle.closing("the Kafka log", kafka.close))
-            metadata = KafkaMetadata(settings.kafka_bootstrap, settings.kafka_metadata_topic, settings.kafka_replication_factor)
+            metadata = KafkaMetadata(
+                settings.kafka_bootstrap,
+                settings.kafka_metadata_topic,
+                settings.kafka_replication_factor,
+                open_timeout_ms=settings.kafka_connect_timeout_ms,
+            )
             await metadata.open()
             stack.push_async_callback(self.lifecycle.closing("the Kafka metadata", metadata.close))
+            metadata.on_reader_death(self._fail_unless_cancelled)
             return kafka, metadata
         except LogError as exc:
             raise NodeStartError(str(exc)) from exc

@@ -5,17 +5,23 @@ node tails the topic from the start, keeps the latest value per key and calls
 its watchers on every change, so a deployment registered on one node is known
 to all of them. `put` returns once the broker has the value and this node has
 read it back, so a reader on this node sees its own writes.
+
+Every wait is bounded: `open` by `open_timeout_ms`, `put` by `put_timeout_ms`.
+If the reader task dies, waiting and later `put`s fail at once with LogError,
+and `on_reader_death` lets the node notice (it stops: the registry it serves
+would otherwise go stale silently).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from wal.kafka_topic import stop_consumer
 from wal.log import LogError
@@ -27,11 +33,15 @@ Watcher = Callable[[str, bytes | None], None]
 
 
 class KafkaMetadata:
-    def __init__(self, bootstrap: str, topic: str, replication_factor: int = 1, put_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, replication_factor: int = 1, put_timeout_ms: int = 30_000, open_timeout_ms: int = 30_000
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.replication_factor = replication_factor
         self.put_timeout_ms = put_timeout_ms
+        self.open_timeout_ms = open_timeout_ms
+        self._reader_error: BaseException | None = None
         self.values: dict[str, bytes] = {}
         self._watchers: list[Watcher] = []
         self._read_offset = 0
@@ -43,8 +53,29 @@ class KafkaMetadata:
     def watch(self, watcher: Watcher) -> None:
         self._watchers.append(watcher)
 
+    def on_reader_death(self, callback: Callable[[asyncio.Task[None]], None]) -> None:
+        """Call `callback` with the reader task when it ends (its death is an error unless `close` cancelled it)."""
+        assert self._reader is not None, "open() starts the reader"
+        self._reader.add_done_callback(callback)
+
     async def open(self) -> None:
-        """Create the topic if needed, read it to its end, then keep following it."""
+        """Create the topic if needed, read it to its end, then keep following it; raises LogError after `open_timeout_ms`."""
+        try:
+            async with asyncio.timeout(self.open_timeout_ms / 1000):
+                await self._open()
+        except TimeoutError:
+            await self.close()
+            raise LogError(
+                f"metadata topic {self.topic!r} at {self.bootstrap} was not readable within open_timeout_ms={self.open_timeout_ms}"
+            ) from None
+        except KafkaError as exc:
+            await self.close()
+            raise LogError(f"metadata topic {self.topic!r} at {self.bootstrap} could not be opened: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         await self._ensure_topic()
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, client_id="duro-metadata")
         await self._producer.start()
@@ -61,8 +92,8 @@ class KafkaMetadata:
 
     async def _ensure_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="duro-metadata-admin")
-        await admin.start()
         try:
+            await admin.start()
             config = {"cleanup.policy": "compact", "min.insync.replicas": "1"}
             await admin.create_topics(
                 [NewTopic(self.topic, num_partitions=1, replication_factor=self.replication_factor, topic_configs=config)]
@@ -70,9 +101,19 @@ class KafkaMetadata:
         except TopicAlreadyExistsError:
             pass
         finally:
-            await admin.close()
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     async def _read(self) -> None:
+        try:
+            await self._follow()
+        except BaseException as exc:
+            self._reader_error = exc
+            async with self._offset_reached:
+                self._offset_reached.notify_all()
+            raise
+
+    async def _follow(self) -> None:
         assert self._consumer is not None, "open() starts the consumer before the reader"
         while True:
             batches = await self._consumer.getmany(timeout_ms=1_000)
@@ -94,11 +135,25 @@ class KafkaMetadata:
 
     async def _wait_for_offset(self, offset: int) -> None:
         async with self._offset_reached:
-            await asyncio.wait_for(self._offset_reached.wait_for(lambda: self._read_offset >= offset), self.put_timeout_ms / 1000)
+            try:
+                await asyncio.wait_for(
+                    self._offset_reached.wait_for(lambda: self._read_offset >= offset or self._reader_error is not None),
+                    self.put_timeout_ms / 1000,
+                )
+            except TimeoutError:
+                raise LogError(
+                    f"metadata topic {self.topic!r} was not read up to offset {offset} within put_timeout_ms={self.put_timeout_ms}"
+                ) from None
+        self._raise_if_reader_died()
+
+    def _raise_if_reader_died(self) -> None:
+        if self._reader_error is not None:
+            raise LogError(f"the reader of metadata topic {self.topic!r} died: {self._reader_error!r}")
 
     async def put(self, key: str, value: bytes | None) -> None:
         """Write `key` (None deletes) and wait until this node has read it back."""
         assert self._producer is not None, "open() before put()"
+        self._raise_if_reader_died()
         try:
             metadata = await asyncio.wait_for(
                 self._producer.send_and_wait(self.topic, value, key=key.encode(), partition=0), self.put_timeout_ms / 1000

@@ -20,6 +20,10 @@ class ExchangeError(Exception):
 
 
 class Exchange(Protocol):
+    async def open(self) -> None:
+        """Start the request (HTTP/2: send its headers); ExchangeError if the deployment cannot be reached."""
+        ...
+
     async def send(self, data: bytes) -> None: ...
 
     async def end(self) -> None:

@@ -26,7 +26,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -48,11 +48,16 @@ from protocol.h2c import H2cClient
 from protocol.ids import InvocationId
 from protocol.request_identity import RequestSigner
 from protocol.versions import invocation_content_type, negotiate
+from wal.log import AppendTooLargeError, LogClosedError, LogError
 from wal.records import AttemptEvents, AttemptFailed, AttemptFrame, Failure, RecordBody, Target
 
 log = logging.getLogger("duro.invoker")
 
 TERMINAL_TYPES = frozenset({MessageType.END, MessageType.SUSPENSION, MessageType.ERROR})
+
+
+Transport = Callable[[DeploymentEndpoint, str, list[tuple[str, str]]], Exchange]
+"""Makes the exchange of one attempt: (deployment, request path, request headers) -> an exchange not yet opened."""
 
 
 class PartitionLeader(Protocol):
@@ -104,7 +109,7 @@ class _Attempt:
     pinned: bool = False
     deployment: DeploymentEndpoint | None = None
     protocol_version: int = 0
-    last_activity: float = field(default_factory=time.monotonic)
+    last_activity: float = 0.0  # loop time (asyncio) of the last message either way
     request_closed: bool = False
     exchange: Exchange | None = None
     target: Target | None = None  # known once the attempt has read the invocation's status
@@ -135,11 +140,14 @@ class Invoker:
         clock_ms: Callable[[], int] | None = None,
         tracer: Tracer | None = None,
         signer: RequestSigner | None = None,
+        transport: Transport | None = None,
     ) -> None:
         """`tracer` (None: no tracing) emits invocation and attempt spans; its provider must generate ids with `tracing.ChosenSpanIds`.
 
         `signer` (None: requests are unsigned) adds Restate's request identity to every request to a deployment.
+        `transport` (None: HTTP/2 or HTTP/1.1 over the network) makes the exchange of an attempt; the simulator passes its own.
         """
+        self._transport = transport
         self.directory = directory
         self._signer = signer
         self._tracer = tracer
@@ -302,6 +310,16 @@ class Invoker:
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
             code = Code.PROTOCOL_VIOLATION if isinstance(exc, ProtocolError) else Code.UNAVAILABLE
             await self._report_failure(handle, Failure(code, str(exc)), None)
+        except AppendTooLargeError as exc:  # a record of the attempt's messages over the log's limit: sending it again cannot help
+            handle.outcome = metrics.FAILED
+            log.warning("attempt %s#%d failed for good: %s", handle.invocation_id, handle.attempt, exc)
+            await self._report_failure(
+                handle, Failure(MESSAGE_TOO_LARGE, f"the attempt's messages do not fit the log: {exc}"), None, terminal=True
+            )
+        except LogError as exc:  # an append of the attempt's messages was refused: what was not appended is sent again next time
+            handle.outcome = metrics.FAILED
+            log.warning("attempt %s#%d failed: the log refused its messages: %s", handle.invocation_id, handle.attempt, exc)
+            await self._report_failure(handle, Failure(Code.UNAVAILABLE, f"the log refused the attempt's messages: {exc}"), None)
         except Exception:  # an invoker bug must not take the node down; the state machine retries
             handle.outcome = metrics.FAILED
             log.exception("attempt %s#%d crashed", handle.invocation_id, handle.attempt)
@@ -321,10 +339,37 @@ class Invoker:
         deployment_id = handle.deployment.deployment_id if handle.deployment and not handle.pinned else None
         version = handle.protocol_version or None
         body = AttemptFailed(handle.invocation_id, handle.attempt, failure, retry_after_ms, deployment_id, version, terminal)
-        try:
-            handle.last_offset = await handle.leader.append(body)
-        except Exception as exc:  # the log is gone (shutdown, lost leadership): the next leader restarts the attempt
-            log.warning("could not record the failure of attempt %s#%d: %r", handle.invocation_id, handle.attempt, exc)
+        await self._append_end(handle, body)
+
+    async def _append_end(self, handle: _Attempt, body: RecordBody) -> None:
+        """Append the record that ends an attempt; one the log refuses is tried again with backoff while its leader leads.
+
+        Until it is appended the attempt counts as live (it holds its
+        concurrency slot), so its invocation is never left running without
+        one. A leader that steps down stops the attempt, which ends this; a
+        closed log ends it too (the next leader restarts the invocation).
+        """
+        epoch = handle.leader.leader_epoch
+        backoff_ms = self.settings.end_record_retry_initial_backoff_ms
+        while True:
+            try:
+                handle.last_offset = await handle.leader.append(body)
+                return
+            except (LogClosedError, AppendTooLargeError) as exc:
+                log.warning("could not record the end of attempt %s#%d: %s", handle.invocation_id, handle.attempt, exc)
+                return
+            except LogError as exc:
+                if not epoch or handle.leader.leader_epoch != epoch:
+                    return  # no longer the leader that ran it: the next one restarts the invocation
+                log.warning(
+                    "the end of attempt %s#%d was not appended (%s); trying again in %d ms",
+                    handle.invocation_id,
+                    handle.attempt,
+                    exc,
+                    backoff_ms,
+                )
+                await asyncio.sleep(backoff_ms / 1000)
+                backoff_ms = min(2 * backoff_ms, self.settings.end_record_retry_max_backoff_ms)
 
     async def _attempt(self, handle: _Attempt) -> None:
         store = handle.leader.store
@@ -353,7 +398,7 @@ class Invoker:
         for message_type, entry in journal:
             payload += encode_frame(message_type, entry)
         exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version, trace_headers_)
-        handle.last_activity = time.monotonic()
+        handle.last_activity = asyncio.get_running_loop().time()
         watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info), name=f"watchdog {handle.invocation_id}")
         try:
             await exchange.send(bytes(payload))
@@ -467,8 +512,10 @@ class Invoker:
         if self._signer is not None:
             headers.extend(self._signer.headers(path))
         headers.extend(extra_headers)
-        exchange: H2Exchange | Http1Exchange
-        if deployment.use_http_11:
+        exchange: Exchange
+        if self._transport is not None:
+            exchange = self._transport(deployment, path, headers)
+        elif deployment.use_http_11:
             if self._http1 is None:
                 self._http1 = aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.connect_timeout_ms / 1000), auto_decompress=False
@@ -512,7 +559,7 @@ class Invoker:
         appender = _AttemptAppender(self, handle)
         try:
             async for chunk in exchange.chunks():
-                handle.last_activity = time.monotonic()
+                handle.last_activity = asyncio.get_running_loop().time()
                 frames = decoder.feed(chunk)
                 if not frames:
                     continue
@@ -571,7 +618,7 @@ class Invoker:
             if 0 <= notify.entry_index < handle.known_entries:
                 continue  # already part of the replayed journal
             await exchange.send(encode_frame(notify.message_type, notify.payload))
-            handle.last_activity = time.monotonic()
+            handle.last_activity = asyncio.get_running_loop().time()
 
     async def _watch_inactivity(self, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
         """Inactivity, then abort: the same for both modes.
@@ -585,10 +632,10 @@ class Invoker:
         inactivity_ms = (info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms
         abort_ms = (info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms
         while True:
-            idle_s = time.monotonic() - handle.last_activity
-            if idle_s >= inactivity_ms / 1000:
-                break
-            await asyncio.sleep(inactivity_ms / 1000 - idle_s)
+            remaining_s = handle.last_activity + inactivity_ms / 1000 - asyncio.get_running_loop().time()
+            if remaining_s <= _CLOCK_SLACK_S:
+                break  # asyncio wakes a sleeper up to its clock's resolution early: within a millisecond counts as due
+            await asyncio.sleep(remaining_s)
         if not handle.request_closed:
             log.info(
                 "attempt %s#%d inactive for %d ms: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_ms
@@ -605,6 +652,8 @@ class Invoker:
         log.warning("attempt %s#%d stopped: %s", handle.invocation_id, handle.attempt, message)
         self._stop(handle, _Stop(Failure(STOPPED, message)))
 
+
+_CLOCK_SLACK_S = 0.001
 
 _OUTCOME_OF_TERMINAL: dict[int, str] = {
     MessageType.END: metrics.COMPLETED,

@@ -157,15 +157,23 @@ class PartitionProcessor:
             check_state_within_log(self._partition, self.applied_offset, catch_up_to)
             self._caught_up_from = self.applied_offset
             if self.applied_offset + 1 >= catch_up_to:
-                await self._announce()
+                await self._claim()
             async for batch in self._log.tail(self._partition, self.applied_offset + 1, self.settings.max_apply_batch_records):
                 self._apply_batch(batch)
                 if not self._announced and self.applied_offset + 1 >= catch_up_to:
-                    await self._announce()
+                    await self._claim()
         finally:
             if self._reannounce is not None:
                 self._reannounce.cancel()
             self._step_down()
+
+    async def _claim(self) -> None:
+        """Announce this node as the leader once caught up; an announcement the log refuses is tried again with backoff, meanwhile the tail applies on."""
+        try:
+            await self._announce()
+        except LogError as exc:
+            log.warning("partition %d: the leader announcement was not appended (%s); trying again", self._partition, exc)
+            self._schedule_reannounce(self.settings.leader_task_restart_initial_backoff_ms)
 
     async def _announce(self) -> None:
         if not self._announced:
@@ -258,7 +266,7 @@ class PartitionProcessor:
     def _become_leader(self, epoch: int) -> None:
         self._step_down()
         self._leader_epoch = epoch
-        self._leading_since = time.monotonic()
+        self._leading_since = asyncio.get_running_loop().time()
         self._timers = TimerService(self._store, self.append_many, self._clock_ms, self.settings.timer_window_ms)
         self._outbox = OutboxShuffle(
             self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages
@@ -331,7 +339,7 @@ class PartitionProcessor:
             return  # stopped on purpose, or a task of an epoch already left
         error = task.exception() or RuntimeError(f"the {what} task returned; it must run until cancelled")
         metrics.leader_task_failures.labels(str(self._partition), what).inc()
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if now - self._leading_since > self.settings.leader_task_restart_max_backoff_ms / 1000:
             self._leader_task_deaths = 0  # it had run well for a while: start the backoff afresh
         delay_ms = min(

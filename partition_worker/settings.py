@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol import frames, h2c
+
 
 class InvokerSettings(BaseModel):
     """How the invoker runs attempts against deployments."""
@@ -31,15 +33,25 @@ class InvokerSettings(BaseModel):
         description="After the inactivity close, abandon the attempt after this long; it is retried (default of services that set none).",
     )
     max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
-    max_frame_bytes: int = Field(default=32 << 20, gt=0, description="Largest protocol message accepted from a deployment.")
+    max_frame_bytes: int = Field(
+        default=frames.DEFAULT_MAX_FRAME_BYTES, gt=0, description="Largest protocol message accepted from a deployment."
+    )
     max_pending_notifications: int = Field(default=10_000, gt=0, description="Notifications queued for one attempt's stream.")
     connect_timeout_ms: int = Field(default=5_000, gt=0, description="Connect timeout towards deployments.")
-    max_connections_per_origin: int = Field(default=8, gt=0, description="HTTP/2 connections kept per deployment origin.")
+    max_connections_per_origin: int = Field(
+        default=h2c.DEFAULT_MAX_CONNECTIONS_PER_ORIGIN, gt=0, description="HTTP/2 connections kept per deployment origin."
+    )
+    end_record_retry_initial_backoff_ms: int = Field(
+        default=100,
+        gt=0,
+        description="The record that ends an attempt was refused by the log: try again after this long, doubling, while the partition's leader leads.",
+    )
+    end_record_retry_max_backoff_ms: int = Field(default=5_000, gt=0, description="Longest pause between tries of an attempt's end record.")
     h2_ping_interval_ms: int = Field(
-        default=10_000, ge=0, description="Each HTTP/2 connection to a deployment sends a PING this often (0: never)."
+        default=h2c.DEFAULT_PING_INTERVAL_MS, ge=0, description="Each HTTP/2 connection to a deployment sends a PING this often (0: never)."
     )
     h2_ping_timeout_ms: int = Field(
-        default=10_000,
+        default=h2c.DEFAULT_PING_TIMEOUT_MS,
         gt=0,
         description="A PING unanswered this long declares the connection dead: its attempts fail (and are retried on a fresh one).",
     )
@@ -49,7 +61,7 @@ class InvokerSettings(BaseModel):
         description="A bidirectional attempt whose deployment sends no response headers this long fails (and is retried).",
     )
     max_stream_timeouts_per_connection: int = Field(
-        default=2,
+        default=h2c.DEFAULT_MAX_STREAM_TIMEOUTS_PER_CONNECTION,
         gt=0,
         description="After this many attempts in a row got no response headers on one HTTP/2 connection, it takes no new attempts.",
     )

@@ -58,7 +58,7 @@ class Attempt:
         self._progress = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._run_actions: dict[int, RunAction] = {}
-        self._run_tasks: set[asyncio.Task[None]] = set()
+        self._run_tasks: dict[asyncio.Task[None], None] = {}  # in start order: cancelling them is then the same in every run
         self._reader: asyncio.Task[None] | None = None
         self._input_ended = asyncio.Event()
         self._disconnected = False
@@ -182,9 +182,12 @@ class Attempt:
     def _start_run(self, handle: int) -> None:
         action = self._run_actions.pop(handle)
         task = asyncio.create_task(self._execute_run(handle, action), name=f"sdk-run-{handle}")
-        self._run_tasks.add(task)
-        task.add_done_callback(self._run_tasks.discard)
+        self._run_tasks[task] = None
+        task.add_done_callback(self._forget_run)
         task.add_done_callback(self._supervise)
+
+    def _forget_run(self, task: asyncio.Task[None]) -> None:
+        self._run_tasks.pop(task, None)
 
     async def _execute_run(self, handle: int, action: RunAction) -> None:
         try:

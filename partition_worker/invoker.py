@@ -300,6 +300,7 @@ class Invoker:
                 await self._report_failure(handle, stop.failure, None)
         except AttemptError as exc:
             handle.outcome = metrics.FAILED
+            log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc.failure.message)
             await self._report_failure(handle, exc.failure, exc.retry_after_ms)
         except FrameTooLargeError as exc:  # sending it again cannot help: the invocation fails, its caller gets this
             handle.outcome = metrics.FAILED

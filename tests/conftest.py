@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.kafka_broker import KafkaBroker, unavailable_reason
+
+# Property tests keep no example database in the checkout; a failure prints its example, which reproduces it.
+settings.register_profile("duro", database=None, deadline=None)
+settings.load_profile("duro")
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,11 @@ def _suspend(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, me
     named: set[str] = set(message.waiting_named_signals)
     if message.HasField("awaiting_on"):
         _collect_future(message.awaiting_on, completions, signals, named)
+    if not (completions or signals or named):
+        # Nothing could ever resume it (Restate fails such an attempt too, RT0012): a protocol violation, retried.
+        failure = Failure(Code.PROTOCOL_VIOLATION, "protocol violation: a Suspension that waits for no completion and no signal")
+        fail_attempt(ctx, invocation_id, status, failure, None)
+        return
     status = status.evolve(
         phase=Phase.SUSPENDED,
         waiting_completions=tuple(sorted(completions)),

@@ -475,3 +475,15 @@ def test_a_status_round_trips_with_enums_and_union_sinks() -> None:
     )  # fmt: skip
     decoded = InvocationStatus.decode(status.encode())
     assert decoded == status and decoded.phase is Phase.SUSPENDED and isinstance(decoded.response_sinks[1], JournalSink)
+
+
+def test_a_suspension_that_waits_for_nothing_fails_the_attempt_instead_of_suspending_for_ever() -> None:
+    h = Harness()
+    record = invoke(GREETER)
+    h.apply(record)
+    actions = h.send(record.invocation_id, 1, pb.SuspensionMessage())
+    (timer,) = of_type(actions, ScheduleTimer)
+    assert timer.timer_kind == TimerKind.RETRY
+    status = h.status(record.invocation_id)
+    assert status is not None and status.phase is Phase.BACKING_OFF
+    assert status.last_failure is not None and "waits for no completion" in status.last_failure.message

@@ -185,6 +185,12 @@ class SubscriptionSettings(BaseModel):
     max_poll_interval_ms: int = Field(
         default=60_000, gt=0, description="The group drops a consumer that has not polled this long (a paused consumer keeps polling)."
     )
+    commit_interval_ms: int = Field(
+        default=1_000,
+        gt=0,
+        description="Durable positions are committed at most this often (and at every rebalance and stop); a crash delivers"
+        " what came after the last commit again, and the partitions drop it.",
+    )
     poll_timeout_ms: int = Field(
         default=500, gt=0, description="How long one poll waits for records before the consumer looks at its state again."
     )

@@ -9,7 +9,8 @@ is appended in offset order. The consumer polls on while up to
 partition starts only once the previous batch's append to that partition
 succeeded, so per Kafka partition and duro partition the offsets written only
 grow and none is written after one that failed. Batches settle in order; the
-positions of a settled batch are committed in the background. A crash before
+positions of settled batches are committed in the background, at most every
+`commit_interval_ms` (as librdkafka's auto-commit does for Restate). A crash before
 the commit delivers those records again, to this node or another; the Invokes
 they make carry the same (producer, offset) dedup tags and the partitions drop
 them.
@@ -359,13 +360,14 @@ class SubscriptionConsumer:
     # ------------------------------------------------------------ positions
 
     async def _commit_forever(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit what batches made durable, off the polling loop (a commit is a round trip to the group coordinator)."""
+        """Commit what batches made durable, off the polling loop and at most every `commit_interval_ms` (a commit is a request
+        to the group coordinator; committing later only means more records delivered again, and dropped, after a crash)."""
         while True:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
             if not await self._commit(consumer):
-                await asyncio.sleep(self._settings.restart_initial_backoff_ms / 1000)
                 self._commit_wanted.set()
+            await asyncio.sleep(self._settings.commit_interval_ms / 1000)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> bool:
         """Commit the durable positions not committed yet; False if that failed (they are kept for the next try)."""

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.endpoint import SDK_NAMES
 from benchmarks.loadgen import LoadLimits
 from benchmarks.machine import describe_machine
 from benchmarks.plots import matplotlib_missing, write_plots
@@ -24,7 +25,6 @@ from benchmarks.report import render_markdown, with_comparisons, write_json
 from benchmarks.runner import BenchConfig, log_line, run_plan
 from benchmarks.runtimes import RUNTIME_FACTORIES, RuntimeOptions
 from benchmarks.scenarios import BASE_SCENARIOS, DEFAULT_STEPS, parse_scenarios
-from benchmarks.services import SDK_MODULES
 
 SMOKE_SCENARIOS = "greet,counter-1000-keys,counter-hot-key,workflow-3-steps,steps-3,send,memory"
 SMOKE_MEMORY_INVOCATIONS = 200
@@ -78,7 +78,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--concurrency", type=int, default=32, help="concurrent requests of the load generator (default 32)")
     add("--request-timeout-s", type=float, default=30.0, help="per-request timeout (default 30)")
     add("--max-errors", type=int, default=100, help="abort a run after this many failed requests (default 100)")
-    add("--sdk", choices=sorted(SDK_MODULES), default="official", help="SDK implementing the services (default official: restate-sdk)")
+    add(
+        "--sdk",
+        choices=sorted(SDK_NAMES),
+        default="official",
+        help="SDK implementing the services (default official: the Python restate-sdk; typescript: the official TypeScript SDK on Node,"
+        " a cheap endpoint; duro: duro's SDK)",
+    )
     add("--http1", action="store_true", help="register the endpoint with use_http_11 (request/response) instead of HTTP/2 bidi")
     add(
         "--restart",
@@ -112,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_arguments(commands.add_parser("run", help="run scenarios on each runtime, interleaved repetitions, and write the reports"))
     smoke = commands.add_parser("smoke", help="tiny run on duro only that fails if the harness is broken (well under a minute)")
     smoke.add_argument("--out-dir", type=Path, default=None)
-    smoke.add_argument("--sdk", choices=sorted(SDK_MODULES), default="official")
+    smoke.add_argument("--sdk", choices=sorted(SDK_NAMES), default="official")
     report = commands.add_parser("report", help="re-render report.md and plots from a results directory")
     report.add_argument("out_dir", type=Path)
     return parser

@@ -1,7 +1,11 @@
 """The benchmark services' endpoint: hypercorn serving `benchmarks.services` on one SDK, and a handle to run it as a process.
 
 `python -m benchmarks.endpoint --sdk official --port 9080` serves HTTP/2
-cleartext (prior knowledge) and HTTP/1.1 on one port. Keep-alive settings
+cleartext (prior knowledge) and HTTP/1.1 on one port. `--sdk typescript` is
+the cheap endpoint: the same services on the official TypeScript SDK under
+Node (`tests/compat/typescript/src/bench_endpoint.ts`, compiled by
+`scripts/setup.d/20-typescript.sh`), which costs far less CPU per request than
+a Python SDK, so that the runtime under test sets the pace. Keep-alive settings
 follow shared/tools/restate-server/hypercorn.toml: hypercorn's default of 1000
 requests per connection makes it send GOAWAY while a stream is in flight, and
 its 5 s idle timeout races the runtimes' connection reuse. Stop it with SIGINT
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +28,9 @@ from pathlib import Path
 from benchmarks.services import SDK_MODULES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TYPESCRIPT_ENDPOINT = REPO_ROOT / "tests" / "compat" / "typescript" / "dist" / "bench_endpoint.js"
+NODE_ENDPOINTS = {"typescript": TYPESCRIPT_ENDPOINT}
+SDK_NAMES = (*SDK_MODULES, *NODE_ENDPOINTS)
 MAX_KEEP_ALIVE_REQUESTS = 2_147_483_647
 KEEP_ALIVE_TIMEOUT_S = 300
 GRACEFUL_TIMEOUT_S = 3
@@ -56,8 +64,8 @@ class EndpointProcess:
     """`python -m benchmarks.endpoint` as a child process on a free port, logging to `log_path`."""
 
     def __init__(self, sdk_name: str, log_path: Path, start_timeout_s: float = 30.0, env: dict[str, str] | None = None) -> None:
-        if sdk_name not in SDK_MODULES:
-            raise ValueError(f"unknown SDK {sdk_name!r}; expected one of {sorted(SDK_MODULES)}")
+        if sdk_name not in SDK_NAMES:
+            raise ValueError(f"unknown SDK {sdk_name!r}; expected one of {sorted(SDK_NAMES)}")
         self.sdk_name = sdk_name
         self.log_path = log_path
         self.start_timeout_s = start_timeout_s
@@ -74,15 +82,27 @@ class EndpointProcess:
         assert self.process is not None, "endpoint not started"
         return self.process.pid
 
+    def _command(self) -> tuple[list[str], dict[str, str]]:
+        """The endpoint's command line and extra environment."""
+        script = NODE_ENDPOINTS.get(self.sdk_name)
+        if script is None:
+            return [sys.executable, "-m", "benchmarks.endpoint", "--sdk", self.sdk_name, "--port", str(self.port)], {}
+        if not script.exists():
+            raise FileNotFoundError(f"{script} is missing: run scripts/setup.d/20-typescript.sh (needs Node.js >= 20 and npm)")
+        node = shutil.which("node")
+        if node is None:
+            raise FileNotFoundError("node is not on PATH: the typescript endpoint runs on Node.js >= 20")
+        return [node, str(script), "--port", str(self.port)], {"RESTATE_LOGGING": "WARN"}  # no log line per invocation
+
     def start(self) -> None:
-        args = [sys.executable, "-m", "benchmarks.endpoint", "--sdk", self.sdk_name, "--port", str(self.port)]
+        args, env = self._command()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 args,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
-                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, **env, **self.env, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout_s

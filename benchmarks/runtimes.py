@@ -110,6 +110,8 @@ class DuroRuntime:
     start_timeout_s: float = 60.0
     stop_timeout_s: float = 30.0
     name: str = "duro"
+    command_prefix: Sequence[str] = ()  # e.g. valgrind's, to count the node's instructions (benchmarks/cpu_cost.py)
+    python_args: Sequence[str] = ()  # between the interpreter and `-m duro`, e.g. `-m cProfile -o FILE`
 
     def __post_init__(self) -> None:
         self.ingress_port = free_port()
@@ -128,7 +130,7 @@ class DuroRuntime:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_args = self._log_args()
         args = [
-            sys.executable, "-m", "duro", "serve",
+            *self.command_prefix, sys.executable, *self.python_args, "-m", "duro", "serve",
             "--data-dir", str(self.run_dir / "data"),
             "--ingress-port", str(self.ingress_port),
             "--admin-port", str(self.admin_port),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -74,9 +76,16 @@ subscription_consumer_restarts = Counter(
 )
 
 
+_ingress_series: dict[tuple[str, int], tuple[Any, Any]] = {}  # (kind, status) -> its two series, bound once (one lookup per request)
+
+
 def observe_ingress(kind: str, status: int, duration_seconds: float) -> None:
-    ingress_requests.labels(kind, str(status)).inc()
-    ingress_request_duration.labels(kind, str(status)).observe(duration_seconds)
+    series = _ingress_series.get((kind, status))
+    if series is None:
+        labels = (kind, str(status))
+        series = _ingress_series[(kind, status)] = (ingress_requests.labels(*labels), ingress_request_duration.labels(*labels))
+    series[0].inc()
+    series[1].observe(duration_seconds)
 
 
 def observe_admin(kind: str, status: int) -> None:

@@ -50,8 +50,9 @@ class H2Exchange:
         self._stream: H2Stream | None = None
 
     async def open(self) -> None:
+        """Open the stream; its HEADERS go out with the first `send` or `end`."""
         try:
-            self._stream = await self._client.open_stream(self._origin, "POST", self._path, self._headers)
+            self._stream = await self._client.open_stream(self._origin, "POST", self._path, self._headers, flush=False)
         except (H2cError, OSError) as exc:
             raise ExchangeError(f"cannot open HTTP/2 stream to {self._origin}{self._path}: {exc}") from exc
 

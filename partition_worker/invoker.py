@@ -103,7 +103,9 @@ class _Attempt:
     invocation_id: str
     attempt: int
     leader: PartitionLeader
-    notifications: asyncio.Queue[Notify]
+    notifications: asyncio.Queue[Notify] | None = None  # made at the first notification (most attempts get none)
+    writer: asyncio.Task[None] | None = None  # writes notifications into an open bidirectional request; started with the first
+    notify_exchange: Exchange | None = None  # the bidirectional request notifications go to, once its response began
     task: asyncio.Task[None] | None = None
     known_entries: int = 0
     pinned: bool = False
@@ -209,7 +211,7 @@ class Invoker:
         previous = self._attempts.get(invocation_id)
         if previous is not None:
             self._stop(previous, _NO_RECORD)  # the newer attempt is in the log already
-        handle = _Attempt(invocation_id, attempt, leader, asyncio.Queue(self.settings.max_pending_notifications))
+        handle = _Attempt(invocation_id, attempt, leader)
         self._attempts[invocation_id] = handle
         handle.task = asyncio.create_task(self._run(handle), name=f"attempt {invocation_id}#{attempt}")
 
@@ -217,15 +219,24 @@ class Invoker:
         handle = self._attempts.get(action.invocation_id)
         if handle is None or handle.attempt != action.attempt:
             return  # request/response attempt, or one that has ended: the journal has it
+        if handle.notifications is None:
+            handle.notifications = asyncio.Queue(self.settings.max_pending_notifications)
         try:
             handle.notifications.put_nowait(action)
         except asyncio.QueueFull:
             message = (
-                f"the attempt stopped reading notifications: {handle.notifications.qsize()} undelivered"
+                f"the attempt stopped reading notifications: {handle.notifications.maxsize} undelivered"
                 f" (max_pending_notifications={self.settings.max_pending_notifications})"
             )
             log.warning("attempt %s#%d: %s; abandoning it", action.invocation_id, action.attempt, message)
             self._stop(handle, _Stop(Failure(STOPPED, message)))
+            return
+        self._start_writer(handle)
+
+    def _start_writer(self, handle: _Attempt) -> None:
+        """Write the attempt's notifications into its bidirectional request, once both exist (a task, started once)."""
+        if handle.writer is None and handle.notify_exchange is not None and handle.notifications is not None:
+            handle.writer = asyncio.create_task(self._write_notifications(handle, handle.notify_exchange, handle.notifications))
 
     def abort(self, invocation_id: str, attempt: int) -> None:
         """Apply ended the attempt (its invocation completed, was killed or moved on): stop it without a record."""
@@ -400,7 +411,7 @@ class Invoker:
             payload += encode_frame(message_type, entry)
         exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version, trace_headers_)
         handle.last_activity = asyncio.get_running_loop().time()
-        watchdog = asyncio.create_task(self._watch_inactivity(handle, exchange, info), name=f"watchdog {handle.invocation_id}")
+        watchdog = _InactivityWatch(self, handle, exchange, info)
         try:
             await exchange.send(bytes(payload))
             bidirectional = deployment.bidirectional and not deployment.use_http_11 and not self._draining
@@ -528,9 +539,9 @@ class Invoker:
         return exchange
 
     async def _exchange(self, handle: _Attempt, exchange: Exchange, bidirectional: bool) -> None:
-        writer: asyncio.Task[None] | None = None
         if bidirectional:
-            writer = asyncio.create_task(self._write_notifications(handle, exchange))
+            handle.notify_exchange = exchange
+            self._start_writer(handle)
         try:
             status_code, headers = await exchange.status(self.settings.response_header_timeout_ms if bidirectional else None)
             handle.server = next((value for name, value in headers if name.lower() == "x-restate-server"), None)
@@ -538,14 +549,12 @@ class Invoker:
                 body = await _read_excerpt(exchange)
                 raise AttemptError(_status_failure(status_code, body, handle), _retry_after_ms(headers))
             terminal = await self._read_messages(handle, exchange)
-            if writer is not None:
-                writer.cancel()
+            _stop_writer(handle)
             await handle.close_request(exchange)  # SDKs wait for the request to close after End/Suspension/Error
             if not terminal:
                 raise AttemptError(Failure(Code.UNAVAILABLE, "the deployment closed the response without End, Suspension or Error"))
         finally:
-            if writer is not None:
-                writer.cancel()
+            _stop_writer(handle)
 
     async def _read_messages(self, handle: _Attempt, exchange: Exchange) -> bool:
         """Append what the SDK sends, in order; True once End, Suspension or Error was seen.
@@ -567,10 +576,10 @@ class Invoker:
                 terminal_at = next((i for i, f in enumerate(frames) if f.type in TERMINAL_TYPES), None)
                 if terminal_at is not None:
                     frames = frames[: terminal_at + 1]
-                appender.push(self._attempt_frames(handle, frames))
                 if terminal_at is not None:
-                    await appender.drain()
+                    await appender.push_last(self._attempt_frames(handle, frames))
                     return True
+                appender.push(self._attempt_frames(handle, frames))
             decoder.finish()
             await appender.drain()
             return False
@@ -613,45 +622,73 @@ class Invoker:
             frame.type, frame.flags, frame.payload, target, policy.retry_policy, retention.completion_ms, retention.journal_ms
         )
 
-    async def _write_notifications(self, handle: _Attempt, exchange: Exchange) -> None:
+    async def _write_notifications(self, handle: _Attempt, exchange: Exchange, notifications: asyncio.Queue[Notify]) -> None:
         while True:
-            notify = await handle.notifications.get()
+            notify = await notifications.get()
             if 0 <= notify.entry_index < handle.known_entries:
                 continue  # already part of the replayed journal
             await exchange.send(encode_frame(notify.message_type, notify.payload))
             handle.last_activity = asyncio.get_running_loop().time()
 
-    async def _watch_inactivity(self, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
-        """Inactivity, then abort: the same for both modes.
 
-        After `inactivity_timeout_ms` without a message either way, the request
-        is closed so that a bidirectional SDK suspends (a request/response one
-        has its request closed already); if the attempt still has not ended
-        `abort_timeout_ms` later, it is stopped and recorded as failed, so
-        the state machine retries it by its policy.
-        """
-        inactivity_ms = (info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None) or self.settings.inactivity_timeout_ms
-        abort_ms = (info.abort_timeout_ms if info and info.abort_timeout_ms else None) or self.settings.abort_timeout_ms
-        while True:
-            remaining_s = handle.last_activity + inactivity_ms / 1000 - asyncio.get_running_loop().time()
-            if remaining_s <= _CLOCK_SLACK_S:
-                break  # asyncio wakes a sleeper up to its clock's resolution early: within a millisecond counts as due
-            await asyncio.sleep(remaining_s)
+class _InactivityWatch:
+    """Inactivity, then abort: the same for both modes, on the event loop's timers (no task per attempt).
+
+    After `inactivity_timeout_ms` without a message either way, the request
+    is closed so that a bidirectional SDK suspends (a request/response one
+    has its request closed already); if the attempt still has not ended
+    `abort_timeout_ms` later, it is stopped and recorded as failed, so
+    the state machine retries it by its policy. `cancel` ends the watch.
+    """
+
+    def __init__(self, invoker: Invoker, handle: _Attempt, exchange: Exchange, info: HandlerInfo | None) -> None:
+        settings = invoker.settings
+        self._invoker = invoker
+        self._handle = handle
+        self._exchange = exchange
+        self._inactivity_ms = (
+            info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None
+        ) or settings.inactivity_timeout_ms
+        self._abort_ms = (info.abort_timeout_ms if info and info.abort_timeout_ms else None) or settings.abort_timeout_ms
+        self._loop = asyncio.get_running_loop()
+        self._closing: asyncio.Task[None] | None = None
+        self._timer = self._loop.call_later(self._inactivity_ms / 1000, self._check)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._closing is not None:
+            self._closing.cancel()
+
+    def _check(self) -> None:
+        remaining_s = self._handle.last_activity + self._inactivity_ms / 1000 - self._loop.time()
+        if remaining_s > _CLOCK_SLACK_S:  # asyncio wakes a timer up to its clock's resolution early: within a millisecond counts as due
+            self._timer = self._loop.call_later(remaining_s, self._check)
+            return
+        handle = self._handle
         if not handle.request_closed:
             log.info(
-                "attempt %s#%d inactive for %d ms: closing the request so it suspends", handle.invocation_id, handle.attempt, inactivity_ms
+                "attempt %s#%d inactive for %d ms: closing the request so it suspends",
+                handle.invocation_id,
+                handle.attempt,
+                self._inactivity_ms,
             )
-            try:
-                await handle.close_request(exchange)
-            except ExchangeError:
-                pass  # the stream is gone: the reader sees that too
-        await asyncio.sleep(abort_ms / 1000)
+            self._closing = asyncio.create_task(self._close_request(), name=f"closing idle {handle.invocation_id}")
+        self._timer = self._loop.call_later(self._abort_ms / 1000, self._abort)
+
+    async def _close_request(self) -> None:
+        try:
+            await self._handle.close_request(self._exchange)
+        except ExchangeError:
+            pass  # the stream is gone: the reader sees that too
+
+    def _abort(self) -> None:
+        handle = self._handle
         message = (
-            f"no end of the attempt {abort_ms} ms after {inactivity_ms} ms without a message"
-            f" (inactivity_timeout_ms={inactivity_ms}, abort_timeout_ms={abort_ms})"
+            f"no end of the attempt {self._abort_ms} ms after {self._inactivity_ms} ms without a message"
+            f" (inactivity_timeout_ms={self._inactivity_ms}, abort_timeout_ms={self._abort_ms})"
         )
         log.warning("attempt %s#%d stopped: %s", handle.invocation_id, handle.attempt, message)
-        self._stop(handle, _Stop(Failure(STOPPED, message)))
+        self._invoker._stop(handle, _Stop(Failure(STOPPED, message)))
 
 
 _CLOCK_SLACK_S = 0.001
@@ -663,19 +700,31 @@ _OUTCOME_OF_TERMINAL: dict[int, str] = {
 }
 
 
+def _stop_writer(handle: _Attempt) -> None:
+    """No more notifications go into the attempt's request (it ended, or the response did)."""
+    handle.notify_exchange = None
+    if handle.writer is not None:
+        handle.writer.cancel()
+
+
 def _observe_end(handle: _Attempt) -> None:
     """Count an attempt that got as far as reading its invocation (one that found nothing to do is not an attempt)."""
     if handle.target is None:
         return
-    service, handler = handle.target.service, handle.target.handler
-    metrics.attempts.labels(service, handler, handle.outcome).inc()
-    metrics.attempt_duration.labels(service, handler, handle.outcome).observe(time.perf_counter() - handle.opened_at)
+    attempts, duration = metrics.attempt_series(handle.target.service, handle.target.handler, handle.outcome)
+    attempts.inc()
+    duration.observe(time.perf_counter() - handle.opened_at)
     if handle.outcome == metrics.COMPLETED and handle.output_failed is not None:
-        metrics.invocations.labels(service, handler, "failed" if handle.output_failed else "succeeded").inc()
+        metrics.invocation_series(handle.target.service, handle.target.handler, handle.output_failed).inc()
 
 
 class _AttemptAppender:
-    """Appends one attempt's messages in order, batching what arrives while the previous append is in flight."""
+    """Appends one attempt's messages in order, batching what arrives while the previous append is in flight.
+
+    Its task starts with the first `push`; an attempt whose messages all come
+    at once (`push_last` first: a handler that answers without waiting) appends
+    them from the reader itself.
+    """
 
     def __init__(self, invoker: Invoker, handle: _Attempt) -> None:
         self._invoker = invoker
@@ -685,13 +734,25 @@ class _AttemptAppender:
         self._idle = asyncio.Event()
         self._idle.set()
         self._error: BaseException | None = None
-        self._task = asyncio.create_task(self._run(), name=f"appender {handle.invocation_id}#{handle.attempt}")
+        self._task: asyncio.Task[None] | None = None
 
     def push(self, frames: list[AttemptFrame]) -> None:
         self._raise_if_failed()
         self._pending.extend(frames)
         self._idle.clear()
         self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"appender {self._handle.invocation_id}#{self._handle.attempt}")
+
+    async def push_last(self, frames: list[AttemptFrame]) -> None:
+        """Push the attempt's last messages and wait until everything pushed is durable (raises what an append raised)."""
+        if self._task is not None:
+            self.push(frames)
+            await self.drain()
+            return
+        self._pending.extend(frames)
+        while self._pending:
+            await self._invoker._append_frames(self._handle, self._take_record())
 
     async def drain(self) -> None:
         """Wait until everything pushed is durable (raises what an append raised)."""
@@ -699,7 +760,8 @@ class _AttemptAppender:
         self._raise_if_failed()
 
     def close(self) -> None:
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

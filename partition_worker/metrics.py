@@ -7,6 +7,8 @@ gauge sampler), never inside the state machine, which stays pure.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 INVOCATIONS_TOTAL = "duro_invocations_total"
@@ -102,6 +104,29 @@ deadlocks_detected = Counter(
     " when fail_deadlocked_calls is set), counted by the partition's leader.",
     ["action"],
 )
+
+
+_attempt_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_invocation_series: dict[tuple[str, str, bool], Any] = {}
+
+
+def attempt_series(service: str, handler: str, outcome: str) -> tuple[Any, Any]:
+    """`attempts` and `attempt_duration` for these labels, bound once (every attempt ends here)."""
+    series = _attempt_series.get((service, handler, outcome))
+    if series is None:
+        series = _attempt_series[(service, handler, outcome)] = (
+            attempts.labels(service, handler, outcome),
+            attempt_duration.labels(service, handler, outcome),
+        )
+    return series
+
+
+def invocation_series(service: str, handler: str, failed: bool) -> Any:
+    """`invocations` for these labels (status failed or succeeded), bound once."""
+    series = _invocation_series.get((service, handler, failed))
+    if series is None:
+        series = _invocation_series[(service, handler, failed)] = invocations.labels(service, handler, "failed" if failed else "succeeded")
+    return series
 
 
 def observe_snapshot(partition: int, age_seconds: float) -> None:

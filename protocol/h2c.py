@@ -45,6 +45,7 @@ import h2.exceptions
 import h2.settings
 
 from protocol.errors import ConnectionLostError, H2cError, StreamClosedError, StreamTimeoutError
+from protocol.header_block import CachingEncoder
 
 __all__ = [
     "ConnectionLostError",
@@ -66,6 +67,7 @@ DEFAULT_CLOSE_TIMEOUT_MS: Final = 1_000
 DEFAULT_PING_INTERVAL_MS: Final = 10_000
 DEFAULT_PING_TIMEOUT_MS: Final = 10_000
 DEFAULT_MAX_STREAM_TIMEOUTS_PER_CONNECTION: Final = 2
+DEFAULT_STREAM_END_GRACE_MS: Final = 1_000
 
 _SOCKET_READ_BYTES: Final = 64 * 1024
 _FRAME_HEADER_BYTES: Final = 9
@@ -74,6 +76,16 @@ _H2_DEFAULT_WINDOW_BYTES: Final = 65_535
 _log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, str]]
+
+
+_H2_CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding="utf-8",
+    # The request headers are built here (lower-case names; deployment headers are checked when registered), so h2's
+    # per-stream outbound validation and normalisation only cost time: about a fifth of opening a stream.
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,8 @@ class H2Stream:
         self._local_ended = False
         self._error: H2cError | None = None
         self._released = False
+        self._abandoned = False  # closed by the client after its request ended: waits (bounded) for the response's end
+        self._grace: asyncio.TimerHandle | None = None
         self._recv_event = asyncio.Event()
         self._send_event = asyncio.Event()
 
@@ -142,6 +156,7 @@ class H2Stream:
             window = self._connection.sendable_bytes(self.stream_id)
             if window <= 0:
                 self._send_event.clear()
+                await self._connection.flush()  # frames queued so far (a deferred HEADERS) go out before the wait
                 await self._send_event.wait()
                 continue
             chunk, view = view[:window], view[window:]
@@ -208,7 +223,19 @@ class H2Stream:
         self._fail(StreamClosedError(f"stream {self.stream_id} was reset by this client"))
 
     async def aclose(self) -> None:
-        """Resets the stream if it is unfinished and frees its slot."""
+        """Frees the stream's slot; resets it if it is unfinished.
+
+        A stream whose request ended and whose response has not yet is given
+        `stream_end_grace_ms` to end by itself (an SDK ends its response right
+        after its last message) before it is reset: most streams then end
+        without a RST_STREAM written, and what still arrives is acknowledged
+        and dropped.
+        """
+        if self._local_ended and self._error is None and not self._remote_ended and not self._abandoned:
+            self._discard_unread()
+            self._abandoned = True
+            self._grace = asyncio.get_running_loop().call_later(self._connection.end_grace_s, self.reset)
+            return
         self.reset()
         with contextlib.suppress(H2cError):
             await self._connection.flush()
@@ -239,6 +266,9 @@ class H2Stream:
         self._recv_event.set()
 
     def _on_data(self, data: bytes, flow_controlled_bytes: int) -> None:
+        if self._abandoned:
+            self._connection.acknowledge(self.stream_id, flow_controlled_bytes)
+            return
         self._chunks.append((data, flow_controlled_bytes))
         self._recv_event.set()
 
@@ -262,6 +292,8 @@ class H2Stream:
             self._release()
 
     def _release(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         if not self._released:
             self._released = True
             self._connection.stream_released(self)
@@ -274,6 +306,7 @@ class _ConnectionLimits:
     ping_interval_ms: int  # 0: no keepalive
     ping_timeout_ms: int
     max_stream_timeouts: int
+    stream_end_grace_ms: int = DEFAULT_STREAM_END_GRACE_MS
 
 
 class _Connection:
@@ -292,7 +325,8 @@ class _Connection:
         self._writer = writer
         self._on_change = on_change
         self._limits = limits
-        self._h2 = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        self._h2 = h2.connection.H2Connection(config=_H2_CONFIG)
+        self._h2.encoder = CachingEncoder()  # no dynamic table, each header's bytes reused (protocol/header_block.py)
         self._streams: dict[int, H2Stream] = {}
         self._inbound = bytearray()
         self._settings_received = asyncio.Event()
@@ -402,6 +436,11 @@ class _Connection:
             return
         self._h2.acknowledge_received_data(flow_controlled_bytes, stream_id)
         self._write_pending()
+
+    @property
+    def end_grace_s(self) -> float:
+        """How long a stream closed after its request ended waits for its response's end before it is reset."""
+        return self._limits.stream_end_grace_ms / 1000
 
     def raise_if_closed(self) -> None:
         if self._closed_error is not None:
@@ -652,11 +691,12 @@ class _Pool:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def open_stream(self, method: str, path: str, headers: Headers) -> H2Stream:
+    async def open_stream(self, method: str, path: str, headers: Headers, flush: bool = True) -> H2Stream:
         """A new stream on a connection with a free slot, connecting if needed.
 
         One connection attempt runs at a time per origin; every caller waiting
-        for it fails with its error if it fails.
+        for it fails with its error if it fails. With `flush=False` the HEADERS
+        frame waits for the stream's first `send` or `end`, which writes both at once.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._client.stream_wait_timeout_ms / 1000
@@ -666,7 +706,8 @@ class _Pool:
             if connection is not None:
                 stream = self._start_on(connection, method, path, headers)
                 if stream is not None:
-                    await connection.flush()
+                    if flush:
+                        await connection.flush()
                     return stream
             elif self._connect_task is not None:
                 await self._await_connect(self._connect_task)
@@ -742,6 +783,7 @@ class H2cClient:
         ping_interval_ms: int = DEFAULT_PING_INTERVAL_MS,
         ping_timeout_ms: int = DEFAULT_PING_TIMEOUT_MS,
         max_stream_timeouts_per_connection: int = DEFAULT_MAX_STREAM_TIMEOUTS_PER_CONNECTION,
+        stream_end_grace_ms: int = DEFAULT_STREAM_END_GRACE_MS,
     ) -> None:
         """Limits:
 
@@ -754,6 +796,8 @@ class H2cClient:
         - ping_timeout_ms: a PING unanswered this long declares the connection dead.
         - max_stream_timeouts_per_connection: streams in a row whose response
           headers timed out before the connection takes no new streams.
+        - stream_end_grace_ms: how long a stream closed after its request ended
+          waits for its response to end before it is reset (RST_STREAM).
         """
         _require_positive(
             max_connections_per_origin=max_connections_per_origin,
@@ -761,6 +805,7 @@ class H2cClient:
             stream_wait_timeout_ms=stream_wait_timeout_ms,
             ping_timeout_ms=ping_timeout_ms,
             max_stream_timeouts_per_connection=max_stream_timeouts_per_connection,
+            stream_end_grace_ms=stream_end_grace_ms,
         )
         if ping_interval_ms < 0:
             raise ValueError(f"ping_interval_ms must be >= 0 (0 disables keepalive), got {ping_interval_ms}")
@@ -776,13 +821,20 @@ class H2cClient:
         self.max_connection_recv_buffer_bytes = max_connection_recv_buffer_bytes
         self.stream_wait_timeout_ms = stream_wait_timeout_ms
         self.connection_limits = _ConnectionLimits(
-            max_recv_buffer_bytes, max_connection_recv_buffer_bytes, ping_interval_ms, ping_timeout_ms, max_stream_timeouts_per_connection
+            max_recv_buffer_bytes,
+            max_connection_recv_buffer_bytes,
+            ping_interval_ms,
+            ping_timeout_ms,
+            max_stream_timeouts_per_connection,
+            stream_end_grace_ms,
         )
         self._pools: dict[_Origin, _Pool] = {}
         self._closed = False
 
-    async def open_stream(self, origin: str, method: str, path: str, headers: Headers) -> H2Stream:
+    async def open_stream(self, origin: str, method: str, path: str, headers: Headers, flush: bool = True) -> H2Stream:
         """Starts a request on a pooled connection; the request body stays open.
+
+        `flush=False` leaves the HEADERS frame to go out with the stream's first `send` or `end` (one write instead of two).
 
         Raises ConnectionLostError if no connection can be made (retry_safe=True),
         H2cError if no stream slot frees up within stream_wait_timeout_ms.
@@ -793,7 +845,7 @@ class H2cClient:
         pool = self._pools.get(parsed)
         if pool is None:
             pool = self._pools[parsed] = _Pool(self, parsed)
-        return await pool.open_stream(method, path, headers)
+        return await pool.open_stream(method, path, headers, flush)
 
     async def request(
         self,

@@ -40,6 +40,11 @@ MAX_SIGNAL_INDEX: Final = 2**32 - 1
 
 _BASE62_ALPHABET: Final = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _BASE62_VALUE: Final = {char: value for value, char in enumerate(_BASE62_ALPHABET)}
+_BASE62_PAIRS: Final = [a + b for a in _BASE62_ALPHABET for b in _BASE62_ALPHABET]  # two digits at a time: half the divisions
+_BASE62_PAIR_VALUE: Final = {pair: value for value, pair in enumerate(_BASE62_PAIRS)}
+MAX_PARSED_IDS_CACHED: Final = 8192
+"""Ids formatted or parsed lately, kept parsed: an invocation's id is read again at every hop (ingress, partition, invoker)."""
+_recent_ids: dict[str, InvocationId] = {}
 _DERIVE_SEPARATOR: Final = b","
 _EXPECTED_FORM: Final = (
     f"expected '{INVOCATION_ID_PREFIX}' followed by {PARTITION_KEY_BASE62_CHARS + UUID_BASE62_CHARS}"
@@ -63,13 +68,24 @@ class InvocationId:
     def __str__(self) -> str:
         swapped_key = _byte_swapped(self.partition_key, 8)
         swapped_uuid = int.from_bytes(self.uuid, "little")
-        return (
+        text = (
             INVOCATION_ID_PREFIX + _base62_fixed(swapped_key, PARTITION_KEY_BASE62_CHARS) + _base62_fixed(swapped_uuid, UUID_BASE62_CHARS)
         )
+        _remember(text, self)
+        return text
 
     @classmethod
     def parse(cls, text: str) -> InvocationId:
         """The id written as `text`; raises ValueError naming the expected form."""
+        recent = _recent_ids.get(text)
+        if recent is not None:
+            return recent
+        parsed = cls._parse(text)
+        _remember(text, parsed)
+        return parsed
+
+    @classmethod
+    def _parse(cls, text: str) -> InvocationId:
         if not text.startswith(INVOCATION_ID_PREFIX):
             raise ValueError(f"invocation id {text!r} lacks the prefix; {_EXPECTED_FORM}")
         if len(text) != INVOCATION_ID_CHARS:
@@ -199,30 +215,46 @@ def _byte_swapped(value: int, width_bytes: int) -> int:
     return int.from_bytes(value.to_bytes(width_bytes, "big"), "little")
 
 
+def _remember(text: str, invocation_id: InvocationId) -> None:
+    if len(_recent_ids) >= MAX_PARSED_IDS_CACHED:
+        _recent_ids.clear()
+    _recent_ids[text] = invocation_id
+
+
 def _base62_fixed(value: int, width: int) -> str:
-    digits: list[str] = []
+    pairs: list[str] = []
     remaining = value
     while remaining:
-        remaining, remainder = divmod(remaining, 62)
-        digits.append(_BASE62_ALPHABET[remainder])
-    encoded = "".join(reversed(digits))
+        remaining, remainder = divmod(remaining, 3844)
+        pairs.append(_BASE62_PAIRS[remainder])
+    encoded = "".join(reversed(pairs)).lstrip("0")
     assert len(encoded) <= width, f"{value} needs more than {width} base62 digits"
     return encoded.rjust(width, "0")
 
 
 def _base62_decode(chars: str, text: str) -> int:
     value = 0
-    for char in chars:
-        digit = _BASE62_VALUE.get(char)
+    start = len(chars) % 2
+    if start:
+        digit = _BASE62_VALUE.get(chars[0])
         if digit is None:
-            raise ValueError(f"invocation id {text!r} has {char!r}, not base62; {_EXPECTED_FORM}")
-        value = value * 62 + digit
+            raise ValueError(f"invocation id {text!r} has {chars[0]!r}, not base62; {_EXPECTED_FORM}")
+        value = digit
+    for index in range(start, len(chars), 2):
+        pair = _BASE62_PAIR_VALUE.get(chars[index : index + 2])
+        if pair is None:
+            bad = next(char for char in chars[index : index + 2] if char not in _BASE62_VALUE)
+            raise ValueError(f"invocation id {text!r} has {bad!r}, not base62; {_EXPECTED_FORM}")
+        value = value * 3844 + pair
     return value
 
 
-def ulid_bytes(now_ms: int | None = None) -> bytes:
-    """A 16-byte ULID: 48-bit millisecond timestamp (big-endian) then 80 random bits."""
+def ulid_bytes(now_ms: int | None = None, entropy: bytes | None = None) -> bytes:
+    """A 16-byte ULID: 48-bit millisecond timestamp (big-endian) then 80 random bits (`entropy`, 10 bytes, or fresh ones)."""
     timestamp_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     if not 0 <= timestamp_ms < 2**48:
         raise ValueError(f"now_ms {timestamp_ms} does not fit the ULID's 48-bit timestamp")
-    return timestamp_ms.to_bytes(6, "big") + os.urandom(10)
+    if entropy is None:
+        entropy = os.urandom(10)
+    assert len(entropy) == 10, "a ULID has 80 random bits"
+    return timestamp_ms.to_bytes(6, "big") + entropy

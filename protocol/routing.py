@@ -10,9 +10,9 @@ workflow run-once and replayed calls work.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 
-from protocol.ids import InvocationId, derive_uuid, idempotent_invocation_uuid, workflow_invocation_uuid
+from protocol.ids import InvocationId, derive_uuid, idempotent_invocation_uuid, ulid_bytes, workflow_invocation_uuid
 
 PARTITION_KEY_BITS = 64
 
@@ -29,10 +29,11 @@ def partition_key_for_key(key: str) -> int:
 
 
 def new_invocation_id(partition_key: int | None = None) -> str:
-    """A fresh random id; unkeyed invocations get a random partition key."""
-    if partition_key is None:
-        partition_key = secrets.randbits(PARTITION_KEY_BITS)
-    return str(InvocationId.random(partition_key))
+    """A fresh random id; unkeyed invocations get a random partition key (one read of the system's randomness for both)."""
+    if partition_key is not None:
+        return str(InvocationId.random(partition_key))
+    entropy = os.urandom(PARTITION_KEY_BITS // 8 + 10)
+    return str(InvocationId(int.from_bytes(entropy[:8], "big"), ulid_bytes(entropy=entropy[8:])))
 
 
 def keyed_or_random_id(key: str | None) -> str:

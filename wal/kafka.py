@@ -6,10 +6,11 @@ sent together as the next batch (group commit), so one append is always one
 contiguous run of offsets, written whole or not at all, and an append returns
 the offset of its last entry once the in-sync replicas hold it.
 
-Each tail is a consumer of its own with manual assignment of one partition (no
-consumer group) that reads from the requested offset on; `end_offset` asks the
-brokers through one shared consumer. Offsets are Kafka's offsets, dense as long
-as only duro writes to the topic (no transactions, no compaction).
+All tails share one consumer with manual assignment of the tailed partitions (no
+consumer group, `wal.kafka_tails`): one fetch serves every partition with new
+records. `end_offset` asks the brokers through another shared consumer. Offsets
+are Kafka's offsets, dense as long as only duro writes to the topic (no
+transactions, no compaction).
 
 If the brokers lose the producer's idempotence state (a broker that crashed
 before syncing it answers OutOfOrderSequenceNumber or UnknownProducerId), the
@@ -31,12 +32,13 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, ProducerClosed, UnknownProducerId
 
 from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
+from wal.kafka_tails import SharedTails
 from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
 from wal.log import AppendTooLargeError, LogClosedError, LogError, LogTrimmedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
@@ -84,7 +86,7 @@ class KafkaLog:
         self._queues: dict[int, deque[_PendingAppend]] = {}
         self._writers: dict[int, asyncio.Task[None]] = {}
         self._last_offsets: dict[int, int] = {}
-        self._tails: set[AIOKafkaConsumer] = set()
+        self._tails = SharedTails(topic, settings.max_fetch_wait_ms, lambda: asyncio.ensure_future(self._start_tail_consumer()))
         self._waits: set[asyncio.Future[Any]] = set()  # one per pending wait on Kafka, of any result type
         self._closed = False
         self._meter = AppendMeter("kafka")
@@ -254,7 +256,7 @@ class KafkaLog:
         self._closed = True
         for waiter in list(self._waits):
             waiter.cancel()
-        await asyncio.gather(*(stop_consumer(consumer) for consumer in list(self._tails)))
+        await self._tails.close(lambda consumer: asyncio.ensure_future(stop_consumer(consumer)))
         for queue in self._queues.values():
             self._fail_all(queue, LogClosedError(f"Kafka log on topic {self._topic} closed before the append was sent"))
         await asyncio.gather(*self._writers.values(), return_exceptions=True)
@@ -408,45 +410,28 @@ class KafkaLog:
 
     async def _tail(self, partition: int, from_offset: int, max_batch_entries: int) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         self._raise_if_closed()
-        consumer = await self._start_tail_consumer()
+        log_start = await self.start_offset(partition)
+        if from_offset < log_start:
+            raise LogTrimmedError(
+                f"{self._topic}[{partition}] holds offsets from {log_start} on, offset {from_offset} was deleted below a "
+                "durable snapshot; restore that snapshot"
+            )
+        next_offset = min(from_offset, await self.end_offset(partition))  # from beyond the end: read from the end, skip up to it
+        feed = await self._until_closed(self._tails.open(partition, next_offset, max_batch_entries))
         try:
-            topic_partition = TopicPartition(self._topic, partition)
-            consumer.assign([topic_partition])
-            log_start = await self.start_offset(partition)
-            if from_offset < log_start:
-                raise LogTrimmedError(
-                    f"{self._topic}[{partition}] holds offsets from {log_start} on, offset {from_offset} was deleted below a "
-                    "durable snapshot; restore that snapshot"
-                )
-            next_offset = min(from_offset, await self._tail_start_bound(consumer, topic_partition))
-            consumer.seek(topic_partition, next_offset)
             while True:
-                records = await self._fetch(consumer, topic_partition, max_batch_entries)
-                batch: list[tuple[int, bytes]] = []
-                for record in records:
-                    self._check_dense(partition, next_offset, record.offset)
-                    next_offset = record.offset + 1
-                    if record.offset >= from_offset:
-                        batch.append((record.offset, record.value if record.value is not None else b""))
+                item = await feed.batches.get()  # close() puts LogClosedError into every feed
+                self._tails.took(feed)
+                if isinstance(item, LogError):
+                    raise item
+                batch = item if item[0][0] >= from_offset else [entry for entry in item if entry[0] >= from_offset]
                 if batch:
                     yield batch
         finally:
-            self._tails.discard(consumer)
-            await stop_consumer(consumer)
-
-    async def _tail_start_bound(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition) -> int:
-        """The partition's end offset: a tail from beyond it starts reading there and skips up to its offset."""
-        try:
-            ends = await self._until_closed(consumer.end_offsets([topic_partition]))
-        except KafkaError as error:
-            self._raise_if_closed()
-            raise LogError(
-                f"a tail of {self._topic}[{topic_partition.partition}] could not read the end offset: {error!r}; starting the tail again is safe"
-            ) from error
-        return int(ends[topic_partition])
+            self._tails.close_feed(feed)
 
     async def _start_tail_consumer(self) -> AIOKafkaConsumer:
-        consumer = await self._until_closed(
+        return await self._until_closed(
             start_with_retry(
                 lambda: _new_consumer(self._bootstrap, self._settings, "tail"),
                 AIOKafkaConsumer.start,
@@ -457,8 +442,6 @@ class KafkaLog:
                 connect_deadline(self._settings),
             )
         )
-        self._tails.add(consumer)
-        return consumer
 
     async def _until_closed(self, awaitable: Awaitable[Result]) -> Result:
         """Await `awaitable` as a task that `close` cancels: its result, or LogClosedError once the log closes.
@@ -477,31 +460,6 @@ class KafkaLog:
             raise
         finally:
             self._waits.discard(waiter)
-
-    async def _fetch(self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition, max_batch_entries: int) -> list[ConsumerRecord]:
-        """The next records of the partition, waiting as long as it takes; raises LogClosedError once the log closes."""
-        while True:
-            self._raise_if_closed()
-            try:
-                fetched = await self._until_closed(
-                    consumer.getmany(topic_partition, timeout_ms=self._settings.request_timeout_ms, max_records=max_batch_entries)
-                )
-            except KafkaError as error:
-                self._raise_if_closed()
-                raise LogError(
-                    f"tail of {self._topic}[{topic_partition.partition}] failed: {error!r}; a new tail from the last offset seen is safe"
-                ) from error
-            self._raise_if_closed()
-            records: list[ConsumerRecord] = fetched.get(topic_partition, [])
-            if records:
-                return records
-
-    def _check_dense(self, partition: int, expected: int, offset: int) -> None:
-        if offset != expected:
-            raise LogError(
-                f"offsets of {self._topic}[{partition}] jump from {expected} to {offset}: the topic must hold only duro's "
-                "entries (no transactions, no compaction, no truncation)"
-            )
 
     def _raise_if_closed(self) -> None:
         if self._closed:

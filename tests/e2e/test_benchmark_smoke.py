@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.endpoint import TYPESCRIPT_ENDPOINT
 from tests.processes import REPO_ROOT
 
 SMOKE_TIMEOUT_S = 120
@@ -56,3 +57,32 @@ def test_kafka_ingest_benchmark_runs_on_duro(tmp_path: Path, kafka_bootstrap: st
     latency = run["paced"]["latency_ms"]
     assert run["paced"]["events"] == 40 and latency["count"] == 40 and 0 < latency["p50"] <= latency["p99"]
     assert "| duro #1 |" in (out_dir / "report.md").read_text()
+
+
+@pytest.mark.skipif(not TYPESCRIPT_ENDPOINT.exists(), reason="the TypeScript endpoint is built by scripts/setup.d/20-typescript.sh")
+def test_smoke_run_on_the_cheap_typescript_endpoint(tmp_path: Path) -> None:
+    """The runtime-bound variant: the same scenarios served by the official TypeScript SDK on Node."""
+    out_dir = tmp_path / "bench-ts"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "smoke", "--sdk", "typescript", "--out-dir", str(out_dir)],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, f"smoke failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    document = json.loads((out_dir / "results.json").read_text())
+    assert document["config"]["sdk"] == "typescript"
+    runs = {run["scenario"]: run for run in document["runs"]}
+    assert set(runs) == EXPECTED_SCENARIOS and all(run["error"] is None for run in runs.values())
+    assert runs["workflow-3-steps"]["metrics"]["service_cpu_s"] > 0, "the Node endpoint's CPU is accounted"
+
+
+@pytest.mark.skipif(not TYPESCRIPT_ENDPOINT.exists(), reason="the TypeScript endpoint is built by scripts/setup.d/20-typescript.sh")
+def test_cpu_cost_prints_the_runtimes_cpu_per_request(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cpu_cost", "--scenario", "counter-1000-keys", "--requests", "60", "--warmup-requests", "5",
+         "--partitions", "4", "--concurrency", "4"],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, f"cpu_cost failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    (line,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert line["scenario"] == "counter-1000-keys" and line["requests"] >= 60
+    assert line["runtime_cpu_ms_per_request"] > 0 and line["endpoint_cpu_ms_per_request"] > 0 and line["throughput_per_s"] > 0

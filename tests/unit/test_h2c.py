@@ -383,3 +383,44 @@ async def test_streams_without_response_headers_time_out_and_retire_their_connec
         assert status == 200 and h2c.connection_count(origin) == 1
     finally:
         await h2c.aclose()
+
+
+def _active_streams(client: H2cClient) -> int:
+    return sum(connection.active_streams for pool in client._pools.values() for connection in pool.connections)
+
+
+async def test_a_stream_closed_after_its_request_ended_waits_for_the_response_end_then_frees_its_slot(origin: str) -> None:
+    h2c = H2cClient(stream_end_grace_ms=60_000)
+    try:
+        stream = await h2c.open_stream(origin, "POST", "/hold", [])
+        status, _ = await asyncio.wait_for(stream.response_headers(), 5)
+        assert status == 200
+        await stream.end()  # /hold answers "done" and ends its response only now
+        await stream.aclose()  # at once: the response has not ended yet
+        assert _active_streams(h2c) == 1 and not stream.finished
+        deadline = asyncio.get_running_loop().time() + 5
+        while _active_streams(h2c) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert _active_streams(h2c) == 0, "the response's end freed the slot, long before the grace period"
+        assert stream.finished and stream._error is None, "it ended normally, without a reset"
+    finally:
+        await h2c.aclose()
+
+
+async def test_a_stream_whose_response_never_ends_is_reset_after_the_grace_period(origin: str) -> None:
+    h2c = H2cClient(stream_end_grace_ms=200)
+    try:
+        stream = await h2c.open_stream(origin, "POST", "/silent", [])
+        await stream.end()
+        await stream.aclose()
+        assert _active_streams(h2c) == 1
+        await asyncio.sleep(0.1)
+        assert _active_streams(h2c) == 1, "still within the grace period"
+        deadline = asyncio.get_running_loop().time() + 5
+        while _active_streams(h2c) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert _active_streams(h2c) == 0
+        with pytest.raises(StreamClosedError, match="reset by this client"):
+            await stream.read()
+    finally:
+        await h2c.aclose()

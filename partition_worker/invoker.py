@@ -257,8 +257,10 @@ class Invoker:
         """Start no new attempt; let the running ones end or suspend, then abort what is left after `timeout_s`.
 
         Each running attempt's request stream is closed at once, so an SDK that
-        waits for a notification suspends instead of waiting; an aborted attempt
-        is run again by the partition's next leader. Returns (ended, aborted).
+        waits for a notification suspends instead of waiting; an attempt still
+        running at the timeout is stopped and recorded as failed, so that it is
+        retried by its policy (by this partition's next leader, once it has
+        one). Returns (ended, aborted).
         """
         self._draining = True
         handles = list(self._attempts.values())

@@ -65,7 +65,7 @@ def test_a_signing_duro_is_accepted_and_others_are_refused(signed_endpoint: tupl
         other = _duro(tmp_path, name, other_key)
         try:
             status, _, body = http("POST", f"{other.admin}/deployments", {"uri": endpoint.uri, "use_http_11": True})
-            assert status == 500 and b"401" in body, (name, status, body)
+            assert status == 502 and b"401" in body, (name, status, body)
         finally:
             other.stop()
 

@@ -47,6 +47,7 @@ from ingress.errors import (
     NotFound,
     PayloadTooLarge,
     Unavailable,
+    UnsupportedMediaType,
     kind_of_status,
 )
 from ingress.http import ReplyWaiter
@@ -868,6 +869,14 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 
 
 async def _json_body(request: Request) -> Any:
+    """The JSON body of an admin request; its content-type must say JSON, as Restate's admin API requires.
+
+    The check also keeps a web page from driving the admin API: a browser sends a
+    cross-site `text/plain` or form POST without asking, but not `application/json`.
+    """
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(f"expected a request body with content-type application/json, got {media_type or 'none'}")
     raw = await request.body()
     try:
         return parse_json(raw)

@@ -56,6 +56,10 @@ class PayloadTooLarge(ApiError):
     """The body is larger than the configured limit."""
 
 
+class UnsupportedMediaType(ApiError):
+    """The body's content-type is not one the endpoint reads (the admin API reads only `application/json`)."""
+
+
 class TooManyRequests(ApiError):
     """Too many requests wait at this node; retrying later is safe."""
 
@@ -91,6 +95,7 @@ HTTP_STATUS: Final[Mapping[type[ApiError], int]] = {
     Conflict: 409,
     Gone: 410,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     TooManyRequests: 429,
     NotReady: 470,
     Internal: 500,

@@ -192,6 +192,20 @@ async def test_register_bad_bodies_are_400(env: Env) -> None:
     assert env.discoverer.calls == []
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+async def test_a_body_that_is_not_declared_json_is_415_and_changes_nothing(env: Env, content_type: str | None) -> None:
+    """What a cross-site form or text/plain POST from a web page would send: refused before anything is read or done."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = b'{"uri": "http://127.0.0.1:9080"}'
+    refused = await env.admin.post("/deployments", content=body, headers=headers)
+    assert refused.status_code == 415, refused.text
+    assert "content-type application/json" in refused.json()["message"]
+    query = await env.admin.post("/query", content=b'{"query": "SELECT 1"}', headers={**headers, "accept": "application/json"})
+    assert query.status_code == 415
+    assert env.registry.deployments() == []
+    assert env.discoverer.calls == []
+
+
 async def test_unusable_uri_is_400_before_discovery() -> None:
     app = build_admin_app(MemoryLog(1), Registry(), ReplyBus(1))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as admin:

@@ -84,6 +84,7 @@ def test_keys_are_fresh_per_run_tag() -> None:
 
 BUSY_CHILD = """
 import sys, time
+print("ready", flush=True)
 sys.stdin.readline()
 end = time.process_time() + 0.3
 while time.process_time() < end:
@@ -94,10 +95,11 @@ sys.stdin.readline()
 
 
 def test_process_tree_accounts_a_busy_child() -> None:
-    """The child burns 0.3 s of its own CPU between two lines of the test (events, not wall time, so a busy machine cannot shrink it)."""
+    """The child burns 0.3 s of its own CPU between two lines of the test (events, not wall time, so a busy machine cannot shrink or stretch it)."""
     child = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
     try:
+        assert child.stdout.readline() == "ready\n"  # the interpreter's start-up CPU stays outside the window
         own_tree = ProcessTree(os.getpid())
         assert child.pid in own_tree.pids()
         window = CpuWindow(ProcessTree(child.pid))

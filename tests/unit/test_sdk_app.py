@@ -15,7 +15,7 @@ import pytest
 from google.protobuf.message import Message
 
 import sdk
-from protocol import FrameDecoder, decode_message, encode_message, pb
+from protocol import Frame, FrameDecoder, decode_message, encode_message, pb
 from protocol.h2c import H2cClient
 from sdk import Context, ObjectSharedContext, TerminalError
 from tests.unit.sdk_endpoint import invocation_body, invoke_headers, messages_of, serve
@@ -286,7 +286,9 @@ async def test_bidi_suspends_when_the_runtime_closes_the_request(endpoint: str, 
     stream = await h2c.open_stream(endpoint, "POST", "/invoke/Greeter/nap", list(invoke_headers(7).items()))
     await stream.send(invocation_body(b"60000"))
     decoder = FrameDecoder()
-    first = decoder.feed(await asyncio.wait_for(stream.read(), 5))
+    first: list[Frame] = []
+    while len(first) < 2:  # the handler has slept and awaits its timer: only now does the runtime close the request
+        first += decoder.feed(await asyncio.wait_for(stream.read(), 5))
 
     await stream.end()
     chunks = []

@@ -1,21 +1,31 @@
-"""Microbenchmark of apply steps whose cost could grow with stored data: lock hand-over and leader announcement.
+"""Microbenchmark of apply: the steps whose cost could grow with stored data (lock hand-over, leader announcement) and a whole life.
 
 Run: `python benchmarks/apply_costs.py --queued 10000 --retained 100000`. On a
 fresh RocksDB it queues `--queued` exclusive invocations behind one key's lock
 holder and measures the mean time of one completion that hands the lock over
 (Output + End of the holder, in one transaction); then it stores `--retained`
 completed invocations (with their cleanup timers) and measures applying an
-`AnnounceLeader`. Both should stay flat as the numbers grow.
+`AnnounceLeader`, and what one gauge sample reads on that store (the counts
+apply keeps) against the scan of the timer and inbox rows that sampling did
+before 0.2. All but the scan should stay flat as the numbers grow. Last it measures
+apply's cost per invocation over a whole life (`--lifecycle` invocations in
+batches of `--batch-records`, best and median of `--repetitions` runs): half
+are delayed sends to a plain service (a timer armed and fired), half go to
+`--object-keys` object keys (lock taken or queued and handed over); each
+completes with both retention timers, which then fire and remove it. That is
+the path every invocation takes, so it shows what a change to apply costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import statistics
 import tempfile
 import time
 
-from partition_worker.actions import InvokeAttempt
-from partition_worker.state_machine import StateMachine, StateMachineConfig
+from partition_worker.actions import InvokeAttempt, ScheduleTimer
+from partition_worker.state_machine import StateMachine, StateMachineConfig, counts
 from partition_worker.store import PartitionStore, RocksDatabase, Transaction
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import message_type_of
@@ -31,6 +41,8 @@ from wal.records import (
     RecordBody,
     ServiceType,
     Target,
+    TimerFired,
+    TimerKind,
 )
 
 COUNTER_ADD = Target("Counter", "add", "hot", ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
@@ -40,6 +52,7 @@ GREETER = Target("Greeter", "greet", None, ServiceType.SERVICE, None)
 class _Applier:
     def __init__(self, store: PartitionStore) -> None:
         self.store = store
+        counts.build(store)  # as a processor prepares a store that has applied nothing
         self.machine = StateMachine(StateMachineConfig(partition=0))
         self.now_ms = 1_000_000
 
@@ -91,11 +104,64 @@ def measure_announce(store: PartitionStore, retained: int) -> float:
     return time.perf_counter() - started
 
 
+def measure_sample(store: PartitionStore, samples: int = 20) -> tuple[float, float]:
+    """Mean seconds of reading the timer and inbox counts of `store` as the gauge sampler does, and of counting them by a scan."""
+    started = time.perf_counter()
+    for _ in range(samples):
+        stored = counts.read(store)
+    read_s = (time.perf_counter() - started) / samples
+    started = time.perf_counter()
+    scanned = counts.scan(store)
+    scan_s = time.perf_counter() - started
+    assert stored == scanned, f"the counts {stored} differ from the rows {scanned}"
+    return read_s, scan_s
+
+
+def measure_lifecycle(store: PartitionStore, invocations: int, batch_records: int, object_keys: int) -> float:
+    """Mean CPU seconds of apply (with commits) per invocation through its whole life, records applied `batch_records` at a time.
+
+    CPU time of this thread, not wall time: on a shared machine it varies far
+    less, and RocksDB's background flushes and compactions are left out.
+    """
+    applier = _Applier(store)
+    applier.apply([AnnounceLeader(1, 1)])
+    pending: list[RecordBody] = []
+    for n in range(invocations):
+        if n % 2:
+            target = Target("Counter", "add", f"key-{n % object_keys}", ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
+            pending.append(
+                Invoke(keyed_or_random_id(target.key), target, b"1", completion_retention_ms=60_000, journal_retention_ms=30_000)
+            )
+        else:
+            delayed_until_ms = applier.now_ms + 1_000
+            invoke = Invoke(keyed_or_random_id(None), GREETER, b"1", execute_at_ms=delayed_until_ms, completion_retention_ms=60_000)
+            pending.append(dataclasses.replace(invoke, journal_retention_ms=30_000))
+    elapsed_s = 0.0
+    while pending:
+        following: list[RecordBody] = []
+        for start in range(0, len(pending), batch_records):
+            began = time.thread_time()
+            actions = applier.apply(pending[start : start + batch_records])
+            elapsed_s += time.thread_time() - began
+            for action in actions:
+                if isinstance(action, InvokeAttempt):
+                    following.append(_finish(action.invocation_id, action.attempt))
+                elif isinstance(action, ScheduleTimer):
+                    following.append(TimerFired(action.fire_at_ms, action.invocation_id, TimerKind(action.timer_kind), action.ref))
+        applier.now_ms += 60_000  # every timer armed so far is due
+        pending = following
+    return elapsed_s / invocations
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queued", default="100,10000", help="comma-separated queue lengths")
     parser.add_argument("--retained", default="1000,100000", help="comma-separated counts of retained invocations")
     parser.add_argument("--completions", type=int, default=50)
+    parser.add_argument("--lifecycle", type=int, default=20_000, help="invocations taken through a whole life")
+    parser.add_argument("--batch-records", type=int, default=512, help="records per transaction in the lifecycle run")
+    parser.add_argument("--object-keys", type=int, default=100, help="object keys the lifecycle run's exclusive calls go to")
+    parser.add_argument("--repetitions", type=int, default=5, help="lifecycle runs (best and median reported)")
     args = parser.parse_args()
     for queued in [int(n) for n in args.queued.split(",")]:
         with tempfile.TemporaryDirectory() as directory:
@@ -107,8 +173,21 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as directory:
             database = RocksDatabase(directory)
             announce_s = measure_announce(database.partition(0), retained)
+            read_s, scan_s = measure_sample(database.partition(0))
             database.close()
         print(f"announce with {retained:>8} retained: {announce_s * 1e3:10.1f} ms")
+        print(
+            f"gauge sample with {retained:>8} retained: {read_s * 1e3:10.3f} ms (a scan of the timer and inbox rows: {scan_s * 1e3:.1f} ms)"
+        )
+    runs: list[float] = []
+    for _ in range(args.repetitions if args.lifecycle else 0):
+        with tempfile.TemporaryDirectory() as directory:
+            database = RocksDatabase(directory)
+            runs.append(measure_lifecycle(database.partition(0), args.lifecycle, args.batch_records, args.object_keys))
+            database.close()
+    if runs:
+        best_us, median_us = min(runs) * 1e6, statistics.median(runs) * 1e6
+        print(f"whole life of {args.lifecycle} invocations: {best_us:8.1f} us best, {median_us:8.1f} us median of apply CPU per invocation")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from partition_worker import keys
 from partition_worker.settings import SnapshotSettings
 from partition_worker.snapshot_repository import DirectorySnapshotRepository
 from partition_worker.snapshotter import LedPartition, SnapshotIdentity, Snapshotter
-from partition_worker.state_machine import StateMachine, StateMachineConfig
+from partition_worker.state_machine import StateMachine, StateMachineConfig, counts
 from partition_worker.store import RocksDatabase, Transaction
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import message_type_of
@@ -126,6 +126,7 @@ async def build_history(data_dir: Path, partitions: int, invocations: int, snaps
 
     now_ms = time.time_ns() // 1_000_000
     for partition in range(partitions):
+        counts.build(database.partition(partition))  # as a processor prepares a store that has applied nothing
         await append_and_apply(partition, [AnnounceLeader(1, 1)], now_ms, 0)
     done = 0
     while done < invocations:

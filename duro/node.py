@@ -38,7 +38,7 @@ from duro.inspect import Stores, partition_tables, registry_target_kind
 from duro.lifecycle import Lifecycle
 from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
-from duro.settings import DuroSettings
+from duro.settings import DuroSettings, deprecated_settings_in_use
 from duro.snapshots import NodeSnapshots
 from duro.telemetry import Telemetry
 from ingress.admin import PartitionTables, build_admin_app
@@ -177,6 +177,8 @@ class Node:
     async def _serve(self) -> int:
         settings = self.settings
         lifecycle = self.lifecycle
+        for warning in deprecated_settings_in_use(settings):
+            log.warning("%s (remove it from the config or environment)", warning)
         log_id = check_data_dir(settings)
         try:
             self._budget = budget_connections(
@@ -240,7 +242,7 @@ class Node:
                 wal,
                 lambda: [SampledPartition(p, processor.applied_offset, processor.store) for p, processor in worker.processors.items()],
                 settings.data_dir / "state",
-                GaugeSettings(settings.metrics_sample_interval_ms, settings.metrics_max_scan_rows),
+                GaugeSettings(settings.metrics_sample_interval_ms),
             )
             sampling = asyncio.create_task(sampler.run(), name="gauge sampler")
             sampling.add_done_callback(self._fail_unless_cancelled)

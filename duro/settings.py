@@ -186,8 +186,12 @@ class DuroSettings(BaseSettings):
     metrics_sample_interval_ms: int = Field(
         default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."
     )
-    metrics_max_scan_rows: int = Field(
-        default=100_000, gt=0, description="Most timer or inbox rows one sample counts per partition; a capped count is a lower bound."
+    metrics_max_scan_rows: int | None = Field(
+        default=None,
+        gt=0,
+        deprecated=True,
+        description="Deprecated since 0.2 and ignored: timers pending and inbox lengths are exact counts kept by apply, nothing is"
+        " scanned. Still accepted so that a config or environment that sets it starts; the node logs a warning.",
     )
     request_identity_private_key_pem_file: Path | None = Field(
         default=None,
@@ -246,6 +250,19 @@ def node_id_of_hostname(hostname: str) -> int:
     if "-" not in hostname or not ordinal.isdigit():
         raise ValueError(f"node_id_from_hostname: host name {hostname!r} does not end in -ORDINAL (like a StatefulSet pod's, duro-0)")
     return int(ordinal) + 1
+
+
+DEPRECATED_SETTINGS = {
+    "metrics_max_scan_rows": "timers pending and inbox lengths are exact counts kept by apply since 0.2; nothing is scanned",
+}
+"""Settings still accepted (a config that sets one still starts) but ignored, with why."""
+
+
+def deprecated_settings_in_use(settings: DuroSettings) -> list[str]:
+    """One line per deprecated setting that `settings` sets, naming it and why it is ignored (for a warning at start)."""
+    return [
+        f"setting {name} is deprecated and ignored: {why}" for name, why in DEPRECATED_SETTINGS.items() if name in settings.model_fields_set
+    ]
 
 
 class SettingsFileError(Exception):

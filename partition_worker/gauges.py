@@ -1,10 +1,11 @@
 """Samples the gauges that need reading state or asking the log: apply lag, timers pending, inbox lengths, RocksDB size.
 
 Every `sample_interval_ms`, for each partition this node runs, it asks the log
-for the partition's end offset and scans the timer and inbox rows (at most
-`max_scan_rows` per table and partition, yielding to the event loop every
-`SCAN_CHUNK_ROWS` rows; a capped count is a lower bound). The RocksDB size is
-the size of the files in its directory.
+for the partition's end offset and reads the row counts apply keeps
+(`state_machine.counts`: two reads and one row per service with an inbox, never
+a scan of timers or inboxes, so a sample costs the same whatever the store
+holds, and the counts are exact). The RocksDB size is the size of the files in
+its directory.
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from partition_worker import keys, metrics
+from partition_worker import metrics
+from partition_worker.state_machine import counts
 from partition_worker.store import PartitionStore
 from wal.log import Log, LogError
 
 log = logging.getLogger("duro.gauges")
-
-SCAN_CHUNK_ROWS = 1_000
-_U16 = struct.Struct(">H")
-_INBOX_PREFIX = bytes([keys.Table.INBOX])
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +37,6 @@ class SampledPartition:
 @dataclass(frozen=True, slots=True)
 class GaugeSettings:
     sample_interval_ms: int = 10_000
-    max_scan_rows: int = 100_000
 
 
 class GaugeSampler:
@@ -69,31 +64,14 @@ class GaugeSampler:
                 log.info("apply lag of partition %d not sampled: %s", part.partition, error)
             else:
                 metrics.apply_lag.labels(label).set(max(0, end_offset - 1 - part.applied_offset))
-            timers = 0
-            async for _ in self._capped(part.store.scan(keys.TIMER_PREFIX)):
-                timers += 1
-            metrics.timers_pending.labels(label).set(timers)
-            inboxes: Counter[str] = Counter()
-            async for row in self._capped(part.store.scan(_INBOX_PREFIX)):
-                inboxes[inbox_service_of(row)] += 1
-            for service, length in inboxes.items():
+            stored = counts.read(part.store)
+            if stored is None:
+                continue  # counts still being built (a store written before apply kept them): no value rather than a wrong one
+            metrics.timers_pending.labels(label).set(stored.timers)
+            for service, length in stored.inbox_by_service.items():
                 metrics.inbox_length.labels(label, service).set(length)
-            for labels in _stale_inbox_series(label, inboxes):
+            for labels in _stale_inbox_series(label, stored.inbox_by_service):
                 metrics.inbox_length.labels(*labels).set(0)
-
-    async def _capped(self, rows: Iterator[tuple[bytes, bytes]]) -> AsyncIterator[bytes]:
-        for count, (row, _) in enumerate(rows):
-            if count >= self.settings.max_scan_rows:
-                return
-            if count and count % SCAN_CHUNK_ROWS == 0:
-                await asyncio.sleep(0)
-            yield row
-
-
-def inbox_service_of(row: bytes) -> str:
-    """The service name in an inbox row key (table byte, then the length-prefixed service name)."""
-    (length,) = _U16.unpack_from(row, 1)
-    return row[3 : 3 + length].decode(errors="replace")
 
 
 def directory_size_bytes(directory: Path) -> int:
@@ -111,7 +89,7 @@ def directory_size_bytes(directory: Path) -> int:
     return total
 
 
-def _stale_inbox_series(partition_label: str, current: Counter[str]) -> list[tuple[str, str]]:
+def _stale_inbox_series(partition_label: str, current: Collection[str]) -> list[tuple[str, str]]:
     """Inbox series of this partition whose service has no waiting invocation any more (they drop to 0)."""
     stale = []
     for metric in metrics.inbox_length.collect():

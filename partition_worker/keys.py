@@ -33,6 +33,7 @@ class Table(enum.IntEnum):
     NOTIFIED = 0x0B
     RUNNING = 0x0C  # since 0.2: index of invocations whose phase is INVOKED (key only)
     DEADLOCK = 0x0D  # since 0.2: a call that closed a wait-for cycle, by its invocation id (see state_machine/deadlocks.py)
+    COUNT = 0x0E  # since 0.2: how many rows some tables hold, kept by apply (u64 values; see state_machine/counts.py)
 
 
 def _part(value: str | bytes) -> bytes:
@@ -49,6 +50,7 @@ LEADER_EPOCH = meta_key("leader_epoch")
 OUTBOX_NEXT_SEQ = meta_key("outbox_next_seq")
 INBOX_NEXT_SEQ = meta_key("inbox_next_seq")
 RUNNING_INDEX_COMPLETE = meta_key("running_index_complete")  # since 0.2: set once RUNNING holds every INVOKED invocation
+COUNTS_COMPLETE = meta_key("counts_complete")  # since 0.2: set once the COUNT rows equal the tables they count
 
 
 def invocation_key(invocation_id: str) -> bytes:
@@ -95,12 +97,21 @@ def state_name_of(full_key: bytes, prefix: bytes) -> bytes:
     return full_key[len(prefix) :]
 
 
+INBOX_PREFIX = bytes([Table.INBOX])
+
+
 def inbox_prefix(service: str, key: str) -> bytes:
-    return bytes([Table.INBOX]) + _part(service) + _part(key)
+    return INBOX_PREFIX + _part(service) + _part(key)
 
 
 def inbox_key(service: str, key: str, seq: int) -> bytes:
     return inbox_prefix(service, key) + _U64.pack(seq)
+
+
+def inbox_service_of(row: bytes) -> str:
+    """The service of an inbox row (table byte, then the length-prefixed service name)."""
+    (length,) = _U16.unpack_from(row, 1)
+    return row[3 : 3 + length].decode()
 
 
 def lock_key(service: str, key: str) -> bytes:
@@ -181,3 +192,16 @@ def table_prefix(table: Table) -> bytes:
 
 def deadlock_key(invocation_id: str) -> bytes:
     return bytes([Table.DEADLOCK]) + invocation_id.encode()
+
+
+TIMER_COUNT = bytes([Table.COUNT]) + b"t"  # since 0.2: rows under TIMER_PREFIX
+INBOX_COUNT_PREFIX = bytes([Table.COUNT]) + b"i"  # since 0.2: then the service name: that service's rows under INBOX_PREFIX
+
+
+def inbox_count_key(service: str) -> bytes:
+    return INBOX_COUNT_PREFIX + service.encode()
+
+
+def inbox_count_service_of(key: bytes) -> str:
+    """Inverse of `inbox_count_key`."""
+    return key[len(INBOX_COUNT_PREFIX) :].decode()

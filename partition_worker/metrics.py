@@ -77,11 +77,12 @@ snapshot_age = Gauge(
     ["partition"],
 )
 timers_pending = Gauge(
-    TIMERS_PENDING, "Timers armed and not yet fired, by partition this node runs (sampled; capped at metrics_max_scan_rows).", ["partition"]
+    TIMERS_PENDING, "Timers armed and not yet fired, by partition this node runs (sampled from counts kept by apply).", ["partition"]
 )
 inbox_length = Gauge(
     INBOX_LENGTH,
-    "Invocations waiting in virtual-object and workflow inboxes, by partition this node runs and service (sampled; capped at metrics_max_scan_rows).",
+    "Entries waiting in virtual-object and workflow inboxes (queued invocations and state edits), by partition this node runs and"
+    " service (sampled from counts kept by apply).",
     ["partition", "service"],
 )
 rocksdb_size = Gauge(ROCKSDB_SIZE_BYTES, "Size on disk of this node's RocksDB directory (sampled).")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -32,7 +33,7 @@ from partition_worker.actions import (
 from partition_worker.invoker import Invoker
 from partition_worker.outbox import OutboxShuffle
 from partition_worker.settings import ProcessorSettings
-from partition_worker.state_machine import StateMachine
+from partition_worker.state_machine import StateMachine, counts
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import PartitionStore, Transaction
 from partition_worker.timers import TimerService
@@ -153,6 +154,7 @@ class PartitionProcessor:
             if self._restore is not None:
                 await self._restore(self._partition, self.applied_offset)
                 self._load_position()
+            await self._count_rows()
             catch_up_to = await self._log.end_offset(self._partition)
             check_state_within_log(self._partition, self.applied_offset, catch_up_to)
             self._caught_up_from = self.applied_offset
@@ -166,6 +168,32 @@ class PartitionProcessor:
             if self._reannounce is not None:
                 self._reannounce.cancel()
             self._step_down()
+
+    async def _count_rows(self) -> None:
+        """Give a store written before apply kept row counts its counts (`state_machine.counts`), before anything is applied.
+
+        A store that has applied nothing has no rows to count and is marked at
+        once; one with history is scanned once, in a worker thread.
+        """
+        if self._store.get(keys.COUNTS_COMPLETE) is not None:
+            return
+        if self.applied_offset < 0:
+            counts.build(self._store)
+            return
+        started = time.monotonic()
+        stop = threading.Event()
+        building = asyncio.ensure_future(asyncio.to_thread(counts.build, self._store, stop.is_set))
+        try:
+            built = await asyncio.shield(building)
+        except asyncio.CancelledError:
+            stop.set()  # the thread must end before anyone else may apply to this store; it stops within a few rows
+            await asyncio.wait([building])
+            raise
+        assert built is not None, "a build nobody stopped ends with the counts"
+        log.info(
+            "partition %d: counted %d timers and %d inbox entries once, in %.1f s (a store written before apply kept counts)",
+            self._partition, built.timers, sum(built.inbox_by_service.values()), time.monotonic() - started,
+        )  # fmt: skip
 
     async def _claim(self) -> None:
         """Announce this node as the leader once caught up; an announcement the log refuses is tried again with backoff, meanwhile the tail applies on."""

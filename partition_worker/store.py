@@ -261,6 +261,19 @@ class Transaction:
         self._objects.pop(key, None)
         self.puts[key] = None
 
+    def insert(self, key: bytes, value: bytes) -> bool:
+        """Put `key`; whether no row was there before (seeing pending writes), so that a caller counting rows counts only new ones."""
+        added = self.get(key) is None
+        self.put(key, value)
+        return added
+
+    def remove(self, key: bytes) -> bool:
+        """Delete `key` if a row is there (seeing pending writes); whether one was, so that a caller counting rows counts only real removals."""
+        if self.get(key) is None:
+            return False
+        self.delete(key)
+        return True
+
     def _pending(self, key: bytes) -> bytes | None:
         obj = self._objects.get(key)
         return obj.encode() if obj is not None else self.puts[key]

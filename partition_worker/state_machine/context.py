@@ -24,6 +24,7 @@ from partition_worker.actions import (
     ScheduleTimer,
     SendOutbox,
 )
+from partition_worker.state_machine import counts
 from partition_worker.state_machine.config import StateMachineConfig
 from partition_worker.state_machine.deadlocks import check_queued_call
 from partition_worker.status import BackingOff, Completed, Inboxed, InvocationStatus, Invoked, Paused, Phase, Scheduled, Suspended
@@ -157,7 +158,10 @@ class ApplyContext:
         self._drop_timers(invocation_id, status)
         if isinstance(state := status.state, Inboxed):
             assert status.target.key is not None, "an inboxed invocation has a key"
-            self.txn.delete(keys.inbox_key(status.target.service, status.target.key, state.inbox_seq))
+            removed = self._remove_inbox_row(
+                keys.inbox_key(status.target.service, status.target.key, state.inbox_seq), status.target.service
+            )
+            assert removed, f"inboxed {invocation_id} was not in its key's inbox"
         self.release_lock(invocation_id, status)
         completed = status.evolve(
             phase=Phase.COMPLETED,
@@ -201,15 +205,15 @@ class ApplyContext:
         """Delete the timers a completing invocation still has: its delayed start, its retry, its sleeps."""
         match status.state:
             case Scheduled(execute_at_ms=int(execute_at_ms)):
-                self.txn.delete(keys.timer_key(execute_at_ms, invocation_id, int(TimerKind.DELAYED_INVOKE), 0))
+                self.remove_timer(execute_at_ms, invocation_id, TimerKind.DELAYED_INVOKE, 0)
             case BackingOff(attempt=attempt, next_retry_at_ms=next_retry_at_ms):
-                self.txn.delete(keys.timer_key(next_retry_at_ms, invocation_id, int(TimerKind.RETRY), attempt))
+                self.remove_timer(next_retry_at_ms, invocation_id, TimerKind.RETRY, attempt)
             case Scheduled() | Inboxed() | Invoked() | Suspended() | Paused() | Completed():
                 pass  # no timer of its phase
             case unknown:
                 assert_never(unknown)
         for fire_at_ms, completion_id in status.pending_sleeps:
-            self.txn.delete(keys.timer_key(fire_at_ms, invocation_id, int(TimerKind.SLEEP), completion_id))
+            self.remove_timer(fire_at_ms, invocation_id, TimerKind.SLEEP, completion_id)
 
     def forget(self, invocation_id: str, status: InvocationStatus) -> None:
         """Drop every row a completed invocation owns: status, journal, retention timers, and a workflow run's state and promises.
@@ -223,9 +227,9 @@ class ApplyContext:
         self.drop_journal(invocation_id, status)
         expires_at_ms, journal_expires_at_ms = status.expires_at_ms, status.journal_expires_at_ms
         if expires_at_ms is not None and journal_expires_at_ms is not None and status.completion_retention_ms > 0:
-            self.txn.delete(keys.timer_key(expires_at_ms, invocation_id, int(TimerKind.CLEANUP), 0))
-            if journal_expires_at_ms < expires_at_ms:  # set at completion if a journal was kept (it may be purged since)
-                self.txn.delete(keys.timer_key(journal_expires_at_ms, invocation_id, int(TimerKind.JOURNAL_CLEANUP), 0))
+            self.remove_timer(expires_at_ms, invocation_id, TimerKind.CLEANUP, 0)  # gone already when it is the timer that fired
+            if journal_expires_at_ms < expires_at_ms:  # set at completion if a journal was kept (it may be purged or fired since)
+                self.remove_timer(journal_expires_at_ms, invocation_id, TimerKind.JOURNAL_CLEANUP, 0)
         if status.target.is_workflow_run and status.target.key is not None:
             self.txn.delete_prefix(keys.state_prefix(status.target.service, status.target.key))
             self.txn.delete_prefix(keys.promise_prefix(status.target.service, status.target.key))
@@ -262,13 +266,13 @@ class ApplyContext:
         self.txn.delete(lock)
         head = self.txn.first(keys.inbox_prefix(target.service, target.key))
         while head is not None and is_queued_state_patch(head[1]):
-            self.txn.delete(head[0])
+            self._drop_inbox_head(head[0], target.service)
             self.patch_state(decode_queued_state_patch(head[1]))
             head = self.txn.first(keys.inbox_prefix(target.service, target.key))
         if head is None:
             return
         inbox_row, next_id_raw = head
-        self.txn.delete(inbox_row)
+        self._drop_inbox_head(inbox_row, target.service)
         next_id = next_id_raw.decode()
         next_status = self.status(next_id)
         assert next_status is not None and next_status.phase is Phase.INBOXED, (
@@ -284,13 +288,35 @@ class ApplyContext:
             lock = keys.lock_key(target.service, target.key)
             holder = self.txn.get(lock)
             if holder is not None:
-                seq = self.counter(keys.INBOX_NEXT_SEQ)
-                self.txn.put(keys.inbox_key(target.service, target.key, seq), invocation_id.encode())
+                seq = self._enqueue(target.service, target.key, invocation_id.encode())
                 inboxed = self.save(invocation_id, status.evolve(phase=Phase.INBOXED, inbox_seq=seq, inboxed_at_ms=self.now_ms))
                 check_queued_call(self, invocation_id, inboxed, holder.decode())
                 return
             self.txn.put(lock, invocation_id.encode())
         self.start_attempt(invocation_id, status)
+
+    def _enqueue(self, service: str, key: str, value: bytes) -> int:
+        """Add an entry at the tail of a key's inbox; returns its sequence number.
+
+        The sequence is partition-wide and only grows, so the row is always
+        new: it is counted without reading it first.
+        """
+        seq = self.counter(keys.INBOX_NEXT_SEQ)
+        self.txn.put(keys.inbox_key(service, key, seq), value)
+        counts.add(self.txn, keys.inbox_count_key(service), 1)
+        return seq
+
+    def _drop_inbox_head(self, row: bytes, service: str) -> None:
+        """Delete an inbox row just found by `Transaction.first` (so it is there)."""
+        self.txn.delete(row)
+        counts.add(self.txn, keys.inbox_count_key(service), -1)
+
+    def _remove_inbox_row(self, row: bytes, service: str) -> bool:
+        """Delete an inbox row if it is there; whether it was (and only then is it counted)."""
+        removed = self.txn.remove(row)
+        if removed:
+            counts.add(self.txn, keys.inbox_count_key(service), -1)
+        return removed
 
     def patch_state(self, patch: PatchState) -> bool:
         """Replace an object's state with `patch.state`, unless its version no longer matches (then nothing changes, as in Restate).
@@ -323,9 +349,8 @@ class ApplyContext:
                 message = "" if applied else f"the state of {patch.service}/{patch.key} changed: its version is no longer {patch.version}"
                 self.reply(sink, Reply(ReplyKind.DONE if applied else ReplyKind.CONFLICT, "", message=message))
             return
-        seq = self.counter(keys.INBOX_NEXT_SEQ)
         queued = dataclasses.replace(patch, reply_to=None)  # answered now; nobody waits for the later application
-        self.txn.put(keys.inbox_key(patch.service, patch.key, seq), _QUEUED_STATE_PATCH + _encode_body(queued))
+        self._enqueue(patch.service, patch.key, _QUEUED_STATE_PATCH + _encode_body(queued))
         if sink is not None:
             self.reply(sink, Reply(ReplyKind.ACK, ""))
 
@@ -341,8 +366,17 @@ class ApplyContext:
         self.actions.append(SendOutbox(seq, partition_key, body))
 
     def set_timer(self, fire_at_ms: int, invocation_id: str, timer_kind: TimerKind, ref: int) -> None:
-        self.txn.put(keys.timer_key(fire_at_ms, invocation_id, int(timer_kind), ref), b"")
+        """Arm a durable timer (counted once, however often the same timer is armed)."""
+        if self.txn.insert(keys.timer_key(fire_at_ms, invocation_id, int(timer_kind), ref), b""):
+            counts.add(self.txn, keys.TIMER_COUNT, 1)
         self.actions.append(ScheduleTimer(fire_at_ms, invocation_id, int(timer_kind), ref))
+
+    def remove_timer(self, fire_at_ms: int, invocation_id: str, timer_kind: TimerKind, ref: int) -> bool:
+        """Disarm a timer if it is armed; whether it was (fired, removed or never armed: False, and the count stays)."""
+        removed = self.txn.remove(keys.timer_key(fire_at_ms, invocation_id, int(timer_kind), ref))
+        if removed:
+            counts.add(self.txn, keys.TIMER_COUNT, -1)
+        return removed
 
     def fail_sink(self, sink: Sink, invocation_id: str, failure: Failure) -> None:
         self.deliver_outcome(sink, invocation_id, Outcome(failure=failure), None)

@@ -255,7 +255,7 @@ def apply_purge_journal(ctx: ApplyContext, record: PurgeJournal) -> None:
         return
     journal_expires_at_ms = status.journal_expires_at_ms
     if journal_expires_at_ms is not None:
-        ctx.txn.delete(keys.timer_key(journal_expires_at_ms, record.invocation_id, int(TimerKind.JOURNAL_CLEANUP), 0))
+        ctx.remove_timer(journal_expires_at_ms, record.invocation_id, TimerKind.JOURNAL_CLEANUP, 0)
     ctx.drop_journal(record.invocation_id, status)
     ctx.save(record.invocation_id, status.evolve(journal_length=0, command_count=0))
     _ack(ctx, record.reply_to, record.invocation_id)
@@ -387,14 +387,12 @@ def _reply(ctx: ApplyContext, sink: IngressSink | None, invocation_id: str, kind
 
 def _clear_retry_timer(ctx: ApplyContext, invocation_id: str, status: InvocationStatus) -> None:
     if isinstance(state := status.state, BackingOff):
-        ctx.txn.delete(keys.timer_key(state.next_retry_at_ms, invocation_id, int(TimerKind.RETRY), state.attempt))
+        ctx.remove_timer(state.next_retry_at_ms, invocation_id, TimerKind.RETRY, state.attempt)
 
 
 def apply_timer(ctx: ApplyContext, record: TimerFired) -> None:
-    timer = keys.timer_key(record.fire_at_ms, record.invocation_id, int(record.timer_kind), record.ref)
-    if ctx.txn.get(timer) is None:
+    if not ctx.remove_timer(record.fire_at_ms, record.invocation_id, record.timer_kind, record.ref):
         return  # already fired or cancelled
-    ctx.txn.delete(timer)
     status = ctx.status(record.invocation_id)
     if status is None:
         return

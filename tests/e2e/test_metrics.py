@@ -2,7 +2,9 @@
 
 One `duro serve` on the embedded log with the official Python SDK's test
 services; the sampled gauges are read every 200 ms. The test scrapes before,
-during and after, and compares.
+during and after, and compares. The timer and inbox gauges are also compared
+with a scan of the stopped node's rows, and again after a restart on a data
+dir whose counts were removed (as one written before apply kept them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from partition_worker import keys
+from partition_worker.state_machine import counts
+from partition_worker.store import RocksDatabase
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -125,3 +130,49 @@ def test_metrics_move_with_the_workload(duro: DuroServer) -> None:
     assert total(after, "duro_rocksdb_size_bytes") > 0
     status, _, body = duro.call("/Counter/m0/get")
     assert json.loads(body) == CALLS // 5
+
+
+def query(server: DuroServer, sql: str) -> list[dict[str, object]]:
+    status, _, body = http("POST", f"{server.admin}/query", {"query": sql}, {"accept": "application/json"})
+    assert status == 200, body
+    return json.loads(body)["rows"]  # type: ignore[no-any-return]
+
+
+def test_timer_and_inbox_gauges_equal_the_rows_and_are_recounted_for_a_data_dir_from_before_the_counts(duro: DuroServer) -> None:
+    for i in range(5):
+        assert duro.call(f"/Counter/r{i}/add", 1)[0] == 200  # each completion keeps retention timers
+    status, _, body = duro.call("/Durable/parked/step_sleep_step/send", 600_000)
+    assert status == 202, body
+    sleeper = json.loads(body)["invocationId"]
+    assert duro.call("/Durable/parked/step_sleep_step/send", 600_000)[0] == 202  # waits in the key's inbox behind the sleeper
+    sleep_entry = f"SELECT id FROM sys_journal WHERE id = '{sleeper}' AND entry_type = 'Command: Sleep'"
+    wait_until(lambda: query(duro, sleep_entry), 30, "the sleep in the journal (its timer armed)")
+    scrape_when(duro, lambda s: total(s, "duro_inbox_length", service="Durable") == 1, "the queued call in the inbox gauge")
+    duro.stop()
+
+    database = RocksDatabase(str(duro.data_dir / "state"))
+    try:
+        stores = [database.partition(partition) for partition in range(PARTITIONS)]
+        rows = [counts.scan(store) for store in stores]
+        assert [counts.read(store) for store in stores] == rows, "the counts the node kept equal its rows"
+        for store in stores:  # as in a data dir written before apply kept counts
+            counted = [row for row, _ in store.scan(bytes([keys.Table.COUNT]))]
+            store.write({**dict.fromkeys(counted), keys.COUNTS_COMPLETE: None})
+            assert counts.read(store) is None
+    finally:
+        database.close()
+    timers = sum(partition.timers for partition in rows)
+    assert sum(partition.inbox_by_service.get("Durable", 0) for partition in rows) == 1
+    assert timers >= 6, "a retention timer per completed call and the sleep"
+
+    duro.env["DURO_METRICS_MAX_SCAN_ROWS"] = "5000"  # deprecated: still accepted, with a warning
+    duro.start()
+    duro.wait_ready()
+    scrape_when(
+        duro,
+        lambda s: total(s, "duro_timers_pending") == timers and total(s, "duro_inbox_length", service="Durable") == 1,
+        f"the recounted gauges: {timers} timers, 1 inbox entry",
+    )
+    log = duro.log_path.read_text()
+    assert "timers and" in log and "inbox entries once" in log, "the processors counted the store once at start"
+    assert "metrics_max_scan_rows is deprecated and ignored" in log

@@ -36,7 +36,7 @@ from partition_worker.deployments import CallPolicy, DeploymentEndpoint, Handler
 from partition_worker.invoker import Invoker
 from partition_worker.processor import PartitionProcessor
 from partition_worker.settings import InvokerSettings, ProcessorSettings
-from partition_worker.state_machine import StateMachine, StateMachineConfig
+from partition_worker.state_machine import StateMachine, StateMachineConfig, counts
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import MemoryPartitionStore, Transaction
 from protocol.frames import Frame, decode_message, is_notification
@@ -495,7 +495,12 @@ class Simulation:
         self._check_inbox_order(step, self.nodes[self.owner].store, final=False)
 
     def _check_store(self, step: str, store: MemoryPartitionStore) -> None:
-        """Statuses agree with locks, inboxes, timers and the running index; journals hold each completion once."""
+        """Statuses agree with locks, inboxes, timers and the running index; journals hold each completion once; the row counts are exact."""
+        stored, scanned = counts.read(store), counts.scan(store)
+        if stored is not None and stored != scanned:
+            self._fail(step, f"the counts apply keeps say {stored}, the rows say {scanned}")
+        if stored is None and store.rows:
+            self._fail(step, "a store with rows has no counts")
         holders: dict[tuple[str, str], list[str]] = {}
         for row, raw in store.scan(keys.INVOCATION_PREFIX):
             invocation_id = keys.invocation_id_of(row)
@@ -626,6 +631,7 @@ def _describe(status: InvocationStatus | None) -> str:
 def _replay(entries: list[bytes]) -> dict[bytes, bytes]:
     """The rows a fresh state machine leaves after applying `entries` (in one transaction: batching changes no row)."""
     store = MemoryPartitionStore()
+    counts.build(store)  # what a processor does to a store that has applied nothing, before applying
     machine = StateMachine(StateMachineConfig(PARTITION))
     txn = Transaction(store)
     for entry in entries:

@@ -1,15 +1,24 @@
-"""Node settings that belong to running in Kubernetes: the shutdown limits, node ids from StatefulSet host names, JSON log lines."""
+"""Node settings that belong to running in Kubernetes: the shutdown limits, node ids from StatefulSet host names, JSON log lines;
+and deprecated settings, still accepted."""
 
 from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from duro.logs import JsonFormatter
-from duro.settings import DuroSettings, ShutdownSettings, node_id_of_hostname
+from duro.settings import (
+    DEPRECATED_SETTINGS,
+    DuroSettings,
+    ShutdownSettings,
+    deprecated_settings_in_use,
+    load_settings,
+    node_id_of_hostname,
+)
 from partition_worker import log_context
 
 
@@ -57,3 +66,16 @@ def test_json_lines_carry_node_partition_and_invocation_from_the_task_context() 
         log_context.partition.reset(partition_token)
         log_context.invocation_id.reset(invocation_token)
     assert (inside["partition"], inside["invocation_id"]) == (5, "inv_1")
+
+
+def test_a_deprecated_setting_is_still_accepted_and_named_as_ignored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """metrics_max_scan_rows (0.1) bounded a scan that no longer exists: a config or environment setting it still starts."""
+    assert deprecated_settings_in_use(DuroSettings()) == []
+    config = tmp_path / "duro.toml"
+    config.write_text("metrics_max_scan_rows = 5000\n")
+    (line,) = deprecated_settings_in_use(load_settings(config, {}))
+    assert "metrics_max_scan_rows" in line and "ignored" in line
+    monkeypatch.setenv("DURO_METRICS_MAX_SCAN_ROWS", "5000")
+    assert [name for name in DEPRECATED_SETTINGS if name in DuroSettings().model_fields_set] == ["metrics_max_scan_rows"]
+    with pytest.raises(ValidationError, match="metrics_max_scan_rows"):
+        DuroSettings(metrics_max_scan_rows=0)

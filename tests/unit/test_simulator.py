@@ -17,6 +17,7 @@ import pytest
 from partition_worker import invoker as invoker_module
 from partition_worker.invoker import Invoker
 from partition_worker.processor import PartitionProcessor
+from partition_worker.state_machine.context import ApplyContext
 from tests.processes import REPO_ROOT
 from tests.sim.simulation import InvariantViolation, replay_command, run_seed
 
@@ -72,4 +73,12 @@ def test_the_simulator_finds_a_dead_timer_service(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(PartitionProcessor, "_leader_task_ended", lambda self, task, what: None)
     with pytest.raises(InvariantViolation, match="never ended"):
         for seed in range(300):
+            run_seed(seed)
+
+
+def test_the_simulator_finds_a_count_that_goes_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plant a hand-over that takes the head of an inbox without counting it: the inbox count drifts from the rows."""
+    monkeypatch.setattr(ApplyContext, "_drop_inbox_head", lambda self, row, service: self.txn.delete(row))
+    with pytest.raises(InvariantViolation, match="the counts apply keeps say"):
+        for seed in range(50):
             run_seed(seed)

@@ -48,7 +48,7 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     runtime = DuroRuntime(run_dir, args.partitions, backend, (*log_args, *args.duro_arg), dict(args.duro_env))
     if args.callgrind:
         args.callgrind.mkdir(parents=True, exist_ok=True)
-        runtime.command_prefix = _valgrind(args.callgrind)
+        runtime.command_prefix = valgrind_prefix(args.callgrind)
         runtime.start_timeout_s = 600
     if args.cprofile:
         runtime.python_args = ("-m", "cProfile", "-o", str(args.cprofile))
@@ -67,7 +67,7 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             profiler = _py_spy(runtime.root_pid(), args.py_spy)
         load_before = os.getloadavg()
         if args.callgrind:
-            _callgrind_control("--instr=on", runtime.root_pid())
+            callgrind_control("--instr=on", runtime.root_pid())
         runtime_cpu.begin()
         endpoint_cpu.begin()
         started = time.perf_counter()
@@ -75,7 +75,7 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         runtime_cpu.end()
         endpoint_cpu.end()
-        instructions = _dump_instructions(args.callgrind, runtime.root_pid()) if args.callgrind else None
+        instructions = dump_instructions(args.callgrind, runtime.root_pid()) if args.callgrind else None
         done = result.requests_ok
         if done < args.requests:
             raise RuntimeError(f"only {done} of {args.requests} requests succeeded: {dict(result.errors)}")
@@ -97,22 +97,22 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         runtime.stop()
 
 
-def _valgrind(out_dir: Path) -> list[str]:
+def valgrind_prefix(out_dir: Path) -> list[str]:
     exe = shutil.which("valgrind")
     if exe is None:
         raise FileNotFoundError("valgrind is not on PATH (apt-get install valgrind)")
     return [exe, "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
 
 
-def _callgrind_control(option: str, pid: int) -> None:
+def callgrind_control(option: str, pid: int) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def _dump_instructions(out_dir: Path, pid: int) -> int:
+def dump_instructions(out_dir: Path, pid: int) -> int:
     """Dump the counters of the measured requests; their instruction count (the dump's `totals:` line)."""
     before = set(out_dir.iterdir())
-    _callgrind_control("--dump=measured", pid)
-    _callgrind_control("--instr=off", pid)
+    callgrind_control("--dump=measured", pid)
+    callgrind_control("--instr=off", pid)
     dumps = sorted(set(out_dir.iterdir()) - before, key=lambda path: path.stat().st_mtime)
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump into {out_dir}")

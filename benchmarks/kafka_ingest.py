@@ -18,6 +18,11 @@ writes its key's state), registers it, names the Kafka cluster through
   `--paced-s` seconds; each carries its send time, and the handler notes when it
   ran. p50 and p99 over all of them.
 
+The endpoint's CPU per backlog event is reported beside the runtime's. With
+`--callgrind DIR` (duro only) the node runs under valgrind's callgrind,
+instrumented while the backlog is consumed: instructions per event, the same
+on a busy machine as on an idle one; the latency phase is skipped.
+
 The broker is one Kafka 4.4.0 node started by `scripts/kafka` in the output
 directory (or yours: `--bootstrap`); it shares the machine with the runtime,
 the endpoint and this process. Restate runs only through
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -45,11 +51,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from benchmarks.cpu_cost import callgrind_control, dump_instructions, valgrind_prefix
 from benchmarks.endpoint import REPO_ROOT, EndpointProcess
 from benchmarks.machine import describe_machine
 from benchmarks.process_stats import CpuWindow, ProcessTree
 from benchmarks.runner import log_line
-from benchmarks.runtimes import Runtime, RuntimeOptions, create_runtime, http_json, register, wait_for
+from benchmarks.runtimes import DuroRuntime, Runtime, RuntimeOptions, create_runtime, http_json, register, wait_for
 from benchmarks.services import INGEST_LOG_ENV
 from benchmarks.stats import latency_summary_ms, ratio, spread
 
@@ -68,6 +75,7 @@ class IngestConfig:
     paced_s: float
     completion_timeout_s: float
     out_dir: Path
+    callgrind: Path | None = None  # duro only: count the node's instructions per backlog event under callgrind
 
 
 # ---------------------------------------------------------------- Kafka
@@ -189,6 +197,12 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
     notes = run_dir / "handled.log"
     endpoint = EndpointProcess("official", run_dir / "endpoint.log", env={INGEST_LOG_ENV: str(notes)})
     runtime = create_runtime(runtime_name, run_dir / "runtime", RuntimeOptions())
+    if config.callgrind is not None:
+        if not isinstance(runtime, DuroRuntime):
+            raise ValueError(f"--callgrind counts duro's instructions; {runtime_name} cannot run under it")
+        config.callgrind.mkdir(parents=True, exist_ok=True)
+        runtime.command_prefix = valgrind_prefix(config.callgrind)
+        runtime.start_timeout_s = 600
     record: dict[str, Any] = {"runtime": runtime_name, "repetition": repetition, "error": None, "load_average_before": os.getloadavg()}
     endpoint.start()
     try:
@@ -200,8 +214,9 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
         )
         if status != 201:
             raise RuntimeError(f"{runtime_name}: creating the Kafka cluster failed with HTTP {status}: {answer}")
-        record["backlog"] = _backlog(config, runtime, bootstrap, notes)
-        record["paced"] = _paced(config, runtime, bootstrap, notes)
+        record["backlog"] = _backlog(config, runtime, endpoint, bootstrap, notes)
+        if config.callgrind is None:  # under callgrind the node is ~50 times slower: its latency means nothing
+            record["paced"] = _paced(config, runtime, bootstrap, notes)
     except Exception as error:  # the run is recorded as failed, the others go on
         record["error"] = repr(error)
         log_line(f"{runtime_name} repetition {repetition} failed: {error!r}")
@@ -212,21 +227,31 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
     return record
 
 
-def _backlog(config: IngestConfig, runtime: Runtime, bootstrap: str, notes: Path) -> dict[str, Any]:
+def _backlog(config: IngestConfig, runtime: Runtime, endpoint: EndpointProcess, bootstrap: str, notes: Path) -> dict[str, Any]:
     topic = f"bench-backlog-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, config.partitions)
     produce_backlog(bootstrap, topic, config.events, config.keys)
     window = CpuWindow(ProcessTree(runtime.root_pid()))
+    endpoint_window = CpuWindow(ProcessTree(endpoint.pid))
+    if config.callgrind is not None:
+        callgrind_control("--instr=on", runtime.root_pid())
     window.begin()
+    endpoint_window.begin()
     started_ns = time.time_ns()
     subscribe(runtime, topic)
     seen = wait_handled(notes, range(config.events), config.completion_timeout_s)
     window.end()
+    endpoint_window.end()
+    instructions = None if config.callgrind is None else dump_instructions(config.callgrind, runtime.root_pid())
     last_ns = max(handled_ns for _, handled_ns in seen.values())
     elapsed_s = (last_ns - started_ns) / 1e9
-    cpu_s = window.cpu_s
-    result = {"events": config.events, "seconds": elapsed_s, "events_per_s": config.events / elapsed_s, "runtime_cpu_s": cpu_s}
-    result["runtime_cpu_ms_per_event"] = None if cpu_s is None else cpu_s * 1000 / config.events
+    result: dict[str, Any] = {"events": config.events, "seconds": elapsed_s, "events_per_s": config.events / elapsed_s}
+    for name, cpu_s in (("runtime", window.cpu_s), ("endpoint", endpoint_window.cpu_s)):
+        result[f"{name}_cpu_s"] = cpu_s
+        result[f"{name}_cpu_ms_per_event"] = None if cpu_s is None else cpu_s * 1000 / config.events
+    if instructions is not None:
+        result["runtime_instructions_per_event"] = round(instructions / config.events)
+        log_line(f"{runtime.name}: {result['runtime_instructions_per_event']} instructions per event (callgrind)")
     log_line(f"{runtime.name}: {config.events} events to completion in {elapsed_s:.1f} s = {result['events_per_s']:.0f}/s")
     return result
 
@@ -273,19 +298,22 @@ def render(document: dict[str, Any]) -> str:
         f"{config['events']} events over {config['keys']} keys on {config['partitions']} partitions to completion; latency at"
         f" {config['paced_rate']} events/s for {config['paced_s']} s. Handler: IngestSink/record (official Python SDK).",
         "",
-        "| run | events/s to completion | runtime CPU ms/event | p50 ms | p99 ms | load average (1 min) before, after |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| run | events/s to completion | runtime CPU ms/event | endpoint CPU ms/event | p50 ms | p99 ms"
+        " | load average (1 min) before, after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in document["runs"]:
         name = f"{run['runtime']} #{run['repetition']}"
         if run["error"] is not None:
-            lines.append(f"| {name} | failed: {run['error']} | | | | |")
+            lines.append(f"| {name} | failed: {run['error']} | | | | | |")
             continue
-        backlog, latency = run["backlog"], run["paced"]["latency_ms"]
-        cpu = backlog["runtime_cpu_ms_per_event"]
-        cpu_text = "" if cpu is None else f"{cpu:.2f}"
+        backlog = run["backlog"]
+        latency = run["paced"]["latency_ms"] if "paced" in run else {"p50": math.nan, "p99": math.nan}  # none under callgrind
+        cpu = [_ms(backlog.get(f"{part}_cpu_ms_per_event")) for part in ("runtime", "endpoint")]  # older results: no endpoint CPU
         load = f"{run['load_average_before'][0]:.1f}, {run['load_average_after'][0]:.1f}"
-        lines.append(f"| {name} | {backlog['events_per_s']:.0f} | {cpu_text} | {latency['p50']:.1f} | {latency['p99']:.1f} | {load} |")
+        lines.append(
+            f"| {name} | {backlog['events_per_s']:.0f} | {cpu[0]} | {cpu[1]} | {latency['p50']:.1f} | {latency['p99']:.1f} | {load} |"
+        )
     ratios = document.get("ratios_duro_over_restate", {})
     if ratios and ratios["throughput"]["n"]:
         lines += ["", "| duro/Restate | median | min | max |", "| --- | --- | --- | --- |"]
@@ -298,6 +326,10 @@ def render(document: dict[str, Any]) -> str:
             values = ratios[name]
             lines.append(f"| {label} | {values['median']:.2f} | {values['min']:.2f} | {values['max']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def write(document: dict[str, Any], out_dir: Path) -> None:
@@ -321,6 +353,9 @@ def parse(argv: Sequence[str] | None) -> tuple[IngestConfig, str | None]:
     parser.add_argument("--completion-timeout-s", type=float, default=900.0, help="longest wait for the handler to see every event")
     parser.add_argument("--bootstrap", help="use this broker (HOST:PORT) instead of starting one")
     parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument(
+        "--callgrind", type=Path, help="duro only: run the node under callgrind; count its instructions per backlog event (dump here)"
+    )
     args = parser.parse_args(argv)
     runtimes = tuple(name.strip() for name in args.runtimes.split(",") if name.strip())
     out_dir = args.out_dir or REPO_ROOT / "bench-results" / time.strftime("kafka-%Y%m%d-%H%M%S")
@@ -334,6 +369,7 @@ def parse(argv: Sequence[str] | None) -> tuple[IngestConfig, str | None]:
         args.paced_s,
         args.completion_timeout_s,
         out_dir,
+        args.callgrind,
     )
     return config, args.bootstrap
 

@@ -164,6 +164,12 @@ class SubscriptionSettings(BaseModel):
         description="Invocations one subscription has started from this node and that have not completed; at this many its"
         " consumer pauses, and it resumes below it.",
     )
+    resume_pending_invocations: int = Field(
+        default=500,
+        gt=0,
+        description="A paused consumer resumes once at most this many (and fewer than max_pending_invocations) are pending, so"
+        " that it resumes with a batch's worth of room instead of one record at a time.",
+    )
     max_batch_records: int = Field(default=500, gt=0, description="Records fetched, appended and committed together.")
     max_inflight_batches: int = Field(
         default=4,

@@ -18,7 +18,9 @@ them.
 Backpressure: every Invoke names this node's reply bus as its response sink,
 so the consumer knows how many of its invocations are still pending. At
 `max_pending_invocations` it pauses its partitions (still polling, so it stays
-in the group) and resumes below. An answer can be lost (a leader change, a
+in the group) and resumes once no more than `resume_pending_invocations` are
+pending: it then fetches a batch's worth instead of a record per completed
+invocation (each record alone would cost its own poll, append and settle). An answer can be lost (a leader change, a
 duplicate that was dropped); a pending invocation silent for
 `pending_nudge_interval_ms` is asked for again with an Attach, which the
 partition answers once the invocation is done.
@@ -114,6 +116,8 @@ class SubscriptionConsumer:
         self._commit_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._labels = {"subscription": subscription.id}
+        self._resume_at = min(settings.resume_pending_invocations, settings.max_pending_invocations - 1)
+        self._pending_gauge = metrics.subscription_pending.labels(**self._labels)
 
     @property
     def pending_count(self) -> int:
@@ -183,7 +187,7 @@ class SubscriptionConsumer:
 
     async def _step(self, consumer: AIOKafkaConsumer) -> None:
         room = self._settings.max_pending_invocations - len(self._pending)
-        if room <= 0:
+        if room <= 0 or (self._paused and len(self._pending) > self._resume_at):
             self._pause(consumer)
             self._room.clear()
             try:
@@ -241,7 +245,7 @@ class SubscriptionConsumer:
                     registered.append(sink.request_id)
                     outcome.add_done_callback(functools.partial(self._settled, sink.request_id))
             positions[tp] = records[-1].offset + 1
-        metrics.subscription_pending.labels(**self._labels).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         appends = [self._chained_append(partition, share) for partition, share in entries.items()]
         done: asyncio.Future[list[None]] = asyncio.gather(*appends)
         await self._inflight.put(_InFlight(done, positions, counts, registered))
@@ -308,8 +312,9 @@ class SubscriptionConsumer:
 
     def _settled(self, request_id: int, _: object = None) -> None:
         if self._pending.pop(request_id, None) is not None:
-            metrics.subscription_pending.labels(**self._labels).set(len(self._pending))
-            self._room.set()
+            self._pending_gauge.set(len(self._pending))
+            if len(self._pending) <= self._resume_at:
+                self._room.set()
 
     def _report(self, record: ConsumerRecord[bytes, bytes], problem: RecordProblem) -> None:
         metrics.subscription_problem_records.labels(self.subscription.id, record.topic, str(record.partition), problem.value).inc()

@@ -23,7 +23,7 @@ from benchmarks.plots import matplotlib_missing, write_plots
 from benchmarks.process_stats import check_available
 from benchmarks.report import render_markdown, with_comparisons, write_json
 from benchmarks.runner import BenchConfig, log_line, run_plan
-from benchmarks.runtimes import RUNTIME_FACTORIES, RuntimeOptions
+from benchmarks.runtimes import RUNTIME_FACTORIES, RuntimeOptions, is_runtime_name
 from benchmarks.scenarios import BASE_SCENARIOS, DEFAULT_STEPS, parse_scenarios
 
 SMOKE_SCENARIOS = "greet,counter-1000-keys,counter-hot-key,workflow-3-steps,steps-3,send,memory"
@@ -42,10 +42,11 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _runtime_list(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [name for name in names if name not in RUNTIME_FACTORIES]
+    unknown = [name for name in names if not is_runtime_name(name)]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown runtime(s) {unknown or text!r}; expected a comma-separated list of {', '.join(RUNTIME_FACTORIES)}"
+            f"unknown runtime(s) {unknown or text!r}; expected a comma-separated list of {', '.join(RUNTIME_FACTORIES)} or duro-wN"
+            " (duro with --workers N)"
         )
     return names
 
@@ -67,7 +68,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtimes",
         type=_runtime_list,
         default=("duro", "restate"),
-        help="comma-separated, run in this order within each repetition (default duro,restate; also duro-kafka)",
+        help="comma-separated, run in this order within each repetition (default duro,restate; also duro-kafka, and duro-wN: duro with"
+        " --workers N)",
+    )
+    add(
+        "--reference",
+        default="restate",
+        help="the runtime every other one is divided by, pair by pair (default restate; e.g. duro-w1 against duro-w2)",
     )
     add("--scenarios", default="all", help=f"comma-separated from {', '.join(BASE_SCENARIOS)}, steps-N, or all (default)")
     add("--steps", type=_int_list, default=DEFAULT_STEPS, help="N values that 'steps' expands to (default 1,10,50,100)")
@@ -129,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     options = RuntimeOptions(args.partitions, tuple(args.duro_arg), dict(args.duro_env), args.restate_port_wait_s)
     return BenchConfig(
         runtimes=args.runtimes,
+        reference=args.reference,
         scenarios=tuple(parse_scenarios(args.scenarios, args.steps)),
         out_dir=args.out_dir or _default_out_dir(),
         repetitions=args.repetitions,

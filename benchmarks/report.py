@@ -23,12 +23,18 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     temporary.replace(path)
 
 
+def reference_of(document: dict[str, Any]) -> str:
+    """The runtime the ratios divide by: the run's `--reference`, Restate unless it said otherwise."""
+    return str(document.get("config", {}).get("reference") or REFERENCE_RUNTIME)
+
+
 def with_comparisons(document: dict[str, Any]) -> dict[str, Any]:
-    """Adds `comparisons[runtime]`: that runtime over Restate, pair by pair, for every runtime but Restate."""
+    """Adds `comparisons[runtime]`: that runtime over the reference (Restate), pair by pair, for every other runtime."""
     runs = document.get("runs", [])
     runtimes = sorted({run["runtime"] for run in runs})
-    if REFERENCE_RUNTIME in runtimes:
-        document["comparisons"] = {name: pairwise_ratios(runs, name, REFERENCE_RUNTIME) for name in runtimes if name != REFERENCE_RUNTIME}
+    reference = reference_of(document)
+    if reference in runtimes:
+        document["comparisons"] = {name: pairwise_ratios(runs, name, reference) for name in runtimes if name != reference}
     return document
 
 
@@ -85,7 +91,7 @@ def _results_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     return _table(["scenario", "runtime", "runs", *(title for title, _, _ in columns), "errors"], rows)
 
 
-def _ratio_table(comparisons: dict[str, Any], runtime: str) -> list[str]:
+def _ratio_table(comparisons: dict[str, Any], runtime: str, reference: str) -> list[str]:
     columns = [
         ("throughput", "throughput_per_s"),
         ("p50", "p50_ms"),
@@ -101,8 +107,8 @@ def _ratio_table(comparisons: dict[str, Any], runtime: str) -> list[str]:
         rows.append(
             [scenario, str(comparison["pairs"]), *(_spread_text(metrics.get(key, {}).get("per_repetition", []), 2) for _, key in columns)]
         )
-    title = [f"### {runtime} / {REFERENCE_RUNTIME}, pair by pair: median [min–max] over repetitions", "",
-             "Throughput above 1: duro handles more per second. Latency, CPU and RSS above 1: duro is slower or bigger.", ""]  # fmt: skip
+    title = [f"### {runtime} / {reference}, pair by pair: median [min–max] over repetitions", "",
+             f"Throughput above 1: {runtime} handles more per second. Latency, CPU and RSS above 1: {runtime} is slower or bigger.", ""]  # fmt: skip
     return title + _table(["scenario", "pairs", *(name for name, _ in columns)], rows)
 
 
@@ -213,7 +219,7 @@ def render_markdown(document: dict[str, Any]) -> str:
         "CPU is per measured request; runtime CPU covers the runtime's whole process tree.",
     )
     for runtime, comparisons in document.get("comparisons", {}).items():
-        lines += _ratio_table(comparisons, runtime)
+        lines += _ratio_table(comparisons, runtime, reference_of(document))
     lines += _section("Cost per step (steps-N)", _steps_table(runs))
     lines += _section(
         "One-way sends",

@@ -52,6 +52,7 @@ class BenchConfig:
     routable_timeout_s: float = 60.0
     keep_data: bool = False
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    reference: str = "restate"  # the runtime the ratios divide by
 
     def __post_init__(self) -> None:
         if self.repetitions < 1:

@@ -1,7 +1,7 @@
 """The runtimes under test, each started fresh in its own run directory: `duro serve` and the real Restate server.
 
 A runtime is created by name through `RUNTIME_FACTORIES` ("duro", "duro-kafka",
-"restate"). `duro-kafka` is the hook for duro's Kafka log backend: it passes
+"restate", and `duro-wN`: duro with `--workers N`). `duro-kafka` is the hook for duro's Kafka log backend: it passes
 `--log kafka`, a topic of its own per run (fresh log, like a fresh data dir)
 and the `--duro-arg`/`--duro-env` values given to the harness, e.g.
 `--duro-arg=--kafka-bootstrap --duro-arg=127.0.0.1:9092`; the broker is not
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -272,7 +273,19 @@ RUNTIME_FACTORIES: dict[str, RuntimeFactory] = {
 }
 
 
+WORKERS_RUNTIME = re.compile(r"duro-w([1-9][0-9]*)")
+"""`duro-wN`: duro on the embedded log with `--workers N`, so that two worker counts run side by side (`--reference duro-w1`)."""
+
+
+def is_runtime_name(name: str) -> bool:
+    return name in RUNTIME_FACTORIES or WORKERS_RUNTIME.fullmatch(name) is not None
+
+
 def create_runtime(name: str, run_dir: Path, options: RuntimeOptions) -> Runtime:
+    workers = WORKERS_RUNTIME.fullmatch(name)
+    if workers is not None:
+        args = ("--workers", workers.group(1), *options.duro_args)
+        return DuroRuntime(run_dir, options.partitions, "embedded", args, options.duro_env, name=name)
     if name not in RUNTIME_FACTORIES:
-        raise ValueError(f"unknown runtime {name!r}; expected one of {sorted(RUNTIME_FACTORIES)}")
+        raise ValueError(f"unknown runtime {name!r}; expected one of {sorted(RUNTIME_FACTORIES)} or duro-wN")
     return RUNTIME_FACTORIES[name](run_dir, options)

@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-port", type=int, help="admin API port (DURO_ADMIN_PORT, default 9070)")
     serve.add_argument("--partitions", type=int, help="partition count, fixed at creation (DURO_PARTITIONS, default 24)")
     serve.add_argument("--node-id", type=int, help="node id (DURO_NODE_ID, default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes, each running a share of the partitions (DURO_WORKERS; default: the data dir's, or the number of cores)",
+    )
     serve.add_argument("--config", type=Path, help="TOML config file with the same keys as the DURO_ variables, lower case")
     serve.add_argument("--log", choices=["embedded", "kafka"], help="log backend (DURO_LOG, default embedded)")
     serve.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers HOST:PORT (DURO_KAFKA_BOOTSTRAP)")
@@ -55,6 +60,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "admin_port",
         "partitions",
         "node_id",
+        "workers",
         "log",
         "log_level",
         "log_format",

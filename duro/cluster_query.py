@@ -89,21 +89,10 @@ class ClusterTables:
         local = asyncio.to_thread(local_tables_by_partition, stores, names, deadline, self._target_kind)
         remote = [self._fetch(url, names, deadline) for url in self._peer_admin_urls()]
         results = await asyncio.gather(local, *remote, return_exceptions=True)
-        merged: PerPartition = {}
-        for result in results:
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                if result is results[0]:
-                    raise result  # this node's own read failed (a timeout): the query fails
-                continue
-            for partition, named in result.items():
-                merged.setdefault(partition, named)
-        missing = set(range(self._partition_count)) - set(merged)
-        self.last_coverage = QueryCoverage(set(merged), missing)
-        if missing:
-            log.warning("query read no node's rows for partitions %s (their nodes did not answer in time)", sorted(missing))
-        return {name: _concat(name, (named[name] for named in merged.values() if name in named)) for name in names}
+        coverage = QueryCoverage()
+        tables = merge_tables(results, names, self._partition_count, coverage)
+        self.last_coverage = coverage
+        return tables
 
     def _peer_admin_urls(self) -> list[str]:
         urls = []
@@ -131,6 +120,33 @@ class ClusterTables:
             log.info("node at %s gave no query rows: %r", admin_url, error)
             raise
         return decode_tables(data)
+
+
+def merge_tables(
+    results: list[PerPartition | BaseException], names: frozenset[str], partition_count: int, coverage: QueryCoverage | None = None
+) -> dict[str, pa.Table]:
+    """The named tables over every partition some source reported (the first source is this process's own read, which must not fail).
+
+    A partition reported twice (during a rebalance) is taken once; sources that
+    failed are left out and the partitions nobody reported are logged (and
+    noted in `coverage`).
+    """
+    merged: PerPartition = {}
+    for result in results:
+        if isinstance(result, BaseException):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            if result is results[0]:
+                raise result  # this process's own read failed (a timeout): the query fails
+            continue
+        for partition, named in result.items():
+            merged.setdefault(partition, named)
+    missing = set(range(partition_count)) - set(merged)
+    if coverage is not None:
+        coverage.partitions, coverage.missing = set(merged), missing
+    if missing:
+        log.warning("query read no rows for partitions %s (their nodes or workers did not answer in time)", sorted(missing))
+    return {name: _concat(name, (named[name] for named in merged.values() if name in named)) for name in names}
 
 
 def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int, target_kind: TargetKind) -> tuple[str, str, str, Handler]:

@@ -1,7 +1,8 @@
 """The node's log output: plain text lines, or JSON lines (`--log-format json`) naming node, partition and invocation.
 
 Every JSON line carries `time` (RFC 3339, UTC, milliseconds), `level`,
-`logger`, `message` and `node`; a line logged on behalf of a partition or an
+`logger`, `message` and `node` (and `worker` in a node of several worker
+processes, whose text lines say `worker N` too); a line logged on behalf of a partition or an
 invocation (the processor's and invoker's tasks, `partition_worker/log_context.py`)
 also carries `partition` and `invocation_id`; an exception adds `exception`
 with its traceback. Fields passed in a call's `extra` with those names win.
@@ -21,9 +22,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, node_id: int) -> None:
+    def __init__(self, node_id: int, worker: int | None = None) -> None:
         super().__init__()
         self._node_id = node_id
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -33,6 +35,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "node": self._node_id,
         }
+        if self._worker is not None:
+            line["worker"] = self._worker
         partition = getattr(record, "partition", None)
         if partition is None:
             partition = log_context.partition.get()
@@ -46,10 +50,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str, log_format: Literal["text", "json"], node_id: int) -> None:
+def configure_logging(level: str, log_format: Literal["text", "json"], node_id: int, worker: int | None = None) -> None:
     """Route every logger (duro's, uvicorn's, aiokafka's) through one stderr handler in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(node_id) if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT if worker is None else TEXT_FORMAT.replace("%(levelname)s", f"%(levelname)s worker {worker}")
+    handler.setFormatter(JsonFormatter(node_id, worker) if log_format == "json" else logging.Formatter(text))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -40,7 +40,10 @@ from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
 from duro.settings import DuroSettings, deprecated_settings_in_use
 from duro.snapshots import NodeSnapshots
+from duro.supervisor import WORKER_ENV, WORKER_LOG_ID_ENV, SupervisorStartError, WorkerRole, run_supervisor, worker_dir
 from duro.telemetry import Telemetry
+from duro.worker_log import owner_of
+from duro.worker_parts import WorkerParts
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.admin import error_body as admin_error_body
 from ingress.auth import BearerToken
@@ -89,9 +92,29 @@ class NodeFailure(Exception):
 
 
 def run_node(settings: DuroSettings) -> int:
-    """Run a node until it stops; return the exit status. Raises NodeStartError if it cannot start, NodeFailure after a fatal error."""
-    configure_logging(settings.log_level, settings.log_format, settings.node_id)
+    """Run a node until it stops; return the exit status. Raises NodeStartError if it cannot start, NodeFailure after a fatal error.
+
+    A node of several workers (`workers > 1`, fixed in the data dir) runs its
+    supervisor here (`duro.supervisor`), which starts this same command once
+    per worker; a worker (`DURO_PROCESS_ROLE` set) runs its share as a node does.
+    """
+    role_text = os.environ.get(WORKER_ENV)
+    role = WorkerRole.decode(role_text) if role_text else None
+    configure_logging(settings.log_level, settings.log_format, settings.node_id, role.index if role is not None else None)
     os.umask(PRIVATE_UMASK)  # every file the node creates (log, RocksDB, registry, snapshots) is its user's alone
+    if role is None:
+        try:
+            log_id, workers = check_data_dir(settings)
+        except OSError as error:
+            if is_disk_full(error):
+                raise NodeStartError(_full_disk_at_start(settings, error)) from None
+            raise
+        if workers > 1:
+            _check_before_workers(settings)
+            try:
+                return run_supervisor(settings, workers, log_id)
+            except SupervisorStartError as error:
+                raise NodeStartError(str(error)) from None
     try:
         import uvloop
 
@@ -99,7 +122,7 @@ def run_node(settings: DuroSettings) -> int:
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
         runner = asyncio.Runner()
     with runner:
-        return runner.run(Node(settings).serve())
+        return runner.run(Node(settings, role).serve())
 
 
 def _private_directory(data_dir: Path) -> None:
@@ -115,32 +138,58 @@ def _private_directory(data_dir: Path) -> None:
             log.info("data dir %s was mode %o; it is now 0700", data_dir, mode)
 
 
-def check_data_dir(settings: DuroSettings) -> str:
-    """Create the data dir, or check that it was created with the same partition count; return its log id.
+def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
+    """Create the data dir, or check that it was created with the same partition and worker counts; return its log id and workers.
 
     The log id (since 0.2) names the embedded log this data dir holds, so that
     its snapshots are never restored into another log; a data dir from before
-    gets one now.
+    gets one now. The worker count (since 0.3) is fixed like the partition
+    count, since each worker's partitions live in its own log and state; a data
+    dir from before it, or one that already holds a log or state, has one.
     """
     data_dir = settings.data_dir
     _private_directory(data_dir)
     node_file = data_dir / NODE_FILE
-    stored = json.loads(node_file.read_text()) if node_file.exists() else {"partitions": settings.partitions}
+    new = not node_file.exists()
+    stored = {"partitions": settings.partitions} if new else json.loads(node_file.read_text())
     if stored.get("partitions") != settings.partitions:
         raise NodeStartError(
             f"data dir {data_dir} was created with --partitions {stored.get('partitions')}, not {settings.partitions};"
             " the partition count is fixed when the data dir is created: use the same value or a new --data-dir"
         )
+    if "workers" not in stored:
+        fresh = new and not (data_dir / "log").exists() and not (data_dir / "state").exists()
+        stored["workers"] = (settings.workers or default_workers(settings)) if fresh else 1
+    workers = int(stored["workers"])
+    if settings.workers is not None and settings.workers != workers:
+        raise NodeStartError(
+            f"data dir {data_dir} was created with --workers {workers}, not {settings.workers}; the worker count is fixed"
+            " when the data dir is created (each worker's partitions live in its own log and state): use the same value,"
+            " leave --workers unset, or use a new --data-dir"
+        )
     if "log_id" not in stored:
         stored["log_id"] = uuid.uuid4().hex
+    if new or stored != json.loads(node_file.read_text()):
         temporary = node_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(stored))
         os.replace(temporary, node_file)
-    return str(stored["log_id"])
+    return str(stored["log_id"]), workers
+
+
+def default_workers(settings: DuroSettings) -> int:
+    """Workers of a new data dir when --workers is unset: one per core this process may use, at most one per partition; 1 on Kafka."""
+    if settings.log != "embedded":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), settings.partitions))
 
 
 class Node:
-    def __init__(self, settings: DuroSettings) -> None:
+    def __init__(self, settings: DuroSettings, role: WorkerRole | None = None) -> None:
+        """`role`: this process is one worker of a node of several (`duro.supervisor`); its data is under `workers/<index>`."""
+        self.role = role
+        self.worker: WorkerParts | None = None
+        if role is not None:
+            settings = settings.model_copy(update={"data_dir": worker_dir(settings.data_dir, role.index)})
         self.settings = settings
         self.lifecycle = Lifecycle(settings.shutdown.timeout_ms, settings.shutdown.close_timeout_ms)
         self._leave_cluster: Callable[[], Awaitable[None]] | None = None
@@ -168,18 +217,21 @@ class Node:
             raise
         except Exception as error:
             if not self._started and is_disk_full(error):
-                raise NodeStartError(
-                    f"cannot start: the disk holding {settings.data_dir} is full ({_free_bytes(settings.data_dir)} bytes free;"
-                    f" {error}); free space and start again"
-                ) from None
+                raise NodeStartError(_full_disk_at_start(settings, error)) from None
             raise
 
     async def _serve(self) -> int:
         settings = self.settings
         lifecycle = self.lifecycle
-        for warning in deprecated_settings_in_use(settings):
-            log.warning("%s (remove it from the config or environment)", warning)
-        log_id = check_data_dir(settings)
+        if self.role is None or self.role.index == 0:  # once per node
+            for warning in deprecated_settings_in_use(settings):
+                log.warning("%s (remove it from the config or environment)", warning)
+        if self.role is None:
+            log_id, _ = check_data_dir(settings)
+        else:
+            _private_directory(settings.data_dir)
+            log_id = os.environ[WORKER_LOG_ID_ENV]
+            self.worker = await WorkerParts.open(self.role, settings, lifecycle)
         try:
             self._budget = budget_connections(
                 settings.ingress.max_ingress_connections, settings.ingress.max_admin_connections, settings.reserved_file_descriptors
@@ -199,13 +251,16 @@ class Node:
             )
             stack.push_async_callback(lifecycle.closing("the state store", recovery.close))
             if metadata is None:
-                await _check_state_within_log(wal, database, settings)
-            registry = Registry(SharedRegistryStore(metadata) if metadata else FileRegistryStore(settings.data_dir))
+                await _check_state_within_log(wal, database, settings, self._owned_partitions())
+            shared = metadata if metadata is not None else (self.worker.metadata if self.worker is not None else None)
+            registry = Registry(SharedRegistryStore(shared) if shared is not None else FileRegistryStore(settings.data_dir))
             await registry.load()
-            if metadata is not None:
-                metadata.watch(lambda key, value: registry.install_document(value) if key == SharedRegistryStore.KEY and value else None)
-            reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests)
-            router = ReplyRouter(reply_bus, metadata, peer_headers=self._peer_headers())
+            if shared is not None:
+                shared.watch(lambda key, value: registry.install_document(value) if key == SharedRegistryStore.KEY and value else None)
+            worker_index, worker_count = (self.role.index, self.role.count) if self.role is not None else (0, 1)
+            reply_bus = ReplyBus(settings.node_id, settings.max_waiting_requests, worker_index, worker_count)
+            siblings = self.worker.links if self.worker is not None else None
+            router = ReplyRouter(reply_bus, metadata, peer_headers=self._peer_headers(), siblings=siblings)
             stack.push_async_callback(lifecycle.closing("the reply router", router.close))
             retry_policy = settings.retry.policy()
             telemetry = Telemetry(settings.tracing, settings.node_id)
@@ -221,6 +276,8 @@ class Node:
             )
             stack.push_async_callback(lifecycle.closing("the invoker", invoker.close))
             log_name = f"kafka:{settings.kafka_topic}" if metadata is not None else f"embedded:{log_id}"
+            if self.role is not None:
+                log_name += f":worker-{self.role.index}-of-{self.role.count}"  # each worker's partitions live in its own log
             snapshots = NodeSnapshots(settings, database, wal, SnapshotIdentity(log_name, settings.partitions, settings.node_id))
             worker = PartitionWorker(
                 settings.node_id,
@@ -248,10 +305,10 @@ class Node:
             sampling.add_done_callback(self._fail_unless_cancelled)
             stack.callback(sampling.cancel)
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy, telemetry.tracer("duro.ingress"))
-            ingress_app.ingress.partitions_without_leader = worker.partitions_without_leader
+            ingress_app.ingress.partitions_without_leader = self._partitions_without_leader(worker)
             ingress_app.ingress.disk = disk
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
-            subscriptions = await self._subscriptions(metadata, registry)
+            subscriptions = await self._subscriptions(shared, registry)
             subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))
             admin_app = build_admin_app(
                 wal,
@@ -270,14 +327,20 @@ class Node:
                     *subscription_admin.routes(),
                     internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms, registry_target_kind(registry)),
                 ],
+                metrics_source=self.worker.metrics if self.worker is not None else None,
             )
+            if self.worker is not None:
+                await self.worker.serve_links(stack, wal, reply_bus, _stores_of(worker), registry_target_kind(registry))
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
-                log.info(
-                    "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
-                    settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
-                )  # fmt: skip
+                if self.worker is not None:
+                    self.worker.ready(sorted(worker.owned))
+                else:
+                    log.info(
+                        "duro node %d ready: ingress %s admin %s, %d partitions on the %s log, data in %s",
+                        settings.node_id, settings.ingress_url, settings.admin_url, settings.partitions, settings.log, settings.data_dir,
+                    )  # fmt: skip
             controller = self._consume_subscriptions(stack, subscriptions, registry, wal, reply_bus)
             parts = DrainParts(settings.node_id, ingress_app.ingress, invoker, worker, reply_bus, self._leave_cluster, controller.close)
             lifecycle.on_graceful("drain", lambda: self._drain(parts))
@@ -294,15 +357,31 @@ class Node:
         """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves."""
         settings = self.settings
         if metadata is None:
-            worker.assign(set(range(settings.partitions)))
+            worker.assign(self._owned_partitions())
             await worker.wait_leading()
         else:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
             await self._join_cluster(stack, worker)
         return True
 
+    def _partitions_without_leader(self, worker: PartitionWorker) -> Callable[[], list[int]]:
+        """Readiness: this process's partitions that do not lead, and in a node of workers the partitions of workers not serving."""
+        parts = self.worker
+        if parts is None:
+            return worker.partitions_without_leader
+        return lambda: sorted(set(worker.partitions_without_leader()) | parts.partitions_of_missing_workers())
+
+    def _owned_partitions(self) -> set[int]:
+        """The partitions this process runs on the embedded log: all of them, or a worker's share."""
+        partitions = set(range(self.settings.partitions))
+        if self.role is None:
+            return partitions
+        return {p for p in partitions if owner_of(p, self.role.count) == self.role.index}
+
     def _partition_tables(self, worker: PartitionWorker, metadata: KafkaMetadata | None, target_kind: TargetKind) -> PartitionTables:
         """What `POST /query` reads: this node's partitions, and on Kafka every other node's as well."""
+        if self.worker is not None:
+            return self.worker.tables(_stores_of(worker), target_kind)
         if metadata is None:
             return _local_tables(worker, target_kind)
         return ClusterTables(
@@ -366,8 +445,9 @@ class Node:
         finally:
             log.info("duro node %d %s", self.settings.node_id, describe(report, time.monotonic() - started, completed))
 
-    async def _subscriptions(self, metadata: KafkaMetadata | None, registry: Registry) -> SubscriptionRegistry:
-        """The subscriptions and Kafka clusters: in the metadata topic on Kafka (shared by every node), else in the data dir."""
+    async def _subscriptions(self, metadata: KeyValueStore | None, registry: Registry) -> SubscriptionRegistry:
+        """The subscriptions and Kafka clusters: in the metadata topic on Kafka (shared by every node), or kept by the node's
+        supervisor (shared by its workers), else in the data dir."""
         settings = self.settings
         store: KeyValueStore
         if metadata is not None:
@@ -414,6 +494,8 @@ class Node:
                     truncate_corrupt_tail=settings.truncate_corrupt_tail,
                 )
                 stack.push_async_callback(self.lifecycle.closing("the embedded log", embedded.close))
+                if self.worker is not None:
+                    return self.worker.log(embedded), None
                 return embedded, None
             if not settings.kafka_bootstrap:
                 raise NodeStartError("--log kafka needs --kafka-bootstrap HOST:PORT (or DURO_KAFKA_BOOTSTRAP)")
@@ -451,7 +533,7 @@ class Node:
         ]
         for server in servers:
             try:
-                server.listen()
+                server.listen(reuse_port=self.role is not None)  # every worker of a node listens on the node's ports
             except OSError as error:
                 raise NodeStartError(f"cannot listen for the {server.name} API on {server.host}:{server.port}: {error.strerror}") from None
         loop = asyncio.get_running_loop()
@@ -513,13 +595,33 @@ def _local_tables(worker: PartitionWorker, target_kind: TargetKind) -> Partition
     return tables
 
 
-async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: DuroSettings) -> None:
-    """Refuse to start when the state store has applied entries the log no longer holds (every partition is this node's)."""
-    for partition in range(settings.partitions):
+async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: DuroSettings, partitions: set[int]) -> None:
+    """Refuse to start when the state store has applied entries the log no longer holds (`partitions`: this process's)."""
+    for partition in sorted(partitions):
         try:
             check_state_within_log(partition, applied_offset_of(database.partition(partition)), await wal.end_offset(partition))
         except StateAheadOfLogError as error:
             raise NodeStartError(f"{error} ({settings.data_dir / 'state'}; with it gone, start-up replays the whole log)") from None
+
+
+def _check_before_workers(settings: DuroSettings) -> None:
+    """What would stop every worker at start, checked once by the supervisor (one message instead of one per worker)."""
+    try:
+        effective_limits(settings)
+    except LimitsError as error:
+        raise NodeStartError(str(error)) from None
+    if settings.request_identity_private_key_pem_file is not None:
+        try:
+            RequestSigner.from_pem_file(settings.request_identity_private_key_pem_file, settings.request_identity_expiration_ms)
+        except IdentityKeyError as error:
+            raise NodeStartError(str(error)) from None
+
+
+def _full_disk_at_start(settings: DuroSettings, error: BaseException) -> str:
+    return (
+        f"cannot start: the disk holding {settings.data_dir} is full ({_free_bytes(settings.data_dir)} bytes free;"
+        f" {error}); free space and start again"
+    )
 
 
 def _free_bytes(path: Path) -> int:

@@ -104,6 +104,34 @@ class TracingSettings(BaseModel):
         return self
 
 
+class WorkerSettings(BaseModel):
+    """The worker processes of a node with `workers > 1`: their start, restart and the links between them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_timeout_ms: int = Field(default=120_000, gt=0, description="How long the node waits for every worker to serve.")
+    data_dir_lock_wait_ms: int = Field(
+        default=5_000,
+        gt=0,
+        description="How long a starting node waits for the last process of a node that just died on its data dir; then it refuses.",
+    )
+    restart_initial_backoff_ms: int = Field(default=100, gt=0, description="Pause before restarting a worker that a signal ended.")
+    restart_max_backoff_ms: int = Field(
+        default=5_000, gt=0, description="The pause doubles while a worker keeps dying soon after it started, up to this."
+    )
+    control_timeout_ms: int = Field(
+        default=10_000, gt=0, description="A worker's wait for the node's shared values (registry, subscriptions) and their changes."
+    )
+    link_timeout_ms: int = Field(
+        default=60_000,
+        gt=0,
+        description="The longest one request to another worker (an append to its partition, a query) waits for its answer.",
+    )
+    max_link_pending_requests: int = Field(
+        default=10_000, gt=0, description="Requests one worker has waiting at another at once; further ones wait for room."
+    )
+
+
 class DuroSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DURO_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
@@ -118,6 +146,14 @@ class DuroSettings(BaseSettings):
     admin_port: int = Field(default=9070, ge=0, le=65535)
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
     node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Worker processes of this node (embedded log), each running a share of the partitions with log files and"
+        " a state store of its own. Fixed when the data dir is created; unset: the data dir's count, or for a new data dir the"
+        " number of cores this process may use (at most the partition count). On Kafka one per node: run more nodes instead.",
+    )
     node_id_from_hostname: bool = Field(
         default=False,
         description="Take the node id from the host name's trailing ordinal plus one ($HOSTNAME, else the system's host name):"
@@ -209,6 +245,7 @@ class DuroSettings(BaseSettings):
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @model_validator(mode="after")
     def _advertised_ingress(self) -> DuroSettings:
@@ -224,6 +261,16 @@ class DuroSettings(BaseSettings):
         if "node_id" in self.model_fields_set:
             raise ValueError(f"node_id ({self.node_id}) and node_id_from_hostname are both set; set one of them")
         object.__setattr__(self, "node_id", node_id_of_hostname(os.environ.get("HOSTNAME") or socket.gethostname()))
+        return self
+
+    @model_validator(mode="after")
+    def _workers_on_the_embedded_log(self) -> DuroSettings:
+        if self.workers is not None and self.workers > 1 and self.log != "embedded":
+            raise ValueError(
+                f"workers ({self.workers}) > 1 needs the embedded log; on Kafka run one node per worker instead (each a member of the group)"
+            )
+        if self.workers is not None and self.workers > self.partitions:
+            raise ValueError(f"workers ({self.workers}) must not exceed partitions ({self.partitions}): each worker runs at least one")
         return self
 
     @model_validator(mode="after")

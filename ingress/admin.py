@@ -256,6 +256,7 @@ def build_admin_app(
     partition_tables: PartitionTables | None = None,
     service_defaults: ServiceDefaults | None = None,
     extra_routes: Sequence[tuple[str, str, str, Handler]] = (),
+    metrics_source: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
 ) -> Starlette:
     """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
 
@@ -265,18 +266,26 @@ def build_admin_app(
     built-in retry policy are shown).
     `extra_routes` (path, method, kind, handler) are served like the built-in
     ones, e.g. the subscription routes of `ingress.subscription_admin`.
+    `metrics_source` renders `GET /metrics` (default: this process's registry;
+    a node of several workers merges every worker's).
     """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
     defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
     api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
+    if metrics_source is not None:
+        api.metrics_source = metrics_source
     body_limit = Middleware(BodyLimit, chosen.max_admin_body_bytes, chosen.max_internal_body_bytes, error_body)
     token = None if chosen.admin_token is None else BearerToken(chosen.admin_token.get_secret_value(), ADMIN_OPEN_PATHS)
     require_token = Middleware(RequireToken, token, error_body)
     return Starlette(
         routes=api.routes(extra_routes), exception_handlers={404: _route_error, 405: _route_error}, middleware=[require_token, body_limit]
     )
+
+
+async def _render_metrics() -> tuple[bytes, str]:
+    return metrics.render()
 
 
 async def _route_error(request: Request, error: Exception) -> Response:
@@ -300,6 +309,7 @@ class AdminApi:
         service_defaults: ServiceDefaults,
     ) -> None:
         self.service_defaults = service_defaults
+        self.metrics_source: Callable[[], Awaitable[tuple[bytes, str]]] = _render_metrics
         self.log = log
         self.registry = registry
         self.partition_tables = partition_tables
@@ -362,7 +372,7 @@ class AdminApi:
         return Response(status_code=200)
 
     async def metrics(self, request: Request) -> Response:
-        body, content_type = metrics.render()
+        body, content_type = await self.metrics_source()
         return Response(body, status_code=200, headers={"content-type": content_type})
 
     async def unsupported_v1(self, request: Request) -> Response:

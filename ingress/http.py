@@ -61,7 +61,7 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.disk_space import DiskSpace
-from wal.log import AppendTooLargeError, Log, LogClosedError, LogError, LogFullError
+from wal.log import AppendOutcomeUnknownError, AppendTooLargeError, Log, LogClosedError, LogError, LogFullError
 from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
@@ -505,6 +505,13 @@ class ReplyWaiter:
                 f" (max_append_bytes={self.log.max_append_bytes}); nothing was recorded",
                 invocation_id,
             ) from None
+        except AppendOutcomeUnknownError as error:
+            raise Unavailable(
+                f"the request was handed to the node's worker process that owns its partition, which did not answer ({error});"
+                " it may or may not have been recorded. If the request has an 'idempotency-key', it can be safely retried;"
+                " otherwise look it up before submitting it again",
+                invocation_id,
+            ) from None
         except LogError as error:
             if invocation_id is None:
                 advice = "Submitting the request again may result in executing the operation twice."
@@ -563,7 +570,10 @@ class ReplyWaiter:
                     ) from None
                 except TimeoutError:
                     if nudge is not None and time.monotonic() < deadline:
-                        await self.append(partition, nudge(sink), invocation_id)
+                        try:
+                            await self.append(partition, nudge(sink), invocation_id)
+                        except Unavailable as error:  # the request itself is recorded: wait on, and nudge again later
+                            logger.info("could not nudge invocation %s for its answer: %s", invocation_id, error)
         finally:
             self.reply_bus.release(sink)
 

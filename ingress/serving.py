@@ -103,12 +103,18 @@ class NodeHttpServer:
         self._socket: socket.socket | None = None
         self.task: asyncio.Task[None] | None = None
 
-    def listen(self) -> None:
-        """Bind and listen; raises OSError (address in use, permission) naming nothing: the caller says where."""
+    def listen(self, reuse_port: bool = False) -> None:
+        """Bind and listen; raises OSError (address in use, permission) naming nothing: the caller says where.
+
+        With `reuse_port` (SO_REUSEPORT) the port is shared with the other worker processes of the node: the kernel
+        spreads new connections over them.
+        """
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
             sock.listen(self._server.config.backlog)
             sock.setblocking(False)

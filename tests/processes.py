@@ -143,21 +143,35 @@ class ManagedProcess:
 
 
 class DuroServer(ManagedProcess):
-    """`duro serve` on free ports with its own data dir."""
+    """`duro serve` on free ports with its own data dir.
+
+    `workers` worker processes (None: leave --workers unset, so the data dir's or the machine's count applies), one by
+    default: these tests look at one process and at its data dir's layout; `tests/e2e/test_workers.py` runs nodes of
+    several workers, the default of `duro serve` on a machine with several cores.
+    """
 
     def __init__(
-        self, data_dir: Path, log_path: Path, partitions: int = 4, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        log_path: Path,
+        partitions: int = 4,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        workers: int | None = 1,
     ) -> None:
         self.ingress_port = free_port()
         self.admin_port = free_port()
         self.data_dir = data_dir
+        extra = list(extra_args or [])
+        if workers is not None and "--workers" not in extra and "DURO_WORKERS" not in (env or {}):
+            extra = ["--workers", str(workers), *extra]
         args = [
             sys.executable, "-m", "duro", "serve",
             "--data-dir", str(data_dir),
             "--ingress-port", str(self.ingress_port),
             "--admin-port", str(self.admin_port),
             "--partitions", str(partitions),
-            *(extra_args or []),
+            *extra,
         ]  # fmt: skip
         super().__init__("duro", args, log_path, env or {})
 

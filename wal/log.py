@@ -23,6 +23,10 @@ class LogFullError(LogError):
     """The log's disk is full: this append was not written (nothing of it is durable), and a retry once space is freed is safe."""
 
 
+class AppendOutcomeUnknownError(LogError):
+    """The append was handed on (to another worker process that owns the partition) and its answer was lost: it may or may not be durable."""
+
+
 class AppendTooLargeError(LogError, ValueError):
     """An append larger than the log's `max_append_bytes`; nothing of it was written, and retrying it cannot help."""
 

@@ -6,6 +6,8 @@ command) registers with the node's `ReplyBus` and puts an `IngressSink`
 (or a later one) produces an answer, the partition leader hands a `Reply` to
 the bus, which completes the waiting future. Request ids count up from a
 random 62-bit start, so a reply meant for a request from before a restart finds nobody.
+In a node of several worker processes, worker `i` of `n` gives out only ids
+`≡ i (mod n)`, so a reply names the worker it goes to (`worker_of`).
 """
 
 from __future__ import annotations
@@ -54,13 +56,17 @@ class ReplyBus:
     it `register` raises `TooManyWaitingRequests` so the ingress can answer 503/429.
     """
 
-    def __init__(self, node_id: int, max_waiting_requests: int = 100_000) -> None:
+    def __init__(self, node_id: int, max_waiting_requests: int = 100_000, worker: int = 0, workers: int = 1) -> None:
+        assert 0 <= worker < workers, f"worker {worker} of {workers}"
         self.node_id = node_id
         self.max_waiting_requests = max_waiting_requests
+        self.worker = worker
+        self.workers = workers
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._closed_because: str | None = None
         # Sequential from a random start: unique in this process, and replies meant for a previous process find nobody.
-        self._request_ids = itertools.count(secrets.randbits(62))
+        # Ids of worker i of n are i modulo n (with one worker: every id).
+        self._request_ids = itertools.count(secrets.randbits(62) * workers + worker, workers)
         self._emptied: asyncio.Event | None = None  # set when the last waiting request releases, while someone waits for that
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
@@ -88,6 +94,10 @@ class ReplyBus:
         while self._waiting:
             self._emptied = asyncio.Event()
             await self._emptied.wait()
+
+    def worker_of(self, sink: IngressSink) -> int:
+        """The worker of this node a sink of this node belongs to."""
+        return sink.request_id % self.workers
 
     def deliver(self, sink: IngressSink, reply: Reply) -> bool:
         """Complete the request `sink` names; False if nobody waits for it (gone, or another node's)."""

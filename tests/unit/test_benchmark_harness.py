@@ -16,6 +16,7 @@ import pytest
 from benchmarks.loadgen import JSON_HEADERS, LoadLimits, Request, run_count, run_load
 from benchmarks.process_stats import CpuWindow, ProcessTree
 from benchmarks.report import least_squares_line, render_markdown, with_comparisons
+from benchmarks.runtimes import DuroRuntime, RuntimeOptions, create_runtime, is_runtime_name
 from benchmarks.scenarios import parse_scenarios
 from benchmarks.stats import latency_summary_ms, pairwise_ratios, percentile
 
@@ -63,6 +64,17 @@ def test_ratios_are_computed_pair_by_pair_and_skip_failed_runs() -> None:
     markdown = render_markdown(with_comparisons({"runs": runs}))
     assert "| greet | 2 | 0.75 [0.50–1.00] |" in markdown
     assert "greet r3 duro: boom" in markdown
+
+
+def test_two_worker_counts_run_side_by_side_with_one_as_the_reference(tmp_path) -> None:
+    runs = [_run("greet", 1, "duro-w2", 180), _run("greet", 1, "duro-w1", 100)]
+    document = with_comparisons({"config": {"reference": "duro-w1"}, "runs": runs})
+    assert document["comparisons"]["duro-w2"]["greet"]["metrics"]["throughput_per_s"]["median"] == 1.8
+    assert "### duro-w2 / duro-w1, pair by pair" in render_markdown(document)
+    assert is_runtime_name("duro-w2") and not is_runtime_name("duro-w0") and not is_runtime_name("duro-wx")
+    runtime = create_runtime("duro-w3", tmp_path, RuntimeOptions(partitions=6, duro_args=("--log-level", "info")))
+    assert isinstance(runtime, DuroRuntime) and runtime.name == "duro-w3"
+    assert list(runtime.extra_args) == ["--workers", "3", "--log-level", "info"]
 
 
 def test_scenario_names_expand_and_reject_unknown_ones() -> None:

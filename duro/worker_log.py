@@ -1,0 +1,77 @@
+"""The node's log as one of its worker processes sees it: its own partitions in its own embedded log, the others' through their owners.
+
+A node with several workers gives worker `i` the partitions `p` with
+`p % workers == i`, each worker with log files and a state store of its own.
+Any worker's ingress, admin API, outbox or subscription consumer may append to
+any partition: an append to a partition another worker owns goes to that
+worker over its link (`duro.worker_link`) and into that worker's log, so the
+request body crosses once, already encoded as a record. Tails, offsets and
+trimming are asked only of a worker's own partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+
+from duro.worker_link import LinkClient
+from wal.log import Log
+from wal.log_arguments import check_partition, entries_as_bytes
+
+
+def owner_of(partition: int, workers: int) -> int:
+    """The worker that owns `partition` among `workers`."""
+    return partition % workers
+
+
+class WorkerLog:
+    """A `Log` for worker `worker` of `workers`: `local` holds its partitions, `links` reach the owners of the others."""
+
+    def __init__(self, local: Log, worker: int, workers: int, links: dict[int, LinkClient]) -> None:
+        assert 0 <= worker < workers, f"worker {worker} of {workers}"
+        self._local = local
+        self._worker = worker
+        self._workers = workers
+        self._links = links
+
+    @property
+    def partition_count(self) -> int:
+        return self._local.partition_count
+
+    @property
+    def max_append_bytes(self) -> int:
+        return self._local.max_append_bytes
+
+    def owns(self, partition: int) -> bool:
+        return owner_of(partition, self._workers) == self._worker
+
+    def owned_partitions(self) -> set[int]:
+        return {p for p in range(self.partition_count) if self.owns(p)}
+
+    async def append(self, partition: int, entries: Sequence[bytes]) -> int:
+        check_partition(partition, self.partition_count)
+        owner = owner_of(partition, self._workers)
+        if owner == self._worker:
+            return await self._local.append(partition, entries)
+        return await self._links[owner].append(partition, entries_as_bytes(entries))
+
+    def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        self._check_own(partition)
+        return self._local.tail(partition, from_offset, max_batch_entries)
+
+    async def end_offset(self, partition: int) -> int:
+        self._check_own(partition)
+        return await self._local.end_offset(partition)
+
+    async def start_offset(self, partition: int) -> int:
+        self._check_own(partition)
+        return await self._local.start_offset(partition)
+
+    async def trim(self, partition: int, before_offset: int) -> None:
+        self._check_own(partition)
+        await self._local.trim(partition, before_offset)
+
+    async def close(self) -> None:
+        await self._local.close()
+
+    def _check_own(self, partition: int) -> None:
+        assert self.owns(partition), f"worker {self._worker} of {self._workers} reads only its own partitions, not {partition}"

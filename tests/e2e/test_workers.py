@@ -1,0 +1,202 @@
+"""A node of two worker processes (`--workers 2`): one node to its clients, and a killed worker comes back without losing anything.
+
+Real processes throughout: `duro serve --workers 2` (a supervisor and two
+workers sharing the ingress and admin ports with SO_REUSEPORT), the official
+Python SDK's test services, kill -9 of one worker while clients keep adding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
+
+KEYS = 12  # on 4 partitions: keys of both workers' partitions
+
+
+def _worker_pids(server: DuroServer) -> dict[int, int]:
+    """Worker index -> pid of the latest start, read from the supervisor's log lines."""
+    pids: dict[int, int] = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if "duro.supervisor: worker " in line and " started (pid " in line:
+            index = int(line.split("duro.supervisor: worker ", 1)[1].split()[0])
+            pids[index] = int(line.rsplit("(pid ", 1)[1].rstrip(")"))
+    return pids
+
+
+def _count(server: DuroServer, key: str) -> int:
+    status, _, body = server.call(f"/Counter/{key}/get")
+    assert status == 200, body
+    return int(body)
+
+
+def test_two_workers_serve_as_one_node(tmp_path: Path, official_python_service: ServiceEndpoint) -> None:
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2)
+    with server.serving(official_python_service):
+        assert set(_worker_pids(server)) == {0, 1}
+        for round_ in range(3):
+            for key in range(KEYS):
+                status, _, body = server.call(f"/Counter/w{key}/add", 1)
+                assert (status, int(body)) == (200, round_ + 1), f"key w{key}, round {round_}: {status} {body!r}"
+        # The deployment registered through one worker is known to both, every call above found it.
+        status, _, body = http(
+            "POST", f"{server.admin}/query", {"query": "SELECT target_service_key FROM sys_invocation WHERE target_handler_name = 'add'"},
+            headers={"accept": "application/json"},
+        )  # fmt: skip
+        assert status == 200, body
+        keys = Counter(row["target_service_key"] for row in json.loads(body)["rows"])
+        assert keys == {f"w{key}": 3 for key in range(KEYS)}, "the query sees the invocations of both workers' partitions"
+        metrics = http("GET", f"{server.admin}/metrics")[2].decode()
+        completed = {
+            line.split('worker="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("duro_invocations_total{") and 'handler="add"' in line and "succeeded" in line
+        }
+        assert set(completed) == {"0", "1"} and sum(completed.values()) == 3 * KEYS, completed
+        assert (tmp_path / "data" / "workers" / "0" / "log").is_dir() and (tmp_path / "data" / "workers" / "1" / "state").is_dir()
+        supervisor = server.process
+        assert supervisor is not None
+        pids = _worker_pids(server)
+    assert supervisor.returncode == 0, server.log_tail()
+    for pid in pids.values():
+        wait_until(lambda pid=pid: not _alive(pid), 10, f"worker {pid} to end with its node")
+
+
+def test_a_killed_worker_is_restarted_and_every_acknowledged_add_counts_once(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2)
+    acknowledged: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    stop = threading.Event()
+    killed_at: list[float] = []
+    served_while_down: list[str] = []
+
+    def client(number: int) -> None:
+        while not stop.is_set():
+            for key in range(KEYS):
+                name = f"k{key}"
+                try:
+                    status, _, body = server.call(f"/Counter/{name}/add", 1, timeout_s=10)
+                except OSError:
+                    outcomes["connection error"] += 1  # the killed worker's connections: the add may or may not have run
+                    continue
+                if status == 503 and b"may or may not have been recorded" in body:
+                    outcomes["503 unknown"] += 1  # handed to the killed worker, its answer lost: the add may or may not have run
+                    continue
+                outcomes[str(status)] += 1
+                if status == 200:
+                    acknowledged[name] += 1
+                    if killed_at and not _worker_back(server):
+                        served_while_down.append(name)
+
+    with server.serving(official_python_service):
+        pids = _worker_pids(server)
+        clients = [threading.Thread(target=client, args=(number,)) for number in range(4)]
+        for thread in clients:
+            thread.start()
+        try:
+            wait_until(lambda: sum(acknowledged.values()) >= 40, 60, "adds before the kill")
+            os.kill(pids[1], signal.SIGKILL)
+            killed_at.append(time.monotonic())
+            wait_until(lambda: _worker_pids(server)[1] != pids[1], 30, "the supervisor to restart worker 1")
+            server.wait_ready()
+            after_restart = sum(acknowledged.values())
+            wait_until(lambda: sum(acknowledged.values()) >= after_restart + 40, 60, "adds after the restart")
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(timeout=30)
+        assert served_while_down, "worker 0 kept serving its partitions while worker 1 was down"
+        assert "worker 1 of node 1 was ended by SIGKILL" in server.log_path.read_text()
+        # Every acknowledged add is in the counter exactly once; an add that failed with 503 was not recorded, and one whose
+        # connection broke may or may not have run: so each counter is at least its acknowledged adds, at most one more per break.
+        breaks = outcomes["connection error"] + outcomes["503 unknown"]
+        for key in range(KEYS):
+            name = f"k{key}"
+            assert acknowledged[name] <= _count(server, name) <= acknowledged[name] + breaks, (name, outcomes)
+        assert set(outcomes) <= {"200", "503", "503 unknown", "connection error"}, outcomes
+
+
+def test_kill9_of_the_node_ends_every_worker_and_a_restart_keeps_every_acknowledged_add(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    first = DuroServer(tmp_path / "data", tmp_path / "first.log", partitions=4, workers=2)
+    with first.serving(official_python_service):
+        for key in range(KEYS):
+            for _ in range(2):
+                assert first.call(f"/Counter/n{key}/add", 1)[0] == 200
+        workers = _worker_pids(first)
+        first.kill9()  # SIGKILL to the supervisor's process group; its workers die with it (PR_SET_PDEATHSIG)
+    for pid in workers.values():
+        wait_until(lambda pid=pid: not _alive(pid), 10, f"worker {pid} to die with its node")
+    again = DuroServer(tmp_path / "data", tmp_path / "again.log", partitions=4, workers=None)  # the data dir says two workers
+    with again.serving(official_python_service):
+        _wait_logged(again, "in 2 workers")  # the supervisor logs it once every worker said ready: a moment after they answer
+        for key in range(KEYS):
+            status, _, body = again.call(f"/Counter/n{key}/add", 1)
+            assert (status, int(body)) == (200, 3), f"key n{key}: {status} {body!r}"
+
+
+def test_the_worker_count_is_fixed_with_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = DuroServer(data, tmp_path / "first.log", partitions=4, workers=2)
+    first.start()
+    try:
+        first.wait_ready()
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, first.log_tail()
+    assert json.loads((data / "duro.json").read_text())["workers"] == 2
+    other = DuroServer(data, tmp_path / "other.log", partitions=4, workers=3)
+    other.start()
+    assert other.process is not None and other.process.wait(timeout=60) == 1
+    assert "was created with --workers 2, not 3" in other.log_tail()
+    again = DuroServer(data, tmp_path / "again.log", partitions=4, workers=None)  # unset: the data dir's count
+    again.start()
+    try:
+        again.wait_ready()
+        _wait_logged(again, "in 2 workers")  # the supervisor logs it once every worker said ready: a moment after they answer
+    finally:
+        again.stop(signal.SIGTERM)
+
+
+def test_one_worker_is_a_node_in_one_process_as_before(tmp_path: Path) -> None:
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=1)
+    server.start()
+    try:
+        server.wait_ready()
+        assert (tmp_path / "data" / "log").is_dir() and not (tmp_path / "data" / "workers").exists()
+        assert "duro.supervisor" not in server.log_tail()
+    finally:
+        server.stop()
+
+
+def _wait_logged(server: DuroServer, text: str) -> None:
+    wait_until(lambda: text in server.log_path.read_text(errors="replace"), 30, f"{text!r} in the node's log")
+
+
+def _worker_back(server: DuroServer) -> bool:
+    try:
+        return http("GET", f"{server.ingress}/restate/health", timeout_s=2)[0] == 200
+    except OSError:  # a connection the killed worker had accepted
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+pytestmark = pytest.mark.timeout(300)

@@ -1,0 +1,101 @@
+"""Links between the worker processes of one node, two workers in one event loop: appends reach the owner's log, errors come back typed."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from duro.worker_link import (
+    FrameReader,
+    LinkClient,
+    LinkHandlers,
+    LinkLimits,
+    LinkLost,
+    LinkServer,
+    LinkUnavailable,
+    link_frame,
+    socket_name,
+)
+from duro.worker_log import WorkerLog, owner_of
+from wal.log import AppendOutcomeUnknownError, LogFullError
+from wal.memory import MemoryLog
+
+LIMITS = LinkLimits(timeout_ms=5_000, max_pending_requests=16, max_frame_bytes=1 << 20)
+
+
+def test_frames_split_across_reads_and_an_oversized_one_is_refused() -> None:
+    reader = FrameReader(max_frame_bytes=64)
+    frame = link_frame([1, 7, 3, [b"a", b"b"]]) + link_frame([2, 0, b"r"])
+    assert reader.feed(frame[:5]) == []
+    assert reader.feed(frame[5:]) == [[1, 7, 3, [b"a", b"b"]], [2, 0, b"r"]]
+    with pytest.raises(ValueError, match="max_frame_bytes=64"):
+        reader.feed(link_frame([1, 1, b"x" * 100]))
+
+
+async def test_an_append_to_another_workers_partition_lands_in_its_log_and_its_errors_come_back() -> None:
+    token = secrets.token_hex(4)
+    owner_log = MemoryLog(4)
+    full_partitions: set[int] = set()
+    replies: list[bytes] = []
+
+    async def append(partition: int, entries: list[bytes]) -> int:
+        if partition in full_partitions:
+            raise LogFullError("disk full")
+        return await owner_log.append(partition, entries)
+
+    async def query(names: list[str], timeout_ms: int) -> bytes:
+        raise RuntimeError("no tables here")
+
+    async def metrics() -> bytes:
+        return b"m 1.0\n"
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(append, replies.append, query, metrics), LIMITS)
+    await server.start()
+    link = LinkClient(1, socket_name(token, 1), LIMITS)
+    wal = WorkerLog(MemoryLog(4), 0, 2, {1: link})
+    try:
+        assert owner_of(3, 2) == 1 and not wal.owns(3) and wal.owned_partitions() == {0, 2}
+        assert await wal.append(3, [b"one", b"two"]) == 1
+        assert await owner_log.end_offset(3) == 2
+        assert await wal.append(2, [b"own"]) == 0 and await owner_log.end_offset(2) == 0  # its own partition stays local
+        full_partitions.add(1)
+        with pytest.raises(LogFullError, match="worker 1: disk full"):
+            await wal.append(1, [b"x"])
+        assert await link.metrics() == b"m 1.0\n"
+        with pytest.raises(Exception, match="no tables here"):
+            await link.query(["sys_invocation"], 1_000)
+        assert link.reply_nowait(b"encoded reply")
+        while not replies:
+            await asyncio.sleep(0.01)
+        assert replies == [b"encoded reply"]
+    finally:
+        await link.close()
+        await server.close()
+
+
+async def test_a_sibling_that_is_down_fails_at_once_and_one_that_dies_mid_request_leaves_the_outcome_unknown() -> None:
+    token = secrets.token_hex(4)
+    link = LinkClient(1, socket_name(token, 1), LIMITS)
+    with pytest.raises(LinkUnavailable, match="nothing was sent"):
+        await link.append(0, [b"x"])
+    started = asyncio.Event()
+
+    async def stuck(partition: int, entries: list[bytes]) -> int:
+        started.set()
+        await asyncio.Event().wait()
+        return 0
+
+    async def nothing(*_: object) -> bytes:
+        return b""
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(stuck, lambda _: None, nothing, nothing), LIMITS)
+    await server.start()
+    request = asyncio.ensure_future(link.append(1, [b"y"]))
+    await started.wait()
+    await server.close()  # the sibling goes away with the append in flight, its connections with it
+    with pytest.raises(LinkLost) as lost:
+        await request
+    assert isinstance(lost.value, AppendOutcomeUnknownError)
+    await link.close()

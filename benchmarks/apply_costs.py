@@ -5,7 +5,8 @@ fresh RocksDB it queues `--queued` exclusive invocations behind one key's lock
 holder and measures the mean time of one completion that hands the lock over
 (Output + End of the holder, in one transaction); then it stores `--retained`
 completed invocations (with their cleanup timers) and measures applying an
-`AnnounceLeader`, and what one gauge sample reads on that store (the counts
+`AnnounceLeader` with none running, then with `--running` running, right away
+and again once RocksDB has flushed and compacted; and what one gauge sample reads on that store (the counts
 apply keeps) against the scan of the timer and inbox rows that sampling did
 before 0.2. All but the scan should stay flat as the numbers grow. Last it measures
 apply's cost per invocation over a whole life (`--lifecycle` invocations in
@@ -89,9 +90,10 @@ def measure_hand_over(store: PartitionStore, queued: int, completions: int) -> f
     return (time.perf_counter() - started) / completions
 
 
-def measure_announce(store: PartitionStore, retained: int) -> float:
-    """Seconds to apply an AnnounceLeader with `retained` completed invocations stored."""
-    applier = _Applier(store)
+def measure_announce(database: RocksDatabase, retained: int, running: int) -> tuple[float, float, float]:
+    """Seconds to apply an AnnounceLeader with `retained` completed invocations stored: with none running, with `running`
+    running, and the same again once RocksDB has flushed and compacted (the deletions of the running index dropped)."""
+    applier = _Applier(database.partition(0))
     applier.apply([AnnounceLeader(1, 1)])  # a log starts with an announcement
     for start in range(0, retained, 1000):
         batch = [
@@ -99,9 +101,17 @@ def measure_announce(store: PartitionStore, retained: int) -> float:
         ]
         applier.apply(list(batch))
         applier.apply([_finish(invoke.invocation_id, 1) for invoke in batch])
-    started = time.perf_counter()
-    applier.apply([AnnounceLeader(1, 7)])
-    return time.perf_counter() - started
+    elapsed_s = []
+    for epoch, running_now in ((7, 0), (8, running), (9, running)):
+        if epoch == 8:
+            applier.apply([Invoke(keyed_or_random_id(None), GREETER, b"1") for _ in range(running)])
+        if epoch == 9:
+            assert database.settle(timeout_s=60), "RocksDB still compacts after 60 s"
+        started = time.perf_counter()
+        actions = applier.apply([AnnounceLeader(1, epoch)])
+        elapsed_s.append(time.perf_counter() - started)
+        assert sum(isinstance(a, InvokeAttempt) for a in actions) == running_now, "the announcement restarts exactly the running"
+    return elapsed_s[0], elapsed_s[1], elapsed_s[2]
 
 
 def measure_sample(store: PartitionStore, samples: int = 20) -> tuple[float, float]:
@@ -157,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queued", default="100,10000", help="comma-separated queue lengths")
     parser.add_argument("--retained", default="1000,100000", help="comma-separated counts of retained invocations")
+    parser.add_argument("--running", type=int, default=10, help="invocations running at the second announcement")
     parser.add_argument("--completions", type=int, default=50)
     parser.add_argument("--lifecycle", type=int, default=20_000, help="invocations taken through a whole life")
     parser.add_argument("--batch-records", type=int, default=512, help="records per transaction in the lifecycle run")
@@ -172,10 +183,14 @@ def main() -> None:
     for retained in [int(n) for n in args.retained.split(",")]:
         with tempfile.TemporaryDirectory() as directory:
             database = RocksDatabase(directory)
-            announce_s = measure_announce(database.partition(0), retained)
+            idle_s, running_s, compacted_s = measure_announce(database, retained, args.running)
             read_s, scan_s = measure_sample(database.partition(0))
             database.close()
-        print(f"announce with {retained:>8} retained: {announce_s * 1e3:10.1f} ms")
+        print(f"announce with {retained:>8} retained: {idle_s * 1e3:10.3f} ms with none running")
+        print(
+            f"announce with {retained:>8} retained: {running_s * 1e3:10.3f} ms with {args.running} running "
+            f"({compacted_s * 1e3:.3f} ms once RocksDB has compacted)"
+        )
         print(
             f"gauge sample with {retained:>8} retained: {read_s * 1e3:10.3f} ms (a scan of the timer and inbox rows: {scan_s * 1e3:.1f} ms)"
         )

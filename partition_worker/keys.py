@@ -196,6 +196,7 @@ def deadlock_key(invocation_id: str) -> bytes:
 
 TIMER_COUNT = bytes([Table.COUNT]) + b"t"  # since 0.2: rows under TIMER_PREFIX
 INBOX_COUNT_PREFIX = bytes([Table.COUNT]) + b"i"  # since 0.2: then the service name: that service's rows under INBOX_PREFIX
+RUNNING_COUNT = bytes([Table.COUNT]) + b"r"  # since 0.2: rows under RUNNING_PREFIX; absent until an AnnounceLeader counted them
 
 
 def inbox_count_key(service: str) -> bytes:

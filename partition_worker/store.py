@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -30,6 +31,12 @@ from partition_worker import keys
 
 _PARTITION = struct.Struct(">H")
 DEFAULT_MAX_OPEN_FILES = 128  # table files RocksDB keeps open; the node reserves descriptors for them
+COMPACT_ON_DELETES_WINDOW_ROWS = 10_000
+COMPACT_ON_DELETES_MIN_DELETES = 5_000
+"""RocksDB compacts (in the background) a table file in which some `COMPACT_ON_DELETES_WINDOW_ROWS`
+consecutive rows hold at least `COMPACT_ON_DELETES_MIN_DELETES` deletions. Such a run is an index or a
+queue that apply emptied (the running index, an outbox, an inbox, timers); until a compaction drops
+the deletions, a scan of that range steps over every one of them."""
 T = TypeVar("T")
 
 
@@ -75,6 +82,7 @@ class RocksDatabase:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_open_files(max_open_files)
+        options.add_compact_on_deletion_collector_factory(COMPACT_ON_DELETES_WINDOW_ROWS, COMPACT_ON_DELETES_MIN_DELETES, 0.0)
         self._db = Rdict(path, options)
         self._write_options = WriteOptions()
         self._write_options.sync = False
@@ -102,6 +110,18 @@ class RocksDatabase:
         options = IngestExternalFileOptions()
         options.set_move_files(False)
         self._db.ingest_external_file([sst_path], options)
+
+    def settle(self, timeout_s: float) -> bool:
+        """Flush the memtable and wait until RocksDB runs and owes no compaction, at most `timeout_s` (blocking; benchmarks use it)."""
+        self._db.flush()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self._db.property_int_value("rocksdb.compaction-pending") and not self._db.property_int_value(
+                "rocksdb.num-running-compactions"
+            ):
+                return True
+            time.sleep(0.05)
+        return False
 
     def close(self) -> None:
         self._db.close()

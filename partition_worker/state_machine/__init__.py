@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from partition_worker import keys
 from partition_worker.actions import Action, BecomeLeader, SendOutbox
+from partition_worker.state_machine import counts
 from partition_worker.state_machine.commands import apply_attempt_events, apply_attempt_failed, apply_complete_promise
 from partition_worker.state_machine.config import StateMachineConfig
 from partition_worker.state_machine.context import ApplyContext, decode_outbox_row
@@ -126,8 +127,11 @@ class StateMachine:
         """A new leader takes over: restart running attempts and re-send the outbox.
 
         It reads only the running index and the outbox (undelivered messages),
-        never every invocation. Timers need nothing here: the new leader's timer
-        service loads the due ones from the store when it starts.
+        never every invocation, and not even the index when the running count
+        (kept by apply) says nothing runs: a scan of an emptied index range
+        still steps over the deletions of every invocation that completed since
+        RocksDB last compacted it. Timers need nothing here: the new leader's
+        timer service loads the due ones from the store when it starts.
         """
         if body.leader_epoch <= current_epoch:
             return  # a stale or repeated announcement
@@ -135,11 +139,9 @@ class StateMachine:
         ctx.actions.append(BecomeLeader(body.node_id, body.leader_epoch))
         if ctx.txn.get(keys.RUNNING_INDEX_COMPLETE) is None:
             _build_running_index(ctx)
-        for row, _ in ctx.txn.scan(keys.RUNNING_PREFIX):
-            invocation_id = keys.running_id_of(row)
-            status = ctx.status(invocation_id)
-            assert status is not None and status.phase is Phase.INVOKED, f"the running index names {invocation_id}, which is not running"
-            ctx.start_attempt(invocation_id, status)
+        counted = counts.value(ctx.txn, keys.RUNNING_COUNT)
+        if counted != 0:
+            _restart_running(ctx, counted)
         for row, raw in ctx.txn.scan(keys.OUTBOX_PREFIX):
             partition_key, outbox_body = decode_outbox_row(raw)
             ctx.actions.append(SendOutbox(keys.outbox_seq_of(row), partition_key, outbox_body))
@@ -149,6 +151,20 @@ class StateMachine:
             if keys.outbox_seq_of(row) > body.up_to_seq:
                 break
             ctx.txn.delete(row)
+
+
+def _restart_running(ctx: ApplyContext, counted: int | None) -> None:
+    """Start a new attempt of every invocation in the running index; count them if they were not counted yet (`counted` None)."""
+    found = 0
+    for row, _ in ctx.txn.scan(keys.RUNNING_PREFIX):
+        invocation_id = keys.running_id_of(row)
+        status = ctx.status(invocation_id)
+        assert status is not None and status.phase is Phase.INVOKED, f"the running index names {invocation_id}, which is not running"
+        ctx.start_attempt(invocation_id, status)  # already INVOKED: the index and the count stay as they are
+        found += 1
+    if counted is None:
+        ctx.txn.put_object(keys.RUNNING_COUNT, counts.RowCount(found))
+    assert counted in (None, found), f"the running count says {counted}, the running index holds {found}"
 
 
 def _build_running_index(ctx: ApplyContext) -> None:

@@ -75,10 +75,10 @@ class ApplyContext:
         return status
 
     def mark_running(self, invocation_id: str, running: bool) -> None:
-        if running:
-            self.txn.put(keys.running_key(invocation_id), b"")
-        else:
-            self.txn.delete(keys.running_key(invocation_id))
+        """Add an invocation to the running index or take it out, moving the running count only when a row was added or removed."""
+        row = keys.running_key(invocation_id)
+        if self.txn.insert(row, b"") if running else self.txn.remove(row):
+            counts.add_if_counted(self.txn, keys.RUNNING_COUNT, 1 if running else -1)
 
     def counter(self, key: bytes) -> int:
         """Return and advance a partition-wide sequence stored at `key`."""

@@ -1,4 +1,4 @@
-"""Row counts kept by apply: timers armed, and inbox entries per service, exact and read in O(1).
+"""Row counts kept by apply: timers armed, inbox entries per service and running invocations, exact and read in O(1).
 
 Apply moves a count exactly where it adds or removes a row of the counted
 table, and only when it did (`Transaction.insert` and `Transaction.remove` say
@@ -44,6 +44,25 @@ def add(txn: Transaction, row: bytes, delta: int) -> None:
         txn.put_object(row, count)
     count.value += delta
     assert count.value >= 0, f"the count at {row!r} went below zero: a row was removed that was never counted"
+
+
+def value(txn: Transaction, row: bytes) -> int | None:
+    """The count at `row`, seeing this transaction's moves; None if there is no row (not counted yet)."""
+    count = txn.get_object(row, RowCount.decode)
+    return None if count is None else count.value
+
+
+def add_if_counted(txn: Transaction, row: bytes, delta: int) -> None:
+    """Move the count at `row` by `delta` if it has been counted (a count whose absence means "unknown", not 0).
+
+    The running count (`keys.RUNNING_COUNT`) is such a count: the first
+    `AnnounceLeader` that finds none counts the running index while it reads
+    it anyway, so stores of any age get it without a separate pass.
+    """
+    count = txn.get_object(row, RowCount.decode)
+    if count is not None:
+        count.value += delta
+        assert count.value >= 0, f"the count at {row!r} went below zero: a row was removed that was never counted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -501,6 +501,9 @@ class Simulation:
             self._fail(step, f"the counts apply keeps say {stored}, the rows say {scanned}")
         if stored is None and store.rows:
             self._fail(step, "a store with rows has no counts")
+        running_count, running_rows = store.get(keys.RUNNING_COUNT), sum(1 for _ in store.scan(keys.RUNNING_PREFIX))
+        if running_count is not None and keys.decode_u64(running_count) != running_rows:
+            self._fail(step, f"the running count says {keys.decode_u64(running_count)}, the running index holds {running_rows}")
         holders: dict[tuple[str, str], list[str]] = {}
         for row, raw in store.scan(keys.INVOCATION_PREFIX):
             invocation_id = keys.invocation_id_of(row)

@@ -1,11 +1,13 @@
-"""Unit tests of the state machine's indexes: the key inbox hands the lock over in log order, the running index names exactly the running invocations."""
+"""Unit tests of the state machine's indexes: the key inbox hands the lock over in log order, the running index names exactly the running invocations and the running count counts them."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 from partition_worker import keys
 from partition_worker.actions import InvokeAttempt
 from partition_worker.status import InvocationStatus, Phase
-from partition_worker.store import Transaction
+from partition_worker.store import MemoryPartitionStore, Transaction
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import message_type_of
 from tests.unit.test_state_machine import COUNTER_ADD, GREETER, Harness, invoke, of_type, output
@@ -14,6 +16,23 @@ from wal.records import AnnounceLeader, AttemptEvents, AttemptFailed, AttemptFra
 
 def _running_index(h: Harness) -> set[str]:
     return {keys.running_id_of(row) for row, _ in h.store.scan(keys.RUNNING_PREFIX)}
+
+
+def _running_count(h: Harness) -> int | None:
+    raw = h.store.get(keys.RUNNING_COUNT)
+    return None if raw is None else keys.decode_u64(raw)
+
+
+class _ScanRecordingStore(MemoryPartitionStore):
+    """A memory store that records the prefixes scanned (to see which reads an announcement makes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scanned: list[bytes] = []
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        self.scanned.append(prefix)
+        return super().scan(prefix)
 
 
 def _running_statuses(h: Harness) -> set[str]:
@@ -83,14 +102,39 @@ def test_running_index_follows_every_phase_change() -> None:
     for record in (plain, failing, suspended, killed, holder, waiter):
         h.apply(record)
     assert _running_index(h) == _running_statuses(h) == {r.invocation_id for r in (plain, failing, suspended, killed, holder)}
+    assert _running_count(h) == 5
     h.apply(AttemptFailed(failing.invocation_id, 1, Failure(500, "boom")))
     h.send(suspended.invocation_id, 1, pb.SuspensionMessage(waiting_completions=[1]))
     h.apply(Kill(killed.invocation_id))
     _finish(h, holder.invocation_id)
     assert _running_index(h) == _running_statuses(h) == {plain.invocation_id, waiter.invocation_id}
+    assert _running_count(h) == 2
     h.apply(Resume(suspended.invocation_id))
     _finish(h, plain.invocation_id)
     assert _running_index(h) == _running_statuses(h) == {suspended.invocation_id, waiter.invocation_id}
+    assert _running_count(h) == 2
+    for invocation_id in (suspended.invocation_id, waiter.invocation_id):
+        _finish(h, invocation_id)
+    assert _running_index(h) == _running_statuses(h) == set()
+    assert _running_count(h) == 0
+
+
+def test_an_announcement_with_nothing_running_reads_no_index_and_one_with_some_restarts_them() -> None:
+    h = Harness()
+    h.store = store = _ScanRecordingStore()
+    h.apply(AnnounceLeader(1, 1))
+    records = [invoke(GREETER, retention_ms=60_000) for _ in range(5)]
+    for record in records:
+        h.apply(record)
+        _finish(h, record.invocation_id)
+    store.scanned.clear()
+    assert of_type(h.apply(AnnounceLeader(2, 2)), InvokeAttempt) == []
+    assert keys.RUNNING_PREFIX not in store.scanned, "the running count said 0, yet the running index was scanned"
+    running = invoke(GREETER)
+    h.apply(running)
+    assert of_type(h.apply(AnnounceLeader(3, 3)), InvokeAttempt) == [InvokeAttempt(running.invocation_id, 2)]
+    assert keys.RUNNING_PREFIX in store.scanned
+    assert _running_count(h) == 1
 
 
 def test_announcement_restarts_exactly_the_indexed_invocations() -> None:
@@ -111,11 +155,29 @@ def test_a_store_written_before_the_running_index_gets_it_at_the_next_announceme
     records = [invoke(GREETER) for _ in range(3)]
     for record in records:
         h.apply(record)
-    # What an older duro left behind: statuses, but neither the index nor its completeness marker.
+    # What an older duro left behind: statuses, but neither the index nor its completeness marker nor the count.
     for row, _ in list(h.store.scan(keys.RUNNING_PREFIX)):
         h.store.write({row: None})
-    h.store.write({keys.RUNNING_INDEX_COMPLETE: None})
+    h.store.write({keys.RUNNING_INDEX_COMPLETE: None, keys.RUNNING_COUNT: None})
     actions = h.apply(AnnounceLeader(1, 2))
     assert sorted(a.invocation_id for a in of_type(actions, InvokeAttempt)) == sorted(r.invocation_id for r in records)
     assert _running_index(h) == _running_statuses(h)
     assert h.store.get(keys.RUNNING_INDEX_COMPLETE) is not None
+    assert _running_count(h) == 3
+
+
+def test_a_store_with_the_index_but_no_running_count_is_counted_by_the_next_announcement_and_kept_from_then_on() -> None:
+    h = Harness()
+    h.apply(AnnounceLeader(1, 1))
+    records = [invoke(GREETER) for _ in range(4)]
+    for record in records:
+        h.apply(record)
+    h.store.write({keys.RUNNING_COUNT: None})  # what duro wrote before the count existed
+    _finish(h, records[0].invocation_id)
+    assert _running_count(h) is None, "a count that was never established is not moved"
+    actions = h.apply(AnnounceLeader(1, 2))
+    assert len(of_type(actions, InvokeAttempt)) == 3
+    assert _running_count(h) == 3
+    _finish(h, records[1].invocation_id)
+    h.apply(invoke(GREETER))
+    assert _running_count(h) == len(_running_index(h)) == 3

@@ -102,6 +102,7 @@ class _PendingAppend:
     entries: list[bytes]
     framed_bytes: int
     result: asyncio.Future[int]
+    started: float  # time.perf_counter() when it was queued
     settled: bool = False
 
 
@@ -250,13 +251,10 @@ class EmbeddedLog:
         if self._closed or self._failure is not None:
             self._append_budget.release(framed_bytes)
             self._raise_if_unusable()
-        started = time.perf_counter()
         result: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append(_PendingAppend(partition, payloads, framed_bytes, result))
+        self._queue.append(_PendingAppend(partition, payloads, framed_bytes, result, time.perf_counter()))
         self._queue_has_work.set()
-        last_offset = await result
-        self._meter.observe(len(payloads), time.perf_counter() - started)
-        return last_offset
+        return await result
 
     def _raise_if_unusable(self) -> None:
         if self._failure is not None:
@@ -367,6 +365,8 @@ class EmbeddedLog:
             return
         pending.settled = True
         self._append_budget.release(pending.framed_bytes)
+        if error is None:  # measured here, not by the caller: a caller cancelled once its entries are durable is still an append
+            self._meter.observe(len(pending.entries), time.perf_counter() - pending.started)
         if pending.result.done():
             return
         if error is None:

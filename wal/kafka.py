@@ -60,6 +60,7 @@ class _PendingAppend:
     entries: list[bytes]
     framed_bytes: int
     result: asyncio.Future[int]
+    started: float  # time.perf_counter() when it was queued
 
 
 class KafkaLog:
@@ -173,13 +174,10 @@ class KafkaLog:
         if self._closed:
             self._budget.release(framed_bytes)
             self._raise_if_closed()
-        started = time.perf_counter()
-        pending = _PendingAppend(payloads, framed_bytes, asyncio.get_running_loop().create_future())
+        pending = _PendingAppend(payloads, framed_bytes, asyncio.get_running_loop().create_future(), time.perf_counter())
         self._queues.setdefault(partition, deque()).append(pending)
         self._start_writer(partition)
-        last_offset = await pending.result
-        self._meter.observe(len(payloads), time.perf_counter() - started)
-        return last_offset
+        return await pending.result
 
     def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Yield batches of (offset, entry) from `from_offset` on, forever; raises LogClosedError when the log closes.
@@ -374,8 +372,11 @@ class KafkaLog:
         last_offset = self._last_offsets.get(partition, -1)
         assert base_offset > last_offset, f"offsets of {self._topic}[{partition}] must grow: batch at {base_offset} after {last_offset}"
         next_offset = base_offset
+        now = time.perf_counter()
         for pending in group:
             next_offset += len(pending.entries)
+            # Measured here, not by the caller: the entries of a caller cancelled meanwhile count too.
+            self._meter.observe(len(pending.entries), now - pending.started)
             if not pending.result.done():
                 pending.result.set_result(next_offset - 1)
             self._budget.release(pending.framed_bytes)

@@ -89,10 +89,18 @@ def test_metrics_move_with_the_workload(duro: DuroServer) -> None:
     waiter.join(timeout=60)
     assert queued == [200]
 
+    def appended(samples: Samples) -> float:
+        return total(samples, "duro_log_append_batch_records_sum", backend="embedded")
+
+    def applied(samples: Samples) -> float:
+        return total(samples, "duro_partition_applied_offset")
+
+    # Every record appended since `before` is counted by the log (even one whose caller was cancelled once it was
+    # durable, as an attempt is when its end applies) and applied: the two agree once the node is idle.
     after = scrape_when(
         duro,
-        lambda s: total(s, "duro_inbox_length", service="Durable") == 0,
-        "the inbox to drain",  # timers stay: completed invocations keep a retention timer each
+        lambda s: total(s, "duro_inbox_length", service="Durable") == 0 and appended(s) - appended(before) == applied(s) - applied(before),
+        "the inbox to drain and every appended record to be counted and applied",  # timers stay: each completed invocation keeps one
     )
     counted = total(after, "duro_invocations_total", service="Counter", handler="add", status="succeeded") - total(
         before, "duro_invocations_total", service="Counter", handler="add", status="succeeded"
@@ -120,9 +128,7 @@ def test_metrics_move_with_the_workload(duro: DuroServer) -> None:
     appends = total(after, "duro_log_append_duration_seconds_count", backend="embedded") - total(
         before, "duro_log_append_duration_seconds_count", backend="embedded"
     )
-    records = total(after, "duro_log_append_batch_records_sum", backend="embedded") - total(
-        before, "duro_log_append_batch_records_sum", backend="embedded"
-    )
+    records = appended(after) - appended(before)
     assert appends >= CALLS * 2, "an Invoke and the attempt's events per call at least"
     assert records >= appends
     assert total(after, "duro_partition_applied_offset") > total(before, "duro_partition_applied_offset") + CALLS

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits
 from wal.embedded_files import (
@@ -660,3 +661,30 @@ async def test_a_trim_interrupted_before_deleting_is_finished_on_open(tmp_path: 
         assert await read_all(reopened, 0, first_kept_offset) == [entry(i) for i in range(first_kept_offset, 400)]
     finally:
         await reopened.close()
+
+
+def _appended(sample: str) -> float:
+    return REGISTRY.get_sample_value(sample, {"backend": "embedded"}) or 0.0
+
+
+async def test_an_append_whose_caller_is_cancelled_once_queued_is_still_measured_when_durable(tmp_path: Path) -> None:
+    """The append metrics count what became durable: a leader cancels an attempt whose end it applied while the attempt still awaits its append."""
+    log = await EmbeddedLog.open(tmp_path, 1)
+    appends, records = _appended("duro_log_append_duration_seconds_count"), _appended("duro_log_append_batch_records_sum")
+    caller = asyncio.create_task(log.append(0, [b"a", b"b"]))
+    await asyncio.sleep(0)  # the append is queued
+    caller.cancel()
+    written: list[bytes] = []
+    async with asyncio.timeout(WAIT_TIMEOUT_S), tail_of(log, 0, 0) as batches:
+        async for batch in batches:  # a tail sees entries once they are durable
+            written.extend(payload for _, payload in batch)
+            if len(written) >= 2:
+                break
+    assert written == [b"a", b"b"], "a queued append is written although its caller went away"
+    assert _appended("duro_log_append_duration_seconds_count") - appends == 1
+    assert _appended("duro_log_append_batch_records_sum") - records == 2
+    assert await log.append(0, [b"c"]) == 2
+    assert _appended("duro_log_append_duration_seconds_count") - appends == 2
+    await log.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await caller

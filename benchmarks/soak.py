@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import statistics
 import time
 import urllib.request
@@ -73,9 +75,13 @@ class SoakResult:
 
 
 def directory_bytes(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
+    """The bytes of the files under `path`; files and directories the node deletes while they are counted count 0."""
+    total = 0
+    for directory, _, files in os.walk(path):  # os.walk skips a directory that vanishes; rglob raised
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(directory, name)).st_size
+    return total
 
 
 class Load:

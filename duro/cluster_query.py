@@ -27,7 +27,7 @@ from starlette.responses import Response
 from duro.cluster import node_key
 from duro.inspect import Stores, partition_tables
 from ingress.admin import Handler
-from ingress.query import rows_table, to_arrow_ipc
+from ingress.query import QueryThreads, rows_table, to_arrow_ipc
 from protocol.journal_json import TargetKind
 from wal.kafka_metadata import KafkaMetadata
 
@@ -38,7 +38,7 @@ PerPartition = dict[int, dict[str, pa.Table]]
 
 
 def local_tables_by_partition(stores: Stores, names: frozenset[str], deadline: float, target_kind: TargetKind) -> PerPartition:
-    """The named tables of each of `stores`' partitions (synchronous: run it in a worker thread)."""
+    """The named tables of each of `stores`' partitions (synchronous: run it on a query thread)."""
     return {partition: partition_tables([(partition, store)], names, deadline, target_kind) for partition, store in stores}
 
 
@@ -69,11 +69,13 @@ class ClusterTables:
         local_stores: Callable[[], Stores],
         metadata: KafkaMetadata,
         target_kind: TargetKind,
+        threads: QueryThreads,
         max_in_flight: int = 16,
         peer_headers: dict[str, str] | None = None,
     ) -> None:
-        """`peer_headers` go with every request to another node (its admin token, when the cluster has one)."""
+        """This node's rows are read on `threads`; `peer_headers` go with every request to another node (its admin token, when the cluster has one)."""
         self._target_kind = target_kind
+        self._threads = threads
         self._node_id = node_id
         self._peer_headers = peer_headers or {}
         self._partition_count = partition_count
@@ -86,7 +88,7 @@ class ClusterTables:
         if not names:
             return {}
         stores = list(self._local_stores())
-        local = asyncio.to_thread(local_tables_by_partition, stores, names, deadline, self._target_kind)
+        local = self._threads.run(local_tables_by_partition, stores, names, deadline, self._target_kind)
         remote = [self._fetch(url, names, deadline) for url in self._peer_admin_urls()]
         results = await asyncio.gather(local, *remote, return_exceptions=True)
         coverage = QueryCoverage()
@@ -149,8 +151,10 @@ def merge_tables(
     return {name: _concat(name, (named[name] for named in merged.values() if name in named)) for name in names}
 
 
-def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int, target_kind: TargetKind) -> tuple[str, str, str, Handler]:
-    """`POST /internal/query-tables` (an admin route): this node's partition tables, for a query another node runs."""
+def internal_query_route(
+    local_stores: Callable[[], Stores], max_timeout_ms: int, target_kind: TargetKind, threads: QueryThreads
+) -> tuple[str, str, str, Handler]:
+    """`POST /internal/query-tables` (an admin route): this node's partition tables, read on `threads`, for a query another node runs."""
 
     async def endpoint(request: Request, api_version: int) -> Response:
         try:
@@ -162,7 +166,7 @@ def internal_query_route(local_stores: Callable[[], Stores], max_timeout_ms: int
         deadline = time.monotonic() + timeout_ms / 1000
         stores = list(local_stores())
         try:
-            tables = await asyncio.to_thread(local_tables_by_partition, stores, names, deadline, target_kind)
+            tables = await threads.run(local_tables_by_partition, stores, names, deadline, target_kind)
         except Exception as error:  # QueryTimeout and anything the read raises: the asking node leaves these partitions out
             return Response(f"could not read the partition tables: {error}", status_code=503)
         return Response(encode_tables(tables), media_type="application/x-msgpack")

@@ -52,6 +52,7 @@ from ingress.discovery import discoverer_with
 from ingress.http import build_ingress_app
 from ingress.http import error_body as ingress_error_body
 from ingress.kafka_inspect import KafkaInspector
+from ingress.query import QueryThreads
 from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
 from ingress.serving import NodeHttpServer
 from ingress.settings import ServiceDefaults
@@ -308,6 +309,8 @@ class Node:
             ingress_app.ingress.partitions_without_leader = self._partitions_without_leader(worker)
             ingress_app.ingress.disk = disk
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
+            query_threads = QueryThreads(settings.ingress.max_concurrent_queries)
+            stack.callback(query_threads.close)
             subscriptions = await self._subscriptions(shared, registry)
             subscription_admin = SubscriptionAdmin(subscriptions, KafkaInspector(settings.subscriptions.kafka_timeout_ms))
             admin_app = build_admin_app(
@@ -315,7 +318,7 @@ class Node:
                 registry,
                 reply_bus,
                 settings.ingress,
-                partition_tables=self._partition_tables(worker, metadata, registry_target_kind(registry)),
+                partition_tables=self._partition_tables(worker, metadata, registry_target_kind(registry), query_threads),
                 discoverer=discoverer_with(
                     settings.ingress.discovery_connect_timeout_ms,
                     settings.ingress.discovery_timeout_ms,
@@ -325,12 +328,15 @@ class Node:
                 service_defaults=service_defaults,
                 extra_routes=[
                     *subscription_admin.routes(),
-                    internal_query_route(_stores_of(worker), settings.ingress.query_timeout_ms, registry_target_kind(registry)),
+                    internal_query_route(
+                        _stores_of(worker), settings.ingress.query_timeout_ms, registry_target_kind(registry), query_threads
+                    ),
                 ],
                 metrics_source=self.worker.metrics if self.worker is not None else None,
+                query_threads=query_threads,
             )
             if self.worker is not None:
-                await self.worker.serve_links(stack, wal, reply_bus, _stores_of(worker), registry_target_kind(registry))
+                await self.worker.serve_links(stack, wal, reply_bus, _stores_of(worker), registry_target_kind(registry), query_threads)
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
@@ -378,14 +384,17 @@ class Node:
             return partitions
         return {p for p in partitions if owner_of(p, self.role.count) == self.role.index}
 
-    def _partition_tables(self, worker: PartitionWorker, metadata: KafkaMetadata | None, target_kind: TargetKind) -> PartitionTables:
-        """What `POST /query` reads: this node's partitions, and on Kafka every other node's as well."""
+    def _partition_tables(
+        self, worker: PartitionWorker, metadata: KafkaMetadata | None, target_kind: TargetKind, threads: QueryThreads
+    ) -> PartitionTables:
+        """What `POST /query` reads, on `threads`: this node's partitions, and on Kafka every other node's as well."""
         if self.worker is not None:
-            return self.worker.tables(_stores_of(worker), target_kind)
+            return self.worker.tables(_stores_of(worker), target_kind, threads)
         if metadata is None:
-            return _local_tables(worker, target_kind)
+            return _local_tables(worker, target_kind, threads)
+        settings = self.settings
         return ClusterTables(
-            self.settings.node_id, self.settings.partitions, _stores_of(worker), metadata, target_kind, peer_headers=self._peer_headers()
+            settings.node_id, settings.partitions, _stores_of(worker), metadata, target_kind, threads, peer_headers=self._peer_headers()
         )
 
     def _request_signer(self) -> RequestSigner | None:
@@ -490,6 +499,7 @@ class Node:
                     EmbeddedLogLimits(
                         max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes,
                         max_segment_bytes=settings.log_max_segment_bytes,
+                        max_cached_bytes=settings.log_max_cached_bytes,
                     ),
                     truncate_corrupt_tail=settings.truncate_corrupt_tail,
                 )
@@ -585,12 +595,12 @@ def _stores_of(worker: PartitionWorker) -> Callable[[], Stores]:
     return lambda: [(partition, processor.store) for partition, processor in list(worker.processors.items())]
 
 
-def _local_tables(worker: PartitionWorker, target_kind: TargetKind) -> PartitionTables:
-    """The partition tables of the partitions this node runs, read in a worker thread."""
+def _local_tables(worker: PartitionWorker, target_kind: TargetKind, threads: QueryThreads) -> PartitionTables:
+    """The partition tables of the partitions this node runs, read on a query thread."""
 
     async def tables(names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
         stores = [(partition, processor.store) for partition, processor in list(worker.processors.items())]
-        return await asyncio.to_thread(partition_tables, stores, names, deadline, target_kind)
+        return await threads.run(partition_tables, stores, names, deadline, target_kind)
 
     return tables
 

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from ingress.settings import IngressSettings, SubscriptionSettings
 from partition_worker.settings import InvokerSettings, ProcessorSettings, SnapshotSettings
-from wal.embedded import DEFAULT_MAX_SEGMENT_BYTES
+from wal.embedded import DEFAULT_MAX_CACHED_BYTES, DEFAULT_MAX_SEGMENT_BYTES
 from wal.embedded_files import MAX_SEGMENT_BYTES
 from wal.kafka_settings import KafkaLogSettings
 from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
@@ -217,6 +217,12 @@ class DuroSettings(BaseSettings):
         gt=0,
         le=MAX_SEGMENT_BYTES,
         description="The embedded log starts a new segment file at this size; trimming deletes whole segments.",
+    )
+    log_max_cached_bytes: int = Field(
+        default=DEFAULT_MAX_CACHED_BYTES,
+        gt=0,
+        description="The embedded log keeps its newest entries in memory up to this many bytes (plus 64 per entry), so that"
+        " followers and tailers read them without the disk; it fills within minutes and stays there.",
     )
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     metrics_sample_interval_ms: int = Field(

@@ -31,6 +31,7 @@ from duro.worker_metadata import WorkerMetadata
 from duro.worker_metrics import merge_worker_metrics
 from ingress import metrics as ingress_metrics
 from ingress.admin import PartitionTables
+from ingress.query import QueryThreads
 from protocol.journal_json import TargetKind
 from wal.log import Log
 from wal.replies import ReplyBus, decode_reply
@@ -85,8 +86,9 @@ class WorkerParts:
         reply_bus: ReplyBus,
         stores: Callable[[], Stores],
         target_kind: TargetKind,
+        threads: QueryThreads,
     ) -> None:
-        """Answer the other workers (appends to this worker's partitions, replies, queries, metrics) until the node closes."""
+        """Answer the other workers (appends to this worker's partitions, replies, queries read on `threads`, metrics) until the node closes."""
         local = self._local_log
         assert local is not None, "log() before serve_links()"
         role = self.role
@@ -101,7 +103,7 @@ class WorkerParts:
 
         async def query(names: list[str], timeout_ms: int) -> bytes:
             deadline = time.monotonic() + min(timeout_ms, self._query_timeout_ms) / 1000
-            tables = await asyncio.to_thread(local_tables_by_partition, list(stores()), frozenset(names), deadline, target_kind)
+            tables = await threads.run(local_tables_by_partition, list(stores()), frozenset(names), deadline, target_kind)
             return encode_tables(tables)
 
         async def metrics() -> bytes:
@@ -136,13 +138,13 @@ class WorkerParts:
                 log.info("worker %d gave no metrics: %r", other, answer)
         return merge_worker_metrics(texts).encode(), content_type
 
-    def tables(self, stores: Callable[[], Stores], target_kind: TargetKind) -> PartitionTables:
-        """What `POST /query` reads on a worker: its own partitions and every other worker's (asked over the links)."""
+    def tables(self, stores: Callable[[], Stores], target_kind: TargetKind, threads: QueryThreads) -> PartitionTables:
+        """What `POST /query` reads on a worker: its own partitions (read on `threads`) and every other worker's (asked over the links)."""
 
         async def read(names: frozenset[str], deadline: float) -> dict[str, pa.Table]:
             if not names:
                 return {}
-            local = asyncio.to_thread(local_tables_by_partition, list(stores()), names, deadline, target_kind)
+            local = threads.run(local_tables_by_partition, list(stores()), names, deadline, target_kind)
             remote = [self._ask(link, names, deadline) for link in self.links.values()]
             results: list[PerPartition | BaseException] = await asyncio.gather(local, *remote, return_exceptions=True)
             return merge_tables(results, names, self._partition_count)

@@ -53,7 +53,7 @@ from ingress.errors import (
 from ingress.http import ReplyWaiter
 from ingress.json_input import parse_json
 from ingress.openapi import service_openapi
-from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
+from ingress.query import ARROW_STREAM, QueryError, QueryResult, QueryThreads, QueryTimeout, rows_table, run_query, to_arrow_ipc, to_json
 from ingress.registry import (
     Deployment,
     RegisterOutcome,
@@ -257,6 +257,7 @@ def build_admin_app(
     service_defaults: ServiceDefaults | None = None,
     extra_routes: Sequence[tuple[str, str, str, Handler]] = (),
     metrics_source: Callable[[], Awaitable[tuple[bytes, str]]] | None = None,
+    query_threads: QueryThreads | None = None,
 ) -> Starlette:
     """The admin ASGI app; serve it on port 9070. `discoverer` defaults to real discovery with the settings' limits.
 
@@ -268,12 +269,15 @@ def build_admin_app(
     ones, e.g. the subscription routes of `ingress.subscription_admin`.
     `metrics_source` renders `GET /metrics` (default: this process's registry;
     a node of several workers merges every worker's).
+    `query_threads` run the SQL of `POST /query` (the node shares its own with
+    `partition_tables`; without it the app makes `max_concurrent_queries` of its own).
     """
     chosen = settings or IngressSettings()
     if discoverer is None:
         discoverer = discoverer_with(chosen.discovery_connect_timeout_ms, chosen.discovery_timeout_ms, chosen.max_manifest_bytes)
     defaults = service_defaults or ServiceDefaults(DEFAULT_RETRY_POLICY, 0, 0)
-    api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults)
+    threads = query_threads or QueryThreads(chosen.max_concurrent_queries)
+    api = AdminApi(log, registry, reply_bus, chosen, discoverer, partition_tables or _no_partition_tables, defaults, threads)
     if metrics_source is not None:
         api.metrics_source = metrics_source
     body_limit = Middleware(BodyLimit, chosen.max_admin_body_bytes, chosen.max_internal_body_bytes, error_body)
@@ -307,9 +311,11 @@ class AdminApi:
         discoverer: Discoverer,
         partition_tables: PartitionTables,
         service_defaults: ServiceDefaults,
+        query_threads: QueryThreads,
     ) -> None:
         self.service_defaults = service_defaults
         self.metrics_source: Callable[[], Awaitable[tuple[bytes, str]]] = _render_metrics
+        self.query_threads = query_threads
         self.log = log
         self.registry = registry
         self.partition_tables = partition_tables
@@ -507,7 +513,7 @@ class AdminApi:
         return Response(to_arrow_ipc(result.table), status_code=200, headers=headers, media_type=ARROW_STREAM)
 
     async def _run_query(self, sql: str) -> QueryResult:
-        """Build the tables the query reads and run it in a worker thread, within `query_timeout_ms` and `max_concurrent_queries`."""
+        """Build the tables the query reads and run it on a query thread, within `query_timeout_ms` and `max_concurrent_queries`."""
         timeout_s = self.settings.query_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
         names = tables_read_by(sql)
@@ -522,7 +528,7 @@ class AdminApi:
                 self.partition_tables(names & PARTITION_TABLES, deadline), max(0.0, deadline - time.monotonic())
             )
             tables.update(self._registry_tables(names & REGISTRY_TABLES))
-            future = asyncio.ensure_future(asyncio.to_thread(run_query, sql, tables, self.settings.max_query_rows, deadline))
+            future = asyncio.ensure_future(self.query_threads.run(run_query, sql, tables, self.settings.max_query_rows, deadline))
             done, _ = await asyncio.wait({future}, timeout=max(0.0, deadline - time.monotonic()) + _QUERY_GRACE_S)
             if not done:
                 future.add_done_callback(lambda _: self._query_slots.release())  # the slot stays taken until the thread ends

@@ -5,19 +5,25 @@ DataFusion is the engine Restate's `/query` runs on, so the `restate` CLI's SQL
 Each query gets a fresh session: the tables it reads are registered with their
 rows (the others empty, so `information_schema` lists every table), then the
 `sys_invocation` view, then the query itself, planned with DDL, DML and
-statements refused (no `CREATE EXTERNAL TABLE`, no `COPY TO`). `run` is
-synchronous and meant for a worker thread: it stops at `max_rows` result rows
-and raises `QueryTimeout` once past its deadline (checked between batches).
+statements refused (no `CREATE EXTERNAL TABLE`, no `COPY TO`). `run_query` is
+synchronous and meant for one of the node's `QueryThreads`: it stops at
+`max_rows` result rows and raises `QueryTimeout` once past its deadline
+(checked between batches).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import ctypes
 import datetime
+import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from datafusion import SessionConfig, SessionContext, SQLOptions
@@ -26,6 +32,7 @@ from ingress.sql_tables import SYS_INVOCATION_VIEW, TABLES
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON = "application/json"
+T = TypeVar("T")
 
 
 class QueryError(Exception):
@@ -40,6 +47,67 @@ class QueryTimeout(Exception):
 class QueryResult:
     table: pa.Table
     truncated: bool  # more rows than max_rows matched; the first max_rows are in `table`
+
+
+class QueryThreads:
+    """The node's threads for query work: reading partition tables and running SQL, `max_threads` of them, started as needed.
+
+    A query's memory comes from allocators that keep what a thread freed for
+    that thread's next use (DataFusion's mimalloc, glibc's per-thread arenas),
+    so every thread that ever ran a query holds about the largest query it ran.
+    On asyncio's shared executor (min(32, cores + 4) threads, also running log
+    reads and snapshots) that is how the soak's RSS kept rising; here at most
+    `max_threads` threads (`max_concurrent_queries`) ever run one, and after
+    each job the thread hands the C heap's free pages back to the system
+    (`malloc_trim`, where the C library has it). Work waits for a free thread
+    in submission order; a job cancelled before it started never runs.
+    """
+
+    def __init__(self, max_threads: int) -> None:
+        assert max_threads > 0, "at least one query thread"
+        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="duro-query")
+
+    async def run(self, job: Callable[..., T], *args: Any) -> T:
+        """`job(*args)` on a query thread, in a copy of the caller's context (as `asyncio.to_thread`).
+
+        Cancelling the await cancels a job that has not started; a running one finishes.
+        """
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(context.run, _then_release_memory, job, *args)
+        )
+
+    def close(self) -> None:
+        """Start no more jobs and drop the queued ones; a running job ends on its own (each has a deadline)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _then_release_memory(job: Callable[..., T], *args: Any) -> T:
+    """`job(*args)`, then the C heap's free pages go back to the system, whether the job returned or raised."""
+    try:
+        return job(*args)
+    finally:
+        release_freed_memory()
+
+
+def _malloc_trim() -> Any:
+    """glibc's `malloc_trim`, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Return the free pages of every glibc malloc arena to the system (`malloc_trim(0)`); a no-op without glibc."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 _USER_SQL = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)

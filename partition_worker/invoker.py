@@ -161,6 +161,7 @@ class Invoker:
             ping_interval_ms=self.settings.h2_ping_interval_ms,
             ping_timeout_ms=self.settings.h2_ping_timeout_ms,
             max_stream_timeouts_per_connection=self.settings.max_stream_timeouts_per_connection,
+            max_closed_streams_per_connection=self.settings.h2_max_closed_streams_per_connection,
         )
         self._http1: aiohttp.ClientSession | None = None
         self._attempts: dict[str, _Attempt] = {}

@@ -65,6 +65,12 @@ class InvokerSettings(BaseModel):
         gt=0,
         description="After this many attempts in a row got no response headers on one HTTP/2 connection, it takes no new attempts.",
     )
+    h2_max_closed_streams_per_connection: int = Field(
+        default=h2c.DEFAULT_MAX_CLOSED_STREAMS_PER_CONNECTION,
+        gt=0,
+        description="Closed streams each HTTP/2 connection to a deployment remembers (to answer a late frame on one); the oldest are"
+        " forgotten first. About 170 bytes each.",
+    )
 
 
 class ProcessorSettings(BaseModel):

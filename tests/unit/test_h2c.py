@@ -424,3 +424,23 @@ async def test_a_stream_whose_response_never_ends_is_reset_after_the_grace_perio
             await stream.read()
     finally:
         await h2c.aclose()
+
+
+def _closed_streams_remembered(client: H2cClient) -> list[int]:
+    return [len(connection._h2._closed_streams) for pool in client._pools.values() for connection in pool.connections]
+
+
+async def test_a_connection_remembers_at_most_max_closed_streams_per_connection(origin: str) -> None:
+    """h2 keeps how each closed stream ended, 65,536 of them per connection (11 MiB); the setting bounds that."""
+    bounded = H2cClient(max_closed_streams_per_connection=8)
+    unbounded = H2cClient()
+    try:
+        for h2c in (bounded, unbounded):
+            for index in range(40):
+                status, _, body = await h2c.request(origin, "POST", "/sink", [], f"n{index}".encode())
+                assert (status, body) == (200, hashlib.sha256(f"n{index}".encode()).hexdigest().encode())
+        assert _closed_streams_remembered(bounded) == [8]
+        assert _closed_streams_remembered(unbounded)[0] > 8  # h2's own bound: every one of them so far
+    finally:
+        await bounded.aclose()
+        await unbounded.aclose()

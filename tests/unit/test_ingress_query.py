@@ -5,15 +5,30 @@ The queries are the ones the `restate` CLI 1.7 sends (cli/src/clients/datafusion
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime
 import json
+import platform
+import threading
 import time
 
 import pyarrow as pa
 import pytest
 
 from duro.inspect import entry_type_name, partition_tables
-from ingress.query import QueryError, QueryTimeout, format_duration, format_timestamp, rows_table, run_query, to_arrow_ipc, to_json
+from ingress import query
+from ingress.query import (
+    QueryError,
+    QueryThreads,
+    QueryTimeout,
+    format_duration,
+    format_timestamp,
+    rows_table,
+    run_query,
+    to_arrow_ipc,
+    to_json,
+)
 from ingress.sql_tables import PARTITION_TABLES, TABLES, tables_read_by
 from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType
@@ -232,3 +247,85 @@ def test_the_last_attempts_server_is_recorded_from_its_first_events() -> None:
     h.apply(record)
     h.apply(AttemptEvents(record.invocation_id, 1, (), "dp_1", 6, "restate-sdk-python/1.3.0"))
     assert _rows(h, "SELECT last_attempt_server FROM sys_invocation") == [{"last_attempt_server": "restate-sdk-python/1.3.0"}]
+
+
+# ---------------------------------------------------------------- query threads
+
+
+async def test_query_work_runs_on_at_most_max_threads_threads_of_its_own() -> None:
+    """However many jobs come, at once or one after another, they run on `max_threads` named threads and no other."""
+    threads = QueryThreads(2)
+    both_running = threading.Barrier(2, timeout=10)
+
+    def job(wait: bool) -> str:
+        if wait:
+            both_running.wait()  # two jobs at the same time: two threads
+        return threading.current_thread().name
+
+    try:
+        names = await asyncio.gather(*(threads.run(job, index < 2) for index in range(40)))
+        names += [await threads.run(job, False) for _ in range(20)]
+    finally:
+        threads.close()
+    assert len(set(names)) == 2, names
+    assert all(name.startswith("duro-query") for name in names)
+    assert threading.current_thread().name not in names
+
+
+async def test_a_query_job_sees_the_callers_context_and_its_errors_reach_the_caller() -> None:
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable")
+    variable.set("the caller's")
+    threads = QueryThreads(1)
+
+    def fail() -> None:
+        raise QueryError("no such column: x")
+
+    try:
+        assert await threads.run(variable.get) == "the caller's"
+        with pytest.raises(QueryError, match="no such column: x"):
+            await threads.run(fail)
+    finally:
+        threads.close()
+
+
+async def test_a_query_job_cancelled_before_it_started_never_runs() -> None:
+    threads = QueryThreads(1)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        busy = asyncio.ensure_future(threads.run(release.wait, 10))
+        queued = asyncio.ensure_future(threads.run(ran.append, "queued"))
+        await asyncio.sleep(0)
+        queued.cancel()
+        release.set()
+        assert await busy is True
+        assert await threads.run(ran.append, "next") is None
+    finally:
+        threads.close()
+    assert ran == ["next"]
+    assert queued.cancelled()
+
+
+async def test_every_query_job_hands_freed_memory_back_after_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each job, returned or raised, its thread calls `release_freed_memory` (glibc's malloc_trim)."""
+    events: list[str] = []
+    monkeypatch.setattr(query, "release_freed_memory", lambda: events.append(f"released on {threading.current_thread().name}"))
+    threads = QueryThreads(1)
+
+    def fail() -> None:
+        events.append("failed")
+        raise QueryTimeout("past its deadline")
+
+    try:
+        await threads.run(events.append, "ran")
+        with pytest.raises(QueryTimeout):
+            await threads.run(fail)
+    finally:
+        threads.close()
+    assert [event.split("_")[0] for event in events] == ["ran", "released on duro-query", "failed", "released on duro-query"]
+
+
+def test_releasing_freed_memory_calls_glibc_where_there_is_one() -> None:
+    query.release_freed_memory()  # must not raise, with or without glibc
+    if platform.libc_ver()[0] == "glibc":
+        assert query._MALLOC_TRIM is not None

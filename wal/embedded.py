@@ -120,6 +120,7 @@ class _RecentEntries:
         self._entries.extend(entries)
 
     def drop_oldest(self) -> None:
+        self._entries[self._start] = b""  # its bytes go now; the list itself is compacted once half of it is dropped
         self._start += 1
         self.first_offset += 1
         if self._start > 1024 and self._start * 2 > len(self._entries):

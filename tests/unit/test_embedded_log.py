@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from wal.embedded import EmbeddedLog, EmbeddedLogLimits
+from wal.embedded import EmbeddedLog, EmbeddedLogLimits, _RecentEntries
 from wal.embedded_files import (
     FRAME_HEADER,
     FRAME_HEADER_BYTES,
@@ -688,3 +688,18 @@ async def test_an_append_whose_caller_is_cancelled_once_queued_is_still_measured
     await log.close()
     with contextlib.suppress(asyncio.CancelledError):
         await caller
+
+
+def test_entries_dropped_from_the_recent_cache_are_released_at_once() -> None:
+    """The cache's byte bound holds in memory: a dropped entry's bytes are freed when dropped, not when the list is next compacted."""
+    cache = _RecentEntries(first_offset=0)
+    entries = [f"entry-{index}".encode() * 10 for index in range(3000)]
+    cache.add(entries)
+    before = [sys.getrefcount(entry) for entry in entries]
+    for _ in range(1000):  # below the compaction point: the list keeps its 3,000 slots
+        cache.drop_oldest()
+    after = [sys.getrefcount(entry) for entry in entries]
+    released = [b - a for b, a in zip(before, after, strict=True)]
+    assert released == [1] * 1000 + [0] * 2000, "each dropped entry lost the cache's reference; the others kept theirs"
+    assert cache.first_offset == 1000
+    assert cache.read(1000, 2, 1 << 20) == [(1000, entries[1000]), (1001, entries[1001])]

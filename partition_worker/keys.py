@@ -34,6 +34,7 @@ class Table(enum.IntEnum):
     RUNNING = 0x0C  # since 0.2: index of invocations whose phase is INVOKED (key only)
     DEADLOCK = 0x0D  # since 0.2: a call that closed a wait-for cycle, by its invocation id (see state_machine/deadlocks.py)
     COUNT = 0x0E  # since 0.2: how many rows some tables hold, kept by apply (u64 values; see state_machine/counts.py)
+    INBOX_HEAD = 0x0F  # since 0.2: per object key, the seq of the last inbox row started (a seek hint, see `inbox_head_key`)
 
 
 def _part(value: str | bytes) -> bytes:
@@ -112,6 +113,13 @@ def inbox_service_of(row: bytes) -> str:
     """The service of an inbox row (table byte, then the length-prefixed service name)."""
     (length,) = _U16.unpack_from(row, 1)
     return row[3 : 3 + length].decode()
+
+
+def inbox_head_key(service: str, key: str) -> bytes:
+    """The row holding the seq (8 bytes, big-endian) of the last row taken off this key's inbox: every inbox row of the key at or
+    below it is gone, as rows are only added above every seq used before. Reading the inbox from just above it skips
+    the deletes that a draining queue leaves in RocksDB until compaction (each of them costs a seek otherwise)."""
+    return bytes([Table.INBOX_HEAD]) + _part(service) + _part(key)
 
 
 def lock_key(service: str, key: str) -> bytes:

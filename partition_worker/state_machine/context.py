@@ -264,15 +264,21 @@ class ApplyContext:
         if holder is None or holder.decode() != invocation_id:
             return
         self.txn.delete(lock)
-        head = self.txn.first(keys.inbox_prefix(target.service, target.key))
+        inbox = keys.inbox_prefix(target.service, target.key)
+        head_row = keys.inbox_head_key(target.service, target.key)
+        last_taken = self.txn.get(head_row)
+        head = self.txn.first(inbox, _above(inbox, last_taken))
         while head is not None and is_queued_state_patch(head[1]):
             self._drop_inbox_head(head[0], target.service)
             self.patch_state(decode_queued_state_patch(head[1]))
-            head = self.txn.first(keys.inbox_prefix(target.service, target.key))
+            head = self.txn.first(inbox, _above(inbox, head[0][len(inbox) :]))
         if head is None:
+            if last_taken is not None:
+                self.txn.delete(head_row)
             return
         inbox_row, next_id_raw = head
         self._drop_inbox_head(inbox_row, target.service)
+        self.txn.put(head_row, inbox_row[len(inbox) :])
         next_id = next_id_raw.decode()
         next_status = self.status(next_id)
         assert next_status is not None and next_status.phase is Phase.INBOXED, (
@@ -384,6 +390,11 @@ class ApplyContext:
 
 _QUEUED_STATE_PATCH = b"\x00patch:"
 """Inbox rows hold an invocation id (`inv_...`), or this marker and an encoded PatchState record."""
+
+
+def _above(inbox: bytes, seq: bytes | None) -> bytes | None:
+    """The first inbox key after the one with big-endian `seq` (None: from the start of the inbox)."""
+    return None if seq is None else inbox + seq + b"\x00"
 
 
 def is_queued_state_patch(inbox_value: bytes) -> bool:

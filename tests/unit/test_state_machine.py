@@ -340,6 +340,36 @@ def test_call_goes_through_outbox_and_response_becomes_notification() -> None:
     assert pb.CallCompletionNotificationMessage.FromString(notify.payload).value.content == b"7"
 
 
+def test_a_drained_inbox_is_read_from_above_the_last_row_taken_and_the_hint_goes_with_the_queue() -> None:
+    """Each hand-over records the seq it took (`keys.inbox_head_key`) and the next one seeks from above it; rows
+    removed from the middle (a cancelled queued call) are skipped; once the inbox is empty the hint row is gone."""
+    h = Harness()
+    holder, *queued = (invoke(COUNTER_ADD) for _ in range(5))
+    for record in (holder, *queued):
+        h.apply(record)
+    head_row = keys.inbox_head_key("Counter", "alice")
+    assert h.store.get(head_row) is None
+    h.apply(Cancel(queued[1].invocation_id))  # leaves the inbox from the middle
+    started = []
+    running = holder.invocation_id
+    while True:
+        (attempt,) = of_type(h.send(running, 1, pb.EndMessage()), InvokeAttempt) or (None,)
+        if attempt is None:
+            break
+        started.append(attempt.invocation_id)
+        taken = h.store.get(head_row)
+        assert taken is not None and h.status(attempt.invocation_id).phase is Phase.INVOKED  # type: ignore[union-attr]
+        assert h.store.get(keys.inbox_prefix("Counter", "alice") + taken) is None, "the hint names a row already taken"
+        running = attempt.invocation_id
+    assert started == [queued[0].invocation_id, queued[2].invocation_id, queued[3].invocation_id]
+    assert h.store.get(head_row) is None and h.store.get(keys.lock_key("Counter", "alice")) is None
+    again = invoke(COUNTER_ADD)  # a new queue on the same key after the hint is gone
+    late = invoke(COUNTER_ADD)
+    h.apply(again)
+    h.apply(late)
+    assert of_type(h.send(again.invocation_id, 1, pb.EndMessage()), InvokeAttempt) == [InvokeAttempt(late.invocation_id, 1)]
+
+
 def test_cancel_running_invocation_appends_cancel_signal_and_inboxed_one_completes() -> None:
     h = Harness()
     running = invoke(COUNTER_ADD)

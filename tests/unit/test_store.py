@@ -53,6 +53,22 @@ def test_first_skips_rows_deleted_in_the_transaction_and_sees_new_ones(store: Pa
     assert Transaction(store).first(b"a") == (b"a\x09", b"9")
 
 
+def test_first_from_a_start_key_ignores_rows_below_it_committed_or_pending(store: PartitionStore) -> None:
+    _committed(store, {b"a\x01": b"1", b"a\x03": b"3", b"a\x06": b"6", b"b\x00": b"x"})
+    txn = Transaction(store)
+    assert txn.first(b"a", b"a\x02") == (b"a\x03", b"3")
+    assert txn.first(b"a", b"a\x03") == (b"a\x03", b"3"), "start is inclusive"
+    assert txn.first(b"a", b"") == (b"a\x01", b"1"), "a start below the prefix reads the whole prefix"
+    txn.put(b"a\x02", b"2")  # pending, below the start
+    txn.put(b"a\x05", b"5")  # pending, above the start and below the next committed row
+    assert txn.first(b"a", b"a\x04") == (b"a\x05", b"5")
+    txn.delete(b"a\x05")
+    txn.delete(b"a\x06")
+    assert txn.first(b"a", b"a\x04") is None
+    assert txn.first(b"a", b"a\x00") == (b"a\x01", b"1")
+    assert list(store.scan(b"a", b"a\x02")) == [(b"a\x03", b"3"), (b"a\x06", b"6")]
+
+
 def test_first_agrees_with_a_full_scan_through_a_sequence_of_changes(store: PartitionStore) -> None:
     _committed(store, {bytes([0x05, n]): bytes([n]) for n in range(0, 40, 3)})
     txn = Transaction(store)

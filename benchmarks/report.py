@@ -65,7 +65,7 @@ def _groups(runs: Sequence[dict[str, Any]]) -> list[tuple[str, str, list[dict[st
     return [(scenario, runtime, group) for (scenario, runtime), group in order.items()]
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return [*lines, ""]
@@ -88,7 +88,7 @@ def _results_table(runs: Sequence[dict[str, Any]]) -> list[str]:
         cells = [_spread_text(_metric(group, key), digits) for _, key, digits in columns]
         errors = sum(run["metrics"].get("error_count", 0) for run in group)
         rows.append([scenario, runtime, str(len(group)), *cells, str(errors)])
-    return _table(["scenario", "runtime", "runs", *(title for title, _, _ in columns), "errors"], rows)
+    return markdown_table(["scenario", "runtime", "runs", *(title for title, _, _ in columns), "errors"], rows)
 
 
 def _ratio_table(comparisons: dict[str, Any], runtime: str, reference: str) -> list[str]:
@@ -109,7 +109,7 @@ def _ratio_table(comparisons: dict[str, Any], runtime: str, reference: str) -> l
         )
     title = [f"### {runtime} / {reference}, pair by pair: median [min–max] over repetitions", "",
              f"Throughput above 1: {runtime} handles more per second. Latency, CPU and RSS above 1: {runtime} is slower or bigger.", ""]  # fmt: skip
-    return title + _table(["scenario", "pairs", *(name for name, _ in columns)], rows)
+    return title + markdown_table(["scenario", "pairs", *(name for name, _ in columns)], rows)
 
 
 def _steps_table(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -128,7 +128,7 @@ def _steps_table(runs: Sequence[dict[str, Any]]) -> list[str]:
         )
     if not rows:
         return []
-    return _table(["N steps", "runtime", "p50 ms", "p50 ms per step", "steps/s"], rows) + _step_fits(step_groups)
+    return markdown_table(["N steps", "runtime", "p50 ms", "p50 ms per step", "steps/s"], rows) + _step_fits(step_groups)
 
 
 def _step_fits(step_groups: Sequence[tuple[str, str, list[dict[str, Any]]]]) -> list[str]:
@@ -169,7 +169,7 @@ def _send_table(runs: Sequence[dict[str, Any]]) -> list[str]:
                     str(sum(1 for run in group if not run["metrics"].get("send_drained"))),
                 ]
             )
-    return _table(["runtime", "accepted sends/s", "p99 ack ms", "drain after window s", "runs not drained"], rows) if rows else []
+    return markdown_table(["runtime", "accepted sends/s", "p99 ack ms", "drain after window s", "runs not drained"], rows) if rows else []
 
 
 def _memory_table(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -186,7 +186,7 @@ def _memory_table(runs: Sequence[dict[str, Any]]) -> list[str]:
                     _spread_text(_metric(group, "throughput_per_s")),
                 ]
             )
-    return _table(["runtime", "invocations", "RSS before MiB", "RSS after MiB", "peak RSS MiB", "calls/s"], rows) if rows else []
+    return markdown_table(["runtime", "invocations", "RSS before MiB", "RSS after MiB", "peak RSS MiB", "calls/s"], rows) if rows else []
 
 
 def _machine_lines(document: dict[str, Any]) -> list[str]:

@@ -86,3 +86,28 @@ def test_cpu_cost_prints_the_runtimes_cpu_per_request(tmp_path: Path) -> None:
     (line,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert line["scenario"] == "counter-1000-keys" and line["requests"] >= 60
     assert line["runtime_cpu_ms_per_request"] > 0 and line["endpoint_cpu_ms_per_request"] > 0 and line["throughput_per_s"] > 0
+
+
+@pytest.mark.skipif(not TYPESCRIPT_ENDPOINT.exists(), reason="the TypeScript endpoint is built by scripts/setup.d/20-typescript.sh")
+def test_flat_cost_measures_each_case_small_and_large(tmp_path: Path) -> None:
+    """`python -m benchmarks.flat_cost`, tiny: preloaded keys read by the handler, a drained inbox, several deployments."""
+    out = tmp_path / "flat.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.flat_cost", "--keys", "20,500", "--inbox", "120,400", "--inbox-window", "60",
+         "--deployments", "1,3", "--requests", "60", "--warmup-requests", "5", "--partitions", "4", "--concurrency", "4",
+         "--out", str(out)],
+        check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=2 * SMOKE_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 0, f"flat_cost failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-4000:]}"
+    document = json.loads(out.read_text())
+    runs = {(run["case"], run["size"]): run for run in document["results"]}
+    assert set(runs) == {("keys", 20), ("keys", 500), ("inbox", 120), ("inbox", 400), ("deployments", 1), ("deployments", 3)}
+    for run in runs.values():
+        assert run["invocations"] > 0 and run["runtime_cpu_ms_per_invocation"] > 0 and run["throughput_per_s"] > 0, run
+    assert runs[("keys", 500)]["invocations"] >= 60
+    assert [runs[("deployments", n)]["registered"] for n in (1, 3)] == [1, 3]
+    large_inbox = runs[("inbox", 400)]
+    assert large_inbox["queue_at_start"] <= 400 and large_inbox["tail"]["from_completed"] >= 400 - 60
+    cases = [row["case"] for row in document["ratios"]]
+    assert cases == ["keys", "inbox", "inbox (tail of the large drain)", "deployments"]
+    assert "| keys | 500 / 20 |" in out.with_suffix(".md").read_text()

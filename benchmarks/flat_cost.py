@@ -4,7 +4,9 @@
     python -m benchmarks.flat_cost --cases keys --keys 1000,1000000 --rounds 2    # one case, two rounds
 
 Three cases, each measured on fresh `duro serve` nodes (embedded log, 24
-partitions) with the official TypeScript SDK as the endpoint (`--sdk`):
+partitions, one worker process: `--workers 1`, as the preloaded data dir of
+`keys` is a one-worker node's) with the official TypeScript SDK as the
+endpoint (`--sdk`):
 
 - `keys`: `Counter.add` over keys that hold state, with `--keys` SMALL,LARGE
   keys preloaded (default 1,000 and 1,000,000). The preload writes each key's
@@ -82,6 +84,7 @@ COUNTER_STATE = b"count"
 FIRST_COMPLETION_POLL_S = 0.05  # before the window: finds the drain's start closely
 INBOX_POLL_INTERVAL_S = 0.2  # in the window each poll is a call through the node: rarely, so that it costs little of a drain
 IDLE_WINDOW_S = 3.0
+ONE_WORKER = ("--workers", "1")  # the preloaded data dir is a one-worker node's; the other cases match it
 INBOX_RETRY_ENV = {"DURO_RETRY__MAX_INTERVAL_MS": "200", "DURO_RETRY__MAX_ATTEMPTS": "100000"}
 
 
@@ -99,7 +102,7 @@ def _pair(text: str) -> tuple[int, int]:
 @contextmanager
 def _node(run_dir: Path, args: argparse.Namespace, env: dict[str, str] | None = None) -> Iterator[tuple[DuroRuntime, EndpointProcess]]:
     """A started `duro serve` on `run_dir/data` (kept if already built) and a started endpoint; both stopped on exit."""
-    runtime = DuroRuntime(run_dir, args.partitions, env=env or {}, start_timeout_s=300)
+    runtime = DuroRuntime(run_dir, args.partitions, extra_args=ONE_WORKER, env=env or {}, start_timeout_s=300)
     endpoint = EndpointProcess(args.sdk, run_dir / "endpoint.log")
     try:
         runtime.start()

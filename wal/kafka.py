@@ -488,7 +488,10 @@ def _new_producer(bootstrap: str | list[str], settings: KafkaLogSettings) -> AIO
         compression_type=settings.compression_type,
         max_batch_size=settings.max_batch_bytes,
         max_request_size=settings.max_batch_bytes,
-        request_timeout_ms=settings.request_timeout_ms,
+        # aiokafka also drops a batch that waited this long for a partition leader (its batch ttl), failing the
+        # append with LeaderNotAvailableError: a broker outage longer than request_timeout_ms but shorter than
+        # append_timeout_ms must be waited out, as the append's contract says, so the producer gets the longer one.
+        request_timeout_ms=max(settings.request_timeout_ms, settings.append_timeout_ms),
     )
 
 

@@ -28,12 +28,16 @@ class KafkaLogSettings:
     max_connect_backoff_ms: int = 2_000
     """The longest pause between two connection attempts (the pause starts at 100 ms and doubles)."""
     request_timeout_ms: int = 30_000
-    """One request to a broker (a produce, a fetch, a metadata or offsets request, creating the topic)."""
+    """One request to a broker (a fetch, a metadata or offsets request, creating the topic); a produce request waits up to
+    `append_timeout_ms` instead, since the producer keeps a batch only that long (see there)."""
     append_timeout_ms: int = 60_000
     """How long an append waits for its acknowledgement (the producer retries through a broker outage meanwhile); then LogError.
 
     The entries of an append that timed out may still be written later, before
-    the entries of later appends to the same partition.
+    the entries of later appends to the same partition. The producer keeps an
+    unsent batch (no partition leader during a broker outage) and waits for a
+    produce response up to the larger of this and `request_timeout_ms`, so an
+    outage shorter than this is waited out.
     """
     linger_ms: int = 0
     """How long the producer waits for more batches before sending; appends are already grouped per partition while one is in flight."""

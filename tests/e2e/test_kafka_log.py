@@ -124,9 +124,12 @@ async def test_broker_restart_while_appending_loses_nothing_acknowledged(own_bro
     """Appenders and a tail run while the broker is down ~10 s; appends resume, every acknowledged entry is there, in order.
 
     A second log with a short `append_timeout_ms` sees its append fail during
-    the outage, and appends again once the broker is back.
+    the outage, and appends again once the broker is back. The first log's
+    `request_timeout_ms` (5 s) is shorter than the outage: its appends must
+    still wait, up to `append_timeout_ms` (a producer that dropped its unsent
+    batches after the request timeout failed them with LeaderNotAvailableError).
     """
-    log = await KafkaLog.open(own_broker.bootstrap, new_topic(), 2, KafkaLogSettings(append_timeout_ms=60_000))
+    log = await KafkaLog.open(own_broker.bootstrap, new_topic(), 2, KafkaLogSettings(append_timeout_ms=60_000, request_timeout_ms=5_000))
     impatient = await KafkaLog.open(own_broker.bootstrap, new_topic(), 1, KafkaLogSettings(append_timeout_ms=2_000))
     acknowledged: dict[tuple[int, int], bytes] = {}
     failures: list[BaseException] = []

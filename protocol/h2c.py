@@ -173,12 +173,12 @@ class H2Stream:
             await self._connection.flush()
 
     async def end(self) -> None:
-        """Ends the request body (END_STREAM)."""
+        """Ends the request body (END_STREAM); the frame leaves at the end of this turn of the event loop (`write_soon`)."""
         self._check_sendable()
         self._connection.end_stream(self.stream_id)
         self._local_ended = True
         self._release_if_finished()
-        await self._connection.flush()
+        self._connection.write_soon()  # the END_STREAM goes with what other streams write in this turn of the loop
 
     async def response_headers(self, timeout_ms: int | None = None) -> tuple[int, Headers]:
         """Waits for the response status and headers (pseudo-headers removed).
@@ -245,7 +245,7 @@ class H2Stream:
             self._abandoned = True
             self._grace = asyncio.get_running_loop().call_later(self._connection.end_grace_s, self.reset)
             return
-        self.reset()  # its RST_STREAM leaves with whatever else is written in this turn of the event loop (`_write_soon`)
+        self.reset()  # its RST_STREAM leaves with whatever else is written in this turn of the event loop (`write_soon`)
 
     def _discard_unread(self) -> None:
         unread_bytes = sum(flow_controlled for _, flow_controlled in self._chunks)
@@ -350,7 +350,7 @@ class _Connection:
         self._closed_error: ConnectionLostError | None = None
         self.no_new_streams = False
         self._stream_timeouts_in_a_row = 0
-        self._write_scheduled = False  # a `_write_soon` is pending
+        self._write_scheduled = False  # a `write_soon` is pending
         self._start_h2(limits.max_recv_buffer_bytes, limits.max_connection_recv_buffer_bytes)
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"h2c-reader {origin}")
         self._reader_task.add_done_callback(self._reader_done)
@@ -446,13 +446,13 @@ class _Connection:
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self._h2.reset_stream(stream_id, code)
-        self._write_soon()
+        self.write_soon()
 
     def acknowledge(self, stream_id: int, flow_controlled_bytes: int) -> None:
         if self.closed or flow_controlled_bytes == 0:
             return
         self._h2.acknowledge_received_data(flow_controlled_bytes, stream_id)
-        self._write_soon()
+        self.write_soon()
 
     @property
     def end_grace_s(self) -> float:
@@ -568,10 +568,10 @@ class _Connection:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    def _write_soon(self) -> None:
+    def write_soon(self) -> None:
         """Write the pending frames once the callbacks ready now have run: what several streams queue meanwhile (one attempt's
-        RST_STREAM, the next one's HEADERS and DATA) leaves in one socket write instead of one each. Nothing waits for
-        these frames (a reset, a window update), so a turn of the event loop later is as good."""
+        END_STREAM or RST_STREAM, the next one's HEADERS and DATA) leaves in one socket write instead of one each. Nothing
+        waits for these frames (an end of request, a reset, a window update), so a turn of the event loop later is as good."""
         if not self._write_scheduled:
             self._write_scheduled = True
             asyncio.get_running_loop().call_soon(self._write_scheduled_frames)

@@ -444,3 +444,38 @@ async def test_a_connection_remembers_at_most_max_closed_streams_per_connection(
     finally:
         await bounded.aclose()
         await unbounded.aclose()
+
+
+async def test_ends_and_resets_of_several_streams_in_one_turn_leave_in_one_write_and_reach_the_server(origin: str) -> None:
+    h2c = H2cClient(max_connections_per_origin=1)
+    try:
+        streams = [await h2c.open_stream(origin, "POST", "/hold", []) for _ in range(4)]
+        for stream in streams:
+            assert (await asyncio.wait_for(stream.response_headers(), 5))[0] == 200
+        [connection] = [connection for pool in h2c._pools.values() for connection in pool.connections]
+        writes: list[bytes] = []
+        write = connection._writer.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        connection._writer.write = counting_write  # type: ignore[method-assign]  # a spy on this one connection's socket writes
+        for stream in streams[:2]:
+            await stream.end()  # /hold answers "done" and ends its response once its request ended
+        for stream in streams[2:]:
+            stream.reset()
+        assert writes == [], "nothing is written before the turn of the event loop ends"
+        await asyncio.sleep(0)
+        assert len(writes) == 1, "two END_STREAMs and two RST_STREAMs in one socket write"
+        for stream in streams[:2]:
+            body = b""
+            while chunk := await asyncio.wait_for(stream.read(), 5):
+                body += chunk
+            assert body == b"done", "the server saw the request's end"
+        deadline = asyncio.get_running_loop().time() + 5
+        while _active_streams(h2c) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert _active_streams(h2c) == 0, "the reset streams and the ended ones freed their slots"
+    finally:
+        await h2c.aclose()

@@ -181,39 +181,48 @@ def python_with_duro(settings: Settings) -> Path:
     with open(log_path, "w", encoding="utf-8") as log:
         if not python.exists():
             venv.EnvBuilder(with_pip=False).create(settings.venv_dir)
-        installer = _installer(python, log)
-        _run_logged([*installer, "-e", str(ROOT)], log, log_path, "installing duro")
+        _install_duro(python, log, log_path)
     stamp.write_text(wanted + "\n", encoding="utf-8")
     say(f"installed in {time.monotonic() - started:.0f} s")
     return python
 
 
-def _installer(python: Path, log: IO[str]) -> list[str]:
-    """A command that installs into the venv of `python`: uv if it can be had, else pip.
+_QUIET_PIP = ["install", "--quiet", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--no-compile"]
+
+
+def _install_duro(python: Path, log: IO[str], log_path: Path) -> None:
+    """Installs duro into the venv of `python`: with uv if it can be had, else (or if uv fails) with pip.
 
     uv fetches the ~45 wheels in parallel (on the machine the README's numbers come
     from: 10 s, where pip took 130 s). It comes from the package index like
-    anything else, through the pip of the Python running this script
-    (`pip --python`), or through a pip bootstrapped into the venv by ensurepip.
+    anything else, through a pip (`_pip_into`). uv reads its own list of
+    certificate authorities, not the system's, so behind a proxy that
+    re-signs TLS it can fail where pip works: then pip installs duro.
     """
     uv = python.parent / ("uv.exe" if os.name == "nt" else "uv")
-    uv_install = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
+    pip = None
+    if not uv.exists():
+        pip = _pip_into(python, log)
+        if not _succeeds([*pip, *_QUIET_PIP, UV_REQUIREMENT], log):
+            log.write(f"\ncould not install {UV_REQUIREMENT}; installing with pip instead (slower)\n")
     if uv.exists():
-        return uv_install
-    quiet_pip = ["install", "--quiet", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "--no-compile"]
+        if _succeeds([str(uv), "pip", "install", "--quiet", "--python", str(python), "-e", str(ROOT)], log):
+            return
+        log.write("\nuv could not install duro (above); installing with pip instead (slower)\n")
+    _run_logged([*(pip or _pip_into(python, log)), *_QUIET_PIP, "-e", str(ROOT)], log, log_path, "installing duro")
+
+
+def _pip_into(python: Path, log: IO[str]) -> list[str]:
+    """A pip command that installs into the venv of `python`: the running Python's (`pip --python`), else one ensurepip puts in the venv."""
     system_pip = [sys.executable, "-m", "pip", "--python", str(python)]
-    if _succeeds([*system_pip, *quiet_pip, UV_REQUIREMENT], log) and uv.exists():
-        return uv_install
+    if _succeeds([*system_pip, "--version"], log):
+        return system_pip
     if not _succeeds([str(python), "-m", "ensurepip", "--default-pip"], log):
         raise QuickstartError(
             f"found no pip to install with: neither `{sys.executable} -m pip` (22.3 or later) nor ensurepip in the venv works; "
             "on Debian or Ubuntu, install the python3-pip or python3-venv package and run the quick start again"
         )
-    pip = [str(python), "-m", "pip"]
-    if _succeeds([*pip, *quiet_pip, UV_REQUIREMENT], log) and uv.exists():
-        return uv_install
-    log.write(f"\ncould not install {UV_REQUIREMENT}; installing with pip instead (slower)\n")
-    return [*pip, *quiet_pip]
+    return [str(python), "-m", "pip"]
 
 
 def _succeeds(command: list[str], log: IO[str]) -> bool:

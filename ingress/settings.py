@@ -161,8 +161,8 @@ class SubscriptionSettings(BaseModel):
     max_pending_invocations: int = Field(
         default=1_000,
         gt=0,
-        description="Invocations one subscription has started from this node and that have not completed; at this many its"
-        " consumer pauses, and it resumes below it.",
+        description="Invocations one subscription has started from this node (from this worker process, in a node of several)"
+        " and that have not completed; at this many its consumer pauses, and it resumes below it.",
     )
     resume_pending_invocations: int = Field(
         default=500,

@@ -5,16 +5,26 @@ partition drops a sequence it has already seen. After a group is durable in
 its target partitions, the shuffle appends `OutboxTruncate` to its own
 partition so the delivered messages are deleted. A new leader re-sends
 whatever the outbox still holds; duplicates are harmless.
+
+An append to a target partition that fails (its owner is a worker process of
+the node that is restarting, say) is tried again, the whole batch, after a
+backoff doubling from `retry_initial_backoff_ms` to `retry_max_backoff_ms`,
+for as long as this node leads (stepping down cancels the shuffle); what
+already landed is dropped there as a duplicate. The log closing, or a record
+too large for it, ends the shuffle (the processor steps down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
-from wal.log import Log, append_runs
+from wal.log import AppendTooLargeError, Log, LogClosedError, LogError, append_runs
 from wal.partitioner import partition_of
 from wal.records import Envelope, OutboxTruncate, Record, RecordBody, encode_record
+
+log = logging.getLogger("duro.outbox")
 
 
 class OutboxShuffle:
@@ -25,8 +35,12 @@ class OutboxShuffle:
         append_own: Callable[[list[RecordBody]], Awaitable[object]],
         clock_ms: Callable[[], int],
         max_batch_messages: int = 1024,
+        retry_initial_backoff_ms: int = 100,
+        retry_max_backoff_ms: int = 10_000,
     ) -> None:
         self._log = log
+        self._retry_initial_backoff_ms = retry_initial_backoff_ms
+        self._retry_max_backoff_ms = retry_max_backoff_ms
         self._producer_id = producer_id
         self._append_own = append_own
         self._clock_ms = clock_ms
@@ -61,7 +75,20 @@ class OutboxShuffle:
             target = partition_of(partition_key, self._log.partition_count)
             record = Record(Envelope(now_ms, 0, (self._producer_id, seq)), body)
             groups.setdefault(target, []).append(encode_record(record))
-        await asyncio.gather(*(self._append_in_order(target, entries) for target, entries in groups.items()))
+        backoff_ms = self._retry_initial_backoff_ms
+        while True:
+            results = await asyncio.gather(
+                *(self._append_in_order(target, entries) for target, entries in groups.items()), return_exceptions=True
+            )
+            failures = [result for result in results if isinstance(result, BaseException)]
+            if not failures:
+                break
+            error = failures[0]
+            if not isinstance(error, LogError) or isinstance(error, LogClosedError | AppendTooLargeError):
+                raise error
+            log.warning("outbox messages %d to %d not delivered (%s); trying again in %d ms", seqs[0], seqs[-1], error, backoff_ms)
+            await asyncio.sleep(backoff_ms / 1000)
+            backoff_ms = min(2 * backoff_ms, self._retry_max_backoff_ms)
         for seq in seqs:
             del self._pending[seq]
         self._delivered_seq = max(self._delivered_seq, seqs[-1])

@@ -297,7 +297,13 @@ class PartitionProcessor:
         self._leading_since = asyncio.get_running_loop().time()
         self._timers = TimerService(self._store, self.append_many, self._clock_ms, self.settings.timer_window_ms)
         self._outbox = OutboxShuffle(
-            self._log, self._machine.config.producer_id, self.append_many, self._clock_ms, self.settings.max_outbox_batch_messages
+            self._log,
+            self._machine.config.producer_id,
+            self.append_many,
+            self._clock_ms,
+            self.settings.max_outbox_batch_messages,
+            self.settings.leader_task_restart_initial_backoff_ms,
+            self.settings.leader_task_restart_max_backoff_ms,
         )
         self._leader_tasks = [
             self._leader_task(self._timers.run(), "timers"),

@@ -89,10 +89,12 @@ class ProcessorSettings(BaseModel):
     leader_task_restart_initial_backoff_ms: int = Field(
         default=100,
         gt=0,
-        description="A leader task (timers, outbox, running check) died: the partition steps down and is claimed again after this long, doubling for each death in a row.",
+        description="A leader task (timers, outbox, running check) died: the partition steps down and is claimed again after this long, doubling for each death in a row. Also the first pause before the outbox tries a delivery another partition refused again (doubling).",
     )
     leader_task_restart_max_backoff_ms: int = Field(
-        default=10_000, gt=0, description="Longest wait before claiming a partition again after a leader task died."
+        default=10_000,
+        gt=0,
+        description="Longest wait before claiming a partition again after a leader task died, and between the outbox's tries of one delivery.",
     )
     running_check_interval_ms: int = Field(
         default=10_000,

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from duro.worker_log import owner_of
+from protocol.routing import partition_key_for_key
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
+from wal.partitioner import partition_of
 
 KEYS = 12  # on 4 partitions: keys of both workers' partitions
 
@@ -124,6 +127,32 @@ def test_a_killed_worker_is_restarted_and_every_acknowledged_add_counts_once(
             name = f"k{key}"
             assert acknowledged[name] <= _count(server, name) <= acknowledged[name] + breaks, (name, outcomes)
         assert set(outcomes) <= {"200", "503", "503 unknown", "connection error"}, outcomes
+
+
+def test_calls_to_a_restarting_worker_wait_in_the_senders_outbox_and_run_once_it_is_back(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2)
+    key = next(f"o{n}" for n in range(100) if owner_of(partition_of(partition_key_for_key(f"o{n}"), 4), 2) == 1)
+    with server.serving(official_python_service):
+        pids = _worker_pids(server)
+        os.kill(pids[1], signal.SIGKILL)
+        accepted = 0
+        while accepted < 3:  # each send lands on a partition of worker 0 (worker 1's answer 503 or refuse the connection)
+            try:
+                status = server.call("/Steps/call_counter/send", key, timeout_s=10)[0]
+            except OSError:
+                continue
+            assert status in (202, 503), status
+            accepted += status == 202
+        assert not _worker_back(server), "worker 1 came back before the sends: the outbox path was not exercised"
+        wait_until(lambda: _worker_pids(server)[1] != pids[1], 60, "the supervisor to restart worker 1")
+        server.wait_ready()
+        wait_until(lambda: _count(server, key) >= accepted, 60, f"the {accepted} calls to reach {key}")
+        assert _count(server, key) == accepted
+        text = server.log_path.read_text(errors="replace")
+        assert "not delivered" in text and "trying again" in text, "the outbox was refused by the restarting worker and tried again"
+        assert "task died" not in text, "no partition stepped down over it"
 
 
 def test_kill9_of_the_node_ends_every_worker_and_a_restart_keeps_every_acknowledged_add(

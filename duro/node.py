@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 
 from duro.cluster import ReplyRouter, announce_node
 from duro.cluster_query import ClusterTables, internal_query_route
+from duro.cores import usable_cores
 from duro.descriptors import ConnectionBudget, DescriptorBudgetError, budget_connections
 from duro.directory import RegistryDirectory
 from duro.disk_full import DiskFullRecovery
@@ -178,10 +179,11 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
 
 
 def default_workers(settings: DuroSettings) -> int:
-    """Workers of a new data dir when --workers is unset: one per core this process may use, at most one per partition; 1 on Kafka."""
+    """Workers of a new data dir when --workers is unset: one per core this process may use (its affinity, capped by a
+    cgroup CPU quota: `duro.cores`), at most one per partition; 1 on Kafka."""
     if settings.log != "embedded":
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), settings.partitions))
+    return max(1, min(usable_cores(), settings.partitions))
 
 
 class Node:

@@ -85,6 +85,7 @@ def test_every_rendered_object_matches_the_kubernetes_schemas(mode: str) -> None
         ("replicas=three", "/replicas"),
         ("mode=triple", "/mode"),
         ("partitions=0", "/partitions"),
+        ("workers=0", "/workers"),
         ("kafka.bootstrap=no-port", "/kafka/bootstrap"),
         ("logFormat=xml", "/logFormat"),
         ("shutdown.timeoutMs=soon", "/shutdown/timeoutMs"),
@@ -173,6 +174,7 @@ def test_rendered_command_env_ports_and_probes_are_ones_duro_accepts(mode: str) 
     settings = pod_settings(documents, "rel-duro-0")
     if mode == "cluster":
         assert (settings.log, settings.kafka_bootstrap, settings.partitions) == ("kafka", "kafka-0.kafka:9092,kafka-1.kafka:9092", 12)
+        assert settings.workers is None, "a node on Kafka runs one worker"
         assert settings.max_waiting_requests == 50_000, "from the config file"
         assert settings.retry.max_attempts == 20, "from extraEnv"
         assert settings.snapshots.repository == "s3://duro-snapshots/cluster"
@@ -180,6 +182,7 @@ def test_rendered_command_env_ports_and_probes_are_ones_duro_accepts(mode: str) 
         assert duro["envFrom"] == [{"secretRef": {"name": "duro-snapshots-s3"}}], "S3 credentials come from the Secret"
     else:
         assert settings.log == "embedded"
+        assert settings.workers == 1, "one worker unless the values say more: the host's core count is not the pod's"
         assert settings.ingress.max_body_bytes == 1_048_576, "from the config file"
         assert settings.invoker.inactivity_timeout_ms == 30_000, "from env"
         assert settings.snapshots.repository is None, "each pod's own volume"

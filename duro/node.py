@@ -199,6 +199,7 @@ class Node:
         self._disk_full: DiskFullRecovery | None = None
         self._budget: ConnectionBudget | None = None
         self._started = False  # the servers listen: from here on errors are the lifecycle's, not start-up's
+        self._partitions_taken = False  # embedded log: a processor runs for every owned partition
 
     async def serve(self) -> int:
         """Start, serve until a stop is requested, stop within the bounds; return the exit status (NodeFailure if fatal)."""
@@ -366,6 +367,7 @@ class Node:
         settings = self.settings
         if metadata is None:
             worker.assign(self._owned_partitions())
+            self._partitions_taken = True
             await worker.wait_leading()
         else:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
@@ -373,11 +375,23 @@ class Node:
         return True
 
     def _partitions_without_leader(self, worker: PartitionWorker) -> Callable[[], list[int]]:
-        """Readiness: this process's partitions that do not lead, and in a node of workers the partitions of workers not serving."""
+        """Readiness: this process's partitions that do not lead, and in a node of workers the partitions of workers not serving.
+
+        The servers listen before the partitions are taken (`_take_partitions`): on the embedded log every partition
+        this process will run counts as without leader until its processor exists, so that readiness never answers
+        200 for a node that runs no processor yet. (On Kafka a node answers 200 before the group's first assignment.)
+        """
         parts = self.worker
-        if parts is None:
-            return worker.partitions_without_leader
-        return lambda: sorted(set(worker.partitions_without_leader()) | parts.partitions_of_missing_workers())
+
+        def unready() -> list[int]:
+            if not self._partitions_taken and self.settings.log == "embedded":
+                return sorted(self._owned_partitions())
+            without = set(worker.partitions_without_leader())
+            if parts is not None:
+                without |= parts.partitions_of_missing_workers()
+            return sorted(without)
+
+        return unready
 
     def _owned_partitions(self) -> set[int]:
         """The partitions this process runs on the embedded log: all of them, or a worker's share."""

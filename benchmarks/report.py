@@ -166,10 +166,29 @@ def _send_table(runs: Sequence[dict[str, Any]]) -> list[str]:
                     _spread_text(_metric(group, "throughput_per_s")),
                     _spread_text(_metric(group, "p99_ms")),
                     _spread_text(_metric(group, "send_drain_s"), 2),
+                    _spread_text(_metric(group, "sends_run_per_s")),
+                    _spread_text(_metric(group, "runtime_cpu_ms_per_send_run"), 2),
                     str(sum(1 for run in group if not run["metrics"].get("send_drained"))),
                 ]
             )
-    return markdown_table(["runtime", "accepted sends/s", "p99 ack ms", "drain after window s", "runs not drained"], rows) if rows else []
+    titles = ["runtime", "accepted sends/s", "p99 ack ms", "drain after window s", "sends run/s, start to drained",
+              "runtime CPU ms per send run", "runs not drained"]  # fmt: skip
+    return markdown_table(titles, rows) if rows else []
+
+
+def _send_ratio_lines(document: dict[str, Any]) -> list[str]:
+    """Each runtime over the reference for the sends counted from the first request until all had run."""
+    lines = []
+    for runtime, comparisons in document.get("comparisons", {}).items():
+        metrics = comparisons.get("send", {}).get("metrics", {})
+        run_rate = metrics.get("sends_run_per_s", {}).get("per_repetition", [])
+        cpu = metrics.get("runtime_cpu_ms_per_send_run", {}).get("per_repetition", [])
+        if run_rate:
+            lines.append(
+                f"- {runtime} / {reference_of(document)}, start to drained, pair by pair: sends run per second "
+                f"{_spread_text(run_rate, 2)}, runtime CPU per send run {_spread_text(cpu, 2)}"
+            )
+    return [*lines, ""] if lines else []
 
 
 def _memory_table(runs: Sequence[dict[str, Any]]) -> list[str]:
@@ -223,8 +242,10 @@ def render_markdown(document: dict[str, Any]) -> str:
     lines += _section("Cost per step (steps-N)", _steps_table(runs))
     lines += _section(
         "One-way sends",
-        _send_table(runs),
-        "Accepted/s counts 202 answers; drain is the time after the window until every accepted send had run.",
+        [*send_rows, "", *_send_ratio_lines(document)] if (send_rows := _send_table(runs)) else [],
+        "Accepted/s counts 202 answers; drain is the time after the window until every accepted send had run. A runtime "
+        "may accept sends quickly and run them later, so the last columns count from the first request (warm-up "
+        "included) until every accepted send had run: sends run per second, and the runtime's CPU over that time per send.",
     )
     lines += _section("Memory after N completed invocations", _memory_table(runs))
     failures = [f"- {run['scenario']} r{run['repetition']} {run['runtime']}: {run['error']}" for run in runs if run.get("error")]

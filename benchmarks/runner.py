@@ -169,6 +169,9 @@ def _run_scenario(config: BenchConfig, session: Session, scenario: Scenario, run
     if scenario.kind == "memory":
         return _run_memory(config, session, scenario, runtime, runtime_tree, windows, run_tag)
     loadavg_before = os.getloadavg()
+    whole_cpu = CpuWindow(runtime_tree)  # send: from the first request to the last send run, warm-up and drain included
+    whole_cpu.begin()
+    whole_started = time.perf_counter()
     result = asyncio.run(run_load(runtime.ingress_url, scenario.factory(run_tag), config.limits, list(windows.values())))
     metrics = _load_metrics(result, windows, runtime_tree)
     if scenario.steps is not None and metrics["p50_ms"] is not None:
@@ -177,6 +180,8 @@ def _run_scenario(config: BenchConfig, session: Session, scenario: Scenario, run
         metrics["steps_per_s"] = metrics["throughput_per_s"] * scenario.steps
     if scenario.kind == "send":
         metrics.update(asyncio.run(_drain_sends(runtime.ingress_url, run_tag, result.requests_ok, config.send_drain_timeout_s)))
+        whole_cpu.end()
+        metrics.update(whole_send_metrics(metrics, time.perf_counter() - whole_started, whole_cpu.cpu_s or 0.0))
     return _record(session, scenario, run_tag, result, metrics, loadavg_before)
 
 
@@ -225,6 +230,18 @@ def _load_metrics(result: LoadResult, windows: dict[str, CpuWindow], runtime_tre
         metrics[f"{role}_cpu_s"] = window.cpu_s
         metrics[f"{role}_cpu_ms_per_request"] = (window.cpu_s or 0.0) * 1000 / requests if requests else None
     return metrics
+
+
+def whole_send_metrics(metrics: dict[str, Any], elapsed_s: float, runtime_cpu_s: float) -> dict[str, Any]:
+    """Sends run per second and the runtime's CPU per send run, from the first request until every accepted send had run.
+
+    A runtime may answer a send early and run it later; counted over the window alone, that deferred work would be
+    missing from its CPU and its throughput would count promises, not runs. None when the sends did not all run.
+    """
+    if not metrics.get("send_drained") or elapsed_s <= 0:
+        return {"sends_run_per_s": None, "runtime_cpu_ms_per_send_run": None}
+    run = metrics["sends_completed"]
+    return {"sends_run_per_s": run / elapsed_s, "runtime_cpu_ms_per_send_run": runtime_cpu_s * 1000 / run if run else None}
 
 
 async def _drain_sends(ingress_url: str, run_tag: str, accepted: int, timeout_s: float) -> dict[str, Any]:

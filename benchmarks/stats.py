@@ -55,7 +55,10 @@ def ratio(numerator: float | None, denominator: float | None) -> float:
     return numerator / denominator
 
 
-RATIO_METRICS = ("throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "runtime_cpu_ms_per_request", "runtime_peak_rss_mib", "runtime_rss_mib")
+RATIO_METRICS = (
+    "throughput_per_s", "p50_ms", "p90_ms", "p99_ms", "runtime_cpu_ms_per_request", "runtime_peak_rss_mib", "runtime_rss_mib",
+    "sends_run_per_s", "runtime_cpu_ms_per_send_run",
+)  # fmt: skip
 
 
 def pairwise_ratios(runs: Sequence[dict[str, Any]], numerator: str, denominator: str) -> dict[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 from benchmarks.loadgen import JSON_HEADERS, LoadLimits, Request, run_count, run_load
 from benchmarks.process_stats import CpuWindow, ProcessTree
 from benchmarks.report import least_squares_line, render_markdown, with_comparisons
+from benchmarks.runner import whole_send_metrics
 from benchmarks.runtimes import DuroRuntime, RuntimeOptions, create_runtime, is_runtime_name
 from benchmarks.scenarios import parse_scenarios
 from benchmarks.stats import latency_summary_ms, pairwise_ratios, percentile
@@ -75,6 +76,30 @@ def test_two_worker_counts_run_side_by_side_with_one_as_the_reference(tmp_path) 
     runtime = create_runtime("duro-w3", tmp_path, RuntimeOptions(partitions=6, duro_args=("--log-level", "info")))
     assert isinstance(runtime, DuroRuntime) and runtime.name == "duro-w3"
     assert list(runtime.extra_args) == ["--workers", "3", "--log-level", "info"]
+
+
+def _send_run(repetition: int, runtime: str, accepted_per_s: float, elapsed_s: float, cpu_s: float, drained: bool = True) -> dict:
+    metrics = {"throughput_per_s": accepted_per_s, "sends_completed": 1_000, "send_drained": drained, "send_drain_s": 1.0}
+    metrics.update(whole_send_metrics(metrics, elapsed_s, cpu_s))
+    return {"scenario": "send", "repetition": repetition, "runtime": runtime, "error": None, "metrics": metrics}
+
+
+def test_sends_are_also_counted_until_every_accepted_send_ran() -> None:
+    # Restate-like: accepts three times as fast, but the 1,000 sends take 20 s to run and 4 s of CPU; duro: 10 s, 1 s.
+    runs = [
+        _send_run(1, "duro", 100, 10.0, 1.0),
+        _send_run(1, "restate", 300, 20.0, 4.0),
+        _send_run(2, "duro", 100, 9.0, 2.0, drained=False),
+    ]
+    assert runs[0]["metrics"]["sends_run_per_s"] == 100.0 and runs[0]["metrics"]["runtime_cpu_ms_per_send_run"] == 1.0
+    assert runs[2]["metrics"]["sends_run_per_s"] is None  # not all ran: no rate claimed
+    document = with_comparisons({"runs": runs})
+    metrics = document["comparisons"]["duro"]["send"]["metrics"]
+    assert metrics["throughput_per_s"]["per_repetition"] == [pytest.approx(1 / 3)]
+    assert metrics["sends_run_per_s"]["per_repetition"] == [2.0]
+    assert metrics["runtime_cpu_ms_per_send_run"]["per_repetition"] == [0.25]
+    markdown = render_markdown(document)
+    assert "sends run per second 2.00, runtime CPU per send run 0.25" in markdown
 
 
 def test_scenario_names_expand_and_reject_unknown_ones() -> None:

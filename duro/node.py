@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import os
@@ -125,6 +126,23 @@ def run_node(settings: DuroSettings) -> int:
         runner = asyncio.Runner()
     with runner:
         return runner.run(Node(settings, role).serve())
+
+
+def freeze_startup_heap() -> None:
+    """Move what the node built to start (modules, settings, the registry, clients) out of the collector's reach.
+
+    A full collection walks every object it tracks; with the startup heap in it
+    one took 50-150 ms in a worker, a pause of the event loop (every request,
+    every consumed event waits through it). `gc.freeze` keeps those objects out
+    of later collections; garbage made afterwards is collected as before.
+    """
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "froze %d startup objects out of the garbage collector's reach in %.0f ms",
+        gc.get_freeze_count(), (time.perf_counter() - started) * 1000,
+    )  # fmt: skip
 
 
 def _private_directory(data_dir: Path) -> None:
@@ -343,6 +361,7 @@ class Node:
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
+                freeze_startup_heap()
                 if self.worker is not None:
                     self.worker.ready(sorted(worker.owned))
                 else:

@@ -18,10 +18,13 @@ its own process. The supervisor:
   (`duro.worker_metadata`);
 - restarts a worker that a signal ended (kill -9, the OOM killer) after
   `worker.restart_initial_backoff_ms`, doubling to `worker.restart_max_backoff_ms`
-  while it keeps dying; the others serve meanwhile (requests for the dead
-  worker's partitions are answered 503 until it is back). A worker that exits
+  while it keeps dying within `worker.restart_max_backoff_ms` of its start (a
+  worker that ran longer starts the series again); the others serve meanwhile
+  (requests for the dead worker's partitions are answered 503 until it is
+  back). A worker that exits
   by itself (a fatal error: status 1, or a stop that overran: status 3) stops
-  the whole node with its status, as a one-process node would;
+  the whole node with its status, as a one-process node would, and so does a
+  worker that cannot be restarted (its watcher failed);
 - on SIGTERM or SIGINT sends each worker SIGTERM (each drains as a node does),
   a second signal again, and exits 0 once every worker exited 0. Workers run
   in sessions of their own, so a signal to the node's process group reaches
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import fcntl
+import functools
 import logging
 import os
 import secrets
@@ -184,7 +188,7 @@ class Supervisor:
             loop.add_signal_handler(signum, self._on_signal, signum)
         for worker in self._workers:
             await self._start(worker)
-        watchers = [asyncio.create_task(self._watch(worker), name=f"worker {worker.index} watcher") for worker in self._workers]
+        watchers = [self._watcher(worker) for worker in self._workers]
         try:
             await self._wait_all_ready(settings.worker.start_timeout_ms / 1000)
             if not self._stop_requested.is_set():
@@ -219,9 +223,6 @@ class Supervisor:
         worker = self._workers[index]
         worker.ready = True
         self._metadata.workers_ready({w.index for w in self._workers if w.ready})
-        worker.restarts_in_a_row = (
-            0 if time.monotonic() - worker.started_at > self.settings.worker.restart_max_backoff_ms / 1000 else (worker.restarts_in_a_row)
-        )
         self._changed.set()
 
     async def _start(self, worker: _Worker) -> None:
@@ -257,6 +258,19 @@ class Supervisor:
             except TimeoutError:
                 continue
 
+    def _watcher(self, worker: _Worker) -> asyncio.Task[None]:
+        """`_watch` as a task whose death stops the node (a worker nobody watches would never be restarted)."""
+        task = asyncio.create_task(self._watch(worker), name=f"worker {worker.index} watcher")
+        task.add_done_callback(functools.partial(self._watcher_ended, worker.index))
+        return task
+
+    def _watcher_ended(self, index: int, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        log.error("watching worker %d failed", index, exc_info=error)
+        self._fail(f"worker {index} could not be watched or restarted ({type(error).__name__}: {error})")
+
     async def _watch(self, worker: _Worker) -> None:
         """Wait for the worker to end: restart it if a signal killed it, stop the node if it exited by itself."""
         while worker.process is not None:
@@ -266,6 +280,8 @@ class Supervisor:
             worker.process = None
             worker.ready = False
             self._metadata.workers_ready({w.index for w in self._workers if w.ready})
+            if time.monotonic() - worker.started_at > self.settings.worker.restart_max_backoff_ms / 1000:
+                worker.restarts_in_a_row = 0  # it ran a while: this death is not one of a series
             if code < 0:
                 await self._restart(worker, signal.Signals(-code).name)
             else:

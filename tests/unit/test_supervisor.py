@@ -1,0 +1,108 @@
+"""The supervisor's restart policy, driven with stand-in worker processes and a stand-in clock (no process is started)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from pathlib import Path
+
+import pytest
+
+from duro import supervisor as supervisor_module
+from duro.settings import DuroSettings, WorkerSettings
+from duro.supervisor import Supervisor
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _KilledAfter:
+    """A worker process that a signal ends once it has run `ran_s` seconds of the stand-in clock."""
+
+    def __init__(self, clock: _Clock, ran_s: float) -> None:
+        self._clock = clock
+        self._ran_s = ran_s
+        self.pid = 4242
+        self.returncode: int | None = None
+
+    async def wait(self) -> int:
+        await asyncio.sleep(0)
+        self._clock.now += self._ran_s
+        self.returncode = -9
+        return -9
+
+
+def _supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _Clock) -> Supervisor:
+    monkeypatch.setattr(supervisor_module, "time", types.SimpleNamespace(monotonic=clock.monotonic, sleep=lambda _: None))
+    worker = WorkerSettings(restart_initial_backoff_ms=1, restart_max_backoff_ms=64)
+    return Supervisor(DuroSettings(data_dir=tmp_path, workers=2, worker=worker), 2, "log")
+
+
+async def test_a_worker_that_ran_a_long_while_between_deaths_is_restarted_after_the_initial_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _Clock()
+    supervisor = _supervisor(tmp_path, monkeypatch, clock)
+    worker = supervisor._workers[1]
+    starts = 0
+
+    async def start(w: supervisor_module._Worker) -> None:  # ready a moment after it starts, killed an hour later
+        nonlocal starts
+        starts += 1
+        w.started_at = clock.now
+        w.process = _KilledAfter(clock, 3_600.0) if starts < 5 else None  # type: ignore[assignment]  # a stand-in process
+        supervisor._on_ready(w.index)
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    caplog.set_level(logging.WARNING, "duro.supervisor")
+    await start(worker)
+    await asyncio.wait_for(supervisor._watch(worker), 10)
+    pauses = [record.args[3] for record in caplog.records if "restarting it in" in record.getMessage()]  # type: ignore[index]  # the log call's arguments
+    assert pauses == [1, 1, 1, 1], "each death came an hour after a start: none is one of a series"
+
+
+async def test_a_worker_that_keeps_dying_soon_after_it_starts_waits_longer_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _Clock()
+    supervisor = _supervisor(tmp_path, monkeypatch, clock)
+    worker = supervisor._workers[0]
+    starts = 0
+
+    async def start(w: supervisor_module._Worker) -> None:
+        nonlocal starts
+        starts += 1
+        w.started_at = clock.now
+        w.process = _KilledAfter(clock, 0.01) if starts < 9 else None  # type: ignore[assignment]  # a stand-in process
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    caplog.set_level(logging.WARNING, "duro.supervisor")
+    await start(worker)
+    await asyncio.wait_for(supervisor._watch(worker), 10)
+    pauses = [record.args[3] for record in caplog.records if "restarting it in" in record.getMessage()]  # type: ignore[index]  # the log call's arguments
+    assert pauses == [1, 2, 4, 8, 16, 32, 64, 64]
+
+
+async def test_a_worker_that_cannot_be_restarted_stops_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = _Clock()
+    supervisor = _supervisor(tmp_path, monkeypatch, clock)
+    worker = supervisor._workers[1]
+    worker.process = _KilledAfter(clock, 1.0)  # type: ignore[assignment]  # a stand-in process
+
+    async def start(w: supervisor_module._Worker) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # fork refused
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    watcher = supervisor._watcher(worker)
+    await asyncio.wait_for(supervisor._stop_requested.wait(), 10)
+    assert watcher.done()
+    assert supervisor._exit_code == 1
+    assert "worker 1 could not be watched or restarted" in supervisor._failure and "BlockingIOError" in supervisor._failure

@@ -297,13 +297,16 @@ async def test_a_query_job_cancelled_before_it_started_never_runs() -> None:
         queued = asyncio.ensure_future(threads.run(ran.append, "queued"))
         await asyncio.sleep(0)
         queued.cancel()
+        # The cancel reaches the thread pool's future from a loop callback; once the task has ended it has. Releasing
+        # the busy thread before that let the pool start the job (a race of the test, seen once in a full run).
+        with pytest.raises(asyncio.CancelledError):
+            await queued
         release.set()
         assert await busy is True
         assert await threads.run(ran.append, "next") is None
     finally:
         threads.close()
     assert ran == ["next"]
-    assert queued.cancelled()
 
 
 async def test_every_query_job_hands_freed_memory_back_after_it_ends(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -548,6 +548,7 @@ class Node:
                 replication_factor=settings.kafka_replication_factor,
                 connect_timeout_ms=settings.kafka_connect_timeout_ms,
                 append_timeout_ms=settings.kafka_append_timeout_ms,
+                max_tail_ahead_bytes=settings.kafka_max_tail_ahead_bytes,
                 max_append_bytes=settings.max_append_bytes or KafkaLogSettings().max_append_bytes,
                 max_group_bytes=min(KafkaLogSettings().max_group_bytes, settings.max_append_bytes or KafkaLogSettings().max_append_bytes),
             )

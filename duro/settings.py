@@ -186,6 +186,13 @@ class DuroSettings(BaseSettings):
         gt=0,
         description="How long one append to Kafka may wait for its acknowledgement (the producer retries meanwhile) before it fails.",
     )
+    kafka_max_tail_ahead_bytes: int = Field(
+        default=KafkaLogSettings().max_tail_ahead_bytes,
+        gt=0,
+        description="On Kafka, a partition's tail takes this node's appends at their acknowledgement; this many bytes of them"
+        " (plus 64 per entry) it holds while it waits for the fetcher to bring other nodes' entries before them; beyond it they"
+        " are left to the fetcher.",
+    )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
     log_level: str = Field(default="info")
     log_format: Literal["text", "json"] = Field(

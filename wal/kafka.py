@@ -8,7 +8,10 @@ the offset of its last entry once the in-sync replicas hold it.
 
 All tails share one consumer with manual assignment of the tailed partitions (no
 consumer group, `wal.kafka_tails`): one fetch serves every partition with new
-records. `end_offset` asks the brokers through another shared consumer. Offsets
+records. An acknowledged append is also handed to the tails of its partition at
+once, at the offsets the acknowledgement gives, so the node applies its own
+records without waiting for the fetcher to bring them back; each tail still
+yields strictly the log's order (`wal.kafka_tail_merge`). `end_offset` asks the brokers through another shared consumer. Offsets
 are Kafka's offsets, dense as long as only duro writes to the topic (no
 transactions, no compaction).
 
@@ -87,7 +90,9 @@ class KafkaLog:
         self._queues: dict[int, deque[_PendingAppend]] = {}
         self._writers: dict[int, asyncio.Task[None]] = {}
         self._last_offsets: dict[int, int] = {}
-        self._tails = SharedTails(topic, settings.max_fetch_wait_ms, lambda: asyncio.ensure_future(self._start_tail_consumer()))
+        self._tails = SharedTails(
+            topic, settings.max_fetch_wait_ms, settings.max_tail_ahead_bytes, lambda: asyncio.ensure_future(self._start_tail_consumer())
+        )
         self._waits: set[asyncio.Future[Any]] = set()  # one per pending wait on Kafka, of any result type
         self._closed = False
         self._meter = AppendMeter("kafka")
@@ -239,6 +244,7 @@ class KafkaLog:
                 f"DeleteRecords below {before_offset} on {self._topic}[{partition}] failed: {error!r}; retrying is safe"
             ) from error
         self._trimmed[partition] = before_offset
+        self._tails.drop_ahead(partition)
         logger.info("Kafka log: deleted the records of %s[%d] below offset %d", self._topic, partition, before_offset)
 
     async def close(self) -> None:
@@ -381,6 +387,8 @@ class KafkaLog:
                 pending.result.set_result(next_offset - 1)
             self._budget.release(pending.framed_bytes)
         self._last_offsets[partition] = next_offset - 1
+        entries = group[0].entries if len(group) == 1 else [entry for pending in group for entry in pending.entries]
+        self._tails.acknowledged(partition, base_offset, entries)
 
     def _settle_failed(self, group: list[_PendingAppend], error: LogError) -> None:
         for pending in group:

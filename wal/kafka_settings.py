@@ -53,6 +53,13 @@ class KafkaLogSettings:
     """Bytes of appends handed to the log and not yet acknowledged; further appends wait for room (one append always fits)."""
     max_fetch_bytes: int = 4 * 1024 * 1024
     """How much one tail fetches from its partition per request (a single larger batch is still returned whole)."""
+    max_tail_ahead_bytes: int = 4 * 1024 * 1024
+    """Of this node's acknowledged appends, how much one tail holds while it waits for the fetcher to bring the entries
+    before them (other nodes' appends); appends beyond it are left to the fetcher (payloads plus 64 bytes each).
+
+    A tail takes the node's own appends at their acknowledgement (acks=all),
+    without waiting for the fetcher to bring them back; see `wal.kafka_tail_merge`.
+    """
     max_fetch_wait_ms: int = 500
     """How long the broker holds a tail's fetch open when there is nothing new (a new entry answers it at once)."""
     client_id: str = "duro"

@@ -1,4 +1,4 @@
-"""One consumer per Kafka log that reads every tailed partition and hands each tail its records.
+"""One consumer per Kafka log that reads every tailed partition and hands each tail its records, with the node's own appends at their acknowledgement.
 
 Before, every tail had an aiokafka consumer of its own: 24 partitions meant 24
 consumers, 24 connections and 24 long-polling fetch loops, each paying a whole
@@ -15,6 +15,12 @@ offset of its tails (several tails of one partition each skip what they have
 seen), so nothing is skipped or delivered twice. A fetch that fails fails
 every tail (as a tail's own consumer did); closing wakes every tail with
 LogClosedError.
+
+The log also hands each acknowledged append of this node to the tails of its
+partition (`acknowledged`), which take it at once instead of a fetch round trip
+later; `wal.kafka_tail_merge` keeps each tail's entries in log order across the
+two paths. A tail whose queue is full takes no acknowledged entries (the
+fetcher brings them once it is resumed), so the queue bound holds for both.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from wal.kafka_tail_merge import OffsetJumpError, TailMerge
 from wal.log import LogClosedError, LogError
+from wal.metrics import TAIL_SOURCE_ACKNOWLEDGED, TAIL_SOURCE_FETCHED, tail_entries
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ class TailFeed:
     """What one tail reads: its records in order from `next_offset` on, or the error that ended them."""
 
     partition: int
-    next_offset: int  # the offset of the next record this tail is to receive
+    merge: TailMerge  # the offset of the next record this tail is to receive, and this node's records held ahead of it
     max_batch_entries: int
     batches: asyncio.Queue[Batch | LogError] = field(default_factory=lambda: asyncio.Queue())
     paused: bool = False
@@ -51,8 +59,11 @@ class TailFeed:
 class SharedTails:
     """The tails of one Kafka log, served by one consumer (made and started by `start_consumer`, at the first tail)."""
 
-    def __init__(self, topic: str, max_fetch_wait_ms: int, start_consumer: Callable[[], asyncio.Future[AIOKafkaConsumer]]) -> None:
+    def __init__(
+        self, topic: str, max_fetch_wait_ms: int, max_ahead_bytes: int, start_consumer: Callable[[], asyncio.Future[AIOKafkaConsumer]]
+    ) -> None:
         self._topic = topic
+        self._max_ahead_bytes = max_ahead_bytes
         self._max_fetch_wait_ms = max_fetch_wait_ms
         self._start_consumer = start_consumer
         self._consumer: AIOKafkaConsumer | None = None
@@ -61,13 +72,15 @@ class SharedTails:
         self._dispatcher: asyncio.Task[None] | None = None
         self._assignment_changed = asyncio.Event()
         self._closed = False
+        self._fetched_counter = tail_entries.labels(TAIL_SOURCE_FETCHED)
+        self._acknowledged_counter = tail_entries.labels(TAIL_SOURCE_ACKNOWLEDGED)
 
     async def open(self, partition: int, next_offset: int, max_batch_entries: int) -> TailFeed:
         """Start feeding a new tail of `partition` from `next_offset`."""
         if self._closed:
             raise LogClosedError(f"Kafka log on topic {self._topic} is closed")
         consumer = await self._consumer_started()
-        feed = TailFeed(partition, next_offset, max_batch_entries)
+        feed = TailFeed(partition, TailMerge(next_offset, self._max_ahead_bytes), max_batch_entries)
         self._feeds.setdefault(partition, []).append(feed)
         self._reassign(consumer)
         if self._dispatcher is None:
@@ -83,6 +96,25 @@ class SharedTails:
                 del self._feeds[feed.partition]
             if self._consumer is not None and not self._closed:
                 self._reassign(self._consumer)
+
+    def acknowledged(self, partition: int, base_offset: int, entries: list[bytes]) -> None:
+        """This node's `entries`, acknowledged by the broker at `base_offset` on: the partition's tails take what follows their position.
+
+        A tail whose queue is full skips them (its partition is paused; the
+        fetcher brings them once the tail caught up).
+        """
+        for feed in self._feeds.get(partition, ()):
+            if feed.batches.qsize() >= MAX_QUEUED_BATCHES:
+                continue
+            taken = feed.merge.acknowledged(base_offset, entries)
+            if taken:
+                self._acknowledged_counter.inc(len(taken))
+                self._put(feed, taken)
+
+    def drop_ahead(self, partition: int) -> None:
+        """Forget this node's entries the partition's tails hold ahead of a gap (after a trim); the fetcher brings them."""
+        for feed in self._feeds.get(partition, ()):
+            feed.merge.drop_ahead()
 
     def took(self, feed: TailFeed) -> None:
         """The tail took a batch: fetch its partition again once none of its tails has a full queue."""
@@ -126,7 +158,9 @@ class SharedTails:
         consumer.assign([TopicPartition(self._topic, partition) for partition in sorted(self._feeds)])
         for partition, feeds in self._feeds.items():
             topic_partition = TopicPartition(self._topic, partition)
-            consumer.seek(topic_partition, min(feed.next_offset for feed in feeds))
+            for feed in feeds:
+                feed.merge.drop_ahead()  # positions are forgotten: what was held ahead is fetched again
+            consumer.seek(topic_partition, min(feed.merge.next_offset for feed in feeds))
             if any(feed.paused for feed in feeds):
                 consumer.pause(topic_partition)
         self._assignment_changed.set()
@@ -140,38 +174,43 @@ class SharedTails:
                     continue
                 fetched = await consumer.getmany(timeout_ms=self._max_fetch_wait_ms)
                 for topic_partition, records in fetched.items():
+                    entries = [(record.offset, record.value if record.value is not None else b"") for record in records]
                     for feed in list(self._feeds.get(topic_partition.partition, ())):
-                        self._deliver(consumer, feed, records)
+                        self._deliver(consumer, feed, entries)
         except KafkaError as error:
             self._fail_all(LogError(f"the tails of topic {self._topic} failed: {error!r}; a new tail from the last offset seen is safe"))
         except Exception as error:  # noticed by every tail, never silent
             logger.exception("the tail dispatcher of topic %s failed", self._topic)
             self._fail_all(LogError(f"the tail dispatcher of topic {self._topic} failed: {error!r}"))
 
-    def _deliver(self, consumer: AIOKafkaConsumer, feed: TailFeed, records: list[ConsumerRecord]) -> None:
-        batch: Batch = []
-        for record in records:
-            if record.offset < feed.next_offset:
-                continue  # fetched before a reseek to where the tail already is
-            if record.offset != feed.next_offset:
-                feed.batches.put_nowait(
-                    LogError(
-                        f"offsets of {self._topic}[{feed.partition}] jump from {feed.next_offset} to {record.offset}: the topic"
-                        " must hold only duro's entries (no transactions, no compaction, no truncation)"
-                    )
+    def _deliver(self, consumer: AIOKafkaConsumer, feed: TailFeed, records: list[tuple[int, bytes]]) -> None:
+        try:
+            taken = feed.merge.fetched(records)
+        except OffsetJumpError as jump:
+            feed.batches.put_nowait(
+                LogError(
+                    f"offsets of {self._topic}[{feed.partition}] jump from {jump.expected_offset} to {jump.fetched_offset}: the topic"
+                    " must hold only duro's entries (no transactions, no compaction, no truncation)"
                 )
-                self.close_feed(feed)
-                return
-            batch.append((record.offset, record.value if record.value is not None else b""))
-            feed.next_offset = record.offset + 1
-            if len(batch) == feed.max_batch_entries:
-                feed.batches.put_nowait(batch)
-                batch = []
-        if batch:
-            feed.batches.put_nowait(batch)
+            )
+            self.close_feed(feed)
+            return
+        if taken:
+            self._fetched_counter.inc(len(taken))
+            self._put(feed, taken)
         if feed.batches.qsize() >= MAX_QUEUED_BATCHES and not feed.paused:
             feed.paused = True
             consumer.pause(TopicPartition(self._topic, feed.partition))
+
+    @staticmethod
+    def _put(feed: TailFeed, taken: Batch) -> None:
+        """Queue `taken` for the tail in batches of at most its `max_batch_entries`."""
+        size = feed.max_batch_entries
+        if len(taken) <= size:
+            feed.batches.put_nowait(taken)
+            return
+        for start in range(0, len(taken), size):
+            feed.batches.put_nowait(taken[start : start + size])
 
     def _fail_all(self, error: LogError) -> None:
         for feeds in self._feeds.values():

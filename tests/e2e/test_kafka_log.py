@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import random
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.kafka_broker import KafkaBroker, unavailable_reason
 from tests.processes import free_port
+from wal import metrics
 from wal.kafka import KafkaLog, KafkaLogSettings
 from wal.log import LogClosedError, LogError
 
@@ -104,6 +107,76 @@ async def test_append_larger_than_max_append_bytes_is_refused(kafka_bootstrap: s
         assert await log.end_offset(0) == 1
     finally:
         await log.close()
+
+
+async def test_two_writers_to_one_partition_each_tail_yields_exactly_the_log_order(kafka_bootstrap: str) -> None:
+    """Two logs (two nodes) append to one partition at once; each one's tail takes its own entries at their acknowledgement
+    and the other's from the fetcher, and yields exactly what a plain consumer reads, in the same order, each once."""
+    topic = new_topic()
+    logs = [await KafkaLog.open(kafka_bootstrap, topic, 1, SETTINGS) for _ in range(2)]
+    runs_per_writer = 150
+    seen: list[list[tuple[int, bytes]]] = [[], []]
+    warmed_up = [asyncio.Event(), asyncio.Event()]
+
+    async def collect(index: int, total: int) -> None:
+        async with contextlib.aclosing(logs[index].tail(0, 0)) as batches:  # type: ignore[type-var]
+            async for batch in batches:
+                seen[index].extend(batch)
+                if len(seen[index]) >= 2:
+                    warmed_up[index].set()
+                if len(seen[index]) >= total:
+                    return
+
+    async def write(index: int) -> int:
+        rng = random.Random(index)
+        written = 0
+        for run in range(runs_per_writer):
+            size = rng.randint(1, 3)
+            await logs[index].append(0, [f"writer{index}-run{run}-{entry}".encode() for entry in range(size)])
+            written += size
+        return written
+
+    acknowledged_before = metrics.tail_entries.labels(metrics.TAIL_SOURCE_ACKNOWLEDGED)._value.get()
+    fetched_before = metrics.tail_entries.labels(metrics.TAIL_SOURCE_FETCHED)._value.get()
+    try:
+        for index, log in enumerate(logs):
+            await log.append(0, [f"writer{index}-warm-up".encode()])
+        total = [2]  # read by the collectors once the writers are done
+        collectors = [asyncio.create_task(collect(index, 10**9)) for index in range(2)]
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(event.wait() for event in warmed_up))  # both tails run: the appends below reach them by both paths
+            total[0] += sum(await asyncio.gather(write(0), write(1)))
+            while any(len(entries) < total[0] for entries in seen):
+                await asyncio.sleep(0.05)
+        for collector in collectors:
+            collector.cancel()
+        await asyncio.gather(*collectors, return_exceptions=True)
+    finally:
+        for log in logs:
+            await log.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        in_the_log: list[tuple[int, bytes]] = []
+        async with asyncio.timeout(30):
+            while len(in_the_log) < total[0]:
+                fetched = await consumer.getmany(timeout_ms=1000)
+                in_the_log.extend((record.offset, record.value) for records in fetched.values() for record in records)
+    finally:
+        await consumer.stop()
+    assert [offset for offset, _ in in_the_log] == list(range(total[0]))
+    writers_in_log_order = [value.split(b"-")[0] for _, value in in_the_log]
+    assert writers_in_log_order.count(b"writer0") >= runs_per_writer and writers_in_log_order.count(b"writer1") >= runs_per_writer
+    switches = sum(1 for before, after in itertools.pairwise(writers_in_log_order) if before != after)
+    assert switches > 10, f"the writers' runs hardly interleave ({switches} switches): the test would not test the merge"
+    assert seen[0] == in_the_log
+    assert seen[1] == in_the_log
+    acknowledged = metrics.tail_entries.labels(metrics.TAIL_SOURCE_ACKNOWLEDGED)._value.get() - acknowledged_before
+    fetched = metrics.tail_entries.labels(metrics.TAIL_SOURCE_FETCHED)._value.get() - fetched_before
+    assert acknowledged > 0, "no tail took an entry at its acknowledgement"
+    assert fetched > 0
+    assert acknowledged + fetched == 2 * total[0], "every entry reached each of the two tails exactly once"
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ its `LinkServer`. What travels is what the other worker cannot do itself:
 - METRICS: the sibling's Prometheus text, for the node's `/metrics`.
 
 Frames are a 4-byte big-endian length and a msgpack list `[kind, id, ...]`,
-bounded by `max_frame_bytes`. A request waits at most `timeout_ms` for its
+bounded by `max_frame_bytes` (a worker whose answer would be larger answers
+with an error instead, so that request fails alone). A request waits at most `timeout_ms` for its
 answer; at most `max_pending_requests` wait per link (further ones wait for
 room). A link that breaks fails every request waiting on it with LinkLost (an
 append in flight may or may not have been written, as with any log error); the
@@ -122,6 +123,7 @@ class _ServerProtocol(asyncio.Protocol):
         self, handlers: LinkHandlers, limits: LinkLimits, tasks: set[asyncio.Task[None]], connections: set[_ServerProtocol]
     ) -> None:
         self._handlers = handlers
+        self._max_frame_bytes = limits.max_frame_bytes
         self._reader = FrameReader(limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
         self._tasks = tasks
@@ -169,8 +171,19 @@ class _ServerProtocol(asyncio.Protocol):
         except Exception as error:  # the asking worker gets it back, as the error its own log would have raised
             name = type(error).__name__ if isinstance(error, LogError) else "RemoteError"
             answer = [FAILURE, request_id, name, str(error)]
+        frame = link_frame(answer)
+        if len(frame) - _LENGTH.size > self._max_frame_bytes:  # the asker would refuse it and drop the link with every request on it
+            frame = link_frame(
+                [
+                    FAILURE,
+                    request_id,
+                    "RemoteError",
+                    f"its answer is {len(frame) - _LENGTH.size} bytes, over the link's max_frame_bytes={self._max_frame_bytes}"
+                    " (for a query: select fewer rows or columns, or raise ingress.max_internal_body_bytes)",
+                ]
+            )
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(link_frame(answer))
+            self._transport.write(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -15,6 +15,7 @@ from duro.worker_link import (
     LinkLost,
     LinkServer,
     LinkUnavailable,
+    RemoteError,
     link_frame,
     socket_name,
 )
@@ -51,7 +52,13 @@ async def test_an_append_to_another_workers_partition_lands_in_its_log_and_its_e
     async def metrics() -> bytes:
         return b"m 1.0\n"
 
-    server = LinkServer(socket_name(token, 1), LinkHandlers(append, replies.append, query, metrics), LIMITS)
+    replied = asyncio.Event()
+
+    def reply(encoded: bytes) -> None:
+        replies.append(encoded)
+        replied.set()
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(append, reply, query, metrics), LIMITS)
     await server.start()
     link = LinkClient(1, socket_name(token, 1), LIMITS)
     wal = WorkerLog(MemoryLog(4), 0, 2, {1: link})
@@ -67,8 +74,7 @@ async def test_an_append_to_another_workers_partition_lands_in_its_log_and_its_e
         with pytest.raises(Exception, match="no tables here"):
             await link.query(["sys_invocation"], 1_000)
         assert link.reply_nowait(b"encoded reply")
-        while not replies:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(replied.wait(), 10)
         assert replies == [b"encoded reply"]
     finally:
         await link.close()
@@ -99,3 +105,30 @@ async def test_a_sibling_that_is_down_fails_at_once_and_one_that_dies_mid_reques
         await request
     assert isinstance(lost.value, AppendOutcomeUnknownError)
     await link.close()
+
+
+async def test_an_answer_over_the_frame_limit_fails_its_request_alone_and_the_link_stays_up() -> None:
+    token = secrets.token_hex(4)
+    owner_log = MemoryLog(2)
+
+    async def append(partition: int, entries: list[bytes]) -> int:
+        return await owner_log.append(partition, entries)
+
+    async def big_query(names: list[str], timeout_ms: int) -> bytes:
+        return b"r" * (LIMITS.max_frame_bytes + 1)
+
+    async def metrics() -> bytes:
+        return b""
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(append, lambda _: None, big_query, metrics), LIMITS)
+    await server.start()
+    link = LinkClient(1, socket_name(token, 1), LIMITS)
+    try:
+        assert await link.append(1, [b"before"]) == 0
+        with pytest.raises(RemoteError, match=rf"bytes, over the link's max_frame_bytes={LIMITS.max_frame_bytes}"):
+            await link.query(["sys_journal"], 1_000)
+        assert link.connected, "the link that carried the refused answer is still up"
+        assert await link.append(1, [b"after"]) == 1
+    finally:
+        await link.close()
+        await server.close()

@@ -506,8 +506,9 @@ class ReplyWaiter:
                 invocation_id,
             ) from None
         except AppendOutcomeUnknownError as error:
+            logger.warning("append to partition %d for invocation %s has an unknown outcome: %s", partition, invocation_id, error)
             raise Unavailable(
-                f"the request was handed to the node's worker process that owns its partition, which did not answer ({error});"
+                "the request was handed to the node's worker process that owns its partition, which did not answer;"
                 " it may or may not have been recorded. If the request has an 'idempotency-key', it can be safely retried;"
                 " otherwise look it up before submitting it again",
                 invocation_id,

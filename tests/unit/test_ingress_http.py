@@ -22,6 +22,7 @@ from protocol.routing import (
     partition_key_of,
     workflow_invocation_id,
 )
+from wal.log import AppendOutcomeUnknownError
 from wal.memory import MemoryLog
 from wal.partitioner import partition_of
 from wal.records import DEFAULT_RETRY_POLICY, Failure, HandlerKind, Invoke, Outcome, ServiceType, Signal
@@ -200,6 +201,20 @@ async def test_body_over_the_limit_is_413() -> None:
         ok = await env.client.post("/Greeter/echo", content=b"x" * 10, headers={"content-type": "text/plain"})
         assert ok.status_code == 200
         assert len(env.fake.bodies(Invoke)) == 1
+
+
+async def test_an_append_with_an_unknown_outcome_is_503_saying_so_without_the_errors_text(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def lost(partition: int, entries: object) -> int:
+        raise AppendOutcomeUnknownError("the link to worker 1 closed ([Errno 104] Connection reset by peer)")
+
+    monkeypatch.setattr(env.log, "append", lost)
+    response = await env.client.post("/Greeter/greet/send", json="x")
+    assert response.status_code == 503
+    message = response.json()["message"]
+    assert "may or may not have been recorded" in message and "idempotency-key" in message
+    assert "Errno" not in message and "worker 1" not in message, message
 
 
 async def test_plain_send_is_202_once_the_invoke_is_durable(env: Env) -> None:

@@ -333,6 +333,9 @@ class PartitionProcessor:
             return []
         applied_offset = self.applied_offset
         self._invoker.forget_ended(self._partition, applied_offset)
+        counted = self._store.get(keys.RUNNING_COUNT)
+        if counted is not None and keys.decode_u64(counted) == 0:
+            return []  # nothing runs: no scan of an emptied index (it steps over every deletion until RocksDB compacts them)
         orphans: list[tuple[str, int]] = []
         for row, _ in self._store.scan(keys.RUNNING_PREFIX):
             invocation_id = keys.running_id_of(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -113,6 +113,25 @@ async def test_the_running_check_accepts_live_attempts_and_recorded_ends(partiti
     assert await partition.processor.check_running() == []
     status = partition.status(invocation_id)
     assert status is not None and "no deployment is registered" in status.last_failure.message  # type: ignore[union-attr]
+
+
+async def test_the_running_check_reads_no_index_when_the_running_count_says_nothing_runs(
+    partition: Partition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invocation_id = "inv_1" + "9" * 33
+    await partition.log.append(0, [encode_record(Record(Envelope(1), Invoke(invocation_id, GREETER, b"1")))])
+    await partition.applied(lambda: (s := partition.status(invocation_id)) is not None and s.phase is Phase.BACKING_OFF, "the failure")
+    assert keys.decode_u64(partition.store.get(keys.RUNNING_COUNT) or b"") == 0
+    scanned: list[bytes] = []
+    scan = partition.store.scan
+
+    def recording_scan(prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        scanned.append(prefix)
+        return scan(prefix, start)
+
+    monkeypatch.setattr(partition.store, "scan", recording_scan)
+    assert await partition.processor.check_running() == []
+    assert keys.RUNNING_PREFIX not in scanned, "an empty running index is not read"
 
 
 class TimerAppendFailsOnce(MemoryLog):

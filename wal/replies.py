@@ -65,8 +65,9 @@ class ReplyBus:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._closed_because: str | None = None
         # Sequential from a random start: unique in this process, and replies meant for a previous process find nobody.
-        # Ids of worker i of n are i modulo n (with one worker: every id).
-        self._request_ids = itertools.count(secrets.randbits(62) * workers + worker, workers)
+        # Ids of worker i of n are i modulo n (with one worker: every id), and stay below 2**62 + n * requests: records
+        # carry them as msgpack integers, which end at 2**64 (a start of randbits(62) * n passed that for n >= 5).
+        self._request_ids = itertools.count(secrets.randbits(62) // workers * workers + worker, workers)
         self._emptied: asyncio.Event | None = None  # set when the last waiting request releases, while someone waits for that
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:

@@ -8,10 +8,12 @@ worker's, a `KeyValueStore` like the Kafka metadata topic (`values`, `put`,
 `watch`), so the registry (`SharedRegistryStore`) and the subscriptions use it
 as they use the topic on Kafka.
 
-A worker's `put` returns once the supervisor wrote the file and every other
-running worker applied the change (each is bounded by `timeout_ms`; a worker
-that is not running reads the files when it starts): a deployment registered
-through one worker is known to all of them when the admin API answers. Messages
+A worker's `put` returns once the supervisor wrote the file and every running
+worker, the asking one included, applied the change (each is bounded by
+`timeout_ms`; a worker that is not running reads the files when it starts; a
+worker whose `put` gave up waiting still gets the change): a deployment
+registered through one worker is known to all of them when the admin API
+answers. Messages
 are `duro.worker_link` frames: VALUES (all values, to a worker that connects),
 PUT (key, value or None) answered by DONE, CHANGED (key, value) answered by
 APPLIED, and READY (a worker serves).
@@ -95,7 +97,7 @@ class MetadataService:
 
     async def attach(self, worker: int, sock: socket.socket) -> None:
         """A (re)started worker's control socket: it gets every value at once."""
-        channel = _Channel(lambda message: self._received(worker, message), lambda: self._lost(worker))
+        channel = _Channel(lambda message: self._received(worker, message), lambda: self._lost(worker, channel))
         self._channels[worker] = channel
         await open_channel(sock, channel)
         channel.send([VALUES, 0, self.values])
@@ -116,11 +118,13 @@ class MetadataService:
         """Tell every worker which workers serve now (each answers readiness for the whole node from it)."""
         value = json.dumps(sorted(ready)).encode()
         self.values[READY_WORKERS_KEY] = value
-        task = asyncio.ensure_future(self._broadcast(None, READY_WORKERS_KEY, value))
+        task = asyncio.ensure_future(self._broadcast(READY_WORKERS_KEY, value))
         task.add_done_callback(_log_failure)
 
-    def _lost(self, worker: int) -> None:
-        self._channels.pop(worker, None)
+    def _lost(self, worker: int, channel: _Channel) -> None:
+        if self._channels.get(worker) is not channel:
+            return  # the channel of a worker that died and has been started again since: its new channel stays
+        del self._channels[worker]
         for (waiting_worker, _), future in list(self._applied.items()):
             if waiting_worker == worker and not future.done():
                 future.set_result(None)  # it reads the files when it starts again
@@ -140,15 +144,15 @@ class MetadataService:
                 self.values.pop(key, None)
             else:
                 self.values[key] = value
-            await self._broadcast(worker, key, value)
+            await self._broadcast(key, value)
         self._send(worker, [DONE, request_id, None])
 
-    async def _broadcast(self, origin: int | None, key: str, value: bytes | None) -> None:
+    async def _broadcast(self, key: str, value: bytes | None) -> None:
+        """Send a change to every running worker, the one that asked for it too (so a worker whose `put` gave up waiting
+        still applies it), and wait until each applied it (each at most `timeout_ms`)."""
         change_id = next(self._change_ids)
         waiting = []
         for worker, channel in list(self._channels.items()):
-            if worker == origin:
-                continue
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._applied[(worker, change_id)] = future
             if channel.send([CHANGED, change_id, key, value]):
@@ -203,7 +207,7 @@ class WorkerMetadata:
         self._channel.send([READY, 0])
 
     async def put(self, key: str, value: bytes | None) -> None:
-        """Store a value node-wide; returns once every running worker applied it. OSError if the supervisor could not store it."""
+        """Store a value node-wide; returns once every running worker applied it. OSError if the supervisor could not store it or did not confirm it in time."""
         assert self._channel is not None, "open() first"
         request_id = next(self._ids)
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -213,11 +217,15 @@ class WorkerMetadata:
                 raise OSError(f"the node's supervisor is gone; {key!r} was not stored")
             async with asyncio.timeout(self._timeout_s * 2):
                 problem = await future
+        except TimeoutError:
+            raise OSError(
+                f"the node's supervisor did not confirm storing {key!r} within twice worker.control_timeout_ms"
+                f" ({self._timeout_s * 2000:.0f} ms); it may still be stored, and this worker applies it when it is"
+            ) from None
         finally:
             self._waiting.pop(request_id, None)
         if problem is not None:
-            raise OSError(problem)
-        self._apply(key, value)
+            raise OSError(problem)  # else the change is applied here already: its CHANGED came before its DONE, on the same socket
 
     def watch(self, watcher: Callable[[str, bytes | None], None]) -> None:
         self._watchers.append(watcher)

@@ -44,7 +44,7 @@ from duro.settings import DuroSettings, deprecated_settings_in_use
 from duro.snapshots import NodeSnapshots
 from duro.supervisor import WORKER_ENV, WORKER_LOG_ID_ENV, SupervisorStartError, WorkerRole, run_supervisor, worker_dir
 from duro.telemetry import Telemetry
-from duro.worker_log import owner_of
+from duro.worker_log import partitions_of
 from duro.worker_parts import WorkerParts
 from ingress.admin import PartitionTables, build_admin_app
 from ingress.admin import error_body as admin_error_body
@@ -414,10 +414,9 @@ class Node:
 
     def _owned_partitions(self) -> set[int]:
         """The partitions this process runs on the embedded log: all of them, or a worker's share."""
-        partitions = set(range(self.settings.partitions))
         if self.role is None:
-            return partitions
-        return {p for p in partitions if owner_of(p, self.role.count) == self.role.index}
+            return set(range(self.settings.partitions))
+        return partitions_of(self.role.index, self.role.count, self.settings.partitions)
 
     def _partition_tables(
         self, worker: PartitionWorker, metadata: KafkaMetadata | None, target_kind: TargetKind, threads: QueryThreads

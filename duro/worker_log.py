@@ -23,6 +23,11 @@ def owner_of(partition: int, workers: int) -> int:
     return partition % workers
 
 
+def partitions_of(worker: int, workers: int, partition_count: int) -> set[int]:
+    """The partitions worker `worker` of `workers` owns, of `partition_count`."""
+    return {p for p in range(partition_count) if owner_of(p, workers) == worker}
+
+
 class WorkerLog:
     """A `Log` for worker `worker` of `workers`: `local` holds its partitions, `links` reach the owners of the others."""
 
@@ -45,7 +50,7 @@ class WorkerLog:
         return owner_of(partition, self._workers) == self._worker
 
     def owned_partitions(self) -> set[int]:
-        return {p for p in range(self.partition_count) if self.owns(p)}
+        return partitions_of(self._worker, self._workers, self.partition_count)
 
     async def append(self, partition: int, entries: Sequence[bytes]) -> int:
         check_partition(partition, self.partition_count)

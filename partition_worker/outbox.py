@@ -7,11 +7,13 @@ partition so the delivered messages are deleted. A new leader re-sends
 whatever the outbox still holds; duplicates are harmless.
 
 An append to a target partition that fails (its owner is a worker process of
-the node that is restarting, say) is tried again, the whole batch, after a
-backoff doubling from `retry_initial_backoff_ms` to `retry_max_backoff_ms`,
-for as long as this node leads (stepping down cancels the shuffle); what
-already landed is dropped there as a duplicate. The log closing, or a record
-too large for it, ends the shuffle (the processor steps down).
+the node that is restarting, say) is tried again, what the batch has for that
+partition, after a backoff doubling from `retry_initial_backoff_ms` to
+`retry_max_backoff_ms`, for as long as this node leads (stepping down cancels
+the shuffle); the partitions that took their share are not sent it again, and
+a run that landed before the failure is dropped there as a duplicate. The log
+closing, or a record too large for it, ends the shuffle (the processor steps
+down), whichever target it happened on.
 """
 
 from __future__ import annotations
@@ -76,17 +78,21 @@ class OutboxShuffle:
             record = Record(Envelope(now_ms, 0, (self._producer_id, seq)), body)
             groups.setdefault(target, []).append(encode_record(record))
         backoff_ms = self._retry_initial_backoff_ms
-        while True:
-            results = await asyncio.gather(
-                *(self._append_in_order(target, entries) for target, entries in groups.items()), return_exceptions=True
-            )
-            failures = [result for result in results if isinstance(result, BaseException)]
-            if not failures:
+        while groups:
+            targets = list(groups)
+            results = await asyncio.gather(*(self._append_in_order(target, groups[target]) for target in targets), return_exceptions=True)
+            failures = {target: result for target, result in zip(targets, results, strict=True) if isinstance(result, BaseException)}
+            for error in failures.values():
+                if not isinstance(error, LogError) or isinstance(error, LogClosedError | AppendTooLargeError):
+                    raise error
+            groups = {target: groups[target] for target in failures}  # the others landed: not sent again
+            if not groups:
                 break
-            error = failures[0]
-            if not isinstance(error, LogError) or isinstance(error, LogClosedError | AppendTooLargeError):
-                raise error
-            log.warning("outbox messages %d to %d not delivered (%s); trying again in %d ms", seqs[0], seqs[-1], error, backoff_ms)
+            target, error = next(iter(failures.items()))
+            log.warning(
+                "outbox messages %d to %d not delivered to partition %d (%s); trying again in %d ms",
+                seqs[0], seqs[-1], target, error, backoff_ms,
+            )  # fmt: skip
             await asyncio.sleep(backoff_ms / 1000)
             backoff_ms = min(2 * backoff_ms, self._retry_max_backoff_ms)
         for seq in seqs:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from partition_worker.outbox import OutboxShuffle
-from wal.log import LogClosedError, LogError
+from wal.log import AppendTooLargeError, LogClosedError, LogError
 from wal.memory import MemoryLog
 from wal.partitioner import partition_key_range
 from wal.records import Cancel, OutboxTruncate, RecordBody, decode_record
@@ -17,17 +17,21 @@ PARTITIONS = 2
 
 
 class RefusingLog(MemoryLog):
-    """Appends to `partition` fail with `error` the first `times` times."""
+    """Appends to `partition` fail with `error` the first `times` times (more partitions: `refuse`)."""
 
     def __init__(self, partition: int, times: int, error: LogError) -> None:
         super().__init__(PARTITIONS)
-        self.refusals = {partition: times}
-        self.error = error
+        self.refusals: dict[int, tuple[int, LogError]] = {}
+        self.refuse(partition, times, error)
+
+    def refuse(self, partition: int, times: int, error: LogError) -> None:
+        self.refusals[partition] = (times, error)
 
     async def append(self, partition: int, entries: Sequence[bytes]) -> int:
-        if self.refusals.get(partition, 0) > 0:
-            self.refusals[partition] -= 1
-            raise self.error
+        times, error = self.refusals.get(partition, (0, LogError("")))
+        if times > 0:
+            self.refusals[partition] = (times - 1, error)
+            raise error
         return await super().append(partition, entries)
 
 
@@ -70,10 +74,17 @@ async def test_a_refused_delivery_is_tried_again_until_it_lands_then_the_outbox_
     truncated = await _deliver(log)
     assert truncated == [[OutboxTruncate(3)]]
     assert await _seqs(log, 1) == [2, 3]
-    assert await _seqs(log, 0) == [1, 1, 1, 1]  # sent with every try: the receiver drops the duplicates by sequence
+    assert await _seqs(log, 0) == [1], "partition 0 took its message at the first try: it is not sent again"
 
 
 async def test_a_closed_log_ends_the_shuffle() -> None:
     log = RefusingLog(1, 1, LogClosedError("closed"))
     with pytest.raises(LogClosedError):
+        await _deliver(log)
+
+
+async def test_a_record_too_large_for_one_target_ends_the_shuffle_even_while_another_target_refuses() -> None:
+    log = RefusingLog(0, 1_000, LogError("worker 0 does not accept connections"))
+    log.refuse(1, 1_000, AppendTooLargeError("over max_append_bytes"))
+    with pytest.raises(AppendTooLargeError):
         await _deliver(log)

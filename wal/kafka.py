@@ -375,6 +375,17 @@ class KafkaLog:
         return int(metadata.offset)
 
     def _settle_written(self, partition: int, group: list[_PendingAppend], base_offset: int) -> None:
+        if base_offset < 0:
+            # aiokafka resolves a batch the broker answered DUPLICATE_SEQUENCE_NUMBER with the response's offset, -1: the
+            # broker holds the batch from an earlier try but no longer knows its offsets (see wal.kafka_tail_merge).
+            self._settle_failed(
+                group,
+                LogError(
+                    f"the brokers acknowledged an append to {self._topic}[{partition}] as a duplicate of a batch they hold, "
+                    "without its offsets: it is written once, and a retry would write it again"
+                ),
+            )
+            return
         last_offset = self._last_offsets.get(partition, -1)
         assert base_offset > last_offset, f"offsets of {self._topic}[{partition}] must grow: batch at {base_offset} after {last_offset}"
         next_offset = base_offset

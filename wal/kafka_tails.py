@@ -100,8 +100,8 @@ class SharedTails:
     def acknowledged(self, partition: int, base_offset: int, entries: list[bytes]) -> None:
         """This node's `entries`, acknowledged by the broker at `base_offset` on: the partition's tails take what follows their position.
 
-        A tail whose queue is full skips them (its partition is paused; the
-        fetcher brings them once the tail caught up).
+        A tail whose queue is full skips them: the fetcher brings them (at once,
+        or after the tail took its batches if its partition is paused).
         """
         for feed in self._feeds.get(partition, ()):
             if feed.batches.qsize() >= MAX_QUEUED_BATCHES:

@@ -47,7 +47,7 @@ from ingress.registry import Registry
 from ingress.settings import IngressSettings, SubscriptionSettings
 from ingress.subscription_events import EventRecord, EventTarget, RecordProblem, build_event
 from ingress.subscriptions import KafkaCluster, Subscription
-from wal.log import Log
+from wal.log import Log, append_runs
 from wal.partitioner import partition_of
 from wal.records import Attach, Envelope, IngressSink, Record, RetryPolicy, encode_record
 from wal.replies import Reply, ReplyBus, TooManyWaitingRequests
@@ -260,7 +260,8 @@ class SubscriptionConsumer:
     async def _append_after(self, previous: asyncio.Task[None] | None, partition: int, share: list[bytes]) -> None:
         if previous is not None:
             await asyncio.shield(previous)  # raises its failure: a later batch must not be written after a lost one
-        await self._log.append(partition, share)
+        for run in append_runs(share, self._log.max_append_bytes):  # each event fits one append; a batch of them may not
+            await self._log.append(partition, run)
 
     async def _settle_forever(self) -> None:
         """Take the batches in flight in order; once one is durable its positions may be committed (its failure is the consumer's)."""

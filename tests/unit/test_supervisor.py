@@ -44,48 +44,40 @@ def _supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _Clock) 
     return Supervisor(DuroSettings(data_dir=tmp_path, workers=2, worker=worker), 2, "log")
 
 
-async def test_a_worker_that_ran_a_long_while_between_deaths_is_restarted_after_the_initial_pause(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+async def _restart_pauses_ms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, deaths: int, ran_s: float
+) -> list[int]:
+    """The pauses before each restart of a worker that reports ready at once and is killed `ran_s` after each start."""
     clock = _Clock()
     supervisor = _supervisor(tmp_path, monkeypatch, clock)
     worker = supervisor._workers[1]
-    starts = 0
-
-    async def start(w: supervisor_module._Worker) -> None:  # ready a moment after it starts, killed an hour later
-        nonlocal starts
-        starts += 1
-        w.started_at = clock.now
-        w.process = _KilledAfter(clock, 3_600.0) if starts < 5 else None  # type: ignore[assignment]  # a stand-in process
-        supervisor._on_ready(w.index)
-
-    monkeypatch.setattr(supervisor, "_start", start)
-    caplog.set_level(logging.WARNING, "duro.supervisor")
-    await start(worker)
-    await asyncio.wait_for(supervisor._watch(worker), 10)
-    pauses = [record.args[3] for record in caplog.records if "restarting it in" in record.getMessage()]  # type: ignore[index]  # the log call's arguments
-    assert pauses == [1, 1, 1, 1], "each death came an hour after a start: none is one of a series"
-
-
-async def test_a_worker_that_keeps_dying_soon_after_it_starts_waits_longer_each_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    clock = _Clock()
-    supervisor = _supervisor(tmp_path, monkeypatch, clock)
-    worker = supervisor._workers[0]
     starts = 0
 
     async def start(w: supervisor_module._Worker) -> None:
         nonlocal starts
         starts += 1
         w.started_at = clock.now
-        w.process = _KilledAfter(clock, 0.01) if starts < 9 else None  # type: ignore[assignment]  # a stand-in process
+        w.process = _KilledAfter(clock, ran_s) if starts <= deaths else None  # type: ignore[assignment]  # a stand-in process
+        supervisor._on_ready(w.index)
 
     monkeypatch.setattr(supervisor, "_start", start)
     caplog.set_level(logging.WARNING, "duro.supervisor")
     await start(worker)
     await asyncio.wait_for(supervisor._watch(worker), 10)
-    pauses = [record.args[3] for record in caplog.records if "restarting it in" in record.getMessage()]  # type: ignore[index]  # the log call's arguments
+    return [record.args[3] for record in caplog.records if "restarting it in" in record.getMessage()]  # type: ignore[index]  # the log call's arguments
+
+
+async def test_a_worker_that_ran_a_long_while_between_deaths_is_restarted_after_the_initial_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pauses = await _restart_pauses_ms(tmp_path, monkeypatch, caplog, deaths=4, ran_s=3_600.0)
+    assert pauses == [1, 1, 1, 1], "each death came an hour after a start: none is one of a series"
+
+
+async def test_a_worker_that_keeps_dying_soon_after_it_starts_waits_longer_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pauses = await _restart_pauses_ms(tmp_path, monkeypatch, caplog, deaths=8, ran_s=0.01)
     assert pauses == [1, 2, 4, 8, 16, 32, 64, 64]
 
 

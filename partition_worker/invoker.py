@@ -54,6 +54,17 @@ from wal.records import AttemptEvents, AttemptFailed, AttemptFrame, Failure, Rec
 log = logging.getLogger("duro.invoker")
 
 TERMINAL_TYPES = frozenset({MessageType.END, MessageType.SUSPENSION, MessageType.ERROR})
+NO_REPLY_TYPES = frozenset(
+    {
+        MessageType.GET_EAGER_STATE_COMMAND,
+        MessageType.GET_EAGER_STATE_KEYS_COMMAND,
+        MessageType.SET_STATE_COMMAND,
+        MessageType.CLEAR_STATE_COMMAND,
+        MessageType.CLEAR_ALL_STATE_COMMAND,
+        MessageType.OUTPUT_COMMAND,
+    }
+)
+"""Commands the runtime answers nothing to: the SDK goes on without waiting for them, so their append may wait for what follows."""
 
 
 Transport = Callable[[DeploymentEndpoint, str, list[tuple[str, str]]], Exchange]
@@ -566,7 +577,10 @@ class Invoker:
         appender, which sends whatever has accumulated as one record whenever
         its previous append is durable. A ctx.run step (RunCommand, then its
         proposal a moment later) thus costs about one log round trip, not two
-        back to back.
+        back to back. Messages the SDK does not wait on (`NO_REPLY_TYPES`) are
+        held up to `max_append_hold_ms` for what follows: a handler that reads
+        its state, sets it and returns sends GetEagerState, then SetState,
+        Output and End a moment later, and appends them as one record.
         """
         decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes)
         appender = _AttemptAppender(self, handle)
@@ -582,7 +596,10 @@ class Invoker:
                 if terminal_at is not None:
                     await appender.push_last(self._attempt_frames(handle, frames))
                     return True
-                appender.push(self._attempt_frames(handle, frames))
+                if all(f.type in NO_REPLY_TYPES for f in frames):
+                    appender.hold(self._attempt_frames(handle, frames))
+                else:
+                    appender.push(self._attempt_frames(handle, frames))
             decoder.finish()
             await appender.drain()
             return False
@@ -726,7 +743,7 @@ class _AttemptAppender:
 
     Its task starts with the first `push`; an attempt whose messages all come
     at once (`push_last` first: a handler that answers without waiting) appends
-    them from the reader itself.
+    them from the reader itself, together with any it `hold`s.
     """
 
     def __init__(self, invoker: Invoker, handle: _Attempt) -> None:
@@ -738,8 +755,32 @@ class _AttemptAppender:
         self._idle.set()
         self._error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
+        self._hold: asyncio.TimerHandle | None = None
+
+    def hold(self, frames: list[AttemptFrame]) -> None:
+        """Queue messages nobody waits on; they go with the next push, or on their own once `max_append_hold_ms` passed."""
+        hold_ms = self._invoker.settings.max_append_hold_ms
+        if not hold_ms or self._task is not None:
+            self.push(frames)  # no hold, or an append is running anyway: whatever arrives meanwhile joins its next record
+            return
+        self._raise_if_failed()
+        self._pending.extend(frames)
+        self._idle.clear()
+        if self._hold is None:
+            self._hold = asyncio.get_running_loop().call_later(hold_ms / 1000, self._release)
+
+    def _release(self) -> None:
+        """The hold is over: start appending what waits."""
+        self._hold = None
+        self.push([])
+
+    def _cancel_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
 
     def push(self, frames: list[AttemptFrame]) -> None:
+        self._cancel_hold()
         self._raise_if_failed()
         self._pending.extend(frames)
         self._idle.clear()
@@ -749,6 +790,7 @@ class _AttemptAppender:
 
     async def push_last(self, frames: list[AttemptFrame]) -> None:
         """Push the attempt's last messages and wait until everything pushed is durable (raises what an append raised)."""
+        self._cancel_hold()
         if self._task is not None:
             self.push(frames)
             await self.drain()
@@ -758,11 +800,14 @@ class _AttemptAppender:
             await self._invoker._append_frames(self._handle, self._take_record())
 
     async def drain(self) -> None:
-        """Wait until everything pushed is durable (raises what an append raised)."""
+        """Wait until everything pushed or held is durable (raises what an append raised)."""
+        if self._hold is not None:
+            self._release()
         await self._idle.wait()
         self._raise_if_failed()
 
     def close(self) -> None:
+        self._cancel_hold()
         if self._task is not None:
             self._task.cancel()
 

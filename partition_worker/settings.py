@@ -33,6 +33,12 @@ class InvokerSettings(BaseModel):
         description="After the inactivity close, abandon the attempt after this long; it is retried (default of services that set none).",
     )
     max_eager_state_bytes: int = Field(default=1 << 20, gt=0, description="State sent with Start; larger states are fetched lazily.")
+    max_append_hold_ms: int = Field(
+        default=5,
+        ge=0,
+        description="Messages no SDK waits on (eager state reads, state writes, the output) wait at most this long to be appended with"
+        " the next ones, so an attempt's End usually goes in the same log record (one fsync) instead of waiting behind theirs; 0 off.",
+    )
     max_frame_bytes: int = Field(
         default=frames.DEFAULT_MAX_FRAME_BYTES, gt=0, description="Largest protocol message accepted from a deployment."
     )

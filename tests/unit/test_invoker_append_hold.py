@@ -1,0 +1,186 @@
+"""The invoker holds messages no SDK waits on (`max_append_hold_ms`), so a handler's state read, writes, output and End go in one record.
+
+The real processor and invoker run on the in-memory log in virtual time
+(`tests/sim/loop.py`); a scripted exchange answers an exclusive handler of a
+virtual object with chunks at given virtual times, as the TypeScript SDK does
+for `Counter.add` (GetEagerState first, SetState, Output and End a moment later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from partition_worker import keys
+from partition_worker.deployments import CallPolicy, DeploymentEndpoint, HandlerInfo
+from partition_worker.invoker import Invoker
+from partition_worker.processor import PartitionProcessor
+from partition_worker.settings import InvokerSettings, ProcessorSettings
+from partition_worker.state_machine import StateMachine, StateMachineConfig
+from partition_worker.status import InvocationStatus, Phase
+from partition_worker.store import MemoryPartitionStore
+from protocol import service_protocol_pb2 as pb
+from protocol.frames import MessageType, encode_message
+from protocol.ids import InvocationId
+from tests.sim.loop import VirtualTimeLoop
+from wal.memory import MemoryLog
+from wal.records import (
+    AttemptEvents,
+    AttemptFailed,
+    Envelope,
+    HandlerKind,
+    Invoke,
+    Record,
+    RetryPolicy,
+    ServiceType,
+    Target,
+    decode_record,
+    encode_record,
+)
+
+COUNTER_ADD = Target("Counter", "add", "alice", ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
+INVOCATION = str(InvocationId(1, b"\x01" * 16))
+ENDPOINT = DeploymentEndpoint("dp_hold", "http://hold", bidirectional=True)
+
+READ = encode_message(pb.GetEagerStateCommandMessage(key=b"count", void=pb.Void()))
+WRITE_AND_RETURN = (
+    encode_message(pb.SetStateCommandMessage(key=b"count", value=pb.Value(content=b"1")))
+    + encode_message(pb.OutputCommandMessage(value=pb.Value(content=b"1")))
+    + encode_message(pb.EndMessage())
+)
+
+
+class OneObject:
+    def deployment(self, deployment_id: str) -> DeploymentEndpoint | None:
+        return ENDPOINT
+
+    def latest_deployment_for(self, service: str) -> DeploymentEndpoint | None:
+        return ENDPOINT
+
+    def handler_info(self, service: str, handler: str) -> HandlerInfo | None:
+        return HandlerInfo(ServiceType.VIRTUAL_OBJECT, HandlerKind.EXCLUSIVE)
+
+    def call_policy(self, service: str, handler: str, has_idempotency_key: bool) -> CallPolicy | None:
+        return None
+
+
+class TimedExchange:
+    """An exchange that answers 200 and then each chunk after its pause (virtual seconds), then ends."""
+
+    def __init__(self, chunks: list[tuple[float, bytes]]) -> None:
+        self._chunks = chunks
+
+    async def open(self) -> None:
+        return None
+
+    async def send(self, data: bytes) -> None:
+        return None
+
+    async def end(self) -> None:
+        return None
+
+    async def status(self, timeout_ms: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+        return 200, [("content-type", "application/vnd.restate.invocation.v5")]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for pause_s, chunk in self._chunks:
+            await asyncio.sleep(pause_s)
+            yield chunk
+
+    async def close(self) -> None:
+        return None
+
+
+def test_a_state_read_waits_for_the_end_and_goes_in_the_same_record() -> None:
+    records, status, state = _run([(0, READ), (0.0002, WRITE_AND_RETURN)], InvokerSettings())
+    assert [[f.message_type for f in r.frames] for r in records] == [
+        [
+            MessageType.GET_EAGER_STATE_COMMAND,
+            MessageType.SET_STATE_COMMAND,
+            MessageType.OUTPUT_COMMAND,
+            MessageType.END,
+        ]
+    ]
+    assert status.phase is Phase.COMPLETED and status.outcome is not None and status.outcome.value == b"1"
+    assert state == b"1"
+
+
+def test_without_a_hold_the_read_is_appended_on_its_own() -> None:
+    records, status, state = _run([(0, READ), (0.0002, WRITE_AND_RETURN)], InvokerSettings(max_append_hold_ms=0))
+    assert [len(r.frames) for r in records] == [1, 3]
+    assert status.phase is Phase.COMPLETED and state == b"1"
+
+
+def test_a_held_message_is_appended_once_the_hold_is_over() -> None:
+    """Nothing waits longer than the hold: the read is appended alone after 5 ms, the rest when it comes 1 s later."""
+    records, status, state = _run([(0, READ), (1.0, WRITE_AND_RETURN)], InvokerSettings(max_append_hold_ms=5))
+    assert [f.message_type for f in records[0].frames] == [MessageType.GET_EAGER_STATE_COMMAND]
+    assert [len(r.frames) for r in records] == [1, 3]
+    assert status.phase is Phase.COMPLETED and state == b"1"
+
+
+def test_a_held_message_is_appended_when_the_stream_ends_without_end() -> None:
+    """A response cut after the read: the read is still recorded, then the attempt's failure."""
+    records, status, _ = _run([(0, READ)], InvokerSettings(max_append_hold_ms=60_000), stop_after_first_failure=True)
+    assert [[f.message_type for f in r.frames] for r in records] == [[MessageType.GET_EAGER_STATE_COMMAND]]
+    assert status.phase is Phase.PAUSED and status.last_failure is not None
+    assert "without End" in status.last_failure.message
+
+
+def _run(
+    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool = False
+) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure))
+    finally:
+        loop.run_until_complete(_cancel_the_rest())
+        loop.close()
+
+
+async def _serve(
+    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool
+) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
+    log = MemoryLog(1)
+    store = MemoryPartitionStore()
+    loop = asyncio.get_running_loop()
+    invoker = Invoker(OneObject(), settings, lambda: int(loop.time() * 1000), transport=lambda *_: TimedExchange(chunks))
+    clock_ms = lambda: int(loop.time() * 1000)  # noqa: E731 - the virtual loop's clock, twice
+    processor = PartitionProcessor(
+        0, 1, log, store, StateMachine(StateMachineConfig(0)), invoker, lambda sink, reply: None, ProcessorSettings(), clock_ms
+    )
+    task = loop.create_task(processor.run())
+    try:
+        await asyncio.wait_for(processor.leading.wait(), 5)
+        policy = RetryPolicy(max_attempts=1) if stop_after_first_failure else None
+        invoke = Invoke(INVOCATION, COUNTER_ADD, b"1", completion_retention_ms=60_000, retry_policy=policy)
+        await log.append(0, [encode_record(Record(Envelope(0), invoke))])
+        status = None
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            status = _status(store)
+            if status is not None and status.phase in (Phase.COMPLETED, Phase.PAUSED):
+                break
+        assert status is not None and status.phase in (Phase.COMPLETED, Phase.PAUSED), f"the invocation ends: {status}"
+        bodies = [decode_record(entry).body for entry in log._partitions[0]]
+        if stop_after_first_failure:
+            assert any(isinstance(b, AttemptFailed) for b in bodies), "the cut attempt's failure is recorded"
+        events = [b for b in bodies if isinstance(b, AttemptEvents) and b.invocation_id == INVOCATION]
+        return events, status, store.get(keys.state_key("Counter", "alice", b"count"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await invoker.close()
+        await log.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _status(store: MemoryPartitionStore) -> InvocationStatus | None:
+    raw = store.get(keys.invocation_key(INVOCATION))
+    return InvocationStatus.decode(raw) if raw is not None else None

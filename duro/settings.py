@@ -130,6 +130,12 @@ class WorkerSettings(BaseModel):
     max_link_pending_requests: int = Field(
         default=10_000, gt=0, description="Requests one worker has waiting at another at once; further ones wait for room."
     )
+    metrics_timeout_ms: int = Field(
+        default=3_000,
+        gt=0,
+        description="How long the node's /metrics waits for each other worker's samples; one that has not answered by then is"
+        " left out of that scrape (logged), so a stuck worker cannot fail a scrape (Prometheus' default scrape timeout is 10 s).",
+    )
 
 
 class DuroSettings(BaseSettings):

@@ -58,6 +58,7 @@ class WorkerParts:
         }
         self._local_log: Log | None = None
         self._query_timeout_ms = settings.ingress.query_timeout_ms
+        self._metrics_timeout_ms = worker.metrics_timeout_ms
         self._partition_count = settings.partitions
 
     @classmethod
@@ -130,10 +131,19 @@ class WorkerParts:
         """The Prometheus text of every worker that answers, each sample labelled with its worker."""
         own, content_type = ingress_metrics.render()
         texts = {self.role.index: own.decode()}
-        answers = await asyncio.gather(*(link.metrics() for link in self.links.values()), return_exceptions=True)
+        timeout_s = self._metrics_timeout_ms / 1000
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(link.metrics(), timeout_s) for link in self.links.values()), return_exceptions=True
+        )
         for other, answer in zip(self.links, answers, strict=True):
             if isinstance(answer, bytes):
                 texts[other] = answer.decode()
+            elif isinstance(answer, TimeoutError):
+                log.warning(
+                    "worker %d gave no metrics within worker.metrics_timeout_ms=%d: left out of this scrape",
+                    other,
+                    self._metrics_timeout_ms,
+                )
             else:
                 log.info("worker %d gave no metrics: %r", other, answer)
         return merge_worker_metrics(texts).encode(), content_type

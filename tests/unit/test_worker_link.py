@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from pathlib import Path
+from typing import cast
 
 import pytest
 
+from duro.settings import DuroSettings
+from duro.supervisor import WorkerRole
 from duro.worker_link import (
     FrameReader,
     LinkClient,
@@ -20,6 +25,8 @@ from duro.worker_link import (
     socket_name,
 )
 from duro.worker_log import WorkerLog, owner_of
+from duro.worker_metadata import WorkerMetadata
+from duro.worker_parts import WorkerParts
 from wal.log import AppendOutcomeUnknownError, LogFullError
 from wal.memory import MemoryLog
 
@@ -132,3 +139,37 @@ async def test_an_answer_over_the_frame_limit_fails_its_request_alone_and_the_li
     finally:
         await link.close()
         await server.close()
+
+
+async def test_the_nodes_metrics_leave_out_a_worker_that_does_not_answer_in_time(tmp_path: Path) -> None:
+    """`/metrics` of a node waits `worker.metrics_timeout_ms` for each sibling: a stuck one is left out, the scrape still answers."""
+    token = secrets.token_hex(4)
+
+    async def unused(*_: object) -> int:
+        raise AssertionError("not asked")
+
+    async def answers() -> bytes:
+        return b"# HELP duro_answering_sample A sample.\n# TYPE duro_answering_sample gauge\nduro_answering_sample 7.0\n"
+
+    async def stuck() -> bytes:
+        await asyncio.Event().wait()
+        return b""
+
+    servers = [
+        LinkServer(socket_name(token, index), LinkHandlers(unused, lambda _: None, unused, handler), LIMITS)
+        for index, handler in ((1, answers), (2, stuck))
+    ]
+    for server in servers:
+        await server.start()
+    settings = DuroSettings(data_dir=tmp_path, worker={"metrics_timeout_ms": 300})
+    parts = WorkerParts(WorkerRole(0, 3, token, -1, -1), settings, cast(WorkerMetadata, None))
+    try:
+        started = time.monotonic()
+        text, _ = await asyncio.wait_for(parts.metrics(), 10)
+        assert time.monotonic() - started < 5  # bounded by the 0.3 s setting, not by link_timeout_ms (60 s)
+        assert b'duro_answering_sample{worker="1"} 7.0' in text.splitlines()
+        assert b'worker="2"' not in text
+    finally:
+        await asyncio.gather(*(link.close() for link in parts.links.values()))
+        for server in servers:
+            await server.close()

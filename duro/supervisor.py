@@ -272,7 +272,7 @@ class Supervisor:
         self._fail(f"worker {index} could not be watched or restarted ({type(error).__name__}: {error})")
 
     async def _watch(self, worker: _Worker) -> None:
-        """Wait for the worker to end: restart it if a signal killed it, stop the node if it exited by itself."""
+        """Wait for the worker to end: restart it if a signal ended it (killed, or stopped gracefully alone), stop the node if it failed."""
         while worker.process is not None:
             code = await worker.process.wait()
             if self._stop_requested.is_set():
@@ -284,8 +284,10 @@ class Supervisor:
                 worker.restarts_in_a_row = 0  # it ran a while: this death is not one of a series
             if code < 0:
                 await self._restart(worker, signal.Signals(-code).name)
+            elif code == 0:  # a worker exits 0 only after a graceful stop: a SIGTERM sent to it alone, not to the node
+                await self._restart(worker, "a stop signal sent to it alone (it drained and exited 0)")
             else:
-                self._fail(f"worker {worker.index} exited with status {code}", code or EXIT_FATAL)
+                self._fail(f"worker {worker.index} exited with status {code}", code)
 
     async def _restart(self, worker: _Worker, signal_name: str) -> None:
         backoff_ms = min(

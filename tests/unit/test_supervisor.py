@@ -25,17 +25,18 @@ class _Clock:
 class _KilledAfter:
     """A worker process that a signal ends once it has run `ran_s` seconds of the stand-in clock."""
 
-    def __init__(self, clock: _Clock, ran_s: float) -> None:
+    def __init__(self, clock: _Clock, ran_s: float, exit_code: int = -9) -> None:
         self._clock = clock
         self._ran_s = ran_s
+        self._exit_code = exit_code
         self.pid = 4242
         self.returncode: int | None = None
 
     async def wait(self) -> int:
         await asyncio.sleep(0)
         self._clock.now += self._ran_s
-        self.returncode = -9
-        return -9
+        self.returncode = self._exit_code
+        return self._exit_code
 
 
 def _supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: _Clock) -> Supervisor:
@@ -98,3 +99,25 @@ async def test_a_worker_that_cannot_be_restarted_stops_the_node(
     assert watcher.done()
     assert supervisor._exit_code == 1
     assert "worker 1 could not be watched or restarted" in supervisor._failure and "BlockingIOError" in supervisor._failure
+
+
+@pytest.mark.parametrize(("exit_code", "restarted"), [(0, True), (-15, True), (2, False)])
+async def test_a_worker_stopped_alone_is_restarted_and_one_that_failed_stops_the_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: int, restarted: bool
+) -> None:
+    """Exit 0 comes only after a graceful stop: a SIGTERM to that worker alone (the node was not asked to stop) restarts it."""
+    clock = _Clock()
+    supervisor = _supervisor(tmp_path, monkeypatch, clock)
+    worker = supervisor._workers[1]
+    worker.process = _KilledAfter(clock, 1.0, exit_code)  # type: ignore[assignment]  # a stand-in process
+    starts: list[int] = []
+
+    async def start(w: supervisor_module._Worker) -> None:
+        starts.append(w.index)
+        w.process = None
+
+    monkeypatch.setattr(supervisor, "_start", start)
+    await asyncio.wait_for(supervisor._watch(worker), 10)
+    assert starts == ([1] if restarted else [])
+    assert supervisor._stop_requested.is_set() is not restarted
+    assert supervisor._exit_code == (0 if restarted else exit_code)

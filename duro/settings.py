@@ -130,6 +130,12 @@ class WorkerSettings(BaseModel):
     max_link_pending_requests: int = Field(
         default=10_000, gt=0, description="Requests one worker has waiting at another at once; further ones wait for room."
     )
+    max_link_buffered_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Bytes written to another worker and not yet taken by it (a stopped or stuck worker); past it the link is"
+        " dropped: requests on it fail as with a broken link, replies are asked again by their waiting requests.",
+    )
     metrics_timeout_ms: int = Field(
         default=3_000,
         gt=0,

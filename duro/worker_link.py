@@ -14,7 +14,9 @@ its `LinkServer`. What travels is what the other worker cannot do itself:
 
 Frames are a 4-byte big-endian length and a msgpack list `[kind, id, ...]`,
 bounded by `max_frame_bytes` (a worker whose answer would be larger answers
-with an error instead, so that request fails alone). A request waits at most `timeout_ms` for its
+with an error instead, so that request fails alone); a link whose written
+bytes the other worker does not take (it is stopped, or stuck) is dropped once
+more than `max_buffered_bytes` wait unsent. A request waits at most `timeout_ms` for its
 answer; at most `max_pending_requests` wait per link (further ones wait for
 room). A link that breaks fails every request waiting on it with LinkLost (an
 append in flight may or may not have been written, as with any log error); the
@@ -75,6 +77,14 @@ class LinkLimits:
     timeout_ms: int
     max_pending_requests: int
     max_frame_bytes: int
+    max_buffered_bytes: int = 64 * 1024 * 1024  # written but not yet taken by the other worker; over it the link is dropped
+
+    def over_buffer(self, transport: asyncio.WriteTransport) -> str | None:
+        """Why a link whose unsent bytes passed the bound must be dropped (the other worker is not reading), else None."""
+        buffered = transport.get_write_buffer_size()
+        if buffered <= max(self.max_buffered_bytes, self.max_frame_bytes):
+            return None
+        return f"{buffered} bytes wait unsent, over worker.max_link_buffered_bytes={self.max_buffered_bytes} (it is not reading)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +133,7 @@ class _ServerProtocol(asyncio.Protocol):
         self, handlers: LinkHandlers, limits: LinkLimits, tasks: set[asyncio.Task[None]], connections: set[_ServerProtocol]
     ) -> None:
         self._handlers = handlers
+        self._limits = limits
         self._max_frame_bytes = limits.max_frame_bytes
         self._reader = FrameReader(limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
@@ -184,6 +195,9 @@ class _ServerProtocol(asyncio.Protocol):
             )
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(frame)
+            if (why := self._limits.over_buffer(self._transport)) is not None:
+                log.error("dropping a worker link: %s", why)
+                self._transport.abort()  # the asker's requests on it fail with LinkLost
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -279,8 +293,7 @@ class LinkClient:
         """Send a reply one-way if the link is up; False if it is not (then `reply` connects first)."""
         if not self.connected:
             return False
-        assert self._transport is not None, "connected"
-        self._transport.write(link_frame([REPLY, 0, encoded]))
+        self._write(link_frame([REPLY, 0, encoded]))
         return True
 
     async def reply(self, encoded: bytes) -> None:
@@ -291,14 +304,12 @@ class LinkClient:
     async def _request(self, message: list[Any]) -> Any:
         async with self._slots:
             await self._connect()
-            transport = self._transport
-            assert transport is not None, "connected"
             request_id = next(self._ids)
             message[1] = request_id
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._waiting[request_id] = future
             try:
-                transport.write(link_frame(message))
+                self._write(link_frame(message))
                 async with asyncio.timeout(self._limits.timeout_ms / 1000):
                     return await future
             except TimeoutError:
@@ -308,6 +319,15 @@ class LinkClient:
                 ) from None
             finally:
                 self._waiting.pop(request_id, None)
+
+    def _write(self, frame: bytes) -> None:
+        """Write on the open link; past `max_buffered_bytes` unsent the link is dropped and what waits on it fails (LinkLost)."""
+        transport, protocol = self._transport, self._protocol
+        assert transport is not None and protocol is not None, "connected"
+        transport.write(frame)
+        if (why := self._limits.over_buffer(transport)) is not None:
+            transport.abort()
+            self.lost(protocol, f"dropped the link to worker {self.worker}: {why}")
 
     async def _connect(self) -> None:
         if self.connected:

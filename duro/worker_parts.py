@@ -50,7 +50,7 @@ class WorkerParts:
         self.metadata = metadata
         worker = settings.worker
         max_frame_bytes = max(settings.max_append_bytes or 0, settings.ingress.max_internal_body_bytes) + _LINK_FRAME_ALLOWANCE_BYTES
-        self._limits = LinkLimits(worker.link_timeout_ms, worker.max_link_pending_requests, max_frame_bytes)
+        self._limits = LinkLimits(worker.link_timeout_ms, worker.max_link_pending_requests, max_frame_bytes, worker.max_link_buffered_bytes)
         self.links = {
             other: LinkClient(other, socket_name(role.node_token, other), self._limits)
             for other in range(role.count)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import cast
@@ -173,3 +174,32 @@ async def test_the_nodes_metrics_leave_out_a_worker_that_does_not_answer_in_time
         await asyncio.gather(*(link.close() for link in parts.links.values()))
         for server in servers:
             await server.close()
+
+
+async def test_a_link_to_a_worker_that_does_not_read_is_dropped_past_its_buffer_bound() -> None:
+    """A stopped sibling takes nothing: the unsent bytes stay bounded by max_buffered_bytes and what waits fails with LinkLost."""
+    token = secrets.token_hex(4)
+    limits = LinkLimits(timeout_ms=30_000, max_pending_requests=16, max_frame_bytes=1 << 20, max_buffered_bytes=1 << 20)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_name(token, 1))
+    listener.listen(1)
+    listener.setblocking(False)
+    link = LinkClient(1, socket_name(token, 1), limits)
+    try:
+        asking = asyncio.ensure_future(link.metrics())  # connects; the "worker" accepts and never reads nor answers
+        accepted, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(listener), 10)
+        await asyncio.sleep(0)
+        assert link.connected
+        replies_written = 0
+        while link.connected:
+            assert replies_written < 1_000, "the link was never dropped"
+            link.reply_nowait(b"r" * 64 * 1024)
+            replies_written += 1
+        assert replies_written * 64 * 1024 > 1 << 20  # the kernel's buffers took some, the bound the rest
+        with pytest.raises(LinkLost, match="max_link_buffered_bytes=1048576"):
+            await asyncio.wait_for(asking, 10)
+        assert not link.reply_nowait(b"after")
+        accepted.close()
+    finally:
+        await link.close()
+        listener.close()

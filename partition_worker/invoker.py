@@ -594,7 +594,14 @@ class Invoker:
                 if terminal_at is not None:
                     frames = frames[: terminal_at + 1]
                 if terminal_at is not None:
-                    await appender.push_last(self._attempt_frames(handle, frames))
+                    last = self._attempt_frames(handle, frames)
+                    # The request ends now, not once the End is durable: the SDK then ends its response and the stream
+                    # closes cleanly. Ended later, the leader (which stops the attempt when it applies the End) usually
+                    # got there first and reset the stream; a Node endpoint ends a connection with GOAWAY after about
+                    # 1,000 resets (nghttp2's reset rate limit), failing every attempt open on it.
+                    _stop_writer(handle)
+                    await handle.close_request(exchange)
+                    await appender.push_last(last)
                     return True
                 if all(f.type in NO_REPLY_TYPES for f in frames):
                     appender.hold(self._attempt_frames(handle, frames))

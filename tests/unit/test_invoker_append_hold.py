@@ -65,10 +65,11 @@ class OneObject:
 
 
 class TimedExchange:
-    """An exchange that answers 200 and then each chunk after its pause (virtual seconds), then ends."""
+    """An exchange that answers 200 and then each chunk after its pause (virtual seconds), then ends; `calls` records end and close."""
 
-    def __init__(self, chunks: list[tuple[float, bytes]]) -> None:
+    def __init__(self, chunks: list[tuple[float, bytes]], calls: list[str] | None = None) -> None:
         self._chunks = chunks
+        self.calls = [] if calls is None else calls
 
     async def open(self) -> None:
         return None
@@ -77,7 +78,7 @@ class TimedExchange:
         return None
 
     async def end(self) -> None:
-        return None
+        self.calls.append("end")
 
     async def status(self, timeout_ms: int | None = None) -> tuple[int, list[tuple[str, str]]]:
         return 200, [("content-type", "application/vnd.restate.invocation.v5")]
@@ -88,7 +89,7 @@ class TimedExchange:
             yield chunk
 
     async def close(self) -> None:
-        return None
+        self.calls.append("close")
 
 
 def test_a_state_read_waits_for_the_end_and_goes_in_the_same_record() -> None:
@@ -119,6 +120,15 @@ def test_a_held_message_is_appended_once_the_hold_is_over() -> None:
     assert status.phase is Phase.COMPLETED and state == b"1"
 
 
+def test_the_request_ends_at_the_sdks_end_before_the_stream_is_closed() -> None:
+    """The request body ends as soon as End is read, not once it is durable: a stream closed before its request ended
+    is reset (RST_STREAM), and a Node endpoint drops a connection with GOAWAY after about 1,000 resets."""
+    calls: list[str] = []
+    _, status, _ = _run([(0, READ), (0.0002, WRITE_AND_RETURN)], InvokerSettings(), calls=calls)
+    assert status.phase is Phase.COMPLETED
+    assert calls == ["end", "End appended", "close"]
+
+
 def test_a_held_message_is_appended_when_the_stream_ends_without_end() -> None:
     """A response cut after the read: the read is still recorded, then the attempt's failure."""
     records, status, _ = _run([(0, READ)], InvokerSettings(max_append_hold_ms=60_000), stop_after_first_failure=True)
@@ -128,23 +138,25 @@ def test_a_held_message_is_appended_when_the_stream_ends_without_end() -> None:
 
 
 def _run(
-    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool = False
+    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool = False, calls: list[str] | None = None
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     loop = VirtualTimeLoop()
     try:
-        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure))
+        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure, calls))
     finally:
         loop.run_until_complete(_cancel_the_rest())
         loop.close()
 
 
 async def _serve(
-    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool
+    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool, calls: list[str] | None
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     log = MemoryLog(1)
+    if calls is not None:
+        _record_appends_of_end(log, calls)
     store = MemoryPartitionStore()
     loop = asyncio.get_running_loop()
-    invoker = Invoker(OneObject(), settings, lambda: int(loop.time() * 1000), transport=lambda *_: TimedExchange(chunks))
+    invoker = Invoker(OneObject(), settings, lambda: int(loop.time() * 1000), transport=lambda *_: TimedExchange(chunks, calls))
     clock_ms = lambda: int(loop.time() * 1000)  # noqa: E731 - the virtual loop's clock, twice
     processor = PartitionProcessor(
         0, 1, log, store, StateMachine(StateMachineConfig(0)), invoker, lambda sink, reply: None, ProcessorSettings(), clock_ms
@@ -172,6 +184,20 @@ async def _serve(
         await asyncio.gather(task, return_exceptions=True)
         await invoker.close()
         await log.close()
+
+
+def _record_appends_of_end(log: MemoryLog, calls: list[str]) -> None:
+    """Adds "End appended" to `calls` once an append carrying the SDK's End is durable."""
+    append = log.append
+
+    async def appending(partition: int, entries: list[bytes]) -> int:
+        offset = await append(partition, entries)
+        bodies = [decode_record(entry).body for entry in entries]
+        if any(isinstance(b, AttemptEvents) and any(f.message_type == MessageType.END for f in b.frames) for b in bodies):
+            calls.append("End appended")
+        return offset
+
+    log.append = appending  # type: ignore[method-assign]  # the test watches the invoker's appends
 
 
 async def _cancel_the_rest() -> None:

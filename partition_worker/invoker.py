@@ -249,6 +249,16 @@ class Invoker:
         """Write the attempt's notifications into its bidirectional request, once both exist (a task, started once)."""
         if handle.writer is None and handle.notify_exchange is not None and handle.notifications is not None:
             handle.writer = asyncio.create_task(self._write_notifications(handle, handle.notify_exchange, handle.notifications))
+            handle.writer.add_done_callback(lambda task: self._writer_ended(handle, task))
+
+    def _writer_ended(self, handle: _Attempt, task: asyncio.Task[None]) -> None:
+        """A notification writer that failed stops its attempt at once (retried by policy), rather than leaving the SDK
+        waiting for a completion that never comes until the inactivity and abort timeouts end it."""
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        message = f"writing a notification into the attempt's request failed ({type(error).__name__}: {error})"
+        log.warning("attempt %s#%d: %s; stopping it", handle.invocation_id, handle.attempt, message)
+        self._stop(handle, _Stop(Failure(STOPPED, message)))
 
     def abort(self, invocation_id: str, attempt: int) -> None:
         """Apply ended the attempt (its invocation completed, was killed or moved on): stop it without a record."""
@@ -700,6 +710,7 @@ class _InactivityWatch:
                 self._inactivity_ms,
             )
             self._closing = asyncio.create_task(self._close_request(), name=f"closing idle {handle.invocation_id}")
+            self._closing.add_done_callback(self._closing_ended)
         self._timer = self._loop.call_later(self._abort_ms / 1000, self._abort)
 
     async def _close_request(self) -> None:
@@ -707,6 +718,10 @@ class _InactivityWatch:
             await self._handle.close_request(self._exchange)
         except ExchangeError:
             pass  # the stream is gone: the reader sees that too
+
+    def _closing_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:  # the abort timer still ends the attempt
+            log.error("attempt %s#%d: closing its idle request failed", self._handle.invocation_id, self._handle.attempt, exc_info=error)
 
     def _abort(self) -> None:
         handle = self._handle

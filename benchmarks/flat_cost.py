@@ -252,8 +252,16 @@ async def _drain_samples(runtime: DuroRuntime, get_url: str, queued: int, timeou
 
 
 def drain_window(samples: list[DrainSample], from_completed: int, to_completed: int) -> dict[str, Any]:
-    """The figures between the first sample at or past `from_completed` and the first at or past `to_completed`."""
-    begin = next(sample for sample in samples if sample.completed >= from_completed)
+    """The figures between the last sample at or before `from_completed` and the first at or past `to_completed`.
+
+    Samples are polls of a growing count that ends at the drain's end; a window is measured from the poll before it
+    begins, so that a drain faster than the poll interval (several windows between two polls) still has an end.
+    """
+    begin = samples[0]
+    for sample in samples:
+        if sample.completed > from_completed:
+            break
+        begin = sample
     end = next(sample for sample in samples if sample.completed >= max(to_completed, begin.completed + 1))
     done, elapsed_s = end.completed - begin.completed, end.elapsed_s - begin.elapsed_s
     return {

@@ -107,7 +107,9 @@ def test_flat_cost_measures_each_case_small_and_large(tmp_path: Path) -> None:
     assert runs[("keys", 500)]["invocations"] >= 60
     assert [runs[("deployments", n)]["registered"] for n in (1, 3)] == [1, 3]
     large_inbox = runs[("inbox", 400)]
-    assert large_inbox["queue_at_start"] <= 400 and large_inbox["tail"]["from_completed"] >= 400 - 60
+    tail = large_inbox["tail"]  # from the poll at or before the 60th-last completion to the first at or past the 12th-last
+    assert large_inbox["queue_at_start"] <= 400 and tail["from_completed"] <= 400 - 60 <= tail["from_completed"] + tail["invocations"]
+    assert tail["from_completed"] + tail["invocations"] >= 400 - 12
     cases = [row["case"] for row in document["ratios"]]
     assert cases == ["keys", "inbox", "inbox (tail of the large drain)", "deployments"]
     assert "| keys | 500 / 20 |" in out.with_suffix(".md").read_text()

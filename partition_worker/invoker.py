@@ -572,9 +572,9 @@ class Invoker:
             if status_code != 200:
                 body = await _read_excerpt(exchange)
                 raise AttemptError(_status_failure(status_code, body, handle), _retry_after_ms(headers))
-            terminal = await self._read_messages(handle, exchange)
+            terminal = await self._read_messages(handle, exchange)  # at End/Suspension/Error it ended the request itself
             _stop_writer(handle)
-            await handle.close_request(exchange)  # SDKs wait for the request to close after End/Suspension/Error
+            await handle.close_request(exchange)  # a response that ended without one: end the request too (no-op otherwise)
             if not terminal:
                 raise AttemptError(Failure(Code.UNAVAILABLE, "the deployment closed the response without End, Suspension or Error"))
         finally:

@@ -1,7 +1,7 @@
 """One duro node in one process: the embedded log, RocksDB, the partition processors, the ingress and the admin API.
 
-`run_node` owns the process lifetime: it refuses a data dir in use or created
-with another partition count, serves until SIGINT/SIGTERM or a fatal error (a
+`run_node` owns the process lifetime: it refuses a data dir in use, created
+with another partition count or holding a file where a folder goes, serves until SIGINT/SIGTERM or a fatal error (a
 part of the node died), and stops through `duro.lifecycle.Lifecycle`: after a
 signal the graceful phase drains (`duro/drain.py`: new requests refused,
 attempts ended or suspended, partitions handed over, waiting requests
@@ -37,12 +37,13 @@ from duro.directory import RegistryDirectory
 from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import Stores, partition_tables, registry_target_kind
+from duro.layout import LOG_FOLDER, STATE_FOLDER, LayoutError, check_folders, expected_folders, worker_dir
 from duro.lifecycle import Lifecycle
 from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
 from duro.settings import DuroSettings, deprecated_settings_in_use
 from duro.snapshots import NodeSnapshots
-from duro.supervisor import WORKER_ENV, WORKER_LOG_ID_ENV, SupervisorStartError, WorkerRole, run_supervisor, worker_dir
+from duro.supervisor import WORKER_ENV, WORKER_LOG_ID_ENV, SupervisorStartError, WorkerRole, run_supervisor
 from duro.telemetry import Telemetry
 from duro.worker_log import partitions_of
 from duro.worker_parts import WorkerParts
@@ -161,6 +162,10 @@ def _private_directory(data_dir: Path) -> None:
 def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
     """Create the data dir, or check that it was created with the same partition and worker counts; return its log id and workers.
 
+    Before anything is created, every folder duro makes under it must be a
+    folder or absent (`duro.layout.check_folders`: one line naming what is in
+    the way instead of a traceback from the first `mkdir`).
+
     The log id (since 0.2) names the embedded log this data dir holds, so that
     its snapshots are never restored into another log; a data dir from before
     gets one now. The worker count (since 0.3) is fixed like the partition
@@ -168,7 +173,6 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
     dir from before it, or one that already holds a log or state, has one.
     """
     data_dir = settings.data_dir
-    _private_directory(data_dir)
     node_file = data_dir / NODE_FILE
     new = not node_file.exists()
     stored = {"partitions": settings.partitions} if new else json.loads(node_file.read_text())
@@ -178,7 +182,7 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
             " the partition count is fixed when the data dir is created: use the same value or a new --data-dir"
         )
     if "workers" not in stored:
-        fresh = new and not (data_dir / "log").exists() and not (data_dir / "state").exists()
+        fresh = new and not (data_dir / LOG_FOLDER).exists() and not (data_dir / STATE_FOLDER).exists()
         stored["workers"] = (settings.workers or default_workers(settings)) if fresh else 1
     workers = int(stored["workers"])
     if settings.workers is not None and settings.workers != workers:
@@ -187,6 +191,12 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
             " when the data dir is created (each worker's partitions live in its own log and state): use the same value,"
             " leave --workers unset, or use a new --data-dir"
         )
+    local_snapshots = settings.snapshots.repository is None
+    try:
+        check_folders(expected_folders(data_dir, workers, settings.partitions, settings.log == "embedded", local_snapshots))
+    except LayoutError as error:
+        raise NodeStartError(str(error)) from None
+    _private_directory(data_dir)
     if "log_id" not in stored:
         stored["log_id"] = uuid.uuid4().hex
     if new or stored != json.loads(node_file.read_text()):
@@ -266,7 +276,7 @@ class Node:
             watching.add_done_callback(self._fail_unless_cancelled)
             stack.callback(watching.cancel)
             wal, metadata = await self._open_log(stack)
-            state_dir = str(settings.data_dir / "state")
+            state_dir = str(settings.data_dir / STATE_FOLDER)
             database = RocksDatabase(state_dir, settings.state_max_open_files)
             recovery = self._disk_full = DiskFullRecovery(
                 disk, database, lambda: RocksDatabase(state_dir, settings.state_max_open_files), lifecycle
@@ -320,7 +330,7 @@ class Node:
             sampler = GaugeSampler(
                 wal,
                 lambda: [SampledPartition(p, processor.applied_offset, processor.store) for p, processor in worker.processors.items()],
-                settings.data_dir / "state",
+                settings.data_dir / STATE_FOLDER,
                 GaugeSettings(settings.metrics_sample_interval_ms),
             )
             sampling = asyncio.create_task(sampler.run(), name="gauge sampler")
@@ -528,7 +538,7 @@ class Node:
         try:
             if settings.log == "embedded":
                 embedded = await EmbeddedLog.open(
-                    settings.data_dir / "log",
+                    settings.data_dir / LOG_FOLDER,
                     settings.partitions,
                     EmbeddedLogLimits(
                         max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes,
@@ -646,7 +656,7 @@ async def _check_state_within_log(wal: Log, database: RocksDatabase, settings: D
         try:
             check_state_within_log(partition, applied_offset_of(database.partition(partition)), await wal.end_offset(partition))
         except StateAheadOfLogError as error:
-            raise NodeStartError(f"{error} ({settings.data_dir / 'state'}; with it gone, start-up replays the whole log)") from None
+            raise NodeStartError(f"{error} ({settings.data_dir / STATE_FOLDER}; with it gone, start-up replays the whole log)") from None
 
 
 def _check_before_workers(settings: DuroSettings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from duro.layout import SNAPSHOT_EXPORT_FOLDER, SNAPSHOT_SCRATCH_FOLDER, SNAPSHOTS_FOLDER
 from duro.settings import DuroSettings
 from partition_worker.snapshot_manifest import SnapshotManifest
 from partition_worker.snapshot_repository import open_repository
@@ -29,8 +30,8 @@ class NodeSnapshots:
             self._settings = settings.snapshots.model_copy(update={"trim_log": False})
         self._database = database
         self._identity = identity
-        self._scratch = settings.data_dir / "snapshot-scratch"
-        self.repository = open_repository(settings.snapshots, settings.data_dir / "snapshots")
+        self._scratch = settings.data_dir / SNAPSHOT_SCRATCH_FOLDER
+        self.repository = open_repository(settings.snapshots, settings.data_dir / SNAPSHOTS_FOLDER)
         self._wal = wal
         self.snapshotter: Snapshotter | None = None
         self.restored: dict[int, SnapshotManifest] = {}
@@ -48,7 +49,7 @@ class NodeSnapshots:
             return [LedPartition(p, processor.applied_offset) for p, processor in list(worker.processors.items()) if processor.leader_epoch]
 
         self.snapshotter = Snapshotter(
-            self._database, self.repository, self._wal, self._identity, led, self._scratch / "export", self._settings
+            self._database, self.repository, self._wal, self._identity, led, self._scratch / SNAPSHOT_EXPORT_FOLDER, self._settings
         )
         log.info("snapshots of this node's partitions go to %s", self.repository.description)
         await self.snapshotter.run()

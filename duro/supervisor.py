@@ -84,11 +84,6 @@ class WorkerRole:
         return WorkerRole(int(index), int(count), token, int(control_fd), int(lock_fd))
 
 
-def worker_dir(data_dir: Path, index: int) -> Path:
-    """Where worker `index` keeps its log, its state and its snapshots."""
-    return data_dir / "workers" / str(index)
-
-
 def lock_data_dir(data_dir: Path, wait_s: float) -> int:
     """Lock the data dir for this node and write our pid into the lock file; its descriptor.
 

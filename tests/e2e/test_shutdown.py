@@ -123,3 +123,30 @@ def test_a_port_in_use_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"duro: cannot listen for the ingress API on 127.0.0.1:{port}: Address already in use"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("workers", "in_the_way", "purpose"),
+    [
+        (1, ".", "the data dir"),
+        (1, "log", "the embedded log"),
+        (1, "state", "the state store (RocksDB)"),
+        (2, "workers/1", "worker 1's log, state and snapshots"),
+        (2, "workers/0/snapshots", "worker 0's snapshots"),
+    ],
+)
+def test_a_file_where_a_folder_goes_stops_start_up_with_one_line(tmp_path: Path, workers: int, in_the_way: str, purpose: str) -> None:
+    data = tmp_path / "data"
+    path = data / in_the_way if in_the_way != "." else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "duro", "serve", "--data-dir", str(data), "--workers", str(workers), "--ingress-port", "0", "--admin-port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"duro: {path} is a file, where duro keeps a folder ({purpose}); move it away or use another --data-dir"
+    )
+    assert "Traceback" not in result.stderr
+    assert path.read_text() == "not a folder"  # left as it was

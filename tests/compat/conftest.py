@@ -4,14 +4,15 @@ server's fixed ports must be free for the next module that starts one).
 
 Each pair starts its runtime (duro on the embedded log, or the real Restate
 server), starts the implementation's endpoint, registers it, and runs every
-scenario. Results are written to `tests/compat/results/last-run.json`, from
-which `python -m tests.compat.matrix` renders the README's table.
+scenario. Results are merged into `tests/compat/results/runs/last-run.json`
+(git-ignored: a test run leaves the checkout clean); the tracked
+`tests/compat/results/last-run.json`, from which the README's table is
+rendered, changes only through `python -m tests.compat.matrix --record`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.compat.implementations import IMPLEMENTATIONS, Implementation
+from tests.compat.matrix import RUN_RESULTS, merge_into
 from tests.processes import DuroServer, ManagedProcess, RestateServer, free_port, wait_until
-
-RESULTS = Path(__file__).parent / "results" / "last-run.json"
-
 
 RUNTIME_ARGS = {"duro": [], "duro-v7": ["--max-protocol-version", "7"]}
 
@@ -154,10 +153,4 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not _results or os.environ.get("DURO_COMPAT_NO_RESULTS"):
         return
-    RESULTS.parent.mkdir(exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    scenarios = previous.get("scenarios", {})
-    for scenario, columns in _results.items():
-        scenarios.setdefault(scenario, {}).update(columns)
-    versions = {i.name: i.version for i in IMPLEMENTATIONS}
-    RESULTS.write_text(json.dumps({"scenarios": scenarios, "versions": versions}, indent=2, sort_keys=True) + "\n")
+    merge_into(RUN_RESULTS, _results, {i.name: i.version for i in IMPLEMENTATIONS})

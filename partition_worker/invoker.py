@@ -610,8 +610,11 @@ class Invoker:
                     # got there first and reset the stream; a Node endpoint ends a connection with GOAWAY after about
                     # 1,000 resets (nghttp2's reset rate limit), failing every attempt open on it.
                     _stop_writer(handle)
-                    await handle.close_request(exchange)
-                    await appender.push_last(last)
+                    try:
+                        await handle.close_request(exchange)
+                    except ExchangeError as error:  # the SDK reset the stream after its response, or the connection closed
+                        log.debug("attempt %s#%d: ending the request after its End failed: %s", handle.invocation_id, handle.attempt, error)
+                    await appender.push_last(last)  # what the SDK sent is read whole: it is recorded all the same
                     return True
                 if all(f.type in NO_REPLY_TYPES for f in frames):
                     appender.hold(self._attempt_frames(handle, frames))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from partition_worker import keys
 from partition_worker.deployments import CallPolicy, DeploymentEndpoint, HandlerInfo
+from partition_worker.exchange import ExchangeError
 from partition_worker.invoker import Invoker
 from partition_worker.processor import PartitionProcessor
 from partition_worker.settings import InvokerSettings, ProcessorSettings
@@ -92,6 +93,13 @@ class TimedExchange:
         self.calls.append("close")
 
 
+class ResetAfterResponseExchange(TimedExchange):
+    """The SDK ended its response and reset the stream (RST_STREAM, or its connection closed) before the request ended."""
+
+    async def end(self) -> None:
+        raise ExchangeError("closing the request to http://hold/invoke/Counter/add failed: stream 1 reset by hold: NO_ERROR")
+
+
 def test_a_state_read_waits_for_the_end_and_goes_in_the_same_record() -> None:
     records, status, state = _run([(0, READ), (0.0002, WRITE_AND_RETURN)], InvokerSettings())
     assert [[f.message_type for f in r.frames] for r in records] == [
@@ -137,26 +145,48 @@ def test_a_held_message_is_appended_when_the_stream_ends_without_end() -> None:
     assert "without End" in status.last_failure.message
 
 
+def test_the_end_read_is_recorded_though_the_request_can_no_longer_be_ended() -> None:
+    """The request is ended before the End is appended; a stream the SDK already reset refuses that, and the End read
+    must still complete the invocation (it was recorded as a failed attempt and the handler ran again)."""
+    records, status, state = _run(
+        [(0, READ), (0.0002, WRITE_AND_RETURN)], InvokerSettings(), exchange=ResetAfterResponseExchange, single_attempt=True
+    )
+    assert [f.message_type for f in records[-1].frames][-1] == MessageType.END
+    assert status.phase is Phase.COMPLETED and status.outcome is not None and status.outcome.value == b"1"
+    assert status.last_failure is None
+    assert state == b"1"
+
+
 def _run(
-    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool = False, calls: list[str] | None = None
+    chunks: list[tuple[float, bytes]],
+    settings: InvokerSettings,
+    stop_after_first_failure: bool = False,
+    calls: list[str] | None = None,
+    exchange: type[TimedExchange] = TimedExchange,
+    single_attempt: bool = False,
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     loop = VirtualTimeLoop()
     try:
-        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure, calls))
+        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure, calls, exchange, single_attempt))
     finally:
         loop.run_until_complete(_cancel_the_rest())
         loop.close()
 
 
 async def _serve(
-    chunks: list[tuple[float, bytes]], settings: InvokerSettings, stop_after_first_failure: bool, calls: list[str] | None
+    chunks: list[tuple[float, bytes]],
+    settings: InvokerSettings,
+    stop_after_first_failure: bool,
+    calls: list[str] | None,
+    exchange: type[TimedExchange],
+    single_attempt: bool,
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     log = MemoryLog(1)
     if calls is not None:
         _record_appends_of_end(log, calls)
     store = MemoryPartitionStore()
     loop = asyncio.get_running_loop()
-    invoker = Invoker(OneObject(), settings, lambda: int(loop.time() * 1000), transport=lambda *_: TimedExchange(chunks, calls))
+    invoker = Invoker(OneObject(), settings, lambda: int(loop.time() * 1000), transport=lambda *_: exchange(chunks, calls))
     clock_ms = lambda: int(loop.time() * 1000)  # noqa: E731 - the virtual loop's clock, twice
     processor = PartitionProcessor(
         0, 1, log, store, StateMachine(StateMachineConfig(0)), invoker, lambda sink, reply: None, ProcessorSettings(), clock_ms
@@ -164,7 +194,7 @@ async def _serve(
     task = loop.create_task(processor.run())
     try:
         await asyncio.wait_for(processor.leading.wait(), 5)
-        policy = RetryPolicy(max_attempts=1) if stop_after_first_failure else None
+        policy = RetryPolicy(max_attempts=1) if stop_after_first_failure or single_attempt else None
         invoke = Invoke(INVOCATION, COUNTER_ADD, b"1", completion_retention_ms=60_000, retry_policy=policy)
         await log.append(0, [encode_record(Record(Envelope(0), invoke))])
         status = None

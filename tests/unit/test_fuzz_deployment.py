@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from byte_cuts import pieces
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from partition_worker import keys
@@ -25,6 +25,7 @@ from partition_worker.state_machine import StateMachine, StateMachineConfig
 from partition_worker.status import InvocationStatus, Phase
 from partition_worker.store import MemoryPartitionStore
 from protocol import service_protocol_pb2 as pb
+from protocol.error_codes import InvocationErrorCode as Code
 from protocol.frames import encode_frame, encode_message
 from protocol.ids import InvocationId
 from tests.sim.loop import VirtualTimeLoop
@@ -91,6 +92,7 @@ VALID_ANSWER = encode_message(pb.OutputCommandMessage(value=pb.Value(content=b'"
 
 
 @settings(max_examples=150, deadline=None)
+@example(b"\x00\x01" + bytes(6), [])  # an empty Suspension: apply fails it, no AttemptFailed record
 @given(
     st.one_of(
         st.binary(max_size=200),
@@ -115,11 +117,14 @@ def test_malformed_answers_fail_the_attempt_with_a_logged_reason_and_the_partiti
     if fuzzed.phase is Phase.SUSPENDED:
         assert fuzzed.waiting_completions or fuzzed.waiting_signals or fuzzed.waiting_named_signals, "it waits for something"
     elif fuzzed.phase is not Phase.COMPLETED:
+        assert fuzzed.phase is Phase.PAUSED and fuzzed.last_failure is not None, f"the first attempt's failure is recorded: {fuzzed}"
         failures = [r.body for r in map(decode_record, log) if isinstance(r.body, AttemptFailed) and r.body.invocation_id == FUZZED]
-        assert fuzzed.phase is Phase.PAUSED and failures, f"the first attempt's failure is recorded: {fuzzed}"
-        reason = failures[0].failure.message
-        assert reason and fuzzed.last_failure is not None, "the failure says why"
-        assert any(reason in message or "failed" in message for message in captured.messages), (reason, captured.messages)
+        if failures:  # the invoker refused the answer: it recorded and logged why
+            reason = failures[0].failure.message
+            assert reason, "the failure says why"
+            assert any(reason in message or "failed" in message for message in captured.messages), (reason, captured.messages)
+        else:  # apply refused what the attempt recorded (a Suspension that waits for nothing, b"\x00\x01" + 6 zero bytes)
+            assert fuzzed.last_failure.code == Code.PROTOCOL_VIOLATION and "protocol violation" in fuzzed.last_failure.message
     valid = _status(store, VALID)
     assert valid is not None and valid.phase is Phase.COMPLETED and valid.outcome is not None and valid.outcome.value == b'"ok"'
 

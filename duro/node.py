@@ -276,12 +276,14 @@ class Node:
             watching.add_done_callback(self._fail_unless_cancelled)
             stack.callback(watching.cancel)
             wal, metadata = await self._open_log(stack)
+            self._start_step("opening its state store")
             state_dir = str(settings.data_dir / STATE_FOLDER)
             database = RocksDatabase(state_dir, settings.state_max_open_files)
             recovery = self._disk_full = DiskFullRecovery(
                 disk, database, lambda: RocksDatabase(state_dir, settings.state_max_open_files), lifecycle
             )
             stack.push_async_callback(lifecycle.closing("the state store", recovery.close))
+            self._start_step("checking its state against its log")
             if metadata is None:
                 await _check_state_within_log(wal, database, settings, self._owned_partitions())
             shared = metadata if metadata is not None else (self.worker.metadata if self.worker is not None else None)
@@ -368,6 +370,7 @@ class Node:
             )
             if self.worker is not None:
                 await self.worker.serve_links(stack, wal, reply_bus, _stores_of(worker), registry_target_kind(registry), query_threads)
+            self._start_step("starting its servers")
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
             if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
@@ -395,6 +398,7 @@ class Node:
         """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves."""
         settings = self.settings
         if metadata is None:
+            self._start_step("replaying its partitions' log", lambda: sum(p.applied_offset + 1 for p in worker.processors.values()))
             worker.assign(self._owned_partitions())
             self._partitions_taken = True
             await worker.wait_leading()
@@ -402,6 +406,13 @@ class Node:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
             await self._join_cluster(stack, worker)
         return True
+
+    def _start_step(self, step: str, applied_positions: Callable[[], int] | None = None) -> None:
+        """A worker process's start reached `step` (reported to its supervisor, whose stall bound restarts on progress)."""
+        if self.worker is not None:
+            self.worker.start_step = step
+            if applied_positions is not None:
+                self.worker.applied_positions = applied_positions
 
     def _partitions_without_leader(self, worker: PartitionWorker) -> Callable[[], list[int]]:
         """Readiness: this process's partitions that do not lead, and in a node of workers the partitions of workers not serving.

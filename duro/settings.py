@@ -109,7 +109,15 @@ class WorkerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    start_timeout_ms: int = Field(default=120_000, gt=0, description="How long the node waits for every worker to serve.")
+    start_timeout_ms: int | None = Field(
+        default=None, gt=0, description="Deprecated and ignored: a starting worker is bounded by start_stall_timeout_ms instead."
+    )
+    start_stall_timeout_ms: int = Field(
+        default=120_000,
+        gt=0,
+        description="How long a starting worker may go without reporting progress (a start-up step done, records replayed)"
+        " before the node declares it stuck and stops; a long replay that keeps applying is not stuck.",
+    )
     data_dir_lock_wait_ms: int = Field(
         default=5_000,
         gt=0,
@@ -326,15 +334,22 @@ def node_id_of_hostname(hostname: str) -> int:
 
 DEPRECATED_SETTINGS = {
     "metrics_max_scan_rows": "timers pending and inbox lengths are exact counts kept by apply since 0.2; nothing is scanned",
+    "worker.start_timeout_ms": "a starting worker is now stopped only when it makes no progress for"
+    " worker.start_stall_timeout_ms (a long replay that keeps applying is not stuck)",
 }
-"""Settings still accepted (a config that sets one still starts) but ignored, with why."""
+"""Settings still accepted (a config that sets one still starts) but ignored, with why; a nested one as `group.name`."""
 
 
 def deprecated_settings_in_use(settings: DuroSettings) -> list[str]:
     """One line per deprecated setting that `settings` sets, naming it and why it is ignored (for a warning at start)."""
-    return [
-        f"setting {name} is deprecated and ignored: {why}" for name, why in DEPRECATED_SETTINGS.items() if name in settings.model_fields_set
-    ]
+    return [f"setting {name} is deprecated and ignored: {why}" for name, why in DEPRECATED_SETTINGS.items() if _is_set(settings, name)]
+
+
+def _is_set(settings: BaseModel, dotted_name: str) -> bool:
+    group, _, rest = dotted_name.partition(".")
+    if group not in settings.model_fields_set:
+        return False
+    return not rest or _is_set(getattr(settings, group), rest)
 
 
 class SettingsFileError(Exception):

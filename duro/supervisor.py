@@ -14,6 +14,11 @@ its own process. The supervisor:
   node's ingress and admin ports itself (SO_REUSEPORT: the kernel spreads
   connections over the workers), so a request reaches a worker without passing
   through another process;
+- waits for every worker to serve, as long as each keeps making progress: a
+  starting worker reports its step and the log positions its partitions
+  applied (`PROGRESS`, about once a second while it changes), and one that
+  reports nothing new for `worker.start_stall_timeout_ms` is stuck and stops
+  the node, named with its last report (a long replay is not stuck);
 - keeps the node's deployment registry and subscriptions for the workers
   (`duro.worker_metadata`);
 - restarts a worker that a signal ended (kill -9, the OOM killer) after
@@ -146,6 +151,8 @@ class _Worker:
     started_at: float = 0.0
     restarts_in_a_row: int = 0
     ready: bool = False
+    progress: str = "started"  # its last start-up progress report (`StartProgress.describe`)
+    progress_at: float = 0.0  # monotonic time of its start or of its last report that showed progress
 
 
 class Supervisor:
@@ -178,6 +185,7 @@ class Supervisor:
         self._argv = [sys.executable, "-m", "duro", *sys.argv[1:], "--ingress-port", str(ingress_port), "--admin-port", str(admin_port)]
         await self._metadata.load()
         self._metadata.on_ready = self._on_ready
+        self._metadata.on_progress = self._on_progress
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -185,7 +193,7 @@ class Supervisor:
             await self._start(worker)
         watchers = [self._watcher(worker) for worker in self._workers]
         try:
-            await self._wait_all_ready(settings.worker.start_timeout_ms / 1000)
+            await self._wait_all_ready(settings.worker.start_stall_timeout_ms / 1000)
             if not self._stop_requested.is_set():
                 log.info(
                     "duro node %d ready: ingress http://%s:%d admin http://%s:%d, %d partitions on the embedded log in %d workers, data in %s",
@@ -220,6 +228,15 @@ class Supervisor:
         self._metadata.workers_ready({w.index for w in self._workers if w.ready})
         self._changed.set()
 
+    def _on_progress(self, index: int, progress: str) -> None:
+        """A starting worker's report: a new one (another step, more records replayed) restarts its stall bound."""
+        worker = self._workers[index]
+        if progress != worker.progress:
+            log.debug("worker %d starting: %s", index, progress)
+            worker.progress = progress
+            worker.progress_at = time.monotonic()
+            self._changed.set()
+
     async def _start(self, worker: _Worker) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         role = WorkerRole(worker.index, self.count, self.node_token, child.fileno(), self._lock_fd)
@@ -234,21 +251,33 @@ class Supervisor:
             )
         finally:
             child.close()
-        worker.started_at = time.monotonic()
+        worker.started_at = worker.progress_at = time.monotonic()
+        worker.progress = "started"
         worker.ready = False
         await self._metadata.attach(worker.index, parent)
         log.info("worker %d of node %d started (pid %d)", worker.index, self.settings.node_id, worker.process.pid)
 
-    async def _wait_all_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not all(worker.ready for worker in self._workers) and not self._stop_requested.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._fail(f"not every worker was ready within worker.start_timeout_ms={self.settings.worker.start_timeout_ms}")
+    async def _wait_all_ready(self, stall_s: float) -> None:
+        """Wait until every worker serves; a worker that reports no progress for `stall_s` (`worker.start_stall_timeout_ms`)
+        is stuck and stops the node, however long the others or its own earlier steps took."""
+        while not self._stop_requested.is_set():
+            starting = [worker for worker in self._workers if not worker.ready]
+            if not starting:
+                return
+            now = time.monotonic()
+            stuck = [worker for worker in starting if now - worker.progress_at >= stall_s]
+            if stuck:
+                self._fail(
+                    "; ".join(
+                        f"worker {worker.index} made no start-up progress for {now - worker.progress_at:.1f} s"
+                        f" (worker.start_stall_timeout_ms={self.settings.worker.start_stall_timeout_ms}; last: {worker.progress})"
+                        for worker in stuck
+                    )
+                )
                 return
             self._changed.clear()
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(min(worker.progress_at for worker in starting) + stall_s - now):
                     await self._changed.wait()
             except TimeoutError:
                 continue

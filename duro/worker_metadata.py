@@ -16,7 +16,8 @@ registered through one worker is known to all of them when the admin API
 answers. Messages
 are `duro.worker_link` frames: VALUES (all values, to a worker that connects),
 PUT (key, value or None) answered by DONE, CHANGED (key, value) answered by
-APPLIED, and READY (a worker serves).
+APPLIED, PROGRESS (a starting worker's progress, as text: the supervisor's
+stall bound restarts when it changes) and READY (a worker serves).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ingress.subscriptions import FileKeyValues
 
 log = logging.getLogger("duro.worker_metadata")
 
-VALUES, PUT, DONE, CHANGED, APPLIED, READY = 1, 2, 3, 4, 5, 6
+VALUES, PUT, DONE, CHANGED, APPLIED, READY, PROGRESS = 1, 2, 3, 4, 5, 6, 7
 READY_WORKERS_KEY = "workers/ready"
 """The workers that serve now (a JSON list of indexes), set by the supervisor and never stored: readiness of the whole node."""
 MAX_CONTROL_FRAME_BYTES = 64 * 1024 * 1024  # a registry document with many deployments fits many times over
@@ -87,6 +88,7 @@ class MetadataService:
         self._change_ids = itertools.count(1)
         self._lock = asyncio.Lock()  # one change at a time, in the order the puts came
         self.on_ready: Callable[[int], None] = lambda worker: None
+        self.on_progress: Callable[[int, str], None] = lambda worker, progress: None
 
     async def load(self) -> None:
         await self._subscriptions.load()
@@ -113,6 +115,8 @@ class MetadataService:
                 future.set_result(None)
         elif kind == READY:
             self.on_ready(worker)
+        elif kind == PROGRESS:
+            self.on_progress(worker, message[2])
 
     def workers_ready(self, ready: set[int]) -> None:
         """Tell every worker which workers serve now (each answers readiness for the whole node from it)."""
@@ -182,7 +186,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 
 
 class WorkerMetadata:
-    """A worker's end: a `KeyValueStore` of the node's shared values, and the READY report. `open` waits for the values."""
+    """A worker's end: a `KeyValueStore` of the node's shared values, and the PROGRESS and READY reports. `open` waits for the values."""
 
     def __init__(self, sock: socket.socket, timeout_ms: int) -> None:
         self._sock = sock
@@ -205,6 +209,11 @@ class WorkerMetadata:
     def ready(self) -> None:
         assert self._channel is not None, "open() first"
         self._channel.send([READY, 0])
+
+    def progress(self, text: str) -> None:
+        """Tell the supervisor how far this starting worker got (a new text restarts its stall bound)."""
+        assert self._channel is not None, "open() first"
+        self._channel.send([PROGRESS, 0, text])
 
     async def put(self, key: str, value: bytes | None) -> None:
         """Store a value node-wide; returns once every running worker applied it. OSError if the supervisor could not store it or did not confirm it in time."""

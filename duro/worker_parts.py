@@ -42,6 +42,11 @@ log = logging.getLogger("duro.worker")
 _LINK_FRAME_ALLOWANCE_BYTES = 64 * 1024
 
 
+def progress_report_interval_s(start_stall_timeout_ms: int) -> float:
+    """How often a starting worker looks at its progress: every second, or four times within a shorter stall bound."""
+    return min(1.0, start_stall_timeout_ms / 4000)
+
+
 class WorkerParts:
     """One worker's links, metadata and node-wide reads. Make it with `WorkerParts.open`."""
 
@@ -60,6 +65,9 @@ class WorkerParts:
         self._query_timeout_ms = settings.ingress.query_timeout_ms
         self._metrics_timeout_ms = worker.metrics_timeout_ms
         self._partition_count = settings.partitions
+        self.start_step = "opening its log"
+        self.applied_positions: Callable[[], int] = lambda: 0
+        self._reporting: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, role: WorkerRole, settings: DuroSettings, lifecycle: Lifecycle) -> WorkerParts:
@@ -73,7 +81,31 @@ class WorkerParts:
             task.cancel()
 
         lifecycle.on_graceful("supervisor watch", stop_watching)
-        return cls(role, settings, metadata)
+        parts = cls(role, settings, metadata)
+        parts._report_start_progress(progress_report_interval_s(settings.worker.start_stall_timeout_ms), lifecycle)
+        return parts
+
+    def start_progress(self) -> str:
+        """How far this worker's start got: its step and, once it replays, the log positions its partitions applied."""
+        applied = self.applied_positions()
+        return f"{self.start_step} ({applied} log positions applied)" if applied else self.start_step
+
+    def _report_start_progress(self, interval_s: float, lifecycle: Lifecycle) -> None:
+        """Until `ready`, send the supervisor `start_progress` every `interval_s` when it changed (its stall bound restarts then)."""
+
+        async def report() -> None:
+            last = ""
+            while True:
+                progress = self.start_progress()
+                if progress != last:
+                    self.metadata.progress(progress)
+                    last = progress
+                await asyncio.sleep(interval_s)
+
+        task = self._reporting = asyncio.create_task(report(), name="start progress reports")
+        task.add_done_callback(
+            lambda _: lifecycle.fail(f"start progress reports failed: {task.exception()!r}") if not task.cancelled() else None
+        )
 
     def log(self, local: Log) -> WorkerLog:
         """The node's log as this worker sees it, on `local` (its own embedded log)."""
@@ -125,6 +157,8 @@ class WorkerParts:
 
     def ready(self, partitions: list[int]) -> None:
         log.info("worker %d of %d serves partitions %s", self.role.index, self.role.count, partitions)
+        if self._reporting is not None:
+            self._reporting.cancel()
         self.metadata.ready()
 
     async def metrics(self) -> tuple[bytes, str]:

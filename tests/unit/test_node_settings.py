@@ -79,3 +79,12 @@ def test_a_deprecated_setting_is_still_accepted_and_named_as_ignored(monkeypatch
     assert [name for name in DEPRECATED_SETTINGS if name in DuroSettings().model_fields_set] == ["metrics_max_scan_rows"]
     with pytest.raises(ValidationError, match="metrics_max_scan_rows"):
         DuroSettings(metrics_max_scan_rows=0)
+
+
+def test_worker_start_timeout_ms_is_deprecated_for_the_stall_bound(tmp_path: Path) -> None:
+    config = tmp_path / "duro.toml"
+    config.write_text("[worker]\nstart_timeout_ms = 600000\n")
+    (line,) = deprecated_settings_in_use(load_settings(config, {}))
+    assert line.startswith("setting worker.start_timeout_ms is deprecated and ignored: ")
+    assert "worker.start_stall_timeout_ms" in line
+    assert deprecated_settings_in_use(DuroSettings(worker={"start_stall_timeout_ms": 5_000})) == []

@@ -121,3 +121,64 @@ async def test_a_worker_stopped_alone_is_restarted_and_one_that_failed_stops_the
     assert starts == ([1] if restarted else [])
     assert supervisor._stop_requested.is_set() is not restarted
     assert supervisor._exit_code == (0 if restarted else exit_code)
+
+
+def _starting_supervisor(tmp_path: Path, stall_ms: int) -> Supervisor:
+    """A supervisor of two workers that have just been started (no process: the test plays their reports)."""
+    supervisor = Supervisor(DuroSettings(data_dir=tmp_path, workers=2, worker=WorkerSettings(start_stall_timeout_ms=stall_ms)), 2, "log")
+    for worker in supervisor._workers:
+        worker.started_at = worker.progress_at = supervisor_module.time.monotonic()
+    return supervisor
+
+
+async def test_a_worker_whose_replay_keeps_progressing_may_take_longer_than_the_stall_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 1 reports every 0.6 bounds for 6 bounds in all, then serves: it is never stuck, and the node is not failed."""
+    clock = _Clock()
+    monkeypatch.setattr(supervisor_module, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    supervisor = _starting_supervisor(tmp_path, stall_ms=10_000)
+    supervisor._on_ready(0)
+
+    async def slow_replay() -> None:
+        for applied in range(1, 11):
+            await asyncio.sleep(0)
+            clock.now += 6.0
+            supervisor._on_progress(1, f"replaying its partitions' log ({applied * 1000} log positions applied)")
+        await asyncio.sleep(0)
+        supervisor._on_ready(1)
+
+    replay = asyncio.create_task(slow_replay())
+    await asyncio.wait_for(supervisor._wait_all_ready(10.0), 10)
+    await replay
+    assert clock.now - 1_000.0 == 60.0  # six times the stall bound
+    assert all(worker.ready for worker in supervisor._workers)
+    assert not supervisor._stop_requested.is_set()
+    assert supervisor._failure == ""
+
+
+@pytest.mark.parametrize("repeats_itself", [False, True])
+async def test_a_worker_that_stops_progressing_is_declared_stuck_with_its_last_report(tmp_path: Path, repeats_itself: bool) -> None:
+    """Worker 1 reports twice, then goes quiet (or repeats its last report): the node fails naming it, within the real 0.3 s bound."""
+    supervisor = _starting_supervisor(tmp_path, stall_ms=300)
+    supervisor._on_ready(0)
+    supervisor._on_progress(1, "opening its state store")
+    supervisor._on_progress(1, "replaying its partitions' log (42 log positions applied)")
+
+    async def repeat() -> None:
+        while repeats_itself:
+            supervisor._on_progress(1, "replaying its partitions' log (42 log positions applied)")
+            await asyncio.sleep(0.01)
+
+    repeating = asyncio.create_task(repeat())
+    try:
+        await asyncio.wait_for(supervisor._wait_all_ready(0.3), 10)
+    finally:
+        repeating.cancel()
+    assert supervisor._stop_requested.is_set()
+    assert supervisor._exit_code == 1
+    assert supervisor._failure.startswith("worker 1 made no start-up progress for ")
+    assert supervisor._failure.endswith(
+        " s (worker.start_stall_timeout_ms=300; last: replaying its partitions' log (42 log positions applied))"
+    )
+    assert "worker 0" not in supervisor._failure

@@ -60,3 +60,23 @@ async def test_a_restarted_worker_keeps_its_new_channel_when_the_old_one_is_repo
     await origin.put("subscription/s2", b"v2")
     await asyncio.wait_for(seen.wait(), 5)
     assert restarted.values["subscription/s2"] == b"v2"
+
+
+async def test_a_starting_workers_progress_and_ready_reach_the_supervisor_in_order(tmp_path: Path) -> None:
+    service = MetadataService(tmp_path, timeout_ms=2_000)
+    await service.load()
+    heard: list[tuple[int, str]] = []
+    all_heard = asyncio.Event()
+    service.on_progress = lambda worker, progress: heard.append((worker, progress))
+
+    def ready(worker: int) -> None:
+        heard.append((worker, "READY"))
+        all_heard.set()
+
+    service.on_ready = ready
+    metadata, _ = await _worker(service, 3)
+    metadata.progress("opening its state store")
+    metadata.progress("replaying its partitions' log (7 log positions applied)")
+    metadata.ready()
+    await asyncio.wait_for(all_heard.wait(), 5)
+    assert heard == [(3, "opening its state store"), (3, "replaying its partitions' log (7 log positions applied)"), (3, "READY")]

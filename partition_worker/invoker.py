@@ -99,9 +99,10 @@ class AttemptError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class _Stop:
-    """Why the invoker stopped an attempt itself: `failure` is recorded as AttemptFailed; None records nothing."""
+    """Why the invoker stopped an attempt itself: `failure` is recorded as AttemptFailed (`terminal`: not retried); None records nothing."""
 
     failure: Failure | None
+    terminal: bool = False
 
 
 _NO_RECORD = _Stop(None)
@@ -332,7 +333,7 @@ class Invoker:
                 log.error("attempt %s#%d was cancelled without a reason; recording it as failed", handle.invocation_id, handle.attempt)
                 stop = _Stop(Failure(Code.INTERNAL, "the attempt's task was cancelled without a reason"))
             if stop.failure is not None:
-                await self._report_failure(handle, stop.failure, None)
+                await self._report_failure(handle, stop.failure, None, terminal=stop.terminal)
         except AttemptError as exc:
             handle.outcome = metrics.FAILED
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc.failure.message)
@@ -346,16 +347,9 @@ class Invoker:
             log.warning("attempt %s#%d failed: %s", handle.invocation_id, handle.attempt, exc)
             code = Code.PROTOCOL_VIOLATION if isinstance(exc, ProtocolError) else Code.UNAVAILABLE
             await self._report_failure(handle, Failure(code, str(exc)), None)
-        except AppendTooLargeError as exc:  # a record of the attempt's messages over the log's limit: sending it again cannot help
-            handle.outcome = metrics.FAILED
-            log.warning("attempt %s#%d failed for good: %s", handle.invocation_id, handle.attempt, exc)
-            await self._report_failure(
-                handle, Failure(MESSAGE_TOO_LARGE, f"the attempt's messages do not fit the log: {exc}"), None, terminal=True
-            )
-        except LogError as exc:  # an append of the attempt's messages was refused: what was not appended is sent again next time
-            handle.outcome = metrics.FAILED
-            log.warning("attempt %s#%d failed: the log refused its messages: %s", handle.invocation_id, handle.attempt, exc)
-            await self._report_failure(handle, Failure(Code.UNAVAILABLE, f"the log refused the attempt's messages: {exc}"), None)
+        except LogError as exc:  # an append of the attempt's messages was refused
+            failure, terminal = self._append_failed(handle, exc)
+            await self._report_failure(handle, failure, None, terminal=terminal)
         except Exception:  # an invoker bug must not take the node down; the state machine retries
             handle.outcome = metrics.FAILED
             log.exception("attempt %s#%d crashed", handle.invocation_id, handle.attempt)
@@ -370,6 +364,20 @@ class Invoker:
                 del self._attempts[handle.invocation_id]
                 if handle.last_offset is not None:
                     self._ended[handle.invocation_id] = (handle.leader.partition, handle.attempt, handle.last_offset)
+
+    def _append_failed(self, handle: _Attempt, error: LogError) -> tuple[Failure, bool]:
+        """What to record for an attempt whose messages the log refused, and whether it is terminal (logged here).
+
+        A record over the log's limit fails the invocation for good (sending it
+        again cannot help); any other refusal is retried, and what was not
+        appended is sent again by the next attempt.
+        """
+        handle.outcome = metrics.FAILED
+        if isinstance(error, AppendTooLargeError):
+            log.warning("attempt %s#%d failed for good: %s", handle.invocation_id, handle.attempt, error)
+            return Failure(MESSAGE_TOO_LARGE, f"the attempt's messages do not fit the log: {error}"), True
+        log.warning("attempt %s#%d failed: the log refused its messages: %s", handle.invocation_id, handle.attempt, error)
+        return Failure(Code.UNAVAILABLE, f"the log refused the attempt's messages: {error}"), False
 
     async def _report_failure(self, handle: _Attempt, failure: Failure, retry_after_ms: int | None, terminal: bool = False) -> None:
         deployment_id = handle.deployment.deployment_id if handle.deployment and not handle.pinned else None
@@ -864,9 +872,16 @@ class _AttemptAppender:
                     frames = self._take_record()
                     await self._invoker._append_frames(self._handle, frames)
                 self._idle.set()
-        except Exception as exc:  # handed to the reader through drain()/push()
+        except Exception as exc:  # handed to the reader through drain()/push(); the attempt stops at once
             self._error = exc
             self._idle.set()
+            handle = self._handle
+            if isinstance(exc, LogError):
+                stop = _Stop(*self._invoker._append_failed(handle, exc))
+            else:
+                log.error("attempt %s#%d: appending its messages failed", handle.invocation_id, handle.attempt, exc_info=exc)
+                stop = _Stop(Failure(Code.INTERNAL, "the invoker failed unexpectedly; the node's log has the traceback"))
+            self._invoker._stop(handle, stop)  # the SDK may wait for what the failed append carried (a run's completion)
 
 
 async def _read_excerpt(exchange: Exchange, max_bytes: int = 512) -> bytes:

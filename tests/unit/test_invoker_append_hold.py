@@ -1,4 +1,5 @@
-"""The invoker holds messages no SDK waits on (`max_append_hold_ms`), so a handler's state read, writes, output and End go in one record.
+"""The invoker's appends of an attempt: messages no SDK waits on are held (`max_append_hold_ms`), so a handler's state read,
+writes, output and End go in one record; an End is recorded however the request ends; a failed append stops the attempt.
 
 The real processor and invoker run on the in-memory log in virtual time
 (`tests/sim/loop.py`); a scripted exchange answers an exclusive handler of a
@@ -9,7 +10,9 @@ for `Counter.add` (GetEagerState first, SetState, Output and End a moment later)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+
+import pytest
 
 from partition_worker import keys
 from partition_worker.deployments import CallPolicy, DeploymentEndpoint, HandlerInfo
@@ -24,6 +27,7 @@ from protocol import service_protocol_pb2 as pb
 from protocol.frames import MessageType, encode_message
 from protocol.ids import InvocationId
 from tests.sim.loop import VirtualTimeLoop
+from wal.log import AppendTooLargeError, LogError, LogFullError
 from wal.memory import MemoryLog
 from wal.records import (
     AttemptEvents,
@@ -157,6 +161,43 @@ def test_the_end_read_is_recorded_though_the_request_can_no_longer_be_ended() ->
     assert state == b"1"
 
 
+@pytest.mark.parametrize(
+    ("refusal", "phase", "reason"),
+    [
+        (LogFullError("partition 0 is full (test)"), Phase.PAUSED, "the log refused the attempt's messages"),
+        (AppendTooLargeError("a record over max_append_bytes (test)"), Phase.COMPLETED, "the attempt's messages do not fit the log"),
+    ],
+)
+def test_an_append_that_fails_stops_the_attempt_at_once(refusal: LogError, phase: Phase, reason: str) -> None:
+    """The SDK waits for its run's completion, which the failed append of its RunCommand never brings: the attempt stops
+    with the log's reason at once, not after the inactivity timeout (here an hour; it waited 60 s by default). A record
+    too large for the log fails the invocation for good."""
+    run = encode_message(pb.RunCommandMessage(name="charge", result_completion_id=1))
+    records, status, _ = _run(
+        [(0, run), (7_200, WRITE_AND_RETURN)],
+        InvokerSettings(inactivity_timeout_ms=3_600_000),
+        single_attempt=True,
+        prepare_log=lambda log: _refuse_the_first_attempt_events(log, refusal),
+    )
+    assert records == []
+    assert status.phase is phase
+    failure = status.last_failure if phase is Phase.PAUSED else status.outcome
+    assert failure is not None and reason in str(failure) and str(refusal) in str(failure)
+
+
+def _refuse_the_first_attempt_events(log: MemoryLog, refusal: LogError) -> None:
+    append = log.append
+    refused: list[bool] = []
+
+    async def appending(partition: int, entries: list[bytes]) -> int:
+        if not refused and any(isinstance(decode_record(entry).body, AttemptEvents) for entry in entries):
+            refused.append(True)
+            raise refusal
+        return await append(partition, entries)
+
+    log.append = appending  # type: ignore[method-assign]  # the test refuses one of the invoker's appends
+
+
 def _run(
     chunks: list[tuple[float, bytes]],
     settings: InvokerSettings,
@@ -164,10 +205,11 @@ def _run(
     calls: list[str] | None = None,
     exchange: type[TimedExchange] = TimedExchange,
     single_attempt: bool = False,
+    prepare_log: Callable[[MemoryLog], None] | None = None,
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     loop = VirtualTimeLoop()
     try:
-        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure, calls, exchange, single_attempt))
+        return loop.run_until_complete(_serve(chunks, settings, stop_after_first_failure, calls, exchange, single_attempt, prepare_log))
     finally:
         loop.run_until_complete(_cancel_the_rest())
         loop.close()
@@ -180,8 +222,11 @@ async def _serve(
     calls: list[str] | None,
     exchange: type[TimedExchange],
     single_attempt: bool,
+    prepare_log: Callable[[MemoryLog], None] | None,
 ) -> tuple[list[AttemptEvents], InvocationStatus, bytes | None]:
     log = MemoryLog(1)
+    if prepare_log is not None:
+        prepare_log(log)
     if calls is not None:
         _record_appends_of_end(log, calls)
     store = MemoryPartitionStore()

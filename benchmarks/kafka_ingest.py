@@ -19,9 +19,10 @@ writes its key's state), registers it, names the Kafka cluster through
   ran. p50 and p99 over all of them.
 
 The endpoint's CPU per backlog event is reported beside the runtime's. With
-`--callgrind DIR` (duro only) the node runs under valgrind's callgrind,
-instrumented while the backlog is consumed: instructions per event, the same
-on a busy machine as on an idle one; the latency phase is skipped.
+`--callgrind DIR` (duro only) the node runs under valgrind's callgrind, as
+one process (`--workers 1`: valgrind does not follow the workers a supervisor
+starts), instrumented while the backlog is consumed: instructions per event,
+the same on a busy machine as on an idle one; the latency phase is skipped.
 
 The broker is one Kafka 4.4.0 node started by `scripts/kafka` in the output
 directory (or yours: `--bootstrap`); it shares the machine with the runtime,
@@ -202,6 +203,7 @@ def run_once(config: IngestConfig, runtime_name: str, repetition: int, bootstrap
             raise ValueError(f"--callgrind counts duro's instructions; {runtime_name} cannot run under it")
         config.callgrind.mkdir(parents=True, exist_ok=True)
         runtime.command_prefix = valgrind_prefix(config.callgrind)
+        runtime.extra_args = (*runtime.extra_args, "--workers", "1")  # valgrind follows no child: the node in one process
         runtime.start_timeout_s = 600
     record: dict[str, Any] = {"runtime": runtime_name, "repetition": repetition, "error": None, "load_average_before": os.getloadavg()}
     endpoint.start()

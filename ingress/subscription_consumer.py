@@ -41,11 +41,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from ingress import kafka_options, metrics
-from ingress.registry import Registry
+from ingress.registry import Registry, ResolvedHandler
 from ingress.settings import IngressSettings, SubscriptionSettings
-from ingress.subscription_events import EventRecord, EventTarget, RecordProblem, build_event
+from ingress.subscription_events import EventTarget, PartitionEvents, RecordProblem
 from ingress.subscriptions import KafkaCluster, Subscription
 from wal.log import Log, append_runs
 from wal.partitioner import partition_of
@@ -118,6 +119,9 @@ class SubscriptionConsumer:
         self._labels = {"subscription": subscription.id}
         self._resume_at = min(settings.resume_pending_invocations, settings.max_pending_invocations - 1)
         self._pending_gauge = metrics.subscription_pending.labels(**self._labels)
+        self._resolved: ResolvedHandler | None = None  # the registration `_builders_by_tp` were made for
+        self._builders_by_tp: dict[TopicPartition, PartitionEvents] = {}
+        self._records_counters: dict[TopicPartition, Counter] = {}  # duro_subscription_records_total per topic partition
 
     @property
     def pending_count(self) -> int:
@@ -221,34 +225,63 @@ class SubscriptionConsumer:
 
     async def _deliver(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         """Append the batch's Invokes (each partition's share in offset order); then its positions may be committed."""
-        target = self._target()
+        builders = self._builders()
         now_ms = _now_ms()
+        partition_count = self._log.partition_count
         entries: dict[int, list[bytes]] = {}
         registered: list[int] = []
         positions: dict[TopicPartition, int] = {}
         counts: dict[TopicPartition, int] = {}
+        now = time.monotonic()
         for tp, records in batch.items():
+            events = self._events_of(builders, tp)
+            delivered = 0
             for record in records:
                 sink, outcome = self._register()
-                event = build_event(target, _event_record(record), sink, now_ms)
+                timestamp_ms = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
+                event = events.build(record.offset, timestamp_ms, record.key, record.value, record.headers, sink, now_ms)
                 if event.problem is not None:
                     self._report(record, event.problem)
                 if event.entry is None:
                     if sink is not None:
                         self._bus.release(sink)
                     continue
-                partition = partition_of(event.partition_key, self._log.partition_count)
-                entries.setdefault(partition, []).append(event.entry)
-                counts[tp] = counts.get(tp, 0) + 1
+                partition = partition_of(event.partition_key, partition_count)
+                share = entries.get(partition)
+                if share is None:
+                    entries[partition] = [event.entry]
+                else:
+                    share.append(event.entry)
+                delivered += 1
                 if sink is not None and outcome is not None:
-                    self._pending[sink.request_id] = _Pending(event.invocation_id, sink, partition, time.monotonic())
+                    self._pending[sink.request_id] = _Pending(event.invocation_id, sink, partition, now)
                     registered.append(sink.request_id)
                     outcome.add_done_callback(functools.partial(self._settled, sink.request_id))
+            if delivered:
+                counts[tp] = delivered
             positions[tp] = records[-1].offset + 1
         self._pending_gauge.set(len(self._pending))
         appends = [self._chained_append(partition, share) for partition, share in entries.items()]
         done: asyncio.Future[list[None]] = asyncio.gather(*appends)
         await self._inflight.put(_InFlight(done, positions, counts, registered))
+
+    def _builders(self) -> dict[TopicPartition, PartitionEvents]:
+        """The event builders of the handler as registered now, per topic partition (made anew once the registration changes)."""
+        subscription = self.subscription
+        resolved = self._deployments.resolve(subscription.service, subscription.handler)
+        if resolved is None:
+            raise SinkUnavailable(f"subscription {subscription.id}: handler {subscription.sink} is not registered (any more)")
+        if resolved is not self._resolved:
+            self._resolved = resolved
+            self._builders_by_tp = {}
+        return self._builders_by_tp
+
+    def _events_of(self, builders: dict[TopicPartition, PartitionEvents], tp: TopicPartition) -> PartitionEvents:
+        events = builders.get(tp)
+        if events is None:
+            assert self._resolved is not None, "_builders resolved the handler"
+            events = builders[tp] = PartitionEvents(self._target_of(self._resolved), tp.topic, tp.partition)
+        return events
 
     def _chained_append(self, partition: int, share: list[bytes]) -> asyncio.Task[None]:
         """Append `share` once the previous batch's append to the same partition succeeded (nothing after a missing offset)."""
@@ -282,16 +315,18 @@ class SubscriptionConsumer:
                     self._bus.release(pending.sink)
             raise
         for tp, count in batch.counts.items():
-            metrics.subscription_records.labels(self.subscription.id, tp.topic, str(tp.partition)).inc(count)
+            counter = self._records_counters.get(tp)
+            if counter is None:
+                counter = self._records_counters[tp] = metrics.subscription_records.labels(
+                    self.subscription.id, tp.topic, str(tp.partition)
+                )
+            counter.inc(count)
         for tp, offset in batch.positions.items():
             self._uncommitted[tp] = offset
         self._commit_wanted.set()
 
-    def _target(self) -> EventTarget:
+    def _target_of(self, resolved: ResolvedHandler) -> EventTarget:
         subscription = self.subscription
-        resolved = self._deployments.resolve(subscription.service, subscription.handler)
-        if resolved is None:
-            raise SinkUnavailable(f"subscription {subscription.id}: handler {subscription.sink} is not registered (any more)")
         return EventTarget(
             subscription_id=subscription.id,
             group_id=subscription.group_id,
@@ -447,8 +482,3 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._consumer.partitions_assigned(assigned)
-
-
-def _event_record(record: ConsumerRecord[bytes, bytes]) -> EventRecord:
-    timestamp = record.timestamp if record.timestamp is not None and record.timestamp >= 0 else None
-    return EventRecord(record.topic, record.partition, record.offset, timestamp, record.key, record.value, tuple(record.headers or ()))

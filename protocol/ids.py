@@ -66,11 +66,12 @@ class InvocationId:
             raise ValueError(f"uuid has {len(self.uuid)} bytes; expected {UUID_BYTES}")
 
     def __str__(self) -> str:
-        swapped_key = _byte_swapped(self.partition_key, 8)
-        swapped_uuid = int.from_bytes(self.uuid, "little")
-        text = (
-            INVOCATION_ID_PREFIX + _base62_fixed(swapped_key, PARTITION_KEY_BASE62_CHARS) + _base62_fixed(swapped_uuid, UUID_BASE62_CHARS)
-        )
+        return self.text_on(partition_key_base62(self.partition_key))
+
+    def text_on(self, key_base62: str) -> str:
+        """`str(self)` when the characters of its partition key (`partition_key_base62`) are known already: a caller
+        that makes many ids on few keys (a subscription's events) writes each key once."""
+        text = INVOCATION_ID_PREFIX + key_base62 + _base62_fixed(int.from_bytes(self.uuid, "little"), UUID_BASE62_CHARS)
         _remember(text, self)
         return text
 
@@ -121,6 +122,11 @@ class InvocationId:
         return cls(partition_key, ulid_bytes(now_ms))
 
 
+def partition_key_base62(partition_key: int) -> str:
+    """The characters of an invocation id that write its partition key (the same in every id on that key)."""
+    return _base62_fixed(_byte_swapped(partition_key, 8), PARTITION_KEY_BASE62_CHARS)
+
+
 def derive_uuid(*parts: bytes | str) -> bytes:
     """A deterministic 16-byte uuid: the first 16 bytes of SHA-256 over the parts joined by ``,``.
 
@@ -132,8 +138,25 @@ def derive_uuid(*parts: bytes | str) -> bytes:
     """
     if not parts:
         raise ValueError("derive_uuid needs at least one part")
-    encoded = [part.encode() if isinstance(part, str) else bytes(part) for part in parts]
-    return hashlib.sha256(_DERIVE_SEPARATOR.join(encoded)).digest()[:UUID_BYTES]
+    return hashlib.sha256(_joined_parts(parts)).digest()[:UUID_BYTES]
+
+
+class UuidDeriver:
+    """`derive_uuid(*prefix, last)` for many `last` parts after one fixed prefix, which is hashed once."""
+
+    __slots__ = ("_prefix",)
+
+    def __init__(self, *prefix: bytes | str) -> None:
+        self._prefix = hashlib.sha256(_joined_parts(prefix) + _DERIVE_SEPARATOR if prefix else b"")
+
+    def derive(self, last: bytes | str) -> bytes:
+        digest = self._prefix.copy()
+        digest.update(last.encode() if isinstance(last, str) else last)
+        return digest.digest()[:UUID_BYTES]
+
+
+def _joined_parts(parts: tuple[bytes | str, ...]) -> bytes:
+    return _DERIVE_SEPARATOR.join(part.encode() if isinstance(part, str) else bytes(part) for part in parts)
 
 
 def idempotent_invocation_uuid(

@@ -8,11 +8,13 @@ import pytest
 
 from protocol.ids import (
     InvocationId,
+    UuidDeriver,
     derive_uuid,
     format_awakeable_id,
     idempotent_invocation_uuid,
     is_legacy_awakeable_id,
     parse_awakeable_id,
+    partition_key_base62,
     ulid_bytes,
     workflow_invocation_uuid,
 )
@@ -48,6 +50,20 @@ def test_real_server_vectors(text: str, awakeable: str, partition_key: int, uuid
     assert str(invocation_id) == text
     assert parse_awakeable_id(awakeable) == (invocation_id, 17)
     assert format_awakeable_id(invocation_id, 17) == awakeable
+
+
+@pytest.mark.parametrize(("text", "awakeable", "partition_key", "uuid_hex"), REAL_VECTORS)
+def test_an_id_written_on_its_keys_known_characters_is_the_same_text(text: str, awakeable: str, partition_key: int, uuid_hex: str) -> None:
+    assert InvocationId(partition_key, bytes.fromhex(uuid_hex)).text_on(partition_key_base62(partition_key)) == text
+
+
+def test_a_uuid_deriver_hashes_its_prefix_once_and_derives_what_derive_uuid_does() -> None:
+    deriver = UuidDeriver("kafka", "kafka:group:topic:3")
+    assert [deriver.derive(str(offset)) for offset in (0, 7, 10**12)] == [
+        derive_uuid("kafka", "kafka:group:topic:3", str(offset)) for offset in (0, 7, 10**12)
+    ]
+    assert deriver.derive(b"7") == derive_uuid("kafka", "kafka:group:topic:3", "7")
+    assert UuidDeriver().derive("only") == derive_uuid("only")
 
 
 def test_idempotent_uuid_matches_real_server() -> None:

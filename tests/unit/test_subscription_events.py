@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 
 from ingress.subscription_events import (
+    MAX_KEYS_REMEMBERED,
     EventRecord,
     EventTarget,
+    PartitionEvents,
     RecordProblem,
     build_event,
     event_headers,
@@ -103,6 +105,26 @@ def test_problems_skip_undecodable_keys_and_oversized_values_and_flag_bad_json()
     bad_json = build_event(CART, record(value=b"not json {"), None, 1)
     assert bad_json.problem is RecordProblem.INVALID_JSON and bad_json.entry is not None, "delivered anyway, as Restate does"
     assert build_event(PLAIN, record(value=b"not json {"), None, 1).problem is None, "a handler that takes bytes takes anything"
+
+
+def test_a_partitions_builder_makes_each_record_exactly_what_build_event_makes() -> None:
+    keys_ = [b"ada", b"bob", None, b"\xff\xfe", b""]
+    for target in (CART, PLAIN, SIGNUP):
+        events = PartitionEvents(target, "carts", 2)
+        for offset in range(40):
+            one = record(offset=offset, key=keys_[offset % len(keys_)], value=b"1" * (offset % 3) * 60 or None)
+            sink = IngressSink(1, offset)
+            built = events.build(one.offset, one.timestamp_ms, one.key, one.value, one.headers, sink, 5)
+            assert built == build_event(target, one, sink, 5), (target.service, offset)
+
+
+def test_a_partitions_builder_forgets_its_keys_past_its_bound_and_still_builds_the_same() -> None:
+    events = PartitionEvents(CART, "carts", 2)
+    for index in range(MAX_KEYS_REMEMBERED + 3):
+        events.build(index, None, f"k{index}".encode(), b"1", (), None, 1)
+    assert len(events._keys) <= MAX_KEYS_REMEMBERED
+    again = events.build(3, None, b"k3", b"1", (), None, 1)
+    assert again == build_event(CART, EventRecord("carts", 2, 3, None, b"k3", b"1"), None, 1)
 
 
 def test_headers_skip_values_that_are_not_utf8_and_a_missing_timestamp() -> None:

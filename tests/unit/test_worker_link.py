@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 import time
@@ -14,6 +15,7 @@ import pytest
 from duro.settings import DuroSettings
 from duro.supervisor import WorkerRole
 from duro.worker_link import (
+    METRICS,
     FrameReader,
     LinkClient,
     LinkHandlers,
@@ -203,3 +205,41 @@ async def test_a_link_to_a_worker_that_does_not_read_is_dropped_past_its_buffer_
     finally:
         await link.close()
         listener.close()
+
+
+async def test_a_worker_whose_asker_does_not_read_drops_the_link_past_its_buffer_bound() -> None:
+    """The answering side's bound: a sibling that asks and never reads gets its link dropped once the unsent answers
+    pass max_buffered_bytes, instead of the answers piling up in this worker's memory."""
+    token = secrets.token_hex(4)
+    answer_bytes = 256 * 1024
+    limits = LinkLimits(timeout_ms=30_000, max_pending_requests=16, max_frame_bytes=1 << 20, max_buffered_bytes=1 << 20)
+
+    async def unused(*_: object) -> int:
+        raise AssertionError("not asked")
+
+    asked: list[int] = []
+
+    async def metrics() -> bytes:
+        asked.append(1)
+        return b"m" * answer_bytes
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(unused, lambda _: None, unused, metrics), limits)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    asker = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    asker.setblocking(False)
+    try:
+        await loop.sock_connect(asker, socket_name(token, 1))
+        requests = 32  # 8 MiB of answers: far over the bound and the kernel's socket buffers
+        await loop.sock_sendall(asker, b"".join(link_frame([METRICS, request_id]) for request_id in range(1, requests + 1)))
+        async with asyncio.timeout(10):  # the asker reads nothing meanwhile; without the bound the link stays open
+            while len(asked) < requests or server._connections:
+                await asyncio.sleep(0.01)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await loop.sock_recv(asker, 1 << 16):
+                received += len(chunk)
+        assert received < requests * answer_bytes, "the link was dropped before every answer was sent"
+    finally:
+        asker.close()
+        await server.close()

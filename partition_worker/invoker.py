@@ -257,6 +257,11 @@ class Invoker:
         waiting for a completion that never comes until the inactivity and abort timeouts end it."""
         if task.cancelled() or (error := task.exception()) is None:
             return
+        if handle.request_closed:  # ended on purpose (idle, or the node drains): the SDK suspends; the journal has the notification
+            log.debug(
+                "attempt %s#%d: a notification after its request ended was not written (%s)", handle.invocation_id, handle.attempt, error
+            )
+            return
         message = f"writing a notification into the attempt's request failed ({type(error).__name__}: {error})"
         log.warning("attempt %s#%d: %s; stopping it", handle.invocation_id, handle.attempt, message)
         self._stop(handle, _Stop(Failure(STOPPED, message)))

@@ -55,6 +55,7 @@ from ingress.discovery import discoverer_with
 from ingress.http import build_ingress_app
 from ingress.http import error_body as ingress_error_body
 from ingress.kafka_inspect import KafkaInspector
+from ingress.local_partitions import LocalPartitionKeys
 from ingress.query import QueryThreads
 from ingress.registry import FileRegistryStore, Registry, RegistryError, SharedRegistryStore
 from ingress.serving import NodeHttpServer
@@ -341,6 +342,8 @@ class Node:
             ingress_app = build_ingress_app(wal, registry, reply_bus, settings.ingress, retry_policy, telemetry.tracer("duro.ingress"))
             ingress_app.ingress.partitions_without_leader = self._partitions_without_leader(worker)
             ingress_app.ingress.disk = disk
+            if metadata is None:  # on Kafka the group's assignment says (`_join_cluster`)
+                ingress_app.ingress.local_keys.own(self._owned_partitions())
             service_defaults = ServiceDefaults(retry_policy, settings.invoker.inactivity_timeout_ms, settings.invoker.abort_timeout_ms)
             query_threads = QueryThreads(settings.ingress.max_concurrent_queries)
             stack.callback(query_threads.close)
@@ -373,7 +376,7 @@ class Node:
             self._start_step("starting its servers")
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
-            if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata)):
+            if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata, ingress_app.ingress.local_keys)):
                 freeze_startup_heap()
                 if self.worker is not None:
                     self.worker.ready(sorted(worker.owned))
@@ -394,8 +397,13 @@ class Node:
             raise NodeFailure(f"node {settings.node_id} stopped because a component failed: {lifecycle.reason}")
         return lifecycle.exit_code
 
-    async def _take_partitions(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker, metadata: KafkaMetadata | None) -> bool:
-        """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves."""
+    async def _take_partitions(
+        self, stack: contextlib.AsyncExitStack, worker: PartitionWorker, metadata: KafkaMetadata | None, local_keys: LocalPartitionKeys
+    ) -> bool:
+        """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves.
+
+        On Kafka, `local_keys` follows the assignment, so that fresh unkeyed invocations go to partitions this node leads.
+        """
         settings = self.settings
         if metadata is None:
             self._start_step("replaying its partitions' log", lambda: sum(p.applied_offset + 1 for p in worker.processors.values()))
@@ -404,7 +412,7 @@ class Node:
             await worker.wait_leading()
         else:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
-            await self._join_cluster(stack, worker)
+            await self._join_cluster(stack, worker, local_keys)
         return True
 
     def _start_step(self, step: str, applied_positions: Callable[[], int] | None = None) -> None:
@@ -614,14 +622,16 @@ class Node:
             task = await server.start()
             task.add_done_callback(functools.partial(_server_stopped, lifecycle, server.name))
 
-    async def _join_cluster(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker) -> None:
-        """Join the consumer group that assigns partitions; processors start and stop with the assignment."""
+    async def _join_cluster(self, stack: contextlib.AsyncExitStack, worker: PartitionWorker, local_keys: LocalPartitionKeys) -> None:
+        """Join the consumer group that assigns partitions; processors and the ingress's `local_keys` follow the assignment."""
         settings = self.settings
         assert settings.kafka_bootstrap is not None, "a Kafka node has bootstrap servers"
 
         async def on_assignment(partitions: set[int]) -> None:
+            local_keys.own(partitions & worker.owned)  # none new until its processor runs; revoked ones at once
             await worker.revoke(worker.owned - partitions)
             worker.assign(partitions - worker.owned)
+            local_keys.own(worker.owned)
 
         membership = KafkaMembership(
             settings.kafka_bootstrap,

@@ -5,7 +5,10 @@ A node with several workers gives worker `i` the partitions `p` with
 Any worker's ingress, admin API, outbox or subscription consumer may append to
 any partition: an append to a partition another worker owns goes to that
 worker over its link (`duro.worker_link`) and into that worker's log, so the
-request body crosses once, already encoded as a record. Tails, offsets and
+request body crosses once, already encoded as a record (counted in
+`duro_worker_link_appends_total`). A fresh unkeyed invocation is made on one of
+the ingress's own partitions (`ingress.local_partitions`), so only keyed,
+derived and routed-by-id records cross. Tails, offsets and
 trimming are asked only of a worker's own partitions.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 
+from duro import metrics
 from duro.worker_link import LinkClient
 from wal.log import Log
 from wal.log_arguments import check_partition, entries_as_bytes
@@ -37,6 +41,7 @@ class WorkerLog:
         self._worker = worker
         self._workers = workers
         self._links = links
+        self._crossings = {owner: metrics.link_appends.labels(str(owner)) for owner in links}  # bound once: appends are hot
 
     @property
     def partition_count(self) -> int:
@@ -57,6 +62,7 @@ class WorkerLog:
         owner = owner_of(partition, self._workers)
         if owner == self._worker:
             return await self._local.append(partition, entries)
+        self._crossings[owner].inc()
         return await self._links[owner].append(partition, entries_as_bytes(entries))
 
     def tail(self, partition: int, from_offset: int, max_batch_entries: int = 512) -> AsyncGenerator[list[tuple[int, bytes]], None]:

@@ -47,6 +47,7 @@ from ingress.errors import (
     Unavailable,
 )
 from ingress.json_input import parse_json
+from ingress.local_partitions import LocalPartitionKeys
 from ingress.registry import Registry, ResolvedHandler
 from ingress.schema import InputError, OutputRules, validate_input
 from ingress.settings import IngressSettings
@@ -55,8 +56,7 @@ from protocol.error_codes import InvocationErrorCode as Code
 from protocol.ids import InvocationId, is_legacy_awakeable_id, parse_awakeable_id
 from protocol.routing import (
     idempotent_invocation_id,
-    new_invocation_id,
-    partition_key_for_key,
+    keyed_or_random_id,
     partition_key_of,
     workflow_invocation_id,
 )
@@ -191,6 +191,8 @@ class Ingress:
         self.partitions_without_leader: Callable[[], list[int]] = list
         """The owned partitions this node does not lead with working leader tasks; any makes the node not ready (set by the node)."""
         self.disk: DiskSpace | None = None  # set by the node: new invocations are refused (507) while its disk is low
+        self.local_keys = LocalPartitionKeys(log.partition_count)
+        """Where fresh unkeyed invocations go: the node tells it the partitions this process owns (`own`), so they stay here."""
 
     def stop_accepting(self, reason: str) -> None:
         """From now on answer every request, health included, 503 with `Retry-After` naming `reason` (the node drains).
@@ -297,7 +299,7 @@ class Ingress:
         service, handler = resolved.service.name, resolved.handler.name
         retention = resolved.retention(self.settings.retention_defaults, idempotency_key is not None)
         invoke = Invoke(
-            invocation_id=_invocation_id(service, key, handler, idempotency_key, is_run),
+            invocation_id=_invocation_id(service, key, handler, idempotency_key, is_run, self.local_keys),
             target=Target(service, handler, key, resolved.service_type, resolved.kind),
             body=body,
             headers=_forwarded_headers(request),
@@ -759,13 +761,16 @@ def _parse_delay(query: list[tuple[str, str]]) -> int | None:
     return None
 
 
-def _invocation_id(service: str, key: str | None, handler: str, idempotency_key: str | None, is_run: bool) -> str:
+def _invocation_id(
+    service: str, key: str | None, handler: str, idempotency_key: str | None, is_run: bool, local_keys: LocalPartitionKeys
+) -> str:
+    """The id of a new request: derived for a workflow run or an idempotency key, else fresh (unkeyed: on `local_keys`' partitions)."""
     if is_run:
         assert key is not None, "a workflow run always has a key"
         return workflow_invocation_id(service, key)
     if idempotency_key is not None:
         return idempotent_invocation_id(service, key, handler, idempotency_key)
-    return new_invocation_id(partition_key_for_key(key) if key is not None else None)
+    return keyed_or_random_id(key, local_keys.place)
 
 
 def _raw_path(request: Request) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 
 from protocol.ids import InvocationId, derive_uuid, idempotent_invocation_uuid, ulid_bytes, workflow_invocation_uuid
 
@@ -28,17 +29,23 @@ def partition_key_for_key(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
-def new_invocation_id(partition_key: int | None = None) -> str:
-    """A fresh random id; unkeyed invocations get a random partition key (one read of the system's randomness for both)."""
+def new_invocation_id(partition_key: int | None = None, place: Callable[[int], int] | None = None) -> str:
+    """A fresh random id; unkeyed invocations get a random partition key (one read of the system's randomness for both).
+
+    `place` maps that uniformly random 64-bit key to the one used: the ingress
+    keeps it on partitions its own process owns (`ingress.local_partitions`).
+    Any partition is right for an unkeyed invocation, so this is free to choose.
+    """
     if partition_key is not None:
         return str(InvocationId.random(partition_key))
     entropy = os.urandom(PARTITION_KEY_BITS // 8 + 10)
-    return str(InvocationId(int.from_bytes(entropy[:8], "big"), ulid_bytes(entropy=entropy[8:])))
+    random_key = int.from_bytes(entropy[:8], "big")
+    return str(InvocationId(random_key if place is None else place(random_key), ulid_bytes(entropy=entropy[8:])))
 
 
-def keyed_or_random_id(key: str | None) -> str:
-    """A fresh id for a call to `key` (keyed) or to an unkeyed service (random partition)."""
-    return new_invocation_id(partition_key_for_key(key) if key is not None else None)
+def keyed_or_random_id(key: str | None, place: Callable[[int], int] | None = None) -> str:
+    """A fresh id for a call to `key` (keyed) or to an unkeyed service (random partition, through `place` if given)."""
+    return new_invocation_id(partition_key_for_key(key) if key is not None else None, place)
 
 
 def workflow_invocation_id(service: str, key: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from duro.worker_log import owner_of
-from protocol.routing import partition_key_for_key
+from protocol.routing import partition_key_for_key, partition_key_of
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
 from wal.partitioner import partition_of
 
@@ -71,6 +71,63 @@ def test_two_workers_serve_as_one_node(tmp_path: Path, official_python_service: 
     assert supervisor.returncode == 0, server.log_tail()
     for pid in pids.values():
         wait_until(lambda pid=pid: not _alive(pid), 10, f"worker {pid} to end with its node")
+
+
+def test_unkeyed_calls_stay_on_the_worker_that_took_them_while_a_keyed_call_crosses(
+    tmp_path: Path, official_python_service: ServiceEndpoint
+) -> None:
+    """Fresh unkeyed invocations are made on the partitions of the worker whose ingress took the connection: no link appends."""
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2)
+    with server.serving(official_python_service):
+        assert _samples(server, "duro_worker_link_appends_total") == {("0", "1"): 0.0, ("1", "0"): 0.0}, "each worker's link"
+        partitions: Counter[int] = Counter()
+        for n in range(40):
+            status, headers, body = server.call("/Greeter/greet", f"u{n}")
+            assert (status, json.loads(body)) == (200, f"Hello u{n}!")
+            partitions[partition_of(partition_key_of(headers["x-restate-id"]), 4)] += 1
+            status, headers, _ = server.call("/Greeter/greet/send", f"s{n}")
+            assert status == 202
+            partitions[partition_of(partition_key_of(headers["x-restate-id"]), 4)] += 1
+        for _ in range(10):
+            status, headers, body = server.call("/Steps/run_steps", 2)
+            assert (status, body) == (200, b"1")
+            partitions[partition_of(partition_key_of(headers["x-restate-id"]), 4)] += 1
+        taken = {
+            worker: count for (worker, kind), count in _samples(server, "duro_ingress_requests_total", "kind").items() if kind == "call"
+        }
+        assert set(taken) == {"0", "1"} and all(taken.values()), f"both workers' ingress took calls: {taken}"
+        assert set(partitions) == {0, 1, 2, 3}, f"unkeyed invocations spread over every partition: {partitions}"
+        wait_until(lambda: _greeted(server) == 80, 60, "the 40 sends to run")
+        assert sum(_samples(server, "duro_worker_link_appends_total").values()) == 0, "no unkeyed call or send crossed"
+        keys = [f"x{n}" for n in range(KEYS)]
+        assert {owner_of(partition_of(partition_key_for_key(key), 4), 2) for key in keys} == {0, 1}
+        for key in keys * 2:
+            assert server.call(f"/Counter/{key}/add", 1)[0] == 200
+        crossed = sum(_samples(server, "duro_worker_link_appends_total").values())
+        assert crossed > 0, "a keyed call taken by the worker not owning its key's partition crosses to the owner"
+
+
+def _samples(server: DuroServer, name: str, label: str | None = None) -> dict[tuple[str, ...], float]:
+    """The samples of `name` in the node's /metrics: (worker, `label` or the link's owner) -> value."""
+    text = http("GET", f"{server.admin}/metrics")[2].decode()
+    found: dict[tuple[str, ...], float] = {}
+    other = label or "owner"
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels = dict(part.split("=", 1) for part in line[len(name) + 1 : line.index("}")].split(","))
+            key = (labels["worker"].strip('"'), labels[other].strip('"'))
+            found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def _greeted(server: DuroServer) -> float:
+    """Succeeded `greet` invocations of the node."""
+    metrics = http("GET", f"{server.admin}/metrics")[2].decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("duro_invocations_total{") and 'handler="greet"' in line and 'status="succeeded"' in line
+    )
 
 
 def test_a_killed_worker_is_restarted_and_every_acknowledged_add_counts_once(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from ingress_fakes import FakePartitions, default_responder, make_registry
 
-from ingress.http import build_ingress_app
+from ingress.http import IngressApp, build_ingress_app
 from ingress.registry import Registry
 from ingress.settings import IngressSettings
 from protocol.ids import InvocationId, format_awakeable_id
@@ -38,6 +38,7 @@ class Env:
     bus: ReplyBus
     fake: FakePartitions
     registry: Registry
+    app: IngressApp
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ class _env:
         await self.fake.__aenter__()
         app = build_ingress_app(log, registry, bus, self.settings)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingress", timeout=10)
-        return Env(self.client, log, bus, self.fake, registry)
+        return Env(self.client, log, bus, self.fake, registry, app)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()
@@ -95,6 +96,25 @@ async def test_records_go_to_the_partition_of_the_invocation_id(env: Env) -> Non
         assert partition == expected
         assert partition_key_of(record.body.invocation_id) == partition_key_for_key(record.body.target.key)
     assert len({p for p, _ in env.fake.records}) > 1
+
+
+async def test_fresh_unkeyed_invocations_go_to_the_partitions_this_process_owns_and_the_others_where_they_must(env: Env) -> None:
+    env.app.ingress.local_keys.own({1, 3})  # as the node sets it for worker 1 of 2
+    json_body = {"content-type": "application/json"}
+    for _ in range(12):
+        assert (await env.client.post("/Greeter/greet", content=b'"a"', headers=json_body)).status_code == 200
+        assert (await env.client.post("/Greeter/slow/send")).status_code == 202
+        assert (await env.client.post("/Greeter/slow/send?delay=1s")).status_code == 202
+    await env.fake.settled()
+    unkeyed = [(partition, record.body) for partition, record in env.fake.records if isinstance(record.body, Invoke)]
+    assert len(unkeyed) == 36 and {partition for partition, _ in unkeyed} == {1, 3}, "only the owned ones, both used"
+    assert all(partition == partition_of(partition_key_of(body.invocation_id), PARTITIONS) for partition, body in unkeyed)
+    env.fake.records.clear()
+    far = next(key for key in (f"k{n}" for n in range(100)) if partition_of(partition_key_for_key(key), PARTITIONS) == 0)
+    keyed = await env.client.post(f"/Counter/{far}/add", content=b"1", headers=json_body)
+    idempotent = await env.client.post("/Greeter/greet", content=b'"a"', headers={**json_body, "idempotency-key": "i1"})
+    assert partition_key_of(keyed.headers["x-restate-id"]) == partition_key_for_key(far), "a keyed call stays on its key's partition"
+    assert idempotent.headers["x-restate-id"] == idempotent_invocation_id("Greeter", None, "greet", "i1"), "derived ids stay derived"
 
 
 async def test_headers_are_forwarded_except_connection_host_and_idempotency_key(env: Env) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from prometheus_client import REGISTRY
 
+from duro.metrics import WORKER_LINK_APPENDS_TOTAL
 from duro.settings import DuroSettings
 from duro.supervisor import WorkerRole
 from duro.worker_link import (
@@ -74,9 +76,12 @@ async def test_an_append_to_another_workers_partition_lands_in_its_log_and_its_e
     wal = WorkerLog(MemoryLog(4), 0, 2, {1: link})
     try:
         assert owner_of(3, 2) == 1 and not wal.owns(3) and wal.owned_partitions() == {0, 2}
+        crossed_before = _link_appends(owner=1)
         assert await wal.append(3, [b"one", b"two"]) == 1
         assert await owner_log.end_offset(3) == 2
+        assert _link_appends(owner=1) == crossed_before + 1, "an append to worker 1's partition crosses, and is counted"
         assert await wal.append(2, [b"own"]) == 0 and await owner_log.end_offset(2) == 0  # its own partition stays local
+        assert _link_appends(owner=1) == crossed_before + 1, "an append to its own partition is not"
         full_partitions.add(1)
         with pytest.raises(LogFullError, match="worker 1: disk full"):
             await wal.append(1, [b"x"])
@@ -243,3 +248,7 @@ async def test_a_worker_whose_asker_does_not_read_drops_the_link_past_its_buffer
     finally:
         asker.close()
         await server.close()
+
+
+def _link_appends(owner: int) -> float:
+    return REGISTRY.get_sample_value(WORKER_LINK_APPENDS_TOTAL, {"owner": str(owner)}) or 0.0

@@ -15,7 +15,9 @@ a change and its baseline alternately (`--rounds`) and compare medians.
 With `--callgrind DIR` the node runs under valgrind's callgrind, instrumented
 only for the measured requests, and the figure is the node's instructions per
 request: slow (about 50 times), but the same on a busy machine as on an idle
-one. The dump in DIR opens in kcachegrind or `callgrind_annotate`.
+one; with several worker processes (`--workers`) every process of the node runs
+under it and the figure is their sum (one dump per process). The dump in DIR
+opens in kcachegrind or `callgrind_annotate`.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         if args.py_spy:
             profiler = _py_spy(runtime.root_pid(), args.py_spy)
         load_before = os.getloadavg()
+        node_pids = ProcessTree(runtime.root_pid()).pids()  # the supervisor and each worker process
         if args.callgrind:
-            callgrind_control("--instr=on", runtime.root_pid())
+            for pid in node_pids:
+                callgrind_control("--instr=on", pid)
         runtime_cpu.begin()
         endpoint_cpu.begin()
         started = time.perf_counter()
@@ -75,7 +79,7 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         runtime_cpu.end()
         endpoint_cpu.end()
-        instructions = dump_instructions(args.callgrind, runtime.root_pid()) if args.callgrind else None
+        instructions = sum(dump_instructions(args.callgrind, pid) for pid in node_pids) if args.callgrind else None
         done = result.requests_ok
         if done < args.requests:
             raise RuntimeError(f"only {done} of {args.requests} requests succeeded: {dict(result.errors)}")
@@ -101,7 +105,7 @@ def valgrind_prefix(out_dir: Path) -> list[str]:
     exe = shutil.which("valgrind")
     if exe is None:
         raise FileNotFoundError("valgrind is not on PATH (apt-get install valgrind)")
-    return [exe, "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
+    return [exe, "--tool=callgrind", "--trace-children=yes", "--instr-atstart=no", f"--callgrind-out-file={out_dir}/callgrind.out.%p"]
 
 
 def callgrind_control(option: str, pid: int) -> None:
@@ -109,11 +113,14 @@ def callgrind_control(option: str, pid: int) -> None:
 
 
 def dump_instructions(out_dir: Path, pid: int) -> int:
-    """Dump the counters of the measured requests; their instruction count (the dump's `totals:` line)."""
+    """Dump the counters of process `pid` for the measured requests; their instruction count (the dump's `totals:` line)."""
     before = set(out_dir.iterdir())
     callgrind_control("--dump=measured", pid)
     callgrind_control("--instr=off", pid)
-    dumps = sorted(set(out_dir.iterdir()) - before, key=lambda path: path.stat().st_mtime)
+    dumps = sorted(
+        (path for path in set(out_dir.iterdir()) - before if path.name.startswith(f"callgrind.out.{pid}")),
+        key=lambda path: path.stat().st_mtime,
+    )
     if not dumps:
         raise RuntimeError(f"callgrind wrote no dump into {out_dir}")
     for line in dumps[-1].read_text(errors="replace").splitlines():

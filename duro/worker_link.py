@@ -14,7 +14,9 @@ its `LinkServer`. What travels is what the other worker cannot do itself:
 
 Frames are a 4-byte big-endian length and a msgpack list `[kind, id, ...]`,
 bounded by `max_frame_bytes` (a worker whose answer would be larger answers
-with an error instead, so that request fails alone); a link whose written
+with an error instead, so that request fails alone). The frames an end writes
+in one turn of its event loop go out in one write at the end of the turn
+(`FrameWriter`), and one read takes all that arrived; a link whose written
 bytes the other worker does not take (it is stopped, or stuck) is dropped once
 more than `max_buffered_bytes` wait unsent. A request waits at most `timeout_ms` for its
 answer; at most `max_pending_requests` wait per link (further ones wait for
@@ -79,9 +81,9 @@ class LinkLimits:
     max_frame_bytes: int
     max_buffered_bytes: int = 64 * 1024 * 1024  # written but not yet taken by the other worker; over it the link is dropped
 
-    def over_buffer(self, transport: asyncio.WriteTransport) -> str | None:
-        """Why a link whose unsent bytes passed the bound must be dropped (the other worker is not reading), else None."""
-        buffered = transport.get_write_buffer_size()
+    def over_buffer(self, transport: asyncio.WriteTransport, queued_bytes: int = 0) -> str | None:
+        """Why a link whose unsent bytes (the transport's and `queued_bytes` not yet written) passed the bound must be dropped (the other worker is not reading), else None."""
+        buffered = transport.get_write_buffer_size() + queued_bytes
         if buffered <= max(self.max_buffered_bytes, self.max_frame_bytes):
             return None
         return f"{buffered} bytes wait unsent, over worker.max_link_buffered_bytes={self.max_buffered_bytes} (it is not reading)"
@@ -126,6 +128,40 @@ def link_frame(message: list[Any]) -> bytes:
     return _LENGTH.pack(len(body)) + body
 
 
+class FrameWriter:
+    """The frames one end of a link writes in one turn of the event loop, sent in one write at the end of that turn.
+
+    A group commit makes many appends durable at once and an applied batch
+    answers many requests at once: their answers and replies leave in one
+    `write` (one system call, one wake-up of the other worker) instead of one
+    each. Queued and unsent bytes together stay under the link's
+    `max_buffered_bytes`; past it `overflowed(why)` drops the link.
+    """
+
+    def __init__(self, transport: asyncio.Transport, limits: LinkLimits, overflowed: Callable[[str], None]) -> None:
+        self._transport = transport
+        self._limits = limits
+        self._overflowed = overflowed
+        self._frames: list[bytes] = []
+        self._queued_bytes = 0
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, frame: bytes) -> None:
+        if not self._frames:
+            self._loop.call_soon(self.flush)
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+        if (why := self._limits.over_buffer(self._transport, self._queued_bytes)) is not None:
+            self._frames, self._queued_bytes = [], 0
+            self._overflowed(why)
+
+    def flush(self) -> None:
+        """Write what is queued now (at the end of the turn, or before the link closes on purpose)."""
+        frames, self._frames, self._queued_bytes = self._frames, [], 0
+        if frames and not self._transport.is_closing():
+            self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
 class _ServerProtocol(asyncio.Protocol):
     """One sibling's connection to this worker: runs its requests, writes their answers."""
 
@@ -137,14 +173,23 @@ class _ServerProtocol(asyncio.Protocol):
         self._max_frame_bytes = limits.max_frame_bytes
         self._reader = FrameReader(limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
+        self._writer: FrameWriter | None = None
         self._tasks = tasks
         self._connections = connections
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a stream socket's (uvloop's transports are not asyncio's classes)
+        self._writer = FrameWriter(self._transport, self._limits, self._overflowed)
         self._connections.add(self)
 
+    def _overflowed(self, why: str) -> None:
+        log.error("dropping a worker link: %s", why)
+        if self._transport is not None:
+            self._transport.abort()  # the asker's requests on it fail with LinkLost
+
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
         if self._transport is not None:
             self._transport.close()
 
@@ -193,14 +238,12 @@ class _ServerProtocol(asyncio.Protocol):
                     " (for a query: select fewer rows or columns, or raise ingress.max_internal_body_bytes)",
                 ]
             )
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(frame)
-            if (why := self._limits.over_buffer(self._transport)) is not None:
-                log.error("dropping a worker link: %s", why)
-                self._transport.abort()  # the asker's requests on it fail with LinkLost
+        if self._transport is not None and self._writer is not None and not self._transport.is_closing():
+            self._writer.write(frame)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._writer = None
         self._connections.discard(self)
 
 
@@ -267,6 +310,7 @@ class LinkClient:
         self._limits = limits
         self._protocol: _ClientProtocol | None = None
         self._transport: asyncio.Transport | None = None
+        self._writer: FrameWriter | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -321,13 +365,13 @@ class LinkClient:
                 self._waiting.pop(request_id, None)
 
     def _write(self, frame: bytes) -> None:
-        """Write on the open link; past `max_buffered_bytes` unsent the link is dropped and what waits on it fails (LinkLost)."""
-        transport, protocol = self._transport, self._protocol
-        assert transport is not None and protocol is not None, "connected"
-        transport.write(frame)
-        if (why := self._limits.over_buffer(transport)) is not None:
-            transport.abort()
-            self.lost(protocol, f"dropped the link to worker {self.worker}: {why}")
+        """Queue a frame on the open link, written at the end of this turn; past `max_buffered_bytes` unsent the link is dropped and what waits on it fails (LinkLost)."""
+        assert self._writer is not None, "connected"
+        self._writer.write(frame)
+
+    def _overflowed(self, protocol: _ClientProtocol, transport: asyncio.Transport, why: str) -> None:
+        transport.abort()
+        self.lost(protocol, f"dropped the link to worker {self.worker}: {why}")
 
     async def _connect(self) -> None:
         if self.connected:
@@ -360,6 +404,7 @@ class LinkClient:
                 " restarting); nothing was sent, retrying is safe"
             ) from None
         self._transport, self._protocol = transport, protocol
+        self._writer = FrameWriter(transport, self._limits, lambda why: self._overflowed(protocol, transport, why))
 
     def answered(self, message: list[Any]) -> None:
         future = self._waiting.get(message[1])
@@ -376,7 +421,7 @@ class LinkClient:
             return
         if self._transport is not None:
             self._transport.close()
-        self._transport = self._protocol = None
+        self._transport = self._protocol = self._writer = None
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
@@ -388,6 +433,8 @@ class LinkClient:
         if self._connecting is not None:
             self._connecting.cancel()
         if self._transport is not None and self._protocol is not None:
+            if self._writer is not None:
+                self._writer.flush()  # what was written before closing still goes (replies, say)
             self.lost(self._protocol, f"the link to worker {self.worker} was closed")
         with contextlib.suppress(Exception):
             await asyncio.sleep(0)

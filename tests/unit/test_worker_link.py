@@ -19,6 +19,7 @@ from duro.supervisor import WorkerRole
 from duro.worker_link import (
     METRICS,
     FrameReader,
+    FrameWriter,
     LinkClient,
     LinkHandlers,
     LinkLimits,
@@ -36,6 +37,7 @@ from wal.log import AppendOutcomeUnknownError, LogFullError
 from wal.memory import MemoryLog
 
 LIMITS = LinkLimits(timeout_ms=5_000, max_pending_requests=16, max_frame_bytes=1 << 20)
+LINKS_MANY = LinkLimits(timeout_ms=5_000, max_pending_requests=256, max_frame_bytes=1 << 20)
 
 
 def test_frames_split_across_reads_and_an_oversized_one_is_refused() -> None:
@@ -45,6 +47,89 @@ def test_frames_split_across_reads_and_an_oversized_one_is_refused() -> None:
     assert reader.feed(frame[5:]) == [[1, 7, 3, [b"a", b"b"]], [2, 0, b"r"]]
     with pytest.raises(ValueError, match="max_frame_bytes=64"):
         reader.feed(link_frame([1, 1, b"x" * 100]))
+
+
+class _RecordingTransport:
+    """What a `FrameWriter` writes, one entry per `write` call (a transport that takes everything at once)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+async def test_frames_written_in_one_turn_leave_in_one_write_in_order_and_past_the_bound_the_link_is_dropped() -> None:
+    transport = _RecordingTransport()
+    overflows: list[str] = []
+    limits = LinkLimits(timeout_ms=1_000, max_pending_requests=4, max_frame_bytes=1_024, max_buffered_bytes=4_096)
+    writer = FrameWriter(cast(asyncio.Transport, transport), limits, overflows.append)
+    frames = [link_frame([2, 0, b"reply %d" % n]) for n in range(100)]
+    for frame in frames:
+        writer.write(frame)
+    assert transport.writes == []  # nothing before the turn ends
+    await asyncio.sleep(0)
+    assert transport.writes == [b"".join(frames)]
+    assert FrameReader(1_024).feed(transport.writes[0]) == [[2, 0, b"reply %d" % n] for n in range(100)]
+    writer.write(frames[0])
+    await asyncio.sleep(0)
+    assert transport.writes[1:] == [frames[0]]  # a lone frame as it is
+    big = link_frame([2, 0, b"b" * 1_000])
+    for _ in range(4):
+        writer.write(big)
+    assert overflows == [] and transport.writes[2:] == []
+    writer.write(big)  # 5 frames of 1,010 bytes queued in one turn: over max_buffered_bytes=4096
+    assert len(overflows) == 1 and "5050 bytes wait unsent, over worker.max_link_buffered_bytes=4096" in overflows[0]
+    await asyncio.sleep(0)
+    assert transport.writes[2:] == []  # what was queued past the bound is not written
+    transport.closing = True
+    writer.write(frames[1])
+    await asyncio.sleep(0)
+    assert transport.writes[2:] == []  # nor anything on a closing link
+
+
+async def test_many_appends_and_replies_in_one_turn_all_arrive_in_order_with_their_answers_matched() -> None:
+    token = secrets.token_hex(4)
+    owner_log = MemoryLog(4)
+    replies: list[bytes] = []
+    all_replied = asyncio.Event()
+
+    async def append(partition: int, entries: list[bytes]) -> int:
+        return await owner_log.append(partition, entries)
+
+    async def unused(*_: object) -> bytes:
+        raise AssertionError("not asked")
+
+    def reply(encoded: bytes) -> None:
+        replies.append(encoded)
+        if len(replies) == 300:
+            all_replied.set()
+
+    server = LinkServer(socket_name(token, 1), LinkHandlers(append, reply, unused, unused), LIMITS)
+    await server.start()
+    link = LinkClient(1, socket_name(token, 1), LINKS_MANY)
+    try:
+        offsets = await asyncio.gather(*(link.append(n % 4, [b"entry %d" % n]) for n in range(200)))
+        assert offsets == [n // 4 for n in range(200)]  # each answer went to its own request
+        for partition in range(4):
+            tail = owner_log.tail(partition, 0, max_batch_entries=100)
+            entries = [entry for _, entry in await anext(tail)]
+            await tail.aclose()
+            assert entries == [b"entry %d" % n for n in range(partition, 200, 4)]
+        for n in range(300):
+            assert link.reply_nowait(b"reply %d" % n)
+        await asyncio.wait_for(all_replied.wait(), 10)
+        assert replies == [b"reply %d" % n for n in range(300)]
+    finally:
+        await link.close()
+        await server.close()
 
 
 async def test_an_append_to_another_workers_partition_lands_in_its_log_and_its_errors_come_back() -> None:
@@ -202,6 +287,7 @@ async def test_a_link_to_a_worker_that_does_not_read_is_dropped_past_its_buffer_
             assert replies_written < 1_000, "the link was never dropped"
             link.reply_nowait(b"r" * 64 * 1024)
             replies_written += 1
+            await asyncio.sleep(0)  # the turn ends: what was queued is written
         assert replies_written * 64 * 1024 > 1 << 20  # the kernel's buffers took some, the bound the rest
         with pytest.raises(LinkLost, match="max_link_buffered_bytes=1048576"):
             await asyncio.wait_for(asking, 10)

@@ -49,9 +49,11 @@ def apply_attempt_events(ctx: ApplyContext, record: AttemptEvents) -> None:
     status = ctx.status(record.invocation_id)
     if status is None or status.phase is not Phase.INVOKED or status.attempt != record.attempt:
         return  # a late message of an attempt that is over
-    status = _pin(status, record.deployment_id, record.protocol_version)
+    changes = _pin_changes(status, record.deployment_id, record.protocol_version)
     if record.server is not None and record.server != status.last_attempt_server:
-        status = status.evolve(last_attempt_server=record.server)
+        changes["last_attempt_server"] = record.server
+    if changes:
+        status = status.evolve(**changes)  # one copy for both (a status is copied field by field: ~2.5 us each)
     try:
         for frame in record.frames:
             status_or_none = _apply_frame(ctx, record.invocation_id, status, frame)
@@ -95,9 +97,15 @@ def fail_attempt(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
 
 
 def _pin(status: InvocationStatus, deployment_id: str | None, protocol_version: int | None) -> InvocationStatus:
+    changes = _pin_changes(status, deployment_id, protocol_version)
+    return status.evolve(**changes) if changes else status
+
+
+def _pin_changes(status: InvocationStatus, deployment_id: str | None, protocol_version: int | None) -> dict[str, object]:
+    """The fields that pin an invocation to the deployment of its first attempt (none once pinned)."""
     if status.deployment_id is not None or deployment_id is None:
-        return status
-    return status.evolve(deployment_id=deployment_id, protocol_version=protocol_version)
+        return {}
+    return {"deployment_id": deployment_id, "protocol_version": protocol_version}
 
 
 def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus, frame: AttemptFrame) -> InvocationStatus | None:
@@ -108,8 +116,7 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         fail_attempt(ctx, invocation_id, status, Failure(Code.PROTOCOL_VIOLATION, f"protocol violation: {exc}"), None)
         return None
     if is_command(frame.message_type):
-        status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload)
-        status = status.evolve(command_count=status.command_count + 1)
+        status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload, command_count=status.command_count + 1)
         return _apply_command(ctx, invocation_id, status, message, frame)
     if isinstance(message, pb.ProposeRunCompletionMessage):
         return _propose_run(ctx, invocation_id, status, message, frame)

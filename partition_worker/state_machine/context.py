@@ -89,10 +89,13 @@ class ApplyContext:
 
     # ------------------------------------------------------------ journal
 
-    def append_entry(self, invocation_id: str, status: InvocationStatus, message_type: int, payload: bytes) -> tuple[InvocationStatus, int]:
+    def append_entry(
+        self, invocation_id: str, status: InvocationStatus, message_type: int, payload: bytes, **changes: object
+    ) -> tuple[InvocationStatus, int]:
+        """Store a journal entry; the status one entry longer, with `changes` applied in the same copy."""
         index = status.journal_length
         self.txn.put(keys.journal_key(invocation_id, index), msgpack.packb([message_type, payload]))
-        return status.evolve(journal_length=index + 1, retry_count=0), index
+        return status.evolve(journal_length=index + 1, retry_count=0, **changes), index
 
     def add_notification(
         self,

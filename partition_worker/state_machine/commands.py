@@ -52,8 +52,10 @@ def apply_attempt_events(ctx: ApplyContext, record: AttemptEvents) -> None:
     changes = _pin_changes(status, record.deployment_id, record.protocol_version)
     if record.server is not None and record.server != status.last_attempt_server:
         changes["last_attempt_server"] = record.server
+    if status.modified_at_ms != ctx.now_ms:
+        changes["modified_at_ms"] = ctx.now_ms  # what `save` would set, in the same copy
     if changes:
-        status = status.evolve(**changes)  # one copy for both (a status is copied field by field: ~2.5 us each)
+        status = status.evolve(**changes)  # one copy for all (a status is copied field by field: ~2.5 us each)
     try:
         for frame in record.frames:
             status_or_none = _apply_frame(ctx, record.invocation_id, status, frame)
@@ -116,6 +118,16 @@ def _apply_frame(ctx: ApplyContext, invocation_id: str, status: InvocationStatus
         fail_attempt(ctx, invocation_id, status, Failure(Code.PROTOCOL_VIOLATION, f"protocol violation: {exc}"), None)
         return None
     if is_command(frame.message_type):
+        if isinstance(message, pb.OutputCommandMessage):  # all it does is record the outcome: in the entry's copy of the status
+            status, _ = ctx.append_entry(
+                invocation_id,
+                status,
+                frame.message_type,
+                frame.payload,
+                command_count=status.command_count + 1,
+                output=outcome_from_pb(message),
+            )
+            return status
         status, _ = ctx.append_entry(invocation_id, status, frame.message_type, frame.payload, command_count=status.command_count + 1)
         return _apply_command(ctx, invocation_id, status, message, frame)
     if isinstance(message, pb.ProposeRunCompletionMessage):
@@ -194,12 +206,6 @@ def _propose_run(
 
 
 # ---------------------------------------------------------------- commands
-
-
-def _output(
-    ctx: ApplyContext, invocation_id: str, status: InvocationStatus, message: pb.OutputCommandMessage, frame: AttemptFrame
-) -> InvocationStatus:
-    return status.evolve(output=outcome_from_pb(message))
 
 
 def _state_scope(status: InvocationStatus) -> tuple[str, str]:
@@ -558,8 +564,6 @@ def _apply_command(
 ) -> InvocationStatus:
     """Apply a journaled command by its message class; a command with nothing to apply (Input, Run) is only journaled."""
     match message:
-        case pb.OutputCommandMessage():
-            return _output(ctx, invocation_id, status, message, frame)
         case pb.SetStateCommandMessage():
             return _set_state(ctx, invocation_id, status, message, frame)
         case pb.ClearStateCommandMessage():

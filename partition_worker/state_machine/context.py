@@ -138,6 +138,7 @@ class ApplyContext:
             next_retry_at_ms=None,
             last_start_at_ms=self.now_ms,
             running_at_ms=status.running_at_ms if status.running_at_ms is not None else self.now_ms,
+            modified_at_ms=self.now_ms,  # so `save` copies it no further
         )
         self.actions.append(InvokeAttempt(invocation_id, status.attempt))
         return self.save(invocation_id, status)
@@ -179,6 +180,7 @@ class ApplyContext:
             inbox_seq=None,
             next_retry_at_ms=None,
             pending_sleeps=(),
+            modified_at_ms=self.now_ms,  # so `save` copies it no further
         )
         if retained:
             completed = self.save(invocation_id, completed)

@@ -69,8 +69,9 @@ def apply_invoke(ctx: ApplyContext, record: Invoke) -> None:
     input_message = pb.InputCommandMessage(headers=[pb.Header(key=k, value=v) for k, v in record.headers])
     input_message.value.SetInParent()
     input_message.value.content = record.body
-    status, _ = ctx.append_entry(record.invocation_id, status, MessageType.INPUT_COMMAND, input_message.SerializeToString())
-    status = status.evolve(command_count=1)
+    status, _ = ctx.append_entry(
+        record.invocation_id, status, MessageType.INPUT_COMMAND, input_message.SerializeToString(), command_count=1
+    )
     if record.submit_sink is not None:
         ctx.reply(record.submit_sink, Reply(ReplyKind.SUBMITTED, record.invocation_id))
     if record.execute_at_ms is not None and record.execute_at_ms > ctx.now_ms:

@@ -141,6 +141,11 @@ def timer_key(fire_at_ms: int, invocation_id: str, timer_kind: int, ref: int) ->
     return TIMER_PREFIX + _U64.pack(fire_at_ms) + _part(invocation_id) + bytes([timer_kind]) + _U64.pack(ref)
 
 
+def timer_key_floor(fire_at_ms: int) -> bytes:
+    """A key that sorts before every timer firing at or after `fire_at_ms` and after every timer firing before it."""
+    return TIMER_PREFIX + _U64.pack(fire_at_ms)
+
+
 def parse_timer_key(key: bytes) -> tuple[int, str, int, int]:
     """Inverse of `timer_key`: (fire_at_ms, invocation_id, timer_kind, ref)."""
     fire_at_ms = _U64.unpack_from(key, 1)[0]

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from protocol.routing import partition_key_of
 from tests.kafka_broker import KafkaBroker, unavailable_reason
 from tests.processes import DuroServer, ServiceEndpoint, http, wait_until
+from wal.partitioner import partition_of
 
 PARTITIONS = 6
 SESSION_TIMEOUT_MS = 6_000  # the broker's default group.min.session.timeout.ms
@@ -99,6 +101,13 @@ def test_registry_is_shared_and_any_node_answers_for_any_partition(cluster: Clus
         status, _, body = node.call(f"/Counter/{key}/add", 2)
         assert (status, json.loads(body)) == (200, 2), body
     assert [counter(third, key) for key in keys] == [2] * len(keys)
+    for node in (first, second, third):  # an unkeyed call is made on a partition its node leads, so its reply stays there
+        owned = cluster.owned(node)
+        for n in range(6):
+            status, headers, body = node.call("/Greeter/greet", f"g{n}")
+            assert (status, json.loads(body)) == (200, f"Hello g{n}!")
+            partition = partition_of(partition_key_of(headers["x-restate-id"]), PARTITIONS)
+            assert partition in owned, f"node {node.admin_port} owns {owned}, made the call on {partition}"
 
 
 def test_failover_after_kill9_loses_nothing_acknowledged(cluster: Cluster) -> None:

@@ -5,8 +5,8 @@ delayed send) has no key that decides its partition: any partition will do,
 and Restate picks one at random. In a node of several worker processes the
 kernel hands a client's connection to any worker (`SO_REUSEPORT`), so a random
 partition belongs to another worker about (workers - 1) / workers of the time,
-and then the record and its reply cross a local socket (`duro/worker_log.py`),
-which cost 34 to 45 % more runtime CPU for those requests. Choosing the
+and then the record and its reply cross a local socket (`duro/worker_log.py`):
+more writes, reads and wake-ups for those requests. Choosing the
 partition among the ones this worker (or on Kafka, this node) owns keeps them
 local, uniformly spread over those partitions.
 

@@ -162,14 +162,7 @@ class PartitionEvents:
             invocation_id = InvocationId(partition_key, self._uuids.derive(str(offset))).text_on(key_base62)
         if problem in SKIPPED_PROBLEMS:
             return Event(invocation_id, partition_key, None, problem)
-        event_headers = [(KAFKA_OFFSET, str(offset)), *self._fixed_headers]
-        if timestamp_ms is not None and timestamp_ms >= 0:
-            event_headers.append((KAFKA_TIMESTAMP, str(timestamp_ms)))
-        event_headers.append((SUBSCRIPTION_ID, target.subscription_id))
-        if key_header is not None:
-            event_headers.append((KAFKA_KEY, key_header))
-        if headers:
-            _add_own_headers(event_headers, headers)
+        event_headers = _headers(offset, self._fixed_headers, timestamp_ms, target.subscription_id, key_header, headers)
         invoke = Invoke(
             invocation_id=invocation_id,
             target=Target(target.service, target.handler, object_key, target.service_type, target.handler_kind),
@@ -208,14 +201,29 @@ def build_event(target: EventTarget, record: EventRecord, sink: IngressSink | No
 
 def event_headers(subscription_id: str, record: EventRecord) -> tuple[tuple[str, str], ...]:
     """Restate's event headers, then the record's own UTF-8 headers that do not collide with them."""
-    headers = [(KAFKA_OFFSET, str(record.offset)), (KAFKA_TOPIC, record.topic), (KAFKA_PARTITION, str(record.partition))]
-    if record.timestamp_ms is not None and record.timestamp_ms >= 0:
-        headers.append((KAFKA_TIMESTAMP, str(record.timestamp_ms)))
+    key_header = None if record.key is None else base64.urlsafe_b64encode(record.key).decode()
+    fixed = ((KAFKA_TOPIC, record.topic), (KAFKA_PARTITION, str(record.partition)))
+    return tuple(_headers(record.offset, fixed, record.timestamp_ms, subscription_id, key_header, record.headers))
+
+
+def _headers(
+    offset: int,
+    fixed: tuple[tuple[str, str], ...],
+    timestamp_ms: int | None,
+    subscription_id: str,
+    key_header: str | None,
+    own: Sequence[tuple[str, bytes | None]],
+) -> list[tuple[str, str]]:
+    """The event's headers in Restate's order (offset, topic and partition in `fixed`, timestamp, subscription, key), then its own."""
+    headers = [(KAFKA_OFFSET, str(offset)), *fixed]
+    if timestamp_ms is not None and timestamp_ms >= 0:
+        headers.append((KAFKA_TIMESTAMP, str(timestamp_ms)))
     headers.append((SUBSCRIPTION_ID, subscription_id))
-    if record.key is not None:
-        headers.append((KAFKA_KEY, base64.urlsafe_b64encode(record.key).decode()))
-    _add_own_headers(headers, record.headers)
-    return tuple(headers)
+    if key_header is not None:
+        headers.append((KAFKA_KEY, key_header))
+    if own:
+        _add_own_headers(headers, own)
+    return headers
 
 
 def _add_own_headers(headers: list[tuple[str, str]], own: Sequence[tuple[str, bytes | None]]) -> None:

@@ -8,7 +8,7 @@ harmless: apply ignores a timer that is no longer stored.
 A rescan starts where the last one found the first timer, not at the table's
 start: the rows before it are timers that fired and were deleted, and until
 RocksDB compacts them away a scan steps over each deletion (100,000 fired
-timers: 12-20 ms of the event loop per rescan, `benchmarks/timer_rescan.py`).
+timers: 5.7-10.9 ms of the event loop per rescan, `benchmarks/timer_rescan.py`).
 A timer stored since then with an earlier fire time is due within the window
 the last rescan covered, so `schedule` holds it already.
 """

@@ -31,7 +31,10 @@ from typing import Any, Protocol
 from benchmarks.endpoint import REPO_ROOT, free_port
 from duro import __version__ as duro_version
 
-RESTATE_SCRIPT = REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
+# $DURO_RESTATE_SERVER_SCRIPT (as for the tests), else ../shared/tools/restate-server/restate-server.sh beside the repository
+RESTATE_SCRIPT = Path(
+    os.environ.get("DURO_RESTATE_SERVER_SCRIPT") or REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
+)
 RESTATE_PORTS = (8080, 9070, 5122)
 HTTP_TIMEOUT_S = 10.0
 

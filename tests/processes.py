@@ -248,11 +248,19 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-RESTATE_SCRIPT = REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
+RESTATE_SCRIPT_VARIABLE = "DURO_RESTATE_SERVER_SCRIPT"
+RESTATE_SCRIPT_DEFAULT = REPO_ROOT.parent / "shared" / "tools" / "restate-server" / "restate-server.sh"
+RESTATE_UNAVAILABLE = "the real Restate server is unavailable"  # every skip for want of it starts so; tests/conftest.py counts them
+
+
+def restate_script() -> Path:
+    """The script that starts and stops the real Restate server: $DURO_RESTATE_SERVER_SCRIPT, else ../shared/tools/restate-server/restate-server.sh beside the repository."""
+    configured = os.environ.get(RESTATE_SCRIPT_VARIABLE, "")
+    return Path(configured).expanduser().resolve() if configured else RESTATE_SCRIPT_DEFAULT
 
 
 class RestateServer:
-    """The real Restate server, started only through shared/tools/restate-server/restate-server.sh (fixed ports 8080/9070)."""
+    """The real Restate server, started only through restate-server.sh (see restate_script(); fixed ports 8080/9070)."""
 
     ingress = "http://127.0.0.1:8080"
     admin = "http://127.0.0.1:9070"
@@ -262,8 +270,10 @@ class RestateServer:
 
     @staticmethod
     def unavailable_reason() -> str | None:
-        if not RESTATE_SCRIPT.exists():
-            return f"{RESTATE_SCRIPT} not found"
+        """Why tests needing the server must skip (a sentence starting with RESTATE_UNAVAILABLE), or None when its script is there."""
+        script = restate_script()
+        if not script.is_file():
+            return f"{RESTATE_UNAVAILABLE}: {script} not found (set {RESTATE_SCRIPT_VARIABLE} to its restate-server.sh)"
         return None
 
     def start(self, ports_free_timeout_s: float = 120.0) -> None:
@@ -274,12 +284,12 @@ class RestateServer:
             ports_free_timeout_s,
             "Restate's ports 8080, 9070 and 5122 to be free",
         )
-        result = subprocess.run(["bash", str(RESTATE_SCRIPT), "start", str(self.run_dir)], capture_output=True, text=True, timeout=300)
+        result = subprocess.run(["bash", str(restate_script()), "start", str(self.run_dir)], capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise RuntimeError(f"restate-server.sh start failed: {result.stdout}{result.stderr}\n{self.log_tail()}")
 
     def stop(self) -> None:
-        subprocess.run(["bash", str(RESTATE_SCRIPT), "stop", str(self.run_dir)], capture_output=True, text=True, timeout=60)
+        subprocess.run(["bash", str(restate_script()), "stop", str(self.run_dir)], capture_output=True, text=True, timeout=60)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

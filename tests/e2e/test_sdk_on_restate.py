@@ -93,7 +93,7 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
 def restate_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RestateServer, str]]:
     reason = RestateServer.unavailable_reason()
     if reason is not None:
-        pytest.skip(f"the Restate server is unavailable: {reason}")
+        pytest.skip(reason)
     flavor: str = request.param
     server = RestateServer(tmp_path_factory.mktemp(f"restate-{flavor}"))
     with pytest.MonkeyPatch.context() as patch:

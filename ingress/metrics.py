@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
+
+from wal.hot_metrics import CounterSeries, HistogramSeries, HotCounter, HotHistogram
 
 INGRESS_REQUESTS_TOTAL = "duro_ingress_requests_total"
 INGRESS_REQUEST_DURATION_SECONDS = "duro_ingress_request_duration_seconds"
@@ -26,16 +25,16 @@ SUBSCRIPTION_CONSUMER_RESTARTS_TOTAL = "duro_subscription_consumer_restarts_tota
 
 _DURATION_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-ingress_requests = Counter(
+ingress_requests = HotCounter(
     INGRESS_REQUESTS_TOTAL,
     "HTTP requests answered by the ingress, by route kind (call, send, attach, output, awakeable, health, other) and status code.",
     ["kind", "status"],
 )
-ingress_request_duration = Histogram(
+ingress_request_duration = HotHistogram(
     INGRESS_REQUEST_DURATION_SECONDS,
     "Time from request arrival to response at the ingress, by route kind and status code.",
     ["kind", "status"],
-    buckets=_DURATION_BUCKETS_SECONDS,
+    _DURATION_BUCKETS_SECONDS,
 )
 admin_requests = Counter(
     ADMIN_REQUESTS_TOTAL,
@@ -76,7 +75,9 @@ subscription_consumer_restarts = Counter(
 )
 
 
-_ingress_series: dict[tuple[str, int], tuple[Any, Any]] = {}  # (kind, status) -> its two series, bound once (one lookup per request)
+_ingress_series: dict[
+    tuple[str, int], tuple[CounterSeries, HistogramSeries]
+] = {}  # (kind, status) -> its two series, bound once (one lookup per request)
 
 
 def observe_ingress(kind: str, status: int, duration_seconds: float) -> None:

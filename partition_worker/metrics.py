@@ -7,9 +7,9 @@ gauge sampler), never inside the state machine, which stays pure.
 
 from __future__ import annotations
 
-from typing import Any
+from prometheus_client import Counter, Gauge
 
-from prometheus_client import Counter, Gauge, Histogram
+from wal.hot_metrics import CounterSeries, HistogramSeries, HotCounter, HotGauge, HotHistogram
 
 INVOCATIONS_TOTAL = "duro_invocations_total"
 INVOKER_ATTEMPTS_TOTAL = "duro_invoker_attempts_total"
@@ -38,27 +38,27 @@ ERROR = "error"  # the SDK sent Error: the state machine retries
 FAILED = "failed"  # transport or protocol failure, or a non-200 answer: the state machine retries
 ABORTED = "aborted"  # duro stopped it (step-down, drain, superseded, abort timeout)
 
-invocations = Counter(
+invocations = HotCounter(
     INVOCATIONS_TOTAL,
     "Invocations that ended with an output, by service, handler and status (succeeded, failed), counted by the leader that ran the last attempt.",
     ["service", "handler", "status"],
 )
-attempts = Counter(
+attempts = HotCounter(
     INVOKER_ATTEMPTS_TOTAL,
     "Attempts that ended, by service, handler and outcome (completed, suspended, error, failed, aborted).",
     ["service", "handler", "outcome"],
 )
-retries = Counter(
+retries = HotCounter(
     INVOKER_RETRIES_TOTAL,
     "Attempts started after a failed attempt of the same invocation (a retry), by service and handler.",
     ["service", "handler"],
 )
-inflight_attempts = Gauge(INVOKER_INFLIGHT_ATTEMPTS, "Attempts running on this node now.")
-attempt_duration = Histogram(
+inflight_attempts = HotGauge(INVOKER_INFLIGHT_ATTEMPTS, "Attempts running on this node now.")
+attempt_duration = HotHistogram(
     INVOKER_ATTEMPT_DURATION_SECONDS,
     "Time from opening an attempt's request to its end, by service, handler and outcome.",
     ["service", "handler", "outcome"],
-    buckets=_ATTEMPT_BUCKETS_SECONDS,
+    _ATTEMPT_BUCKETS_SECONDS,
 )
 applied_offset = Gauge(PARTITION_APPLIED_OFFSET, "Log offset of the last record this node applied, by partition.", ["partition"])
 apply_lag = Gauge(
@@ -107,11 +107,11 @@ deadlocks_detected = Counter(
 )
 
 
-_attempt_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-_invocation_series: dict[tuple[str, str, bool], Any] = {}
+_attempt_series: dict[tuple[str, str, str], tuple[CounterSeries, HistogramSeries]] = {}
+_invocation_series: dict[tuple[str, str, bool], CounterSeries] = {}
 
 
-def attempt_series(service: str, handler: str, outcome: str) -> tuple[Any, Any]:
+def attempt_series(service: str, handler: str, outcome: str) -> tuple[CounterSeries, HistogramSeries]:
     """`attempts` and `attempt_duration` for these labels, bound once (every attempt ends here)."""
     series = _attempt_series.get((service, handler, outcome))
     if series is None:
@@ -122,7 +122,7 @@ def attempt_series(service: str, handler: str, outcome: str) -> tuple[Any, Any]:
     return series
 
 
-def invocation_series(service: str, handler: str, failed: bool) -> Any:
+def invocation_series(service: str, handler: str, failed: bool) -> CounterSeries:
     """`invocations` for these labels (status failed or succeeded), bound once."""
     series = _invocation_series.get((service, handler, failed))
     if series is None:

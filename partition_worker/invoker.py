@@ -180,6 +180,14 @@ class Invoker:
         self._ended: dict[str, tuple[int, int, int]] = {}  # invocation id -> (partition, attempt, offset of its last record)
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_attempts)
         self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the attempts run on, looked up once: in CPython 3.11 each `asyncio.get_running_loop()` makes a getpid system call."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def running_count(self) -> int:
@@ -226,7 +234,7 @@ class Invoker:
             self._stop(previous, _NO_RECORD)  # the newer attempt is in the log already
         handle = _Attempt(invocation_id, attempt, leader)
         self._attempts[invocation_id] = handle
-        handle.task = asyncio.create_task(self._run(handle), name=f"attempt {invocation_id}#{attempt}")
+        handle.task = self.event_loop().create_task(self._run(handle), name=f"attempt {invocation_id}#{attempt}")
 
     def notify(self, action: Notify) -> None:
         handle = self._attempts.get(action.invocation_id)
@@ -447,7 +455,7 @@ class Invoker:
         for message_type, entry in journal:
             payload += encode_frame(message_type, entry)
         exchange = await self._open(deployment, status.target, handle.invocation_id, handle.protocol_version, trace_headers_)
-        handle.last_activity = asyncio.get_running_loop().time()
+        handle.last_activity = self.event_loop().time()
         watchdog = _InactivityWatch(self, handle, exchange, info)
         try:
             await exchange.send(bytes(payload))
@@ -607,9 +615,10 @@ class Invoker:
         """
         decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes)
         appender = _AttemptAppender(self, handle)
+        loop = self.event_loop()
         try:
             async for chunk in exchange.chunks():
-                handle.last_activity = asyncio.get_running_loop().time()
+                handle.last_activity = loop.time()
                 frames = decoder.feed(chunk)
                 if not frames:
                     continue
@@ -681,7 +690,7 @@ class Invoker:
             if 0 <= notify.entry_index < handle.known_entries:
                 continue  # already part of the replayed journal
             await exchange.send(encode_frame(notify.message_type, notify.payload))
-            handle.last_activity = asyncio.get_running_loop().time()
+            handle.last_activity = self.event_loop().time()
 
 
 class _InactivityWatch:
@@ -703,7 +712,7 @@ class _InactivityWatch:
             info.inactivity_timeout_ms if info and info.inactivity_timeout_ms else None
         ) or settings.inactivity_timeout_ms
         self._abort_ms = (info.abort_timeout_ms if info and info.abort_timeout_ms else None) or settings.abort_timeout_ms
-        self._loop = asyncio.get_running_loop()
+        self._loop = invoker.event_loop()
         self._closing: asyncio.Task[None] | None = None
         self._timer = self._loop.call_later(self._inactivity_ms / 1000, self._check)
 
@@ -805,7 +814,7 @@ class _AttemptAppender:
         self._pending.extend(frames)
         self._idle.clear()
         if self._hold is None:
-            self._hold = asyncio.get_running_loop().call_later(hold_ms / 1000, self._release)
+            self._hold = self._invoker.event_loop().call_later(hold_ms / 1000, self._release)
 
     def _release(self) -> None:
         """The hold is over: start appending what waits."""
@@ -824,7 +833,9 @@ class _AttemptAppender:
         self._idle.clear()
         self._wake.set()
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"appender {self._handle.invocation_id}#{self._handle.attempt}")
+            self._task = self._invoker.event_loop().create_task(
+                self._run(), name=f"appender {self._handle.invocation_id}#{self._handle.attempt}"
+            )
 
     async def push_last(self, frames: list[AttemptFrame]) -> None:
         """Push the attempt's last messages and wait until everything pushed is durable (raises what an append raised)."""

@@ -243,7 +243,7 @@ class H2Stream:
         if self._local_ended and self._error is None and not self._remote_ended and not self._abandoned:
             self._discard_unread()
             self._abandoned = True
-            self._grace = asyncio.get_running_loop().call_later(self._connection.end_grace_s, self.reset)
+            self._grace = self._connection.loop.call_later(self._connection.end_grace_s, self.reset)
             return
         self.reset()  # its RST_STREAM leaves with whatever else is written in this turn of the event loop (`write_soon`)
 
@@ -351,8 +351,9 @@ class _Connection:
         self.no_new_streams = False
         self._stream_timeouts_in_a_row = 0
         self._write_scheduled = False  # a `write_soon` is pending
+        self.loop = asyncio.get_running_loop()  # kept: in CPython 3.11 each lookup of the running loop is a getpid system call
         self._start_h2(limits.max_recv_buffer_bytes, limits.max_connection_recv_buffer_bytes)
-        self._reader_task = asyncio.create_task(self._read_loop(), name=f"h2c-reader {origin}")
+        self._reader_task = self.loop.create_task(self._read_loop(), name=f"h2c-reader {origin}")
         self._reader_task.add_done_callback(self._reader_done)
         self._keepalive_task: asyncio.Task[None] | None = None
         if limits.ping_interval_ms > 0:
@@ -406,7 +407,8 @@ class _Connection:
         if self.closed or self.no_new_streams:
             return False
         limit = self._h2.remote_settings.max_concurrent_streams
-        return self._h2.open_outbound_streams < limit
+        # h2 counts open streams by walking every stream it holds; fewer streams held than the limit need no count.
+        return len(self._h2.streams) < limit or self._h2.open_outbound_streams < limit
 
     def start_stream(self, method: str, path: str, headers: Headers) -> H2Stream:
         """Sends HEADERS for a new stream (no END_STREAM); the caller flushes."""
@@ -574,7 +576,7 @@ class _Connection:
         waits for these frames (an end of request, a reset, a window update), so a turn of the event loop later is as good."""
         if not self._write_scheduled:
             self._write_scheduled = True
-            asyncio.get_running_loop().call_soon(self._write_scheduled_frames)
+            self.loop.call_soon(self._write_scheduled_frames)
 
     def _write_scheduled_frames(self) -> None:
         self._write_scheduled = False
@@ -728,8 +730,7 @@ class _Pool:
         for it fails with its error if it fails. With `flush=False` the HEADERS
         frame waits for the stream's first `send` or `end`, which writes both at once.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._client.stream_wait_timeout_ms / 1000
+        deadline: float | None = None  # set when the first wait begins: a stream that starts at once never reads the clock
         while True:
             self._prune()
             connection = self._pick()
@@ -745,17 +746,27 @@ class _Pool:
                 self._connect_task = asyncio.create_task(self._connect(), name=f"h2c-connect {self.origin}")
                 self._connect_task.add_done_callback(_retrieve_outcome)
             else:
-                await self._wait_for_change(deadline - loop.time())
+                now = asyncio.get_running_loop().time()
+                if deadline is None:
+                    deadline = now + self._client.stream_wait_timeout_ms / 1000
+                await self._wait_for_change(deadline - now)
 
     def _prune(self) -> None:
+        closed = False
         for connection in self.connections:
             if connection.no_new_streams and connection.active_streams == 0:
                 connection.close_now("it takes no new streams and has none open")
-        self.connections = [c for c in self.connections if not c.closed]
+            closed = closed or connection.closed
+        if closed:
+            self.connections = [c for c in self.connections if not c.closed]
 
     def _pick(self) -> _Connection | None:
-        usable = [c for c in self.connections if c.has_capacity()]
-        return min(usable, key=lambda c: c.active_streams, default=None)
+        """The connection with a free slot and the fewest active streams (the first of them on a tie)."""
+        picked: _Connection | None = None
+        for connection in self.connections:
+            if (picked is None or connection.active_streams < picked.active_streams) and connection.has_capacity():
+                picked = connection
+        return picked
 
     def _start_on(self, connection: _Connection, method: str, path: str, headers: Headers) -> H2Stream | None:
         try:

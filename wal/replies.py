@@ -69,6 +69,7 @@ class ReplyBus:
         # carry them as msgpack integers, which end at 2**64 (a start of randbits(62) * n passed that for n >= 5).
         self._request_ids = itertools.count(secrets.randbits(62) // workers * workers + worker, workers)
         self._emptied: asyncio.Event | None = None  # set when the last waiting request releases, while someone waits for that
+        self._loop: asyncio.AbstractEventLoop | None = None  # looked up once: each lookup is a getpid system call (CPython 3.11)
 
     def register(self) -> tuple[IngressSink, asyncio.Future[Reply]]:
         """Reserve a request id; the future completes with its reply. Call `release` when done.
@@ -81,7 +82,9 @@ class ReplyBus:
             raise TooManyWaitingRequests(f"{len(self._waiting)} requests already wait for replies (max_waiting_requests)")
         request_id = next(self._request_ids)
         assert request_id not in self._waiting, "request ids are unique within a process"
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = self._loop.create_future()
         self._waiting[request_id] = future
         return IngressSink(self.node_id, request_id), future
 

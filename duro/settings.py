@@ -252,6 +252,13 @@ class DuroSettings(BaseSettings):
         " followers and tailers read them without the disk; it fills within minutes and stays there.",
     )
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
+    gc_young_threshold_objects: int = Field(
+        default=10_000,
+        gt=0,
+        description="Once the node serves, the garbage collector examines its youngest objects after this many more allocations"
+        " than deallocations (Python's default is 700): most of a request's objects are freed by reference counting before a"
+        " collection would look at them (since 0.2).",
+    )
     metrics_sample_interval_ms: int = Field(
         default=10_000, gt=0, description="How often the sampled gauges (apply lag, timers pending, inbox lengths, RocksDB size) are read."
     )

@@ -40,7 +40,15 @@ from typing import Any, cast
 
 import msgpack
 
-from wal.log import AppendOutcomeUnknownError, AppendTooLargeError, LogClosedError, LogError, LogFullError, LogTrimmedError
+from wal.log import (
+    AppendNotSentError,
+    AppendOutcomeUnknownError,
+    AppendTooLargeError,
+    LogClosedError,
+    LogError,
+    LogFullError,
+    LogTrimmedError,
+)
 
 log = logging.getLogger("duro.worker_link")
 
@@ -49,15 +57,21 @@ _LENGTH = struct.Struct(">I")
 APPEND, REPLY, QUERY, METRICS, ANSWER, FAILURE = 1, 2, 3, 4, 5, 6
 
 _ERRORS: dict[str, type[LogError]] = {
-    cls.__name__: cls for cls in (LogError, LogClosedError, LogFullError, AppendTooLargeError, AppendOutcomeUnknownError, LogTrimmedError)
+    cls.__name__: cls
+    for cls in (LogError, LogClosedError, LogFullError, AppendTooLargeError, AppendOutcomeUnknownError, AppendNotSentError, LogTrimmedError)
 }
+
+
+def error_name(error: Exception) -> str:
+    """The name a log error crosses the link as: its nearest class the other side knows (a subclass of its own is not), else RemoteError."""
+    return next((cls.__name__ for cls in type(error).__mro__ if cls.__name__ in _ERRORS), "RemoteError")
 
 
 class LinkError(LogError):
     """A request to a sibling worker did not get its answer; the message says why and whether a retry is safe."""
 
 
-class LinkUnavailable(LinkError):
+class LinkUnavailable(LinkError, AppendNotSentError):
     """The sibling worker does not accept connections (it is restarting); nothing was sent, a retry is safe."""
 
 
@@ -225,7 +239,7 @@ class _ServerProtocol(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the asking worker gets it back, as the error its own log would have raised
-            name = type(error).__name__ if isinstance(error, LogError) else "RemoteError"
+            name = error_name(error)
             answer = [FAILURE, request_id, name, str(error)]
         frame = link_frame(answer)
         if len(frame) - _LENGTH.size > self._max_frame_bytes:  # the asker would refuse it and drop the link with every request on it

@@ -61,7 +61,7 @@ from protocol.routing import (
     workflow_invocation_id,
 )
 from wal.disk_space import DiskSpace
-from wal.log import AppendOutcomeUnknownError, AppendTooLargeError, Log, LogClosedError, LogError, LogFullError
+from wal.log import AppendNotSentError, AppendTooLargeError, Log, LogClosedError, LogError, LogFullError
 from wal.partitioner import partition_of
 from wal.records import (
     DEFAULT_RETRY_POLICY,
@@ -507,24 +507,22 @@ class ReplyWaiter:
                 f" (max_append_bytes={self.log.max_append_bytes}); nothing was recorded",
                 invocation_id,
             ) from None
-        except AppendOutcomeUnknownError as error:
+        except (LogClosedError, AppendNotSentError) as error:
+            reason = (
+                "the node is shutting down"
+                if isinstance(error, LogClosedError)
+                else "the worker process owning its partition is restarting"
+            )
+            raise Unavailable(f"{reason}; the request was not recorded, retrying it is safe", invocation_id) from None
+        except LogError as error:  # AppendOutcomeUnknownError among them: a Kafka acknowledgement that did not come, a lost worker answer
             logger.warning("append to partition %d for invocation %s has an unknown outcome: %s", partition, invocation_id, error)
             raise Unavailable(
-                "the request was handed to the node's worker process that owns its partition, which did not answer;"
-                " it may or may not have been recorded. If the request has an 'idempotency-key', it can be safely retried;"
-                " otherwise look it up before submitting it again",
+                "the node's log did not confirm the request (its acknowledgement did not come in time, or the worker process"
+                " owning its partition did not answer); it may or may not have been recorded. If the request has an"
+                " 'idempotency-key', it can be safely retried; otherwise look it up before submitting it again, as"
+                " submitting it again may execute it twice",
                 invocation_id,
             ) from None
-        except LogError as error:
-            if invocation_id is None:
-                advice = "Submitting the request again may result in executing the operation twice."
-            else:
-                advice = (
-                    "If the request has an 'idempotency-key', it can be safely retried,"
-                    " otherwise submitting it again may result in executing the invocation twice."
-                )
-            reason = "the node is shutting down" if isinstance(error, LogClosedError) else "the node's log cannot take appends now"
-            raise Unavailable(f"{reason}; the request was not recorded. {advice}", invocation_id) from None
 
     async def append_and_wait(
         self,

@@ -43,7 +43,7 @@ from wal.append_budget import AppendBudget
 from wal.kafka_settings import DEFAULT_TOPIC, KafkaLogSettings, framed_bytes_of
 from wal.kafka_tails import SharedTails
 from wal.kafka_topic import bootstrap_text, check_topic_name, connect_deadline, ensure_topic, start_with_retry, stop_consumer
-from wal.log import AppendTooLargeError, LogClosedError, LogError, LogTrimmedError
+from wal.log import AppendOutcomeUnknownError, AppendTooLargeError, LogClosedError, LogError, LogTrimmedError
 from wal.log_arguments import check_partition, check_partition_count, check_tail_arguments, entries_as_bytes
 from wal.metrics import AppendMeter
 
@@ -304,7 +304,10 @@ class KafkaLog:
                     base_offset = await self._send_group_renewing(partition, group)
                 except asyncio.CancelledError:
                     self._settle_failed(
-                        group, LogClosedError(f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written")
+                        group,
+                        AppendOutcomeUnknownError(
+                            f"the writer of {self._topic}[{partition}] was cancelled; the append may still be written"
+                        ),
                     )
                     raise
                 except Exception as error:
@@ -380,7 +383,7 @@ class KafkaLog:
             # broker holds the batch from an earlier try but no longer knows its offsets (see wal.kafka_tail_merge).
             self._settle_failed(
                 group,
-                LogError(
+                AppendOutcomeUnknownError(
                     f"the brokers acknowledged an append to {self._topic}[{partition}] as a duplicate of a batch they hold, "
                     "without its offsets: it is written once, and a retry would write it again"
                 ),
@@ -414,7 +417,7 @@ class KafkaLog:
 
     def _append_error(self, partition: int, error: Exception) -> LogError:
         if self._closed:
-            return LogClosedError(
+            return AppendOutcomeUnknownError(
                 f"Kafka log on topic {self._topic} closed while the append was being sent; it may or may not have been written"
             )
         if isinstance(error, ProducerClosed):
@@ -423,7 +426,7 @@ class KafkaLog:
             outcome = f"was not acknowledged within append_timeout_ms={self._settings.append_timeout_ms}"
         else:
             outcome = f"failed: {error!r}"
-        return LogError(
+        return AppendOutcomeUnknownError(
             f"an append to {self._topic}[{partition}] at {bootstrap_text(self._bootstrap)} {outcome}; "
             "it may still be written, so a retry can duplicate it"
         )

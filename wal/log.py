@@ -24,7 +24,11 @@ class LogFullError(LogError):
 
 
 class AppendOutcomeUnknownError(LogError):
-    """The append was handed on (to another worker process that owns the partition) and its answer was lost: it may or may not be durable."""
+    """The append's outcome is unknown: it may or may not be durable (its answer from the worker process owning the partition was lost, or Kafka's acknowledgement did not come in time); a retry may write it twice."""
+
+
+class AppendNotSentError(LogError):
+    """Nothing of the append reached the log (the worker process owning the partition did not accept the connection): it was not written, a retry is safe."""
 
 
 class AppendTooLargeError(LogError, ValueError):

@@ -22,7 +22,7 @@ from protocol.routing import (
     partition_key_of,
     workflow_invocation_id,
 )
-from wal.log import AppendOutcomeUnknownError
+from wal.log import AppendNotSentError, AppendOutcomeUnknownError, LogClosedError, LogError
 from wal.memory import MemoryLog
 from wal.partitioner import partition_of
 from wal.records import DEFAULT_RETRY_POLICY, Failure, HandlerKind, Invoke, Outcome, ServiceType, Signal
@@ -235,6 +235,33 @@ async def test_an_append_with_an_unknown_outcome_is_503_saying_so_without_the_er
     message = response.json()["message"]
     assert "may or may not have been recorded" in message and "idempotency-key" in message
     assert "Errno" not in message and "worker 1" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("error", "recorded"),
+    [
+        (AppendOutcomeUnknownError("an append to t[0] was not acknowledged within append_timeout_ms=30000"), "may or may not"),
+        (AppendOutcomeUnknownError("the brokers acknowledged an append as a duplicate of a batch they hold"), "may or may not"),
+        (LogError("embedded log failed to write or sync: OSError(5); appends in flight may or may not be durable"), "may or may not"),
+        (LogClosedError("embedded log was closed before this append was written"), "not"),
+        (AppendNotSentError("worker 1 of this node does not accept connections; nothing was sent"), "not"),
+    ],
+)
+async def test_a_failed_append_is_503_saying_honestly_whether_it_was_recorded(
+    env: Env, monkeypatch: pytest.MonkeyPatch, error: LogError, recorded: str
+) -> None:
+    async def fail(partition: int, entries: object) -> int:
+        raise error
+
+    monkeypatch.setattr(env.log, "append", fail)
+    response = await env.client.post("/Counter/a/add", json=1)
+    assert response.status_code == 503  # as Restate answers an ingress request its log did not take
+    message = response.json()["message"]
+    if recorded == "not":
+        assert "was not recorded, retrying it is safe" in message, message
+    else:
+        assert "may or may not have been recorded" in message and "idempotency-key" in message, message
+        assert "not recorded" not in message, message
 
 
 async def test_plain_send_is_202_once_the_invoke_is_durable(env: Env) -> None:

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from wal.kafka import KafkaLog, KafkaLogSettings
-from wal.log import LogError
+from wal.log import AppendOutcomeUnknownError
 
 
 class _Batch:
@@ -54,6 +54,22 @@ async def test_an_acknowledgement_without_offsets_fails_the_append_saying_it_is_
     """aiokafka resolves a DUPLICATE_SEQUENCE_NUMBER answer with offset -1: the append is written, where is unknown."""
     log = _log(_Producer([-1, 7]))
     async with asyncio.timeout(10):  # before, the writer died on an assertion and the append never settled
-        with pytest.raises(LogError, match=r"duplicate of a batch they hold, without its offsets: it is written once"):
+        with pytest.raises(AppendOutcomeUnknownError, match=r"duplicate of a batch they hold, without its offsets: it is written once"):
             await log.append(0, [b"a"])
         assert await log.append(0, [b"b"]) == 7  # the writer lives on
+
+
+class _SilentProducer(_Producer):
+    """Takes batches and never acknowledges them (a broker that does not answer in time)."""
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.sent.append(batch.values)
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_an_append_not_acknowledged_in_time_has_an_unknown_outcome() -> None:
+    """The batch may still be written by the producer's retries: the ingress must not answer 'not recorded' (README, known outcomes)."""
+    log = KafkaLog("127.0.0.1:1", "t", 1, KafkaLogSettings(append_timeout_ms=50), cast(Any, _SilentProducer([])), cast(Any, None))
+    async with asyncio.timeout(10):
+        with pytest.raises(AppendOutcomeUnknownError, match=r"not acknowledged within append_timeout_ms=50; it may still be written"):
+            await log.append(0, [b"a"])

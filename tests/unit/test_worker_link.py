@@ -27,13 +27,14 @@ from duro.worker_link import (
     LinkServer,
     LinkUnavailable,
     RemoteError,
+    error_name,
     link_frame,
     socket_name,
 )
 from duro.worker_log import WorkerLog, owner_of
 from duro.worker_metadata import WorkerMetadata
 from duro.worker_parts import WorkerParts
-from wal.log import AppendOutcomeUnknownError, LogFullError
+from wal.log import AppendNotSentError, AppendOutcomeUnknownError, LogError, LogFullError
 from wal.memory import MemoryLog
 
 LIMITS = LinkLimits(timeout_ms=5_000, max_pending_requests=16, max_frame_bytes=1 << 20)
@@ -338,3 +339,17 @@ async def test_a_worker_whose_asker_does_not_read_drops_the_link_past_its_buffer
 
 def _link_appends(owner: int) -> float:
     return REGISTRY.get_sample_value(WORKER_LINK_APPENDS_TOTAL, {"owner": str(owner)}) or 0.0
+
+
+def test_a_log_error_crosses_the_link_as_its_nearest_class_the_other_side_knows() -> None:
+    """A subclass the asking worker does not know keeps what it means there (its outcome unknown, say), not a bare remote failure."""
+
+    class CorruptSegment(LogError):
+        pass
+
+    assert error_name(LinkLost("x")) == "AppendOutcomeUnknownError"
+    assert error_name(LinkUnavailable("x")) == "AppendNotSentError"
+    assert error_name(AppendOutcomeUnknownError("x")) == "AppendOutcomeUnknownError"
+    assert error_name(CorruptSegment("x")) == "LogError"
+    assert error_name(ValueError("x")) == "RemoteError"
+    assert issubclass(LinkUnavailable, AppendNotSentError)

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -78,9 +78,12 @@ from wal.records import (
     ServiceType,
     Signal,
     Target,
+    compiled_replace,
     encode_record,
 )
 from wal.replies import NodeStopping, Reply, ReplyBus, ReplyKind, TooManyWaitingRequests
+
+_replace_invoke = compiled_replace(Invoke)  # the request's Invoke with its sink or start time: 6 -> 1 µs per request
 
 JSON_TYPE = "application/json"
 X_RESTATE_ID = "x-restate-id"
@@ -334,7 +337,7 @@ class Ingress:
     async def _call(self, invoke: Invoke, output: OutputRules, include_expiry: bool) -> Response:
         reply = await self.waiter.append_and_wait(
             invoke.invocation_id,
-            lambda sink: replace(invoke, response_sink=sink),
+            lambda sink: _replace_invoke(invoke, response_sink=sink),
             self.settings.call_timeout_ms,
             "call",
             nudge=lambda sink: Attach(invoke.invocation_id, sink, block=True),
@@ -353,11 +356,11 @@ class Ingress:
         previously_accepted = False
         if invoke.idempotency_key is None and not invoke.target.is_workflow_run:
             partition = partition_of(partition_key_of(invoke.invocation_id), self.log.partition_count)
-            await self.waiter.append(partition, replace(invoke, execute_at_ms=execute_at_ms), invoke.invocation_id)
+            await self.waiter.append(partition, _replace_invoke(invoke, execute_at_ms=execute_at_ms), invoke.invocation_id)
         else:
             reply = await self.waiter.append_and_wait(
                 invoke.invocation_id,
-                lambda sink: replace(invoke, submit_sink=sink, execute_at_ms=execute_at_ms),
+                lambda sink: _replace_invoke(invoke, submit_sink=sink, execute_at_ms=execute_at_ms),
                 self.settings.submit_timeout_ms,
                 "send",
                 nudge=lambda sink: Attach(invoke.invocation_id, sink, block=False),

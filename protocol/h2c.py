@@ -133,6 +133,41 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
+class _Wakeup:
+    """`asyncio.Event` for a stream's reader or writer, bound to its connection's loop.
+
+    The same set/clear/wait, without asyncio's running-loop check on every
+    wait (a getpid system call in CPython 3.11) and its deque of waiters.
+    """
+
+    __slots__ = ("_is_set", "_loop", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._is_set = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def set(self) -> None:
+        if not self._is_set:
+            self._is_set = True
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._is_set = False
+
+    async def wait(self) -> None:
+        if self._is_set:
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+
+
 class H2Stream:
     """One request/response exchange; sending and reading may run concurrently."""
 
@@ -149,8 +184,9 @@ class H2Stream:
         self._released = False
         self._abandoned = False  # closed by the client after its request ended: waits (bounded) for the response's end
         self._grace: asyncio.TimerHandle | None = None
-        self._recv_event = asyncio.Event()
-        self._send_event = asyncio.Event()
+        self._overdue = False  # the `response_headers` timeout passed
+        self._recv_event = _Wakeup(connection.loop)
+        self._send_event = _Wakeup(connection.loop)
 
     @property
     def finished(self) -> bool:
@@ -187,20 +223,28 @@ class H2Stream:
         stream and raises StreamTimeoutError; the connection counts it (see
         `max_stream_timeouts_per_connection`).
         """
+        # A timer on the connection's loop instead of `asyncio.timeout`: no task cancellation, no running-loop lookups.
+        timer = None if timeout_ms is None else self._connection.loop.call_later(timeout_ms / 1000, self._headers_overdue)
         try:
-            async with asyncio.timeout(None if timeout_ms is None else timeout_ms / 1000):
-                while self._status is None:
-                    if self._error is not None:
-                        raise self._error
-                    self._recv_event.clear()
-                    await self._recv_event.wait()
-        except TimeoutError:
-            self.reset()
-            self._connection.stream_timed_out()
-            raise StreamTimeoutError(
-                f"stream {self.stream_id}: no response headers from {self._connection.origin} within {timeout_ms} ms"
-            ) from None
+            while self._status is None:
+                if self._error is not None:
+                    raise self._error
+                if self._overdue:
+                    self.reset()
+                    self._connection.stream_timed_out()
+                    raise StreamTimeoutError(
+                        f"stream {self.stream_id}: no response headers from {self._connection.origin} within {timeout_ms} ms"
+                    )
+                self._recv_event.clear()
+                await self._recv_event.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
         return self._status, list(self._headers)
+
+    def _headers_overdue(self) -> None:
+        self._overdue = True
+        self._recv_event.set()
 
     async def read(self) -> bytes:
         """The next response body chunk, or b"" once the response has ended.

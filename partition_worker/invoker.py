@@ -262,13 +262,18 @@ class Invoker:
 
     def _writer_ended(self, handle: _Attempt, task: asyncio.Task[None]) -> None:
         """A notification writer that failed stops its attempt at once (retried by policy), rather than leaving the SDK
-        waiting for a completion that never comes until the inactivity and abort timeouts end it."""
+        waiting for a completion that never comes until the inactivity and abort timeouts end it.
+
+        Unless its stream or connection failed (ExchangeError): the reader then sees that failure too, but only after
+        it has taken what arrived before it, so an End the SDK sent just before resetting the stream is recorded
+        (stopping the attempt here could cancel the reader before it took the End, and the ended attempt ran again).
+        """
         if task.cancelled() or (error := task.exception()) is None:
             return
-        if handle.request_closed:  # ended on purpose (idle, or the node drains): the SDK suspends; the journal has the notification
-            log.debug(
-                "attempt %s#%d: a notification after its request ended was not written (%s)", handle.invocation_id, handle.attempt, error
-            )
+        if handle.request_closed or isinstance(error, ExchangeError):
+            # ended on purpose (idle, or the node drains): the SDK suspends, the journal has the notification; or the
+            # stream failed: the reader takes what arrived, then ends the attempt with the stream's failure
+            log.debug("attempt %s#%d: a notification was not written (%s)", handle.invocation_id, handle.attempt, error)
             return
         message = f"writing a notification into the attempt's request failed ({type(error).__name__}: {error})"
         log.warning("attempt %s#%d: %s; stopping it", handle.invocation_id, handle.attempt, message)

@@ -162,8 +162,10 @@ class DuroSettings(BaseSettings):
         description="Address the admin API listens on, if not --bind (e.g. 127.0.0.1 while the ingress is public); on Kafka"
         " the other nodes must reach it (replies travel between nodes over it).",
     )
-    ingress_port: int = Field(default=8080, ge=0, le=65535)
-    admin_port: int = Field(default=9070, ge=0, le=65535)
+    ingress_port: int = Field(default=8080, ge=0, le=65535, description="Port of the ingress (calls, sends, attach; Restate's 8080).")
+    admin_port: int = Field(
+        default=9070, ge=0, le=65535, description="Port of the admin API (deployments, invocations, SQL; Restate's 9070)."
+    )
     partitions: int = Field(default=24, ge=1, le=65535, description="Fixed when the data dir is created.")
     node_id: int = Field(default=1, ge=1, description="This node's id; unique per cluster.")
     workers: int | None = Field(
@@ -214,7 +216,7 @@ class DuroSettings(BaseSettings):
         " are left to the fetcher.",
     )
     advertised_host: str | None = Field(default=None, description="Host other nodes use to reach this one (default: --bind).")
-    log_level: str = Field(default="info")
+    log_level: str = Field(default="info", description="Lowest level logged: debug, info, warning, error or critical.")
     log_format: Literal["text", "json"] = Field(
         default="text", description="text lines, or JSON lines naming node, partition and invocation id (for log collectors)."
     )

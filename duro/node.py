@@ -37,10 +37,22 @@ from duro.directory import RegistryDirectory
 from duro.disk_full import DiskFullRecovery
 from duro.drain import DrainParts, DrainReport, describe, drain
 from duro.inspect import Stores, partition_tables, registry_target_kind
-from duro.layout import LOG_FOLDER, STATE_FOLDER, LayoutError, check_folders, expected_folders, worker_dir
+from duro.layout import (
+    LOG_FOLDER,
+    NODE_FILE,
+    STATE_FOLDER,
+    LayoutError,
+    check_files,
+    check_folders,
+    expected_files,
+    expected_folders,
+    node_files,
+    worker_dir,
+)
 from duro.lifecycle import Lifecycle
 from duro.limits import LimitsError, effective_limits
 from duro.logs import configure_logging
+from duro.replay_progress import log_replay_progress
 from duro.settings import DuroSettings, deprecated_settings_in_use
 from duro.snapshots import NodeSnapshots
 from duro.supervisor import WORKER_ENV, WORKER_LOG_ID_ENV, SupervisorStartError, WorkerRole, run_supervisor
@@ -84,7 +96,6 @@ from wal.replies import ReplyBus
 
 log = logging.getLogger("duro.node")
 
-NODE_FILE = "duro.json"
 PRIVATE_UMASK = 0o077
 
 
@@ -180,6 +191,10 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
     """
     data_dir = settings.data_dir
     node_file = data_dir / NODE_FILE
+    try:
+        check_files(node_files(data_dir))
+    except LayoutError as error:
+        raise NodeStartError(str(error)) from None
     new = not node_file.exists()
     stored = {"partitions": settings.partitions} if new else json.loads(node_file.read_text())
     if stored.get("partitions") != settings.partitions:
@@ -200,6 +215,7 @@ def check_data_dir(settings: DuroSettings) -> tuple[str, int]:
     local_snapshots = settings.snapshots.repository is None
     try:
         check_folders(expected_folders(data_dir, workers, settings.partitions, settings.log == "embedded", local_snapshots))
+        check_files(expected_files(data_dir, workers, settings.log == "embedded"))
     except LayoutError as error:
         raise NodeStartError(str(error)) from None
     _private_directory(data_dir)
@@ -381,7 +397,7 @@ class Node:
             self._start_step("starting its servers")
             await self._serve_http(stack, ingress_app, admin_app)
             self._started = True
-            if await lifecycle.unless_stopped(self._take_partitions(stack, worker, metadata, ingress_app.ingress.local_keys)):
+            if await lifecycle.unless_stopped(self._take_partitions(stack, worker, wal, metadata, ingress_app.ingress.local_keys)):
                 freeze_startup_heap(self.settings.gc_young_threshold_objects)
                 if self.worker is not None:
                     self.worker.ready(sorted(worker.owned))
@@ -403,7 +419,12 @@ class Node:
         return lifecycle.exit_code
 
     async def _take_partitions(
-        self, stack: contextlib.AsyncExitStack, worker: PartitionWorker, metadata: KafkaMetadata | None, local_keys: LocalPartitionKeys
+        self,
+        stack: contextlib.AsyncExitStack,
+        worker: PartitionWorker,
+        wal: Log,
+        metadata: KafkaMetadata | None,
+        local_keys: LocalPartitionKeys,
     ) -> bool:
         """Run every partition (embedded log) or join the cluster (Kafka); True once the node serves.
 
@@ -411,10 +432,20 @@ class Node:
         """
         settings = self.settings
         if metadata is None:
-            self._start_step("replaying its partitions' log", lambda: sum(p.applied_offset + 1 for p in worker.processors.values()))
-            worker.assign(self._owned_partitions())
-            self._partitions_taken = True
-            await worker.wait_leading()
+
+            def applied() -> int:  # reported to the supervisor and logged
+                return sum(p.applied_offset + 1 for p in worker.processors.values())
+
+            self._start_step("replaying its partitions' log", applied)
+            owned = self._owned_partitions()
+            progress = asyncio.create_task(log_replay_progress(wal, owned, applied), name="replay progress lines")
+            progress.add_done_callback(self._fail_unless_cancelled)
+            try:
+                worker.assign(owned)
+                self._partitions_taken = True
+                await worker.wait_leading()
+            finally:
+                progress.cancel()
         else:
             await announce_node(metadata, settings.node_id, settings.admin_url, settings.ingress_url)
             await self._join_cluster(stack, worker, local_keys)

@@ -18,7 +18,8 @@ its own process. The supervisor:
   starting worker reports its step and the log positions its partitions
   applied (`PROGRESS`, about once a second while it changes), and one that
   reports nothing new for `worker.start_stall_timeout_ms` is stuck and stops
-  the node, named with its last report (a long replay is not stuck);
+  the node, named with its last report (a long replay is not stuck); the same
+  bound holds for every restart of a worker;
 - keeps the node's deployment registry and subscriptions for the workers
   (`duro.worker_metadata`);
 - restarts a worker that a signal ended (kill -9, the OOM killer) after
@@ -53,6 +54,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from duro.layout import DATA_DIR_LOCK_FILE
 from duro.settings import DuroSettings
 from duro.worker_metadata import MetadataService
 
@@ -60,7 +62,7 @@ log = logging.getLogger("duro.supervisor")
 
 WORKER_ENV = "DURO_PROCESS_ROLE"  # not DURO_WORKER: settings read DURO_* variables, and `worker` is a group
 WORKER_LOG_ID_ENV = "DURO_PROCESS_LOG_ID"  # the node's log id, which names each worker's snapshots
-LOCK_FILE = "duro.lock"
+LOCK_FILE = DATA_DIR_LOCK_FILE
 EXIT_FATAL = 1
 _PR_SET_PDEATHSIG = 1
 _STOP_MARGIN_S = 5.0
@@ -151,6 +153,7 @@ class _Worker:
     started_at: float = 0.0
     restarts_in_a_row: int = 0
     ready: bool = False
+    starting: bool = True  # started (first or restarted) and not yet serving; False while it waits to be restarted
     progress: str = "started"  # its last start-up progress report (`StartProgress.describe`)
     progress_at: float = 0.0  # monotonic time of its start or of its last report that showed progress
 
@@ -201,7 +204,7 @@ class Supervisor:
                     settings.advertised_host or settings.admin_bind or settings.bind, admin_port,
                     settings.partitions, self.count, settings.data_dir,
                 )  # fmt: skip
-            await self._stop_requested.wait()
+            await self._wait_all_ready(settings.worker.start_stall_timeout_ms / 1000, until_stopped=True)  # restarts: same bound
             await self._stop_workers()
         finally:
             for watcher in watchers:
@@ -225,6 +228,7 @@ class Supervisor:
     def _on_ready(self, index: int) -> None:
         worker = self._workers[index]
         worker.ready = True
+        worker.starting = False
         self._metadata.workers_ready({w.index for w in self._workers if w.ready})
         self._changed.set()
 
@@ -254,16 +258,25 @@ class Supervisor:
         worker.started_at = worker.progress_at = time.monotonic()
         worker.progress = "started"
         worker.ready = False
+        worker.starting = True
+        self._changed.set()  # its start is bounded from now on
         await self._metadata.attach(worker.index, parent)
         log.info("worker %d of node %d started (pid %d)", worker.index, self.settings.node_id, worker.process.pid)
 
-    async def _wait_all_ready(self, stall_s: float) -> None:
+    async def _wait_all_ready(self, stall_s: float, until_stopped: bool = False) -> None:
         """Wait until every worker serves; a worker that reports no progress for `stall_s` (`worker.start_stall_timeout_ms`)
-        is stuck and stops the node, however long the others or its own earlier steps took."""
+        is stuck and stops the node, however long the others or its own earlier steps took.
+
+        With `until_stopped`, go on until the node stops, bounding every restart of a worker the same way.
+        """
         while not self._stop_requested.is_set():
-            starting = [worker for worker in self._workers if not worker.ready]
-            if not starting:
+            if not until_stopped and all(worker.ready for worker in self._workers):
                 return
+            starting = [worker for worker in self._workers if worker.starting and not worker.ready]
+            if not starting:  # all serve, or one waits to be restarted (its bound begins at its start)
+                self._changed.clear()
+                await self._changed.wait()
+                continue
             now = time.monotonic()
             stuck = [worker for worker in starting if now - worker.progress_at >= stall_s]
             if stuck:
@@ -303,6 +316,7 @@ class Supervisor:
                 return
             worker.process = None
             worker.ready = False
+            worker.starting = False  # its stall bound begins again when it is restarted
             self._metadata.workers_ready({w.index for w in self._workers if w.ready})
             if time.monotonic() - worker.started_at > self.settings.worker.restart_max_backoff_ms / 1000:
                 worker.restarts_in_a_row = 0  # it ran a while: this death is not one of a series

@@ -36,6 +36,8 @@ from ingress.schema import RetryPolicy as DeclaredRetryPolicy
 from protocol.retention import InvocationRetention, RetentionPolicy
 from wal.records import HandlerKind, OnMaxAttempts, RetryPolicy, ServiceType
 
+REGISTRY_FILE = "registry.json"  # the data dir file of a node on the embedded log that holds its deployment registry
+
 T = TypeVar("T")
 
 REGISTRY_FORMAT_VERSION = 1
@@ -263,7 +265,7 @@ def _private_opener(path: str, flags: int) -> int:
 class FileRegistryStore:
     """Keeps the registry document in one file, replaced atomically (temp file, fsync, rename, fsync dir)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], file_name: str = "registry.json") -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], file_name: str = REGISTRY_FILE) -> None:
         self.path = Path(data_dir) / file_name
 
     async def load(self) -> bytes | None:

@@ -37,6 +37,8 @@ from ingress.kafka_options import KafkaOptionError
 from ingress.registry import FileRegistryStore, Registry, RegistryConflict, RegistryError, parse_resource_id, resource_id
 from wal.records import HandlerKind, ServiceType
 
+SUBSCRIPTIONS_FILE = "subscriptions.json"  # the data dir file of a node on the embedded log that holds its subscriptions
+
 SUBSCRIPTION_ID_PREFIX: Final = "sub_1"
 SUBSCRIPTION_KEY_PREFIX: Final = "subscription/"
 CLUSTER_KEY_PREFIX: Final = "kafka-cluster/"
@@ -122,7 +124,7 @@ TopicChecker = Callable[[KafkaCluster, str], Awaitable[None]]
 class FileKeyValues:
     """A `KeyValueStore` in one JSON file of the data dir (a single node on the embedded log); each `put` rewrites it atomically."""
 
-    def __init__(self, data_dir: str | Path, file_name: str = "subscriptions.json") -> None:
+    def __init__(self, data_dir: str | Path, file_name: str = SUBSCRIPTIONS_FILE) -> None:
         self._file = FileRegistryStore(data_dir, file_name)
         self.values: dict[str, bytes] = {}
         self._watchers: list[Callable[[str, bytes | None], None]] = []

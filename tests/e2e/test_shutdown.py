@@ -140,13 +140,39 @@ def test_a_file_where_a_folder_goes_stops_start_up_with_one_line(tmp_path: Path,
     path = data / in_the_way if in_the_way != "." else data
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("not a folder")
+    assert (
+        _refusal(data, workers) == f"duro: {path} is a file, where duro keeps a folder ({purpose}); move it away or use another --data-dir"
+    )
+    assert path.read_text() == "not a folder"  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("workers", "in_the_way", "purpose"),
+    [
+        (1, "duro.json", "the data dir's partition and worker counts"),
+        (1, "registry.json", "the deployment registry"),
+        (1, "log/duro-log.json", "the embedded log's partition count"),
+        (2, "duro.lock", "the data dir's lock"),
+        (2, "workers/1/log/LOCK", "worker 1's embedded log's lock"),
+    ],
+)
+def test_a_folder_where_a_file_goes_stops_start_up_with_one_line(tmp_path: Path, workers: int, in_the_way: str, purpose: str) -> None:
+    data = tmp_path / "data"
+    path = data / in_the_way
+    path.mkdir(parents=True)
+    (path / "kept").write_text("left alone")
+    assert (
+        _refusal(data, workers) == f"duro: {path} is a folder, where duro keeps a file ({purpose}); move it away or use another --data-dir"
+    )
+    assert (path / "kept").read_text() == "left alone"  # left as it was
+
+
+def _refusal(data: Path, workers: int) -> str:
+    """The one line `duro serve` on `data` exits 1 with, having printed no traceback."""
     result = subprocess.run(
         [sys.executable, "-m", "duro", "serve", "--data-dir", str(data), "--workers", str(workers), "--ingress-port", "0", "--admin-port", "0"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"duro: {path} is a file, where duro keeps a folder ({purpose}); move it away or use another --data-dir"
-    )
-    assert "Traceback" not in result.stderr
-    assert path.read_text() == "not a folder"  # left as it was
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]

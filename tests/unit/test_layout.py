@@ -1,4 +1,4 @@
-"""The data dir's layout check: every folder duro creates is a folder or absent, or start-up says what is in the way."""
+"""The data dir's layout check: every folder duro creates is a folder or absent, every file it keeps is not a folder, or start-up says what is in the way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from duro.layout import LayoutError, check_folders, expected_folders
+from duro.layout import LayoutError, check_files, check_folders, expected_files, expected_folders
 
 
 def folders_of(data_dir: Path, workers: int = 1, embedded_log: bool = True, local_snapshots: bool = True) -> list[Path]:
@@ -86,3 +86,19 @@ def test_a_socket_in_a_workers_place_is_named(tmp_path: Path) -> None:
         listening.bind(str(path))
         with pytest.raises(LayoutError, match="is a socket, where duro keeps a folder \\(worker 1's log, state and snapshots\\)"):
             check_folders(expected_folders(tmp_path, 2, 2, True, True))
+
+
+def test_a_folder_where_a_file_goes_is_named_with_what_was_expected(tmp_path: Path) -> None:
+    files = expected_files(tmp_path, workers=2, embedded_log=True)
+    assert (tmp_path / "workers" / "1" / "log" / "duro-log-start.json", "worker 1's embedded log's start after trimming") in files
+    assert not any("log" in path.parts for path, _ in expected_files(tmp_path, workers=1, embedded_log=False))
+    check_files(files)  # nothing there yet: fine
+    (tmp_path / "subscriptions.json").write_text("{}")
+    check_files(files)  # a file where a file goes: fine
+    (tmp_path / "workers" / "1" / "log" / "duro-log-start.json").mkdir(parents=True)
+    with pytest.raises(LayoutError) as raised:
+        check_files(files)
+    assert str(raised.value) == (
+        f"{tmp_path}/workers/1/log/duro-log-start.json is a folder, where duro keeps a file"
+        " (worker 1's embedded log's start after trimming); move it away or use another --data-dir"
+    )

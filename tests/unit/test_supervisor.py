@@ -182,3 +182,26 @@ async def test_a_worker_that_stops_progressing_is_declared_stuck_with_its_last_r
         " s (worker.start_stall_timeout_ms=300; last: replaying its partitions' log (42 log positions applied))"
     )
     assert "worker 0" not in supervisor._failure
+
+
+async def test_a_restarted_worker_that_stops_progressing_stops_the_node_as_at_the_first_start(tmp_path: Path) -> None:
+    """Both workers served; worker 1 was restarted and goes quiet while replaying: the start bound holds for restarts too."""
+    supervisor = _starting_supervisor(tmp_path, stall_ms=300)
+    supervisor._on_ready(0)
+    supervisor._on_ready(1)
+    watching = asyncio.create_task(supervisor._wait_all_ready(0.3, until_stopped=True))
+    await asyncio.sleep(0.4)
+    assert not supervisor._stop_requested.is_set(), "every worker serves: nothing to bound"
+    worker = supervisor._workers[1]
+    worker.ready = False  # killed ...
+    worker.starting = False
+    await asyncio.sleep(0.4)  # ... and waiting to be restarted: its bound has not begun
+    assert not supervisor._stop_requested.is_set()
+    worker.ready, worker.starting = False, True  # what _start does
+    worker.started_at = worker.progress_at = supervisor_module.time.monotonic()
+    supervisor._changed.set()
+    supervisor._on_progress(1, "replaying its partitions' log (7 log positions applied)")
+    await asyncio.wait_for(watching, 10)
+    assert supervisor._exit_code == 1
+    assert supervisor._failure.startswith("worker 1 made no start-up progress for ")
+    assert supervisor._failure.endswith("last: replaying its partitions' log (7 log positions applied))")

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -39,6 +39,34 @@ from wal.records import HandlerKind, OnMaxAttempts, RetryPolicy, ServiceType
 REGISTRY_FILE = "registry.json"  # the data dir file of a node on the embedded log that holds its deployment registry
 
 T = TypeVar("T")
+SourceT = TypeVar("SourceT")
+DerivedT = TypeVar("DerivedT")
+
+MAX_DERIVED_CACHED = 4_096
+"""Values a `DerivedCache` keeps; past it, it starts afresh (a registry with that many handlers or deployments in use)."""
+
+
+class DerivedCache(Generic[SourceT, DerivedT]):
+    """Values derived from the registry's objects, made once per object instead of once per request.
+
+    The registry replaces a deployment or a resolved handler when it changes
+    and never changes one in place, so an entry is used while `get` is given
+    the very object it was made from; another object under the same key makes
+    it again. At most `MAX_DERIVED_CACHED` entries are kept.
+    """
+
+    def __init__(self, derive: Callable[[SourceT], DerivedT]) -> None:
+        self._derive = derive
+        self._entries: dict[Any, tuple[SourceT, DerivedT]] = {}
+
+    def get(self, key: Any, source: SourceT) -> DerivedT:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] is not source:
+            if len(self._entries) >= MAX_DERIVED_CACHED:
+                self._entries.clear()
+            entry = self._entries[key] = (source, self._derive(source))
+        return entry[1]
+
 
 REGISTRY_FORMAT_VERSION = 1
 DEPLOYMENT_ID_PREFIX = "dp_1"

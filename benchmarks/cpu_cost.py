@@ -4,6 +4,7 @@
     python -m benchmarks.cpu_cost --scenario greet --requests 5000 --py-spy /tmp/greet.txt   # py-spy raw stacks of the node
     python -m benchmarks.cpu_cost --scenario counter-1000-keys --duro-arg=--workers --duro-arg=2
     python -m benchmarks.cpu_cost --scenario greet --requests 1000 --callgrind /tmp/cg   # instructions per request (valgrind)
+    python -m benchmarks.cpu_cost --scenario greet --duro-arg=--workers --duro-arg=2 --strace /tmp/greet.strace   # system calls per request
 
 Starts `duro serve` (embedded log, or Kafka with `--kafka-bootstrap`; fresh data dir and topic) and the endpoint, warms up
 with `--warmup-requests`, then completes `--requests` requests at
@@ -17,7 +18,11 @@ only for the measured requests, and the figure is the node's instructions per
 request: slow (about 50 times), but the same on a busy machine as on an idle
 one; with several worker processes (`--workers`) every process of the node runs
 under it and the figure is their sum (one dump per process). The dump in DIR
-opens in kcachegrind or `callgrind_annotate`.
+opens in kcachegrind or `callgrind_annotate`. With `--strace FILE`, `strace -c -f`
+is attached to every process of the node for the measured requests (its summary
+goes to FILE) and the result adds the calls per request of the system calls
+that show hand-overs and syncs (`fdatasync`, `pwritev2`, `futex`, `write`, `read`,
+`epoll_pwait`); strace slows the node, so its CPU figure is not comparable then.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             profiler = _py_spy(runtime.root_pid(), args.py_spy)
         load_before = os.getloadavg()
         node_pids = ProcessTree(runtime.root_pid()).pids()  # the supervisor and each worker process
+        if args.strace:
+            profiler = _strace(node_pids, args.strace)
         if args.callgrind:
             for pid in node_pids:
                 callgrind_control("--instr=on", pid)
@@ -79,6 +86,10 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
         runtime_cpu.end()
         endpoint_cpu.end()
+        if profiler is not None and args.strace:
+            profiler.send_signal(2)
+            profiler.wait(timeout=60)
+            profiler = None
         instructions = sum(dump_instructions(args.callgrind, pid) for pid in node_pids) if args.callgrind else None
         done = result.requests_ok
         if done < args.requests:
@@ -90,6 +101,7 @@ def measure(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
             "endpoint_cpu_ms_per_request": (endpoint_cpu.cpu_s or 0) * 1000 / done,
             "throughput_per_s": done / elapsed,
             **({"runtime_instructions_per_request": round(instructions / done)} if instructions is not None else {}),
+            **({"syscalls_per_request": strace_calls_per_request(args.strace, done)} if args.strace else {}),
             "loadavg_before": [round(v, 2) for v in load_before],
             "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         }
@@ -137,6 +149,30 @@ def _py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([exe, "record", "--subprocesses", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(out)])
 
 
+_STRACE_SHOWN = ("fdatasync", "pwritev2", "futex", "write", "read", "epoll_pwait", "sendto", "recvfrom")
+
+
+def _strace(pids: list[int], out: Path) -> subprocess.Popen[bytes]:
+    """`strace -c -f` attached to `pids` (and the threads they start) until SIGINT; its summary table into `out`."""
+    exe = shutil.which("strace")
+    if exe is None:
+        raise FileNotFoundError("strace is not on PATH (apt-get install strace)")
+    attach = [arg for pid in pids for arg in ("-p", str(pid))]
+    process = subprocess.Popen([exe, "-c", "-f", "-o", str(out), *attach], stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attaching to every thread takes a moment; the measured requests start after it
+    return process
+
+
+def strace_calls_per_request(summary: Path, requests: int) -> dict[str, float]:
+    """Calls per request of the system calls in `_STRACE_SHOWN`, from an `strace -c` summary table."""
+    calls: dict[str, float] = {}
+    for line in summary.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[-1] in _STRACE_SHOWN and fields[3].isdigit():
+            calls[fields[-1]] = round(int(fields[3]) / requests, 2)
+    return calls
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_cost", description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default="greet", help="one scenario name (greet, counter-1000-keys, steps-10, ...)")
@@ -151,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duro-env", action="append", type=lambda t: tuple(t.split("=", 1)), default=[], help="KEY=VALUE for duro")
     parser.add_argument("--callgrind", type=Path, help="run the node under callgrind; count its instructions per request (dump here)")
     parser.add_argument("--cprofile", type=Path, help="run the node under cProfile (whole run, start-up included); stats into this file")
+    parser.add_argument("--strace", type=Path, help="count the node's system calls over the measured requests (strace -c -f summary here)")
     parser.add_argument("--py-spy", type=Path, help="record the runtime with py-spy into this file (raw collapsed stacks)")
     args = parser.parse_args(argv)
     results = []

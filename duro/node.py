@@ -599,6 +599,7 @@ class Node:
                         max_append_bytes=settings.max_append_bytes or EmbeddedLogLimits().max_append_bytes,
                         max_segment_bytes=settings.log_max_segment_bytes,
                         max_cached_bytes=settings.log_max_cached_bytes,
+                        max_group_commit_delay_us=settings.log_max_group_commit_delay_us,
                     ),
                     truncate_corrupt_tail=settings.truncate_corrupt_tail,
                 )

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from ingress.settings import IngressSettings, SubscriptionSettings
 from partition_worker.settings import InvokerSettings, ProcessorSettings, SnapshotSettings
-from wal.embedded import DEFAULT_MAX_CACHED_BYTES, DEFAULT_MAX_SEGMENT_BYTES
+from wal.embedded import DEFAULT_MAX_CACHED_BYTES, DEFAULT_MAX_GROUP_COMMIT_DELAY_US, DEFAULT_MAX_SEGMENT_BYTES
 from wal.embedded_files import MAX_SEGMENT_BYTES
 from wal.kafka_settings import KafkaLogSettings
 from wal.records import DEFAULT_RETRY_POLICY, OnMaxAttempts, RetryPolicy
@@ -252,6 +252,15 @@ class DuroSettings(BaseSettings):
         gt=0,
         description="The embedded log keeps its newest entries in memory up to this many bytes (plus 64 per entry), so that"
         " followers and tailers read them without the disk; it fills within minutes and stays there.",
+    )
+    log_max_group_commit_delay_us: int = Field(
+        default=DEFAULT_MAX_GROUP_COMMIT_DELAY_US,
+        ge=0,
+        le=1_000_000,
+        description="The embedded log's writer waits this long after the first append of a commit group before it writes and"
+        " syncs the group, so that more appends share one fdatasync; 0 commits as soon as the previous sync ended. Nothing"
+        " is acknowledged before its sync either way: this trades up to this much latency per append for fewer syncs and"
+        " writer-thread hand-overs (each worker process has its own log and its own groups).",
     )
     max_waiting_requests: int = Field(default=100_000, gt=0, description="Ingress requests waiting for replies at once.")
     gc_young_threshold_objects: int = Field(

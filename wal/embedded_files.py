@@ -546,13 +546,11 @@ class SegmentWriter:
                     and self._segment_bytes + len(buffer) + batch.framed_bytes + MARKER_BYTES > self._max_segment_bytes
                 ):
                     self._write_group(buffer)
-                    self._sync()
                     durable = len(positions)
                     buffer = bytearray()
                     self._roll()
                 positions.append(self._frame(batch, buffer, self._segment_bytes + len(buffer)))
             self._write_group(buffer)
-            self._sync()
             return positions, None
         except OSError as error:
             if error.errno not in DISK_FULL_ERRNOS:
@@ -566,12 +564,27 @@ class SegmentWriter:
         self._segment_bytes = self._synced_bytes
 
     def _write_group(self, buffer: bytearray) -> None:
-        """Write the frames of one group, and the commit marker that says where it starts, in one write."""
-        if buffer:
-            group_start = self._segment_bytes
-            buffer += FRAME_HEADER.pack(len(MARKER_MAGIC), _marker_crc(group_start), MARKER_PARTITION, group_start)
-            buffer += MARKER_MAGIC
-        self._write(buffer)
+        """Write and sync the frames of one group and the commit marker that says where it starts.
+
+        One `pwritev2` with `RWF_DSYNC` does both (the same durability as a
+        write followed by `fdatasync`): the writer thread makes one system call
+        per group, so it gives up and takes back the interpreter lock once
+        instead of twice, and the event loop's thread waits for it less.
+        An empty buffer has nothing unsynced behind it (every group is synced
+        before the next is written), so it is neither written nor synced.
+        """
+        if not buffer:
+            return
+        group_start = self._segment_bytes
+        buffer += FRAME_HEADER.pack(len(MARKER_MAGIC), _marker_crc(group_start), MARKER_PARTITION, group_start)
+        buffer += MARKER_MAGIC
+        with memoryview(buffer) as view:
+            written = 0
+            while written < len(view):  # each part written is synced before the call returns
+                written += os.pwritev(self._fd, [view[written:]], self._segment_bytes + written, os.RWF_DSYNC)
+        self._segment_bytes += written
+        self._synced_bytes = self._segment_bytes
+        self.sync_count += 1
 
     def _frame(self, batch: AppendBatch, buffer: bytearray, start: int) -> array[int]:
         positions = array("Q")
@@ -585,18 +598,6 @@ class SegmentWriter:
             positions.append(base | position)
             position += FRAME_HEADER_BYTES + length
         return positions
-
-    def _write(self, buffer: bytearray) -> None:
-        with memoryview(buffer) as view:
-            written = 0
-            while written < len(view):
-                written += os.write(self._fd, view[written:])
-        self._segment_bytes += written
-
-    def _sync(self) -> None:
-        os.fdatasync(self._fd)
-        self._synced_bytes = self._segment_bytes
-        self.sync_count += 1
 
     def _roll(self) -> None:
         """Continue in a new segment (the current one was synced); if it cannot be created, stay in the current one."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import pytest
@@ -345,19 +345,19 @@ async def test_group_commit_delay_gathers_staggered_appends(tmp_path: Path) -> N
 
 
 class SlowDisk:
-    """Holds every fdatasync of the writer thread until `release` (a disk that is slow to sync)."""
+    """Holds every synced write of the writer thread (`os.pwritev` with RWF_DSYNC) until `release` (a disk that is slow to sync)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self._real_fdatasync = os.fdatasync
+        self._real_pwritev = os.pwritev
         self._gate = threading.Event()
         self.entered = threading.Event()
-        monkeypatch.setattr(os, "fdatasync", self._fdatasync)
+        monkeypatch.setattr(os, "pwritev", self._pwritev)
 
-    def _fdatasync(self, fd: int) -> None:
+    def _pwritev(self, fd: int, buffers: Sequence[memoryview], offset: int, flags: int = 0) -> int:
         self.entered.set()
         if not self._gate.wait(WAIT_TIMEOUT_S):
             raise TimeoutError("SlowDisk was never released")
-        self._real_fdatasync(fd)
+        return self._real_pwritev(fd, buffers, offset, flags)
 
     def release(self) -> None:
         self._gate.set()
@@ -415,10 +415,11 @@ async def test_a_failed_sync_fails_the_log(tmp_path: Path, monkeypatch: pytest.M
     log = await EmbeddedLog.open(tmp_path, 1)
     await log.append(0, [b"durable"])
 
-    def failing_fdatasync(fd: int) -> None:
+    def failing_synced_write(fd: int, buffers: Sequence[memoryview], offset: int, flags: int = 0) -> int:
+        assert flags & os.RWF_DSYNC, "the writer syncs every write it makes"
         raise OSError(errno.EIO, "simulated I/O error")
 
-    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    monkeypatch.setattr(os, "pwritev", failing_synced_write)
     with pytest.raises(LogError, match="failed to write or sync.*reopen the log"):
         await log.append(0, [b"doomed"])
     with pytest.raises(LogError, match="failed to write or sync"):
@@ -524,23 +525,24 @@ async def _check_acknowledged(log_path: Path, acknowledged: list[tuple[int, ...]
 
 
 class FullDisk:
-    """The writer thread's `os.write` fails with ENOSPC after `room` more bytes (a disk that fills), until `free()`."""
+    """The writer thread's synced writes (`os.pwritev`) fail with ENOSPC after `room` more bytes (a disk that fills), until `free()`."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, room: int) -> None:
-        self._real_write = os.write
+        self._real_pwritev = os.pwritev
         self.room: int | None = room  # None: unlimited
-        monkeypatch.setattr(os, "write", self._write)
+        monkeypatch.setattr(os, "pwritev", self._pwritev)
 
-    def _write(self, fd: int, data: bytes | memoryview) -> int:
+    def _pwritev(self, fd: int, buffers: Sequence[memoryview], offset: int, flags: int = 0) -> int:
+        data = b"".join(bytes(buffer) for buffer in buffers)
         if self.room is not None and len(data) > self.room:
-            written = self._real_write(fd, bytes(data[: self.room])) if self.room else 0
+            written = self._real_pwritev(fd, [data[: self.room]], offset, flags) if self.room else 0
             self.room = 0
             if written:
                 return written  # a short write; the next call meets the full disk
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         if self.room is not None:
             self.room -= len(data)
-        return self._real_write(fd, data)
+        return self._real_pwritev(fd, [data], offset, flags)
 
     def free(self) -> None:
         self.room = None

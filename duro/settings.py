@@ -258,7 +258,7 @@ class DuroSettings(BaseSettings):
         ge=0,
         le=1_000_000,
         description="The embedded log's writer waits this long after the first append of a commit group before it writes and"
-        " syncs the group, so that more appends share one fdatasync; 0 commits as soon as the previous sync ended. Nothing"
+        " syncs the group, so that more appends share one sync; 0 commits as soon as the previous sync ended. Nothing"
         " is acknowledged before its sync either way: this trades up to this much latency per append for fewer syncs and"
         " writer-thread hand-overs (each worker process has its own log and its own groups).",
     )

@@ -51,6 +51,11 @@ from pathlib import Path
 from wal.disk_space import DISK_FULL_ERRNOS
 from wal.log import LogError
 
+SYNCED_WRITE_FLAG: int | None = getattr(os, "RWF_DSYNC", None)
+"""`pwritev2`'s flag that syncs a write's data before the call returns (Linux 4.7+); None: write, then sync."""
+sync_data = getattr(os, "fdatasync", os.fsync)
+"""Syncs a file's data (and the metadata needed to read it) where `RWF_DSYNC` is missing; macOS has no fdatasync."""
+
 logger = logging.getLogger(__name__)
 
 METADATA_FILE_NAME = "duro-log.json"
@@ -570,6 +575,7 @@ class SegmentWriter:
         write followed by `fdatasync`): the writer thread makes one system call
         per group, so it gives up and takes back the interpreter lock once
         instead of twice, and the event loop's thread waits for it less.
+        Where the platform has no `RWF_DSYNC` (not Linux), it writes, then syncs.
         An empty buffer has nothing unsynced behind it (every group is synced
         before the next is written), so it is neither written nor synced.
         """
@@ -580,8 +586,13 @@ class SegmentWriter:
         buffer += MARKER_MAGIC
         with memoryview(buffer) as view:
             written = 0
-            while written < len(view):  # each part written is synced before the call returns
-                written += os.pwritev(self._fd, [view[written:]], self._segment_bytes + written, os.RWF_DSYNC)
+            while written < len(view):  # with RWF_DSYNC each part written is synced before the call returns
+                if SYNCED_WRITE_FLAG is None:
+                    written += os.pwrite(self._fd, view[written:], self._segment_bytes + written)
+                else:
+                    written += os.pwritev(self._fd, [view[written:]], self._segment_bytes + written, SYNCED_WRITE_FLAG)
+        if SYNCED_WRITE_FLAG is None:
+            sync_data(self._fd)
         self._segment_bytes += written
         self._synced_bytes = self._segment_bytes
         self.sync_count += 1

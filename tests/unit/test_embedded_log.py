@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from wal import embedded_files
 from wal.embedded import EmbeddedLog, EmbeddedLogLimits, _RecentEntries
 from wal.embedded_files import (
     FRAME_HEADER,
@@ -430,6 +431,37 @@ async def test_a_failed_sync_fails_the_log(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.undo()
     log = await EmbeddedLog.open(tmp_path, 1)
     assert (await read_all(log, 0))[0] == b"durable"
+    await log.close()
+
+
+async def test_without_rwf_dsync_a_group_is_written_then_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the platform lacks RWF_DSYNC (not Linux), each group is written with pwrite, then synced, before it is acknowledged."""
+    calls: list[str] = []
+    real_pwrite, real_sync = os.pwrite, embedded_files.sync_data
+
+    def recording_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        calls.append("write")
+        return real_pwrite(fd, data, offset)
+
+    def recording_sync(fd: int) -> None:
+        calls.append("sync")
+        real_sync(fd)
+
+    def no_pwritev(*args: object) -> int:
+        raise AssertionError("pwritev with RWF_DSYNC used though the platform has no RWF_DSYNC")
+
+    monkeypatch.setattr(embedded_files, "SYNCED_WRITE_FLAG", None)
+    monkeypatch.setattr(embedded_files, "sync_data", recording_sync)
+    monkeypatch.setattr(os, "pwrite", recording_pwrite)
+    monkeypatch.setattr(os, "pwritev", no_pwritev)
+    log = await EmbeddedLog.open(tmp_path, 1)
+    await log.append(0, [b"first", b"second"])
+    await log.append(0, [b"third"])
+    await log.close()
+    assert calls.count("sync") >= 2 and calls[-1] == "sync", calls
+    monkeypatch.undo()
+    log = await EmbeddedLog.open(tmp_path, 1)
+    assert await read_all(log, 0) == [b"first", b"second", b"third"]
     await log.close()
 
 

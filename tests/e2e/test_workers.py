@@ -201,7 +201,10 @@ def test_a_killed_worker_is_restarted_and_every_acknowledged_add_counts_once(
 def test_calls_to_a_restarting_worker_wait_in_the_senders_outbox_and_run_once_it_is_back(
     tmp_path: Path, official_python_service: ServiceEndpoint
 ) -> None:
-    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2)
+    # The supervisor waits 3 s (not 100 ms) before it restarts the killed worker, so the sends below fall in its absence
+    # even when a busy machine slows them down.
+    restart_pause = {"DURO_WORKER__RESTART_INITIAL_BACKOFF_MS": "3000"}
+    server = DuroServer(tmp_path / "data", tmp_path / "duro.log", partitions=4, workers=2, env=restart_pause)
     key = next(f"o{n}" for n in range(100) if owner_of(partition_of(partition_key_for_key(f"o{n}"), 4), 2) == 1)
     with server.serving(official_python_service):
         pids = _worker_pids(server)

@@ -142,17 +142,23 @@ class RecordingLeader:
         return len(self.appended) - 1
 
 
-async def test_an_end_that_arrived_before_the_stream_reset_is_read_though_a_notification_write_failed_first() -> None:
-    invoker = Invoker(OneObject(), InvokerSettings())
-    leader = RecordingLeader()
+def _reading_attempt_with_a_notification(invoker: Invoker, leader: RecordingLeader, request: EndThenReset) -> invoker_module._Attempt:
+    """A started attempt whose reader reads `request` and which has one notification queued for its writer."""
     handle = invoker_module._Attempt("inv_1", 1, cast(PartitionLeader, leader))
     handle.deployment = ENDPOINT
-    request = EndThenReset()
     handle.notify_exchange = request
     handle.task = asyncio.create_task(invoker._read_messages(handle, request))
     handle.started = True
     handle.notifications = asyncio.Queue()
     handle.notifications.put_nowait(Notify("inv_1", 1, 3, 0x0D, b"payload"))
+    return handle
+
+
+async def test_an_end_that_arrived_before_the_stream_reset_is_read_though_a_notification_write_failed_first() -> None:
+    invoker = Invoker(OneObject(), InvokerSettings())
+    leader = RecordingLeader()
+    request = EndThenReset()
+    handle = _reading_attempt_with_a_notification(invoker, leader, request)
     try:
         invoker._start_writer(handle)
         assert handle.writer is not None
@@ -179,14 +185,8 @@ async def test_a_notification_writer_whose_stream_failed_leaves_the_end_of_the_a
     """No End came: the reader meets the stream's failure after the writer did, and the attempt fails (to be retried)."""
     invoker = Invoker(OneObject(), InvokerSettings())
     leader = RecordingLeader()
-    handle = invoker_module._Attempt("inv_1", 1, cast(PartitionLeader, leader))
-    handle.deployment = ENDPOINT
     request = EndThenReset()
-    handle.notify_exchange = request
-    handle.task = asyncio.create_task(invoker._read_messages(handle, request))
-    handle.started = True
-    handle.notifications = asyncio.Queue()
-    handle.notifications.put_nowait(Notify("inv_1", 1, 3, 0x0D, b"payload"))
+    handle = _reading_attempt_with_a_notification(invoker, leader, request)
     try:
         invoker._start_writer(handle)
         await asyncio.sleep(0)
